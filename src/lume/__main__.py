@@ -1,0 +1,3 @@
+from lume.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The LUME data: records, documents, subsets and the data directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lume.data.loading import read_mia_documents, read_records
+from lume.data.paths import resolve_data_dir
+from lume.data.records import SPLITS, TASKS, Document, MIADocument, Record, build_documents, parse_id
+from lume.data.selection import Selection, select_documents
+
+SOURCES = ("lume", "semeval-train", "semeval-validation")
+
+
+@dataclass
+class LumeData:
+    """Records of one source (the release, or a SemEval fold), with their documents."""
+
+    data_dir: Path
+    source: str
+    files: list[Path]
+    records: list[Record]
+    documents: list[Document] = field(init=False)
+
+    def __post_init__(self):
+        self.documents = build_documents(self.records)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the source files' bytes (first 16 hex digits)."""
+        digest = hashlib.sha256()
+        for path in self.files:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+    def counts(self) -> dict:
+        """Rows by split, task and kind; documents by split and task."""
+        rows = Counter((r.split, r.task, r.kind) for r in self.records)
+        docs = Counter((d.split, d.task) for d in self.documents)
+        return {"rows": rows, "documents": docs}
+
+
+def source_files(data_dir: Path, source: str) -> list[Path]:
+    if source == "lume":
+        return [data_dir / "lume" / f"{split}.jsonl" for split in SPLITS]
+    if source in ("semeval-train", "semeval-validation"):
+        fold = source.split("-")[1]
+        return [data_dir / "semeval25" / f"{split}_{fold}.parquet" for split in SPLITS]
+    raise ValueError(f"unknown data source {source!r} (choose from {', '.join(SOURCES)})")
+
+
+def load(data_dir: str | Path | None = None, source: str = "lume") -> LumeData:
+    """Load forget and retain rows of a source from the resolved data directory."""
+    root = resolve_data_dir(data_dir)
+    files = source_files(root, source)
+    records = [record for path in files for record in read_records(path)]
+    return LumeData(root, source, files, records)
+
+
+def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> list[MIADocument]:
+    """The SemEval MIA documents (final set, or the validation set), members first."""
+    folder = resolve_data_dir(data_dir) / "semeval25" / "mia"
+    if validation:
+        folder = folder / "validation"
+    return (read_mia_documents(folder / "member.jsonl", True, "Task3")
+            + read_mia_documents(folder / "nonmember.jsonl", False, "Task3"))
+
+
+__all__ = [
+    "SOURCES", "SPLITS", "TASKS", "Document", "LumeData", "MIADocument", "Record", "Selection",
+    "build_documents", "load", "load_mia", "parse_id", "read_mia_documents", "read_records",
+    "resolve_data_dir", "select_documents",
+]

@@ -1,0 +1,186 @@
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lume import data
+from lume.data.records import join_document
+from lume.errors import InputError
+from tests.conftest import lume_rows, write_jsonl
+
+
+def test_release_counts_match_the_published_numbers(data_dir):
+    loaded = data.load(data_dir)
+    by_split = {s: [r for r in loaded.records if r.split == s] for s in data.SPLITS}
+    assert len(by_split["forget"]) == 2732 and len(by_split["retain"]) == 2734
+    docs = {s: [d for d in loaded.documents if d.split == s] for s in data.SPLITS}
+    assert len(docs["forget"]) == 866 and len(docs["retain"]) == 867
+    assert {len(d.qa) for d in loaded.documents if d.task == "Task2"} == {5}
+    assert {len(d.qa) for d in loaded.documents if d.task != "Task2"} == {1}
+
+
+def test_ids_with_quotes_keep_their_document_id(data_dir):
+    loaded = data.load(data_dir)
+    quoted = [r for r in loaded.records if '"' in r.id]
+    assert len(quoted) > 400
+    assert all(r.id == r.doc_id + r.kind + r.id[-1] for r in quoted)
+
+
+def test_semeval_folds_are_subsets_of_the_release(data_dir):
+    release = {r.id: r for r in data.load(data_dir).records}
+    fold = data.load(data_dir, "semeval-validation")
+    assert len(fold.records) == 254 + 278
+    assert all(release[r.id].output == r.output and release[r.id].split == r.split
+               for r in fold.records)
+    assert {r.fold for r in fold.records} == {"validation"}
+
+
+def test_documents_rebuild_the_organisers_mia_members(data_dir):
+    release = data.load(data_dir)
+    members = [d for d in data.load_mia(data_dir) if d.member]
+    texts = {d.text for d in release.documents}
+    assert len(members) == 150  # SOURCES.md says 149: wc -l misses the unterminated last line
+    assert all(m.text in texts for m in members)
+
+
+def test_join_document_adds_one_space_only_where_missing():
+    assert join_document("a b", "c") == "a b c"
+    assert join_document("a b ", "c") == "a b c"
+    assert join_document("a b", " c") == "a b c"
+
+
+def test_parse_id():
+    assert data.parse_id('"x"y"sc1') == ('"x"y"', "sc", 1)
+    assert data.parse_id("docqa4") == ("doc", "qa", 4)
+    assert data.parse_id("doc") is None and data.parse_id("docqa") is None
+
+
+def test_selection_is_seeded_stratified_and_keeps_documents_whole(data_dir):
+    documents = data.load(data_dir).documents
+    first = data.select_documents(documents, per_task=3, held_out_per_task=2, seed=7)
+    again = data.select_documents(list(reversed(documents)), per_task=3, held_out_per_task=2, seed=7)
+    other = data.select_documents(documents, per_task=3, held_out_per_task=2, seed=8)
+    ids = lambda docs: [d.doc_id for d in docs]  # noqa: E731
+    assert ids(first.chosen) == ids(again.chosen) and ids(first.held_out) == ids(again.held_out)
+    assert ids(first.chosen) != ids(other.chosen)
+    assert len(first.chosen) == 3 * 3 * 2 and len(first.held_out) == 3 * 2
+    assert not set(ids(first.chosen)) & set(ids(first.held_out))
+    for task in data.TASKS:
+        for split in data.SPLITS:
+            assert len([d for d in first.chosen if d.task == task and d.split == split]) == 3
+    assert all(len(d.qa) == 5 for d in first.chosen if d.task == "Task2")
+
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch, data_dir):
+    (tmp_path / "lume").mkdir()
+    (tmp_path / "lume" / "forget.jsonl").write_text("")
+    monkeypatch.setenv("LUME_DATA_DIR", str(tmp_path))
+    assert data.resolve_data_dir() == tmp_path.resolve()
+    assert data.resolve_data_dir(data_dir) == data_dir
+    monkeypatch.setenv("LUME_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(Exception, match="LUME_DATA_DIR"):
+        data.resolve_data_dir()
+
+
+BAD_JSONL = {
+    "malformed": (['{"id": "a"sc1"}'], 1, None, "malformed JSON"),
+    "missing field": ([{"id": "asc1", "input": "x", "task": "Task1"}], 1, "output", "missing"),
+    "empty field": ([{"id": "asc1", "input": "  ", "output": "y", "task": "Task1"}], 1,
+                    "input", "empty"),
+    "unknown task": ([{"id": "asc1", "input": "x", "output": "y", "task": "Task9"}], 1,
+                     "task", "unknown task"),
+    "duplicate id": (lume_rows("a") + [lume_rows("a")[1]], 3, "id", "duplicate id"),
+    "bad suffix": ([{"id": "a-xy1", "input": "x", "output": "y", "task": "Task1"}], 1, "id",
+                   "neither sc<N> nor qa<N>"),
+    "orphan qa": (lume_rows("a") + lume_rows("b")[1:], 3, "id", "no sc row"),
+    "not an object": (["[1, 2]"], 1, None, "expected a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_JSONL))
+def test_bad_jsonl_is_located_by_line_and_field(tmp_path, case):
+    rows, line, field, message = BAD_JSONL[case]
+    path = write_jsonl(tmp_path / "forget.jsonl", lume_rows("ok") + rows)
+    line += 2  # the good document comes first
+    with pytest.raises(InputError) as raised:
+        data.read_records(path)
+    text = str(raised.value)
+    assert text.startswith(f"{path}:{line}")
+    assert message in text
+    if field:
+        assert f"field '{field}'" in text
+
+
+def test_empty_and_blank_files(tmp_path):
+    empty = tmp_path / "forget.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty file"):
+        data.read_records(empty)
+    blank = write_jsonl(tmp_path / "retain.jsonl", ["", "  "])
+    with pytest.raises(InputError, match="empty file"):
+        data.read_records(blank)
+
+
+def test_unreadable_and_bad_parquet(tmp_path):
+    broken = tmp_path / "forget_train.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(InputError, match="unreadable parquet"):
+        data.read_records(broken)
+    rows = lume_rows("a", split="forget")
+    rows[1]["task"] = "task2"
+    bad = tmp_path / "forget_validation.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), bad)
+    with pytest.raises(InputError, match=r"row 2: field 'task'"):
+        data.read_records(bad)
+
+
+def test_good_file_reads_with_split_from_its_name(tmp_path):
+    path = write_jsonl(tmp_path / "retain.jsonl", lume_rows("d", "Task2", n_qa=5))
+    records = data.read_records(path)
+    assert [r.kind for r in records] == ["sc"] + ["qa"] * 5
+    assert {r.split for r in records} == {"retain"}
+
+
+def _lume(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "lume", *args], capture_output=True, text=True,
+                          **kwargs)
+
+
+def test_cli_validate_reports_one_line_and_exit_2(tmp_path):
+    path = write_jsonl(tmp_path / "forget.jsonl", lume_rows("a") + ['{"id": broken'])
+    result = _lume("data", "validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"{path}:3: malformed JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_info_prints_the_release_counts(data_dir):
+    result = _lume("data", "info", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("forget" in line and "all" in line and "2732" in line and "866" in line for line in lines)
+    assert any("retain" in line and "all" in line and "2734" in line and "867" in line for line in lines)
+
+
+def test_fetch_reports_offline_clearly(tmp_path):
+    from lume.data.fetch import fetch_release
+    from lume.errors import LumeError
+
+    with pytest.raises(LumeError, match="cannot download .*offline"):
+        fetch_release(tmp_path, base_url="http://127.0.0.1:9/")
+    assert not list((tmp_path / "lume").iterdir())
+
+
+def test_fetch_rejects_a_checksum_mismatch(tmp_path):
+    from lume.data.fetch import fetch_release
+    from lume.errors import LumeError
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "forget.jsonl").write_text("tampered\n")
+    with pytest.raises(LumeError, match="checksum mismatch"):
+        fetch_release(tmp_path / "out", base_url=source.as_uri() + "/")
+    assert not (tmp_path / "out" / "lume" / "forget.jsonl").exists()
