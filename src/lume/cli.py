@@ -63,6 +63,40 @@ def data_fetch(target: Annotated[Optional[Path], typer.Option(help="Folder to fi
     console.print(f"LUME release ready in {folder}")
 
 
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[str, typer.Argument(help="Model folder, hub id, .gguf file, or smollm2-135m")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumes if it exists)")] = Path("runs/eval"),
+    data_dir: DataDir = None,
+    source: Annotated[str, typer.Option(help="lume, semeval-train or semeval-validation")] = "lume",
+    docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded)")] = None,
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 16,
+    max_new_tokens: int = 256,
+    early_exit: Annotated[bool, typer.Option(help="Stop QA rows that can no longer match")] = True,
+    mia: Annotated[bool, typer.Option(help="Membership inference")] = True,
+    mia_set: Annotated[str, typer.Option(help="final or validation SemEval MIA files")] = "final",
+    mmlu: Annotated[bool, typer.Option(help="MMLU 5-shot")] = True,
+    mmlu_dir: Annotated[Optional[str], typer.Option(help="Hendrycks-layout MMLU folder")] = None,
+    mmlu_limit: Annotated[Optional[int], typer.Option(help="Questions per subject (seeded)")] = None,
+    target_mmlu: Annotated[Optional[float], typer.Option(help="The target model's MMLU, for the 75% flag")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
+):
+    """Score a model with the official LUME protocol (plus extra attacks beside it)."""
+    from lume.evaluation import EvalConfig, evaluate
+    from lume.reports import summary_table
+
+    config = EvalConfig(data_dir=str(data_dir) if data_dir else None, source=source,
+                        docs_per_task=docs_per_task, seed=seed, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size, early_exit=early_exit, mia=mia, mia_set=mia_set,
+                        mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu,
+                        dtype=dtype, device=device)
+    summary = evaluate(model, out, config)
+    console.print(summary_table(summary))
+    console.print(f"written: {out}/summary.json, {out}/items.jsonl")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,55 @@
+"""`lume_target.json`: which documents a target model was trained on and which were held out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lume.data.records import Document
+from lume.data.selection import Selection
+from lume.errors import InputError
+
+MANIFEST_NAME = "lume_target.json"
+
+
+@dataclass
+class TargetManifest:
+    base_model: str
+    data_fingerprint: str
+    trained: dict[str, list[str]]  # split -> document ids
+    held_out: list[str]
+    settings: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_selection(cls, selection: Selection, **fields) -> "TargetManifest":
+        trained = {split: [d.doc_id for d in selection.split(split)] for split in ("forget", "retain")}
+        return cls(trained=trained, held_out=[d.doc_id for d in selection.held_out], **fields)
+
+    def selection(self, documents: list[Document]) -> Selection:
+        """The manifest's documents, looked up in `documents` (in manifest order)."""
+        by_key = {(d.split, d.doc_id): d for d in documents}
+        by_id = {d.doc_id: d for d in documents}
+        chosen = [by_key[(split, doc_id)] for split, ids in self.trained.items() for doc_id in ids
+                  if (split, doc_id) in by_key]
+        held_out = [by_id[doc_id] for doc_id in self.held_out if doc_id in by_id]
+        return Selection(chosen, held_out)
+
+    def write(self, model_dir: Path) -> None:
+        from lume.io import write_json_atomic
+
+        write_json_atomic(model_dir / MANIFEST_NAME, asdict(self))
+
+
+def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
+    """The manifest in a model folder, or None when there is none."""
+    if model_dir is None:
+        return None
+    path = Path(model_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        return TargetManifest(**json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as error:
+        raise InputError(path, f"not a lume target manifest: {error}") from None

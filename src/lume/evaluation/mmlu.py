@@ -1,0 +1,199 @@
+"""MMLU k-shot (Hendrycks layout), with each subject's few-shot prefix computed once.
+
+Every question of a subject starts with the same header and dev examples. Their KV cache is
+computed once per subject and reused for all its questions, so only the question itself is
+run through the model. The prompt is still tokenised whole, as the reference does, and only
+the token prefix that all questions share is reused, so the logits are those of the full prompt.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from lume.errors import InputError, LumeError
+
+LETTERS = ("A", "B", "C", "D")
+MAX_PROMPT_TOKENS = 2048
+# Hendrycks et al.'s grouping of the 57 subjects.
+CATEGORIES = {
+    "STEM": "abstract_algebra anatomy astronomy college_biology college_chemistry "
+            "college_computer_science college_mathematics college_physics computer_security "
+            "conceptual_physics electrical_engineering elementary_mathematics high_school_biology "
+            "high_school_chemistry high_school_computer_science high_school_mathematics "
+            "high_school_physics high_school_statistics machine_learning",
+    "humanities": "formal_logic high_school_european_history high_school_us_history "
+                  "high_school_world_history international_law jurisprudence logical_fallacies "
+                  "moral_disputes moral_scenarios philosophy prehistory professional_law world_religions",
+    "social sciences": "econometrics high_school_geography high_school_government_and_politics "
+                       "high_school_macroeconomics high_school_microeconomics high_school_psychology "
+                       "human_sexuality professional_psychology public_relations security_studies "
+                       "sociology us_foreign_policy",
+    "other": "business_ethics clinical_knowledge college_medicine global_facts human_aging "
+             "management marketing medical_genetics miscellaneous nutrition professional_accounting "
+             "professional_medicine virology",
+}
+CATEGORY_OF = {subject: name for name, subjects in CATEGORIES.items() for subject in subjects.split()}
+
+
+@dataclass(frozen=True)
+class Question:
+    subject: str
+    index: int  # row in the subject's test file
+    text: str
+    choices: tuple[str, str, str, str]
+    answer: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.subject}/{self.index}"
+
+
+def _read_csv(path: Path, subject: str) -> list[Question]:
+    questions = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if len(row) != 6 or row[5].strip() not in LETTERS:
+                raise InputError(path, "expected 6 columns: question,A,B,C,D,answer-letter",
+                                 line=number)
+            questions.append(Question(subject, number - 1, row[0], tuple(row[1:5]), row[5].strip()))
+    return questions
+
+
+def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0
+              ) -> dict[str, tuple[list[Question], list[Question]]]:
+    """{subject: (dev examples, test questions)}; `limit` samples test questions per subject."""
+    folder = Path(folder)
+    tests = sorted((folder / "test").glob("*_test.csv"))
+    if not tests:
+        raise LumeError(f"{folder}: no MMLU test files (expected test/*_test.csv)")
+    subjects = {}
+    for test_file in tests:
+        subject = test_file.name[: -len("_test.csv")]
+        questions = _read_csv(test_file, subject)
+        if limit is not None and limit < len(questions):
+            picked = sorted(random.Random(f"{seed}:{subject}").sample(range(len(questions)), limit))
+            questions = [questions[i] for i in picked]
+        subjects[subject] = (_read_csv(folder / "dev" / f"{subject}_dev.csv", subject), questions)
+    return subjects
+
+
+def format_question(question: Question, with_answer: bool) -> str:
+    lines = [question.text] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, question.choices)]
+    text = "\n".join(lines) + "\nAnswer:"
+    return text + f" {question.answer}\n\n" if with_answer else text
+
+
+def few_shot_prefix(subject: str, dev: list[Question], shots: int) -> str:
+    header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    return header + "".join(format_question(example, True) for example in dev[:shots])
+
+
+def prompt_ids(tokenizer, subject: str, dev: list[Question], question: Question, shots: int
+               ) -> tuple[int, list[int]]:
+    """(shots used, token ids) of the prompt, dropping shots while it is over 2048 tokens."""
+    while True:
+        ids = tokenizer(few_shot_prefix(subject, dev, shots) + format_question(question, False)).input_ids
+        if len(ids) <= MAX_PROMPT_TOKENS or shots == 0:
+            return shots, ids
+        shots -= 1
+
+
+def letter_token_ids(tokenizer) -> list[int]:
+    """The token of " A", " B", " C", " D" (the last one, should a letter take two)."""
+    return [tokenizer(f" {letter}", add_special_tokens=False).input_ids[-1] for letter in LETTERS]
+
+
+def _shared_length(sequences: list[list[int]]) -> int:
+    first = sequences[0]
+    length = min(len(s) for s in sequences) - 1  # leave at least one token to run per question
+    for other in sequences[1:]:
+        length = next((i for i in range(length) if other[i] != first[i]), length)
+    return length
+
+
+@torch.inference_mode()
+def _predict_with_prefix(model, ids: list[list[int]], letters: list[int], batch_size: int
+                         ) -> list[str]:
+    """Predicted letters for prompts sharing a token prefix, whose KV cache is computed once."""
+    device = model.device
+    shared = _shared_length(ids)
+    prefix_cache = DynamicCache()
+    if shared:
+        model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache,
+              use_cache=True, logits_to_keep=1)
+    letter_index = torch.tensor(letters, device=device)
+    predictions = []
+    for start in range(0, len(ids), batch_size):
+        suffixes = [row[shared:] for row in ids[start:start + batch_size]]
+        width = max(len(s) for s in suffixes)
+        tokens = torch.tensor([s + [0] * (width - len(s)) for s in suffixes], device=device)
+        mask = torch.tensor([[1] * (shared + len(s)) + [0] * (width - len(s)) for s in suffixes],
+                            device=device)
+        positions = torch.arange(shared, shared + width, device=device).expand(len(suffixes), -1)
+        cache = copy.deepcopy(prefix_cache)
+        if shared:
+            cache.batch_repeat_interleave(len(suffixes))
+        logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
+                       use_cache=True).logits
+        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+        chosen = logits[torch.arange(len(suffixes), device=device), last][:, letter_index]
+        predictions += [LETTERS[i] for i in chosen.argmax(-1).tolist()]
+    return predictions
+
+
+@torch.inference_mode()
+def _predict_one(model, ids: list[int], letters: list[int]) -> str:
+    logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=1).logits
+    return LETTERS[int(logits[0, -1, letters].argmax())]
+
+
+def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], list[Question]]], *,
+                  shots: int = 5, batch_size: int = 8, reuse_prefix: bool = True,
+                  done: Callable[[str], dict | None] = lambda _id: None,
+                  on_result: Callable[[dict], None] = lambda _row: None) -> list[dict]:
+    """One result row per test question: id, subject, category, answer, prediction, correct.
+
+    `done(id)` returns a cached row to skip a question; `on_result` sees each new row.
+    `reuse_prefix=False` runs each prompt whole, one at a time (the reference way).
+    """
+    letters = letter_token_ids(tokenizer)
+    rows = []
+    for subject, (dev, questions) in subjects.items():
+        todo = [q for q in questions if done(q.id) is None]
+        rows += [done(q.id) for q in questions if done(q.id) is not None]
+        by_shots: dict[int, list[tuple[Question, list[int]]]] = {}
+        for question in todo:
+            used, ids = prompt_ids(tokenizer, subject, dev, question, shots)
+            by_shots.setdefault(used, []).append((question, ids))
+        for group in by_shots.values():
+            ids = [entry[1] for entry in group]
+            if reuse_prefix:
+                predicted = _predict_with_prefix(model, ids, letters, batch_size)
+            else:
+                predicted = [_predict_one(model, row, letters) for row in ids]
+            for (question, _), prediction in zip(group, predicted):
+                row = {"id": question.id, "subject": subject, "category": CATEGORY_OF.get(subject, "other"),
+                       "answer": question.answer, "prediction": prediction,
+                       "correct": prediction == question.answer}
+                on_result(row)
+                rows.append(row)
+    return rows
+
+
+def summarise_mmlu(rows: list[dict]) -> dict:
+    """Micro-averaged accuracy, plus per subject and per category."""
+    def accuracy(selected):
+        return sum(r["correct"] for r in selected) / len(selected)
+
+    by = lambda field: {value: accuracy([r for r in rows if r[field] == value])  # noqa: E731
+                        for value in sorted({r[field] for r in rows})}
+    return {"accuracy": accuracy(rows), "questions": len(rows), "per_subject": by("subject"),
+            "per_category": by("category")}

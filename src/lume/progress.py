@@ -1,0 +1,31 @@
+"""One progress bar style for all long work: count, rate and time left, on stderr."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+_console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, unit: str = "items", enabled: bool = True):
+    """Yield `advance(n=1, info="")`; the bar shows `{unit}/s` and the latest info text."""
+    if not enabled or total == 0:
+        yield lambda n=1, **fields: None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=_console, transient=False) as progress:
+        task = progress.add_task(description, total=total, rate="", info="")
+
+        def advance(n: int = 1, info: str = "") -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:.2f} {unit}/s" if speed else "", info=info)
+
+        yield advance

@@ -1,0 +1,37 @@
+"""Readable tables of evaluation summaries."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from lume.metrics import AGGREGATE_ORDER
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary_table(summary: dict, title: str | None = None) -> Table:
+    """The 12 task numbers, the aggregates and the final score of one evaluation."""
+    table = Table("split", "task", "regurgitation (ROUGE-L)", "knowledge (EM)",
+                  title=title or f"LUME evaluation of {summary['model']['name']}")
+    for split, task, _ in AGGREGATE_ORDER[::2]:
+        scores = summary["scores"]
+        table.add_row(split, task, _number(scores[f"{split}/{task}/regurgitation"]),
+                      _number(scores[f"{split}/{task}/knowledge"]))
+    table.add_section()
+    table.add_row("task aggregate", "", _number(summary["task_aggregate"]), "")
+    if "mia" in summary:
+        mia = summary["mia"]
+        table.add_row("MIA score", f"AUC {mia['auc_loss']:.3f}", _number(mia["mia_score"]), "")
+    if "mia_held_out" in summary:
+        held_out = summary["mia_held_out"]["all"]
+        table.add_row("MIA held-out (extra)", f"AUC {held_out['auc_loss']:.3f}", _number(held_out["mia_score"]), "")
+    if "mmlu" in summary:
+        mmlu = summary["mmlu"]
+        limit = mmlu["limit_per_subject"]
+        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "")
+        flag = " BELOW 75% OF TARGET" if mmlu["below_threshold"] else ""
+        table.add_row("MMLU", note, _number(mmlu["accuracy"]) + flag, "")
+    table.add_row("final", "", _number(summary["final"]), "")
+    return table
