@@ -32,3 +32,52 @@ def lume_rows(doc: str, task: str = "Task1", n_qa: int = 1, split: str | None = 
     rows += [{"id": f"{doc}qa{i}", "input": f"Question {i} on {doc}?", "output": f"Answer {i}",
               "task": task, **extra} for i in range(n_qa)]
     return rows
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    """The built-in SmolLM2-135M, converted once to a safetensors folder in lume's cache."""
+    from lume.models import DEFAULT_MODEL, resolve_model_path
+
+    return resolve_model_path(DEFAULT_MODEL)[1]
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2_folder):
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(smollm2_folder)
+    loaded.padding_side = "left"
+    return loaded
+
+
+def make_tiny_model(tokenizer, seed: int = 0, layers: int = 2):
+    """A randomly initialised Llama with SmolLM2's vocabulary: fast, and any bug shows."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config).eval()
+    # Larger weights than the default init make greedy outputs vary with the prompt.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(8.0 if parameter.dim() > 1 else 1.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    return make_tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer, tiny_model) -> Path:
+    """The tiny model saved as a model folder, loadable with `lume.models.load_model`."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -71,7 +71,7 @@ def evaluate_command(
     source: Annotated[str, typer.Option(help="lume, semeval-train or semeval-validation")] = "lume",
     docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded)")] = None,
     seed: int = 0,
-    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 32,
     max_new_tokens: int = 256,
     early_exit: Annotated[bool, typer.Option(help="Stop QA rows that can no longer match")] = True,
     mia: Annotated[bool, typer.Option(help="Membership inference")] = True,

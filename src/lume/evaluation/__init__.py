@@ -37,7 +37,7 @@ class EvalConfig:
     docs_per_task: int | None = None  # per task and split; None = all (or the target's)
     seed: int = 0
     max_new_tokens: int = MAX_NEW_TOKENS
-    batch_size: int = 16
+    batch_size: int = 32
     early_exit: bool = True  # stop QA rows that can no longer match (scores unchanged)
     mia: bool = True
     mia_set: str = "final"  # final | validation (the SemEval MIA files)

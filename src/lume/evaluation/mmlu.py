@@ -120,9 +120,10 @@ def _shared_length(sequences: list[list[int]]) -> int:
 
 
 @torch.inference_mode()
-def _predict_with_prefix(model, ids: list[list[int]], letters: list[int], batch_size: int
-                         ) -> list[str]:
-    """Predicted letters for prompts sharing a token prefix, whose KV cache is computed once."""
+def _letter_logits_with_prefix(model, ids: list[list[int]], letters: list[int], batch_size: int
+                              ) -> list[list[float]]:
+    """Next-token logits of the four letters for prompts sharing a token prefix, whose KV cache
+    is computed once."""
     device = model.device
     shared = _shared_length(ids)
     prefix_cache = DynamicCache()
@@ -130,7 +131,7 @@ def _predict_with_prefix(model, ids: list[list[int]], letters: list[int], batch_
         model(input_ids=torch.tensor([ids[0][:shared]], device=device), cache=prefix_cache,
               use_cache=True, logits_to_keep=1)
     letter_index = torch.tensor(letters, device=device)
-    predictions = []
+    scores = []
     for start in range(0, len(ids), batch_size):
         suffixes = [row[shared:] for row in ids[start:start + batch_size]]
         width = max(len(s) for s in suffixes)
@@ -144,22 +145,21 @@ def _predict_with_prefix(model, ids: list[list[int]], letters: list[int], batch_
         logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
                        use_cache=True).logits
         last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        chosen = logits[torch.arange(len(suffixes), device=device), last][:, letter_index]
-        predictions += [LETTERS[i] for i in chosen.argmax(-1).tolist()]
-    return predictions
+        scores += logits[torch.arange(len(suffixes), device=device), last][:, letter_index].float().tolist()
+    return scores
 
 
 @torch.inference_mode()
-def _predict_one(model, ids: list[int], letters: list[int]) -> str:
+def _letter_logits_one(model, ids: list[int], letters: list[int]) -> list[float]:
     logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=1).logits
-    return LETTERS[int(logits[0, -1, letters].argmax())]
+    return logits[0, -1, letters].float().tolist()
 
 
 def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], list[Question]]], *,
                   shots: int = 5, batch_size: int = 8, reuse_prefix: bool = True,
                   done: Callable[[str], dict | None] = lambda _id: None,
                   on_result: Callable[[dict], None] = lambda _row: None) -> list[dict]:
-    """One result row per test question: id, subject, category, answer, prediction, correct.
+    """One row per test question: id, subject, category, answer, prediction, correct, letter_logits.
 
     `done(id)` returns a cached row to skip a question; `on_result` sees each new row.
     `reuse_prefix=False` runs each prompt whole, one at a time (the reference way).
@@ -176,13 +176,14 @@ def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], li
         for group in by_shots.values():
             ids = [entry[1] for entry in group]
             if reuse_prefix:
-                predicted = _predict_with_prefix(model, ids, letters, batch_size)
+                letter_logits = _letter_logits_with_prefix(model, ids, letters, batch_size)
             else:
-                predicted = [_predict_one(model, row, letters) for row in ids]
-            for (question, _), prediction in zip(group, predicted):
+                letter_logits = [_letter_logits_one(model, row, letters) for row in ids]
+            for (question, _), logits in zip(group, letter_logits):
+                prediction = LETTERS[max(range(4), key=logits.__getitem__)]
                 row = {"id": question.id, "subject": subject, "category": CATEGORY_OF.get(subject, "other"),
                        "answer": question.answer, "prediction": prediction,
-                       "correct": prediction == question.answer}
+                       "correct": prediction == question.answer, "letter_logits": logits}
                 on_result(row)
                 rows.append(row)
     return rows

@@ -1,0 +1,91 @@
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+import lume.evaluation as evaluation
+from lume.evaluation import EvalConfig, evaluate
+from lume.metrics import AGGREGATE_ORDER
+from tests.test_mmlu import make_mmlu
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, data_dir):
+    mmlu_dir = make_mmlu(tmp_path_factory.mktemp("mmlu"))
+    return EvalConfig(data_dir=str(data_dir), docs_per_task=1, max_new_tokens=8, mia_set="validation",
+                      mmlu_dir=str(mmlu_dir), target_mmlu=0.9, progress=False)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, tiny_model_dir, config):
+    out = tmp_path_factory.mktemp("eval")
+    return out, evaluate(tiny_model_dir, out, config)
+
+
+def test_summary_numbers_follow_from_the_items(evaluated):
+    out, summary = evaluated
+    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(items) == summary["data"]["items"] == 2 * (2 + 6 + 2)  # Task2 has 5 QA rows
+    twelve = []
+    for split, task, metric in AGGREGATE_ORDER:
+        scores = [i["score"] for i in items if (i["split"], i["task"], i["metric"]) == (split, task, metric)]
+        mean = sum(scores) / len(scores)
+        assert summary["scores"][f"{split}/{task}/{metric}"] == pytest.approx(mean)
+        twelve.append(1 - mean if split == "forget" else mean)
+    assert summary["task_aggregate"] == pytest.approx(statistics.harmonic_mean(twelve))
+    parts = (summary["task_aggregate"], summary["mia"]["mia_score"], summary["mmlu"]["accuracy"])
+    assert summary["final"] == pytest.approx(sum(parts) / 3)
+    assert summary["mia"]["members"] == 34 and summary["mia"]["non_members"] == 34
+    assert summary["mmlu"]["questions"] == 12 and summary["mmlu"]["below_threshold"] is True
+    assert summary["model"]["fingerprint"] and summary["data"]["fingerprint"]
+    assert summary["versions"]["torch"] and summary["timings"]["total_s"] > 0
+    for name in ("items.jsonl", "mia.jsonl", "mmlu.jsonl", "summary.json"):
+        assert (out / name).is_file()
+
+
+def test_an_interrupted_run_resumes_without_redoing_work(tmp_path, tiny_model_dir, config, evaluated,
+                                                         monkeypatch):
+    import shutil
+
+    _, summary = evaluated
+    out = tmp_path / "run"
+    shutil.copytree(evaluated[0], out)
+    cache = out / "cache" / "items.jsonl"
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines[:-5]) + '\n{"id": "torn')  # killed mid-write
+    generated = []
+    real = evaluation.generate_greedy
+    monkeypatch.setattr(evaluation, "generate_greedy",
+                        lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
+    again = evaluate(tiny_model_dir, out, config)
+    assert len(generated) == 5
+    assert again["scores"] == summary["scores"] and again["final"] == summary["final"]
+
+
+def test_a_different_model_does_not_reuse_the_cache(tmp_path, tokenizer, config, evaluated, monkeypatch):
+    import shutil
+
+    from tests.conftest import make_tiny_model
+
+    other = tmp_path / "other-model"
+    make_tiny_model(tokenizer, seed=5).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    out = tmp_path / "run"
+    shutil.copytree(evaluated[0], out)
+    generated = []
+    real = evaluation.generate_greedy
+    monkeypatch.setattr(evaluation, "generate_greedy",
+                        lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
+    evaluate(other, out, EvalConfig(**{**config.__dict__, "mia": False, "mmlu": False}))
+    assert len(generated) == evaluated[1]["data"]["items"]
+
+
+def test_cli_reports_a_bad_model_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lume", "evaluate", str(tmp_path), "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "not a model folder (no config.json)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o" / "summary.json").exists()
