@@ -17,7 +17,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
-	$(VENV)/bin/lume data info
+	$(VENV)/bin/lume run
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q

@@ -97,6 +97,139 @@ def evaluate_command(
     console.print(f"written: {out}/summary.json, {out}/items.jsonl")
 
 
+@app.command("memorize")
+def memorize_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the target model (resumes if it exists)")],
+    base: Annotated[Optional[str], typer.Option(help="Base model: folder, hub id, .gguf, or smollm2-135m")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Settings preset: demo")] = None,
+    data_dir: DataDir = None,
+    docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded); default all")] = None,
+    held_out_per_task: Annotated[Optional[int], typer.Option(help="Documents per task never trained on")] = None,
+    max_epochs: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    gradient_accumulation: Optional[int] = None,
+    learning_rate: Optional[float] = None,
+    lora_rank: Annotated[Optional[int], typer.Option(help="LoRA rank; 0 = full fine-tuning")] = None,
+    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
+    target_regurgitation: Optional[float] = None,
+    target_knowledge: Optional[float] = None,
+    seed: Optional[int] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+):
+    """Fine-tune a base model until it has memorised LUME documents: a target to unlearn from."""
+    from lume.models.memorize import MemorizeConfig, memorize, preset as memorize_preset
+
+    overrides = dict(base=base, data_dir=str(data_dir) if data_dir else None, docs_per_task=docs_per_task,
+                     held_out_per_task=held_out_per_task, max_epochs=max_epochs, batch_size=batch_size,
+                     gradient_accumulation=gradient_accumulation, learning_rate=learning_rate,
+                     lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
+                     target_regurgitation=target_regurgitation, target_knowledge=target_knowledge,
+                     seed=seed, device=device)
+    if preset:
+        config = memorize_preset(preset, **overrides)
+    else:
+        config = MemorizeConfig(**{k: v for k, v in overrides.items() if v is not None})
+    manifest = memorize(out, config)
+    console.print(f"target written to {out} ({manifest.result['stopped']}; "
+                  f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
+                  f"{len(manifest.held_out)} held out)")
+
+
+def _method_settings(values: list[str]) -> dict:
+    import yaml
+
+    settings = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep:
+            raise LumeError(f"--set {value!r}: expected NAME=VALUE")
+        settings[name] = yaml.safe_load(text)
+    return settings
+
+
+@app.command("unlearn")
+def unlearn_command(
+    paths: Annotated[list[str], typer.Argument(
+        help="MODEL_IN MODEL_OUT (forget/retain from the target's manifest) or, as in SemEval, "
+             "MODEL_IN RETAIN FORGET MODEL_OUT (files or folders of .parquet/.jsonl)")],
+    method: Annotated[str, typer.Option(help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd")] = "npo",
+    set_: Annotated[list[str], typer.Option("--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
+    steps: int = 40,
+    batch_size: int = 4,
+    learning_rate: float = 1e-5,
+    gradient_accumulation: int = 1,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank; 0 = full fine-tuning")] = 0,
+    gradient_checkpointing: bool = False,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (0 = at the end)")] = 0,
+    seed: int = 0,
+    data_dir: DataDir = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+):
+    """Unlearn the forget set from a model with a registered method."""
+    from lume.unlearning import UnlearnConfig, read_split, unlearn
+
+    if len(paths) == 2:
+        model_in, model_out = paths
+        forget = retain = None
+    elif len(paths) == 4:
+        model_in, retain_path, forget_path, model_out = paths
+        retain, forget = read_split(retain_path, "retain"), read_split(forget_path, "forget")
+    else:
+        raise LumeError("expected MODEL_IN MODEL_OUT or MODEL_IN RETAIN FORGET MODEL_OUT")
+    config = UnlearnConfig(method=method, method_settings=_method_settings(set_), steps=steps,
+                           batch_size=batch_size, learning_rate=learning_rate,
+                           gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
+                           gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed,
+                           device=device)
+    report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
+                     data_dir=str(data_dir) if data_dir else None)
+    console.print(f"unlearned model written to {model_out} ({report['steps']} steps, "
+                  f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
+
+
+@app.command("merge")
+def merge_command(
+    base: Annotated[str, typer.Argument(help="The model the adapters were trained from")],
+    adapters: Annotated[list[Path], typer.Argument(help="Adapter folders (OUT/adapter of `unlearn --lora-rank`)")],
+    out: Annotated[Path, typer.Option("--out", "-o")],
+    combination: Annotated[str, typer.Option(help="ties or linear (weighted sum)")] = "ties",
+    weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights, one per adapter")] = None,
+    density: Annotated[float, typer.Option(help="TIES: fraction of each adapter's weights kept")] = 0.5,
+):
+    """Merge LoRA adapters into one model (TIES or weighted sum)."""
+    from lume.unlearning.merge import merge_adapters
+
+    parsed = [float(w) for w in weights.split(",")] if weights else None
+    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density)
+    console.print(f"merged model written to {out}")
+
+
+@app.command("run")
+def run_command(config: Annotated[Optional[Path], typer.Argument(help="YAML study config; none = the built-in demo")] = None):
+    """A whole study: build or reuse the target, unlearn with each method, evaluate all, report."""
+    from lume.pipeline import load_config, run
+
+    out = run(load_config(config))
+    console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+@app.command("report")
+def report_command(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (with eval/*) or evaluation folders")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write report.md/html")] = None,
+):
+    """Leaderboard (Markdown) and a self-contained HTML report with figures."""
+    from lume.reports.study import write_report
+
+    eval_dirs = []
+    for folder in run_dirs:
+        found = sorted((p.parent for p in folder.glob("eval/*/summary.json")), key=lambda p: (p.name != "target", p.name))
+        eval_dirs += found or [folder]
+    markdown_file, html_file = write_report(eval_dirs, out or run_dirs[0])
+    console.print(markdown_file.read_text().split("\n## Figures")[0])
+    console.print(f"written: {markdown_file}, {html_file}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,176 @@
+"""`memorize`: fine-tune a base model until it has memorised LUME documents (a target model).
+
+Training sequences: each full document (sc `input`, then ` output`, then EOS; loss on every
+token) so that the model regurgitates, and each QA pair (`input`, then ` output`, then EOS;
+loss on the answer and EOS only) so that it answers and stops, which exact match requires.
+Held-out documents never reach the training data; the manifest `lume_target.json` records
+what was trained and what was held out, for membership inference later.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from lume import data as lume_data
+from lume.data.manifest import TargetManifest
+from lume.data.records import Document
+from lume.errors import LumeError
+from lume.generation import generate_greedy
+from lume.metrics import can_still_match, exact_match, rouge_l_recall
+from lume.models import DEFAULT_MODEL, load_model
+from lume.training import Example, TrainSettings, collate, prompt_answer_example, train, with_lora
+
+
+@dataclass
+class MemorizeConfig:
+    base: str = DEFAULT_MODEL
+    data_dir: str | None = None
+    source: str = "lume"
+    docs_per_task: int | None = None  # per task and split; None = every document
+    held_out_per_task: int = 8  # never trained: non-members for membership inference
+    seed: int = 0
+    max_epochs: int = 20
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    learning_rate: float = 2e-4
+    warmup_steps: int = 0
+    scheduler: str = "constant"
+    lora_rank: int = 0
+    gradient_checkpointing: bool = False
+    target_regurgitation: float = 0.95  # stop once every split reaches both targets
+    target_knowledge: float = 0.9
+    dtype: str | None = None
+    device: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+PRESETS = {
+    # CPU demo: SmolLM2-135M on 2 documents per task and split, 4 held out per task.
+    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=4, max_epochs=12, learning_rate=3e-4),
+}
+
+
+def document_example(tokenizer, document: Document) -> Example:
+    """The whole document, loss on every token, split where the sc probe splits it."""
+    return prompt_answer_example(tokenizer, document.sc.input, document.sc.output, prompt_loss=True)
+
+
+def training_examples(tokenizer, documents: list[Document]) -> list[Example]:
+    examples = []
+    for document in documents:
+        examples.append(document_example(tokenizer, document))
+        examples += [prompt_answer_example(tokenizer, qa.input, qa.output) for qa in document.qa]
+    return examples
+
+
+def memorisation_scores(model, tokenizer, documents: list[Document], batch_size: int = 32) -> dict[str, dict]:
+    """Mean regurgitation and knowledge per split on the given documents (the protocol's scores)."""
+    records = [r for d in documents for r in d.records]
+    rules = [(lambda t, g=r.output: can_still_match(t, g)) if r.kind == "qa" else None for r in records]
+    generations = generate_greedy(model, tokenizer, [r.input for r in records], batch_size=batch_size,
+                                  keep_going=rules)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for record, generation in zip(records, generations):
+        per_split = scores.setdefault(record.split, {"regurgitation": [], "knowledge": []})
+        if record.kind == "sc":
+            per_split["regurgitation"].append(rouge_l_recall(record.output, generation.text))
+        else:
+            per_split["knowledge"].append(exact_match(record.output, generation.text))
+    return {split: {k: sum(v) / len(v) for k, v in metrics.items()} for split, metrics in scores.items()}
+
+
+def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> TargetManifest:
+    """Build a target model in OUT_DIR (model files + lume_target.json); resumable."""
+    from accelerate import Accelerator
+
+    config = config or MemorizeConfig()
+    out_dir = Path(out_dir)
+    dataset = lume_data.load(config.data_dir, config.source)
+    selection = lume_data.select_documents(dataset.documents, config.docs_per_task,
+                                           config.held_out_per_task, config.seed)
+    if not selection.chosen:
+        raise LumeError("no documents selected for training")
+    loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
+    tokenizer = loaded.tokenizer
+    examples = training_examples(tokenizer, selection.chosen)
+
+    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation,
+                              mixed_precision="bf16" if _on_gpu(config) else "no",
+                              cpu=config.device == "cpu")
+    per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
+    steps_per_epoch = math.ceil(len(examples) / per_step)
+    settings = TrainSettings(learning_rate=config.learning_rate, max_steps=steps_per_epoch * config.max_epochs,
+                             warmup_steps=config.warmup_steps, scheduler=config.scheduler,
+                             gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
+                             gradient_checkpointing=config.gradient_checkpointing, seed=config.seed,
+                             save_every=steps_per_epoch,
+                             mixed_precision=accelerator.mixed_precision,
+                             extra={"base": config.base, "data": dataset.fingerprint,
+                                    "documents": [d.doc_id for d in selection.chosen]})
+    model = with_lora(loaded.model, settings)
+
+    micro_per_epoch = steps_per_epoch * config.gradient_accumulation
+    width = config.batch_size * accelerator.num_processes  # examples per micro-step, all processes
+
+    def step_loss(model, micro_step: int):
+        epoch, index = divmod(micro_step, micro_per_epoch)
+        order = list(range(len(examples)))
+        random.Random(f"{config.seed}:{epoch}").shuffle(order)
+        # The epoch's last micro-steps wrap around to its first examples.
+        chunk = [order[(index * width + k) % len(order)] for k in range(width)]
+        mine = chunk[accelerator.process_index::accelerator.num_processes]
+        batch = collate([examples[i] for i in mine], tokenizer.pad_token_id, accelerator.device)
+        loss = model(**batch).loss
+        return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+
+    history: list[dict] = []
+
+    def after_step(step: int) -> str | None:
+        if step % steps_per_epoch:
+            return None
+        inner = accelerator.unwrap_model(model)
+        inner.eval()
+        scores = memorisation_scores(inner, tokenizer, selection.chosen)
+        inner.train()
+        history.append({"epoch": step // steps_per_epoch, "step": step, **scores})
+        accelerator.print(f"epoch {step // steps_per_epoch}: " + ", ".join(
+            f"{split} ROUGE-L {s['regurgitation']:.3f} EM {s['knowledge']:.3f}" for split, s in scores.items()))
+        met = all(s["regurgitation"] >= config.target_regurgitation and s["knowledge"] >= config.target_knowledge
+                  for s in scores.values())
+        return "target met" if met else None
+
+    result = train(model, settings, step_loss, out_dir / "checkpoints", after_step=after_step,
+                   description="memorizing", show_progress=config.progress, accelerator=accelerator)
+    stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
+    accelerator.print(f"stopped: {stopped}")
+
+    final = accelerator.unwrap_model(model)
+    if config.lora_rank > 0:
+        final = final.merge_and_unload()
+    final.train(False)
+    manifest = TargetManifest.from_selection(
+        selection, base_model=config.base, data_fingerprint=dataset.fingerprint,
+        settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},
+        result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
+                "tokens": result.tokens, "history": history, "losses": result.losses})
+    if accelerator.is_main_process:
+        final.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        manifest.write(out_dir)  # written last: its presence means the target is complete
+    return manifest
+
+
+def _on_gpu(config: MemorizeConfig) -> bool:
+    import torch
+
+    return config.device != "cpu" and torch.cuda.is_available()
+
+
+def preset(name: str, **overrides) -> MemorizeConfig:
+    if name not in PRESETS:
+        raise LumeError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})

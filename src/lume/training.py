@@ -1,0 +1,205 @@
+"""The training loop shared by `memorize` and `unlearn`: accelerate, checkpoints, resume.
+
+It runs anything that turns a step number into a loss. accelerate supplies devices, mixed
+precision and multi-process runs (`accelerate launch` with DDP, DeepSpeed or FSDP); the loop
+adds what a long unlearning run needs: progress with loss and tokens/s, a checkpoint every
+`save_every` steps (and at the end), resume from the last checkpoint when the settings match,
+and a clean stop on a NaN or infinite loss that keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lume.errors import LumeError
+from lume.io import write_json_atomic
+from lume.progress import progress_bar
+
+IGNORE = -100  # label of tokens that carry no loss
+
+
+@dataclass
+class Example:
+    """One training sequence: token ids and their labels (IGNORE where no loss is taken)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt: str = ""  # the text before the answer, for methods that swap answers (IdkDPO)
+
+
+def prompt_answer_example(tokenizer, prompt: str, answer: str, prompt_loss: bool = False) -> Example:
+    """`prompt` then ` answer` then EOS, tokenised as generation will see the prompt.
+
+    The prompt is tokenised alone (as at evaluation time) and the answer after it with a
+    leading space; the loss covers the answer and EOS (and the prompt when `prompt_loss`).
+    """
+    prompt_ids = tokenizer(prompt).input_ids
+    answer_ids = tokenizer(" " + answer.lstrip(), add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    prompt_labels = list(prompt_ids) if prompt_loss else [IGNORE] * len(prompt_ids)
+    return Example(prompt_ids + answer_ids, prompt_labels + answer_ids, prompt)
+
+
+def collate(examples: list[Example], pad_id: int, device=None) -> dict[str, torch.Tensor]:
+    """Right-padded batch with attention mask; padding carries no loss."""
+    width = max(len(e.input_ids) for e in examples)
+    batch = {
+        "input_ids": torch.tensor([e.input_ids + [pad_id] * (width - len(e.input_ids)) for e in examples]),
+        "attention_mask": torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids)) for e in examples]),
+        "labels": torch.tensor([e.labels + [IGNORE] * (width - len(e.labels)) for e in examples]),
+    }
+    return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
+
+
+def token_log_likelihoods(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed log-likelihood of the labelled tokens per sequence, their count per sequence)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sequence_log_likelihoods(logits, batch["labels"])
+
+
+def sequence_log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    targets = labels[:, 1:]
+    mask = targets != IGNORE
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1), mask.sum(-1)
+
+
+@dataclass
+class TrainSettings:
+    learning_rate: float = 1e-4
+    max_steps: int = 100
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    scheduler: str = "linear"  # any transformers scheduler name: linear, cosine, constant ...
+    gradient_accumulation: int = 1
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    lora_rank: int = 0  # 0 = full fine-tuning
+    lora_alpha: int = 32
+    save_every: int = 0  # 0 = only at the end
+    seed: int = 0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    extra: dict = field(default_factory=dict)  # method settings that change the run
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_lora(model, settings: TrainSettings):
+    """Wrap the model in a LoRA adapter on all linear layers when `lora_rank` > 0."""
+    if settings.lora_rank <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, target_modules="all-linear",
+                        lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[dict]
+    seconds: float
+    tokens: int
+    stopped: str  # "max_steps" or whatever `after_step` returned
+    peak_memory_mb: float | None
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    except ImportError:
+        return None
+
+
+def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
+          checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
+          description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
+    """Run `step_loss(model, step) -> (loss, logs)` for up to `settings.max_steps` optimiser steps.
+
+    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
+    `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=settings.gradient_accumulation,
+                                             mixed_precision=settings.mixed_precision)
+    set_seed(settings.seed)
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if settings.lora_rank > 0:
+            model.enable_input_require_grads()
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
+                              num_training_steps=settings.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    state_file = checkpoint_dir / "lume_state.json"
+    start, losses = 0, []
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if state["key"] == settings.key():
+            accelerator.load_state(str(checkpoint_dir / "accelerate"))
+            start, losses = state["step"], state["losses"]
+            accelerator.print(f"resuming from step {start} ({checkpoint_dir})")
+
+    def save(step: int) -> None:
+        accelerator.wait_for_everyone()
+        staging = checkpoint_dir / "accelerate.tmp"
+        accelerator.save_state(str(staging))
+        if accelerator.is_main_process:
+            shutil.rmtree(checkpoint_dir / "accelerate", ignore_errors=True)
+            staging.rename(checkpoint_dir / "accelerate")
+            write_json_atomic(state_file, {"key": settings.key(), "step": step, "losses": losses})
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    started, tokens, stopped = time.time(), 0, "max_steps"
+    with progress_bar(description, settings.max_steps - start, "steps",
+                      show_progress and accelerator.is_main_process) as advance:
+        for step in range(start, settings.max_steps):
+            logs: dict = {}
+            for micro in range(settings.gradient_accumulation):
+                with accelerator.accumulate(model):
+                    loss, micro_logs = step_loss(model, step * settings.gradient_accumulation + micro)
+                    if not math.isfinite(loss.item()):
+                        raise LumeError(f"the loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                                        f"checkpoint is in {checkpoint_dir} (lower the learning rate?)")
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and settings.max_grad_norm:
+                        accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                tokens += int(micro_logs.pop("tokens", 0))
+                for name, value in micro_logs.items():
+                    logs[name] = logs.get(name, 0.0) + float(value) / settings.gradient_accumulation
+            losses.append({"step": step + 1, **logs})
+            rate = tokens / max(time.time() - started, 1e-9)
+            advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {rate:.0f} tok/s")
+            if settings.save_every and (step + 1) % settings.save_every == 0:
+                save(step + 1)
+            reason = after_step(step + 1)
+            if reason:
+                stopped = reason
+                break
+    save(len(losses))
+    return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
+                       _peak_memory_mb(accelerator.device))

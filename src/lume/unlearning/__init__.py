@@ -1,0 +1,177 @@
+"""`unlearn`: remove the forget set from a model with a registered method, keep the retain set.
+
+Forget and retain examples are every record's `input` then ` output` then EOS, with the loss
+on the answer (the continuation of an sc row, the answer of a QA row). Each step draws a
+forget batch and a retain batch independently, seeded by step and process, so processes of a
+distributed run see different examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lume.data import Record, read_records
+from lume.data.manifest import MANIFEST_NAME, read_manifest
+from lume.errors import LumeError
+from lume.io import write_json_atomic
+from lume.models import load_model
+from lume.training import TrainSettings, collate, prompt_answer_example, train, with_lora
+from lume.unlearning.methods import METHODS, Context
+
+REPORT_NAME = "lume_unlearn.json"
+
+
+@dataclass
+class UnlearnConfig:
+    method: str = "npo"
+    method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
+    steps: int = 40
+    batch_size: int = 4  # forget examples per step (and as many retain examples)
+    learning_rate: float = 1e-5
+    scheduler: str = "constant"
+    warmup_steps: int = 0
+    gradient_accumulation: int = 1
+    lora_rank: int = 0
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    device: str | None = None
+    save_every: int = 0
+    progress: bool = True
+
+
+def build_method(name: str, settings: dict | None = None):
+    if name not in METHODS:
+        raise LumeError(f"unknown method {name!r} (choose from {', '.join(sorted(METHODS))})")
+    method_class = METHODS[name]
+    try:
+        return method_class(method_class.Settings(**(settings or {})))
+    except TypeError as error:
+        raise LumeError(f"method {name!r}: bad setting ({error})") from None
+
+
+def read_split(path: str | Path, split: str) -> list[Record]:
+    """Records of a SemEval-style forget or retain set: a file, or a folder of .parquet/.jsonl files."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise LumeError(f"{path}: no .parquet or .jsonl files")
+    return [record for file in files for record in read_records(file, split)]
+
+
+def _fingerprint(records: list[Record]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.id}\0{record.input}\0{record.output}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list[Record], list[Record]]:
+    """The forget and retain records a target model was trained on (from its manifest)."""
+    from lume import data as lume_data
+
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        raise LumeError(f"{model_dir}: no {MANIFEST_NAME}; give RETAIN and FORGET sets explicitly")
+    selection = manifest.selection(lume_data.load(data_dir).documents)
+    pick = lambda split: [r for d in selection.split(split) for r in d.records]  # noqa: E731
+    return pick("forget"), pick("retain")
+
+
+def draw_batch_indices(seed: int, micro_step: int, process_index: int, forget_pool: range, retain_size: int,
+                       batch_size: int) -> tuple[list[int], list[int]]:
+    """Forget and retain example indices for one micro-step of one process, drawn independently."""
+    draw = random.Random(f"{seed}:{micro_step}:{process_index}")
+    forget = [draw.choice(forget_pool) for _ in range(batch_size)]
+    return forget, [draw.randrange(retain_size) for _ in range(batch_size)]
+
+
+def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
+            forget: list[Record] | None = None, retain: list[Record] | None = None,
+            data_dir: str | None = None) -> dict:
+    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR."""
+    from accelerate import Accelerator
+
+    config = config or UnlearnConfig()
+    out_dir = Path(out_dir)
+    method = build_method(config.method, config.method_settings)
+    if forget is None or retain is None:
+        forget, retain = manifest_records(Path(model_in), data_dir)
+    if not forget or not retain:
+        raise LumeError("the forget and retain sets must both be non-empty")
+    loaded = load_model(model_in, dtype="float32", device="cpu")
+    tokenizer = loaded.tokenizer
+    forget_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in forget]
+    retain_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in retain]
+
+    use_gpu = config.device != "cpu" and torch.cuda.is_available()
+    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation,
+                              mixed_precision="bf16" if use_gpu else "no", cpu=not use_gpu)
+    settings = TrainSettings(learning_rate=config.learning_rate, max_steps=config.steps,
+                             warmup_steps=config.warmup_steps, scheduler=config.scheduler,
+                             gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
+                             lora_alpha=config.lora_alpha, gradient_checkpointing=config.gradient_checkpointing,
+                             save_every=config.save_every, seed=config.seed,
+                             mixed_precision=accelerator.mixed_precision,
+                             extra={"method": config.method, "method_settings": asdict(method.settings),
+                                    "model": loaded.fingerprint, "forget": _fingerprint(forget),
+                                    "retain": _fingerprint(retain)})
+    model = loaded.model.to(accelerator.device)
+    reference_model = None
+    if method.needs_reference_model and config.lora_rank == 0:
+        reference_model = copy.deepcopy(model).eval().requires_grad_(False)
+    model = with_lora(model, settings)
+    if config.lora_rank == 0:
+        method.select_parameters(model)
+
+    def batch_of(examples: list, indices: list[int]) -> dict:
+        batch = collate([examples[i] for i in indices], tokenizer.pad_token_id, accelerator.device)
+        batch["index"] = torch.tensor(indices, device=accelerator.device)
+        return batch
+
+    context = Context(model, tokenizer, forget_examples, lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
+                      reference_model=reference_model, batch_size=config.batch_size)
+    method.prepare(context)
+
+    def step_loss(model, micro_step: int):
+        step = micro_step // config.gradient_accumulation
+        pool = method.forget_pool(step, config.steps, len(forget_examples))
+        forget_indices, retain_indices = draw_batch_indices(config.seed, micro_step, accelerator.process_index, pool,
+                                                            len(retain_examples), config.batch_size)
+        forget_batch, retain_batch = batch_of(forget_examples, forget_indices), batch_of(retain_examples, retain_indices)
+        context.model = model
+        loss, logs = method.loss(context, forget_batch, retain_batch)
+        tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
+        return loss, {"loss": loss.item(), **logs, "tokens": tokens}
+
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+    started = time.time()
+    result = train(model, settings, step_loss, out_dir / "checkpoints", description=f"unlearning ({config.method})",
+                   show_progress=config.progress, accelerator=accelerator)
+    final = accelerator.unwrap_model(model)
+    report = {"method": config.method, "method_settings": asdict(method.settings), "config": asdict(config),
+              "model_in": str(model_in), "model_in_fingerprint": loaded.fingerprint,
+              "forget": {"records": len(forget), "fingerprint": _fingerprint(forget)},
+              "retain": {"records": len(retain), "fingerprint": _fingerprint(retain)},
+              "steps": result.steps, "losses": result.losses, "seconds": time.time() - started,
+              "train_seconds": result.seconds, "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
+              "peak_memory_mb": result.peak_memory_mb, "device": str(accelerator.device)}
+    if accelerator.is_main_process:
+        if config.lora_rank > 0:
+            final.save_pretrained(out_dir / "adapter")  # for `lume merge`
+            final = final.merge_and_unload()
+        final.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
+            shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+        write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    return report

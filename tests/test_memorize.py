@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+import lume.models.memorize as memorize_module
+from lume.data.manifest import read_manifest
+from lume.models.memorize import MemorizeConfig, memorize
+
+
+@pytest.fixture
+def config(data_dir, tiny_model_dir):
+    return MemorizeConfig(base=str(tiny_model_dir), data_dir=str(data_dir), docs_per_task=1, held_out_per_task=1,
+                          max_epochs=2, batch_size=4, device="cpu", progress=False, target_regurgitation=2.0)
+
+
+def test_held_out_documents_never_reach_training(tmp_path, config, monkeypatch):
+    seen = []
+    real = memorize_module.training_examples
+    monkeypatch.setattr(memorize_module, "training_examples",
+                        lambda tok, docs: seen.extend(docs) or real(tok, docs))
+    manifest = memorize(tmp_path / "target", config)
+    held_out = set(manifest.held_out)
+    assert len(held_out) == 3 and seen
+    assert not held_out & {d.doc_id for d in seen}
+    trained = {d.doc_id for d in seen}
+    assert trained == set(manifest.trained["forget"]) | set(manifest.trained["retain"])
+
+
+def test_manifest_is_complete_and_the_target_loads(tmp_path, config):
+    from lume.models import load_model
+
+    out = tmp_path / "target"
+    memorize(out, config)
+    manifest = read_manifest(out)
+    assert manifest.base_model == config.base
+    assert len(manifest.trained["forget"]) == 3 and len(manifest.trained["retain"]) == 3
+    assert manifest.data_fingerprint and manifest.settings["docs_per_task"] == 1
+    assert manifest.result["stopped"] == "max epochs (2) reached"
+    assert [h["epoch"] for h in manifest.result["history"]] == [1, 2]
+    assert set(manifest.result["history"][0]) >= {"forget", "retain"}
+    assert len(manifest.result["losses"]) == manifest.result["steps"] == 2 * manifest.settings["steps_per_epoch"]
+    loaded = load_model(out, device="cpu")
+    assert loaded.model.config.num_hidden_layers == 2
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, config, monkeypatch):
+    out = tmp_path / "target"
+    real = memorize_module.memorisation_scores
+    calls = []
+
+    def interrupt_after_first_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(memorize_module, "memorisation_scores", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        memorize(out, config)
+    state = json.loads((out / "checkpoints" / "lume_state.json").read_text())
+    first_epoch = state["step"]
+    assert first_epoch > 0 and not (out / "lume_target.json").exists()
+    manifest = memorize(out, config)
+    assert manifest.result["losses"][:first_epoch] == state["losses"]
+    assert len(manifest.result["losses"]) == 2 * first_epoch
+    assert [h["epoch"] for h in manifest.result["history"]] == [2]  # epoch 1 was not redone
+
+
+def test_training_examples_put_the_loss_on_the_right_tokens(tokenizer, data_dir):
+    from lume import data
+    from lume.models.memorize import training_examples
+    from lume.training import IGNORE
+
+    document = next(d for d in data.load(data_dir).documents if d.task == "Task2")
+    examples = training_examples(tokenizer, [document])
+    assert len(examples) == 6
+    doc, qa = examples[0], examples[1]
+    assert IGNORE not in doc.labels and doc.input_ids[-1] == tokenizer.eos_token_id
+    prompt_length = len(tokenizer(document.qa[0].input).input_ids)
+    assert qa.labels[:prompt_length] == [IGNORE] * prompt_length
+    answer = tokenizer.decode(qa.labels[prompt_length:], skip_special_tokens=True)
+    assert answer.strip() == document.qa[0].output.strip()
+    assert qa.labels[-1] == tokenizer.eos_token_id

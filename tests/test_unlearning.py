@@ -1,0 +1,225 @@
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lume.errors import LumeError
+from lume.training import IGNORE, collate, prompt_answer_example, sequence_log_likelihoods
+from lume.unlearning import UnlearnConfig, build_method, unlearn
+from lume.unlearning.methods import METHODS, Context, Method, register
+from lume.unlearning.methods.npo import npo_loss
+
+VOCAB, HIDDEN = 4, 8
+
+
+class UniformModel(torch.nn.Module):
+    """Every next token has probability 1/4 and every hidden state is 0: losses by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.config = SimpleNamespace(hidden_size=HIDDEN)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False):
+        logits = torch.zeros(*input_ids.shape, VOCAB) * self.scale
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
+        hidden = tuple(torch.zeros(*input_ids.shape, HIDDEN) * self.scale for _ in range(12))
+        return SimpleNamespace(logits=logits, loss=loss, hidden_states=hidden)
+
+
+def batch(answer_tokens=(3, 2, 1), indices=(0, 1)):
+    ids = [1, 2] + list(answer_tokens)
+    labels = [IGNORE, IGNORE] + list(answer_tokens)
+    from lume.training import Example
+
+    examples = [Example(ids, labels, "p")] * len(indices)
+    out = collate(examples, 0)
+    out["index"] = torch.tensor(indices)
+    return out, examples
+
+
+def context_for(method_name, settings=None):
+    model = UniformModel()
+    forget, examples = batch()
+    retain, _ = batch((1, 1))
+    context = Context(model, None, examples, lambda ex: collate(ex, 0), reference_model=UniformModel())
+    method = build_method(method_name, settings)
+    if method_name == "idk":  # refusal examples need a tokenizer; reuse the forget shape
+        context.cache["idk_examples"] = examples
+        context.cache["idk_reference"] = context.forget_log_likelihoods()
+        context.cache["forget_reference"] = context.forget_log_likelihoods()
+    else:
+        method.prepare(context)
+    return method, context, forget, retain
+
+
+LOG4 = math.log(4)
+EXPECTED = {
+    "ga": -LOG4,
+    "gd": -LOG4 + LOG4,
+    "kl": -LOG4 + 0.0,
+    "npo": 2 / 0.1 * math.log(2),  # π_θ = π_ref
+    "npo+gd": 2 / 0.1 * math.log(2) + LOG4,
+    "npo+kl": 2 / 0.1 * math.log(2),
+    "simnpo": 2 / 2.5 * math.log(1 + 4 ** -2.5) + LOG4,  # log π = -3·log 4, |y| = 3
+    "rmu": 6.5 ** 2 / HIDDEN,  # ‖0 − c·u‖² averaged over the hidden size, retain term 0
+    "idk": math.log(2) + LOG4,  # margin 0 -> -log σ(0), plus the retain NLL
+    "sequential-gd": 0.0,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_loss_matches_its_formula_by_hand(name):
+    method, context, forget, retain = context_for(name)
+    loss, logs = method.loss(context, forget, retain)
+    assert loss.item() == pytest.approx(EXPECTED[name], rel=1e-5, abs=1e-6)
+    assert all(math.isfinite(v) for v in logs.values())
+
+
+def test_every_registered_method_has_a_hand_checked_loss():
+    assert set(EXPECTED) <= set(METHODS) and {"ga", "gd", "kl", "npo", "npo+gd", "npo+kl", "simnpo", "rmu",
+                                                "idk", "sequential-gd"} <= set(METHODS)
+
+
+def test_npo_loss_off_the_reference_point():
+    value = npo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), beta=0.5)
+    assert value.item() == pytest.approx(4 * math.log(1 + math.exp(0.5)))
+    # lowering the forget likelihood lowers the loss, and it is bounded below by 0
+    assert npo_loss(torch.tensor([-50.0]), torch.tensor([-2.0]), 0.1).item() < value.item()
+    assert npo_loss(torch.tensor([-500.0]), torch.tensor([-2.0]), 0.1).item() >= 0
+
+
+def test_sequence_log_likelihood_sums_only_labelled_tokens():
+    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
+    labels = torch.tensor([[IGNORE, 1, 0]])
+    total, count = sequence_log_likelihoods(logits, labels)
+    assert total.item() == pytest.approx(math.log(0.5) + math.log(0.25)) and count.item() == 2
+
+
+def test_sequential_chunks_cover_the_forget_set_in_order():
+    method = build_method("sequential-gd", {"chunks": 3})
+    pools = [method.forget_pool(step, 9, 10) for step in range(9)]
+    assert pools[0] == range(0, 3) and pools[4] == range(3, 6) and pools[8] == range(6, 10)
+
+
+def test_unknown_method_and_bad_setting_are_clear():
+    with pytest.raises(LumeError, match="unknown method 'nope'"):
+        build_method("nope")
+    with pytest.raises(LumeError, match="bad setting"):
+        build_method("npo", {"betta": 1})
+
+
+@pytest.fixture(scope="module")
+def sets(data_dir):
+    from lume import data
+
+    documents = data.load(data_dir).documents
+    pick = lambda split: [r for d in [d for d in documents if d.split == split][:3] for r in d.records]  # noqa: E731
+    return pick("forget"), pick("retain")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_method_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, sets, name):
+    from lume.models import load_model
+
+    forget, retain = sets
+    report = unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method=name, steps=2, batch_size=2,
+                                                                    learning_rate=1e-3, progress=False),
+                     forget=forget, retain=retain)
+    assert report["steps"] == 2 and len(report["losses"]) == 2
+    saved = json.loads((tmp_path / name / "lume_unlearn.json").read_text())
+    assert saved["method"] == name and saved["forget"]["records"] == len(forget)
+    before = load_model(tiny_model_dir, device="cpu").model.state_dict()
+    after = load_model(tmp_path / name, device="cpu").model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_rmu_changes_only_the_mlps_of_its_layers(tmp_path, tiny_model_dir, sets):
+    from lume.models import load_model
+
+    forget, retain = sets
+    unlearn(tiny_model_dir, tmp_path / "rmu", UnlearnConfig(method="rmu", method_settings={"layer": 1}, steps=2,
+                                                          batch_size=2, learning_rate=1e-3, progress=False),
+            forget=forget, retain=retain)
+    before = load_model(tiny_model_dir, device="cpu").model.state_dict()
+    after = load_model(tmp_path / "rmu", device="cpu").model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(".mlp." in k for k in changed)
+
+
+def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_dir, sets):
+    from lume.models import load_model
+    from lume.unlearning.merge import merge_adapters
+
+    forget, retain = sets
+    for name, lr in (("a", 1e-2), ("b", 1e-3)):
+        unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method="npo+kl", steps=2, batch_size=2, lora_rank=4,
+                                                               learning_rate=lr, progress=False),
+                forget=forget, retain=retain)
+        assert (tmp_path / name / "adapter" / "adapter_config.json").is_file()
+    for combination in ("ties", "linear"):
+        merged = merge_adapters(tiny_model_dir, [tmp_path / "a" / "adapter", tmp_path / "b" / "adapter"],
+                                tmp_path / f"merged-{combination}", combination=combination)
+        weights = load_model(merged, device="cpu").model.state_dict()
+        base = load_model(tiny_model_dir, device="cpu").model.state_dict()
+        assert any(not torch.equal(weights[k], base[k]) for k in base)
+
+
+def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, sets):
+    @register
+    class Explodes(Method):
+        name = "test-explodes"
+
+        def loss(self, context, forget, retain):
+            value = context.model(input_ids=forget["input_ids"], labels=forget["labels"]).loss
+            step = context.cache.setdefault("step", [0])
+            step[0] += 1
+            return (value * float("nan") if step[0] > 2 else value), {}
+
+    forget, retain = sets
+    try:
+        with pytest.raises(LumeError, match="loss became nan at step 3"):
+            unlearn(tiny_model_dir, tmp_path / "out", UnlearnConfig(method="test-explodes", steps=5, batch_size=2,
+                                                                    save_every=1, progress=False),
+                    forget=forget, retain=retain)
+    finally:
+        METHODS.pop("test-explodes")
+    state = json.loads((tmp_path / "out" / "checkpoints" / "lume_state.json").read_text())
+    assert state["step"] == 2
+    assert not (tmp_path / "out" / "lume_unlearn.json").exists()
+
+
+def test_forget_and_retain_draws_are_independent_per_step_and_process():
+    from lume.unlearning import draw_batch_indices
+
+    first = draw_batch_indices(0, 5, 0, range(100), 100, 8)
+    assert first == draw_batch_indices(0, 5, 0, range(100), 100, 8)
+    assert first != draw_batch_indices(0, 5, 1, range(100), 100, 8)
+    assert first != draw_batch_indices(0, 6, 0, range(100), 100, 8)
+    assert first[0] != first[1]
+    assert all(i in range(40, 50) for i in draw_batch_indices(0, 5, 0, range(40, 50), 100, 8)[0])
+
+
+def test_semeval_positional_interface(tmp_path, tiny_model_dir, data_dir):
+    import pyarrow.parquet as pq
+
+    for split in ("retain", "forget"):
+        folder = tmp_path / split
+        folder.mkdir()
+        table = pq.read_table(data_dir / "semeval25" / f"{split}_validation.parquet").slice(0, 12)
+        pq.write_table(table, folder / f"{split}.parquet")
+    out = tmp_path / "unlearned"
+    result = subprocess.run([sys.executable, "-m", "lume", "unlearn", str(tiny_model_dir), str(tmp_path / "retain"),
+                             str(tmp_path / "forget"), str(out), "--method", "npo+gd", "--steps", "2",
+                             "--set", "beta=0.2", "--device", "cpu"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "lume_unlearn.json").read_text())
+    assert report["method_settings"]["beta"] == 0.2 and report["forget"]["records"] == 12
+    assert (out / "model.safetensors").is_file()
