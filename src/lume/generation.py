@@ -1,9 +1,7 @@
 """Batched greedy decoding that reproduces one-prompt-at-a-time `generate` output.
 
 Prompts are sorted by length and left-padded; position ids count real tokens only, so every
-row sees exactly what it would see alone. The KV cache is a preallocated `StaticCache`, written
-in place: a growing cache would copy itself at every token, which costs more than the model's
-own matrix products on a CPU. A row leaves the batch (and the KV cache) as soon as
+row sees exactly what it would see alone. A row leaves the batch (and the KV cache) as soon as
 it is finished: at an end-of-sequence token, at the token limit, or, for rows that carry a
 `keep_going` rule, as soon as the rule says more tokens cannot change the row's score.
 """
@@ -14,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import StaticCache
+from transformers import DynamicCache
 
 MAX_NEW_TOKENS = 256
 
@@ -56,15 +54,13 @@ def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_token
     width = max(len(ids) for ids in prompt_ids)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
-    # The mask spans the whole cache: left padding, prompt, then a 1 per generated token.
-    mask = torch.zeros(len(prompt_ids), width + max_new_tokens, dtype=torch.long, device=device)
-    for row, ids in enumerate(prompt_ids):
-        mask[row, width - len(ids):width] = 1
-    positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
+                        device=device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     rows = list(range(len(prompt_ids)))  # batch position -> caller's index
     produced: list[list[int]] = [[] for _ in prompt_ids]
-    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
-    step_input, length = input_ids, width
+    cache = DynamicCache()
+    step_input = input_ids
     while rows:
         logits = model(input_ids=step_input, attention_mask=mask, position_ids=positions,
                        cache=cache, use_cache=True, logits_to_keep=1).logits
@@ -86,23 +82,13 @@ def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_token
             break
         if len(keep) < len(rows):
             index = torch.tensor(keep, device=device)
-            _keep_rows(cache, index)
+            cache.batch_select_indices(index)
             mask, positions = mask[index], positions[index]
             next_tokens = [next_tokens[i] for i in keep]
             rows = [rows[i] for i in keep]
         step_input = torch.tensor(next_tokens, device=device).unsqueeze(-1)
-        mask[:, length] = 1
-        length += 1
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
         positions = positions[:, -1:] + 1
-
-
-def _keep_rows(cache: StaticCache, index: torch.Tensor) -> None:
-    """Drop finished rows from a static cache (its layers have no batch selection of their own)."""
-    for layer in cache.layers:
-        if layer.is_initialized:
-            layer.keys = layer.keys.index_select(0, index)
-            layer.values = layer.values.index_select(0, index)
-            layer.batch_size = len(index)
 
 
 def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = MAX_NEW_TOKENS,
