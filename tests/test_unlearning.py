@@ -130,8 +130,9 @@ def test_each_method_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, s
     from lume.models import load_model
 
     forget, retain = sets
-    report = unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method=name, steps=2, batch_size=2,
-                                                                    learning_rate=1e-3, progress=False),
+    settings = {"layer": 1} if name == "rmu" else {}
+    report = unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method=name, method_settings=settings, steps=2,
+                                                                    batch_size=2, learning_rate=1e-3, progress=False),
                      forget=forget, retain=retain)
     assert report["steps"] == 2 and len(report["losses"]) == 2
     saved = json.loads((tmp_path / name / "lume_unlearn.json").read_text())
@@ -139,6 +140,13 @@ def test_each_method_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, s
     before = load_model(tiny_model_dir, device="cpu").model.state_dict()
     after = load_model(tmp_path / name, device="cpu").model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_rmu_names_a_layer_the_model_does_not_have(tmp_path, tiny_model_dir, sets):
+    forget, retain = sets
+    with pytest.raises(LumeError, match="rmu: layer 7 does not exist"):
+        unlearn(tiny_model_dir, tmp_path / "rmu", UnlearnConfig(method="rmu", steps=1, progress=False),
+                forget=forget, retain=retain)
 
 
 def test_rmu_changes_only_the_mlps_of_its_layers(tmp_path, tiny_model_dir, sets):

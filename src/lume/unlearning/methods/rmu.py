@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lume.errors import LumeError
 from lume.unlearning.methods.base import Method, register
 
 
@@ -40,6 +41,9 @@ class RMU(Method):
     needs_reference_model = True
 
     def select_parameters(self, model) -> None:
+        count = model.config.num_hidden_layers
+        if not 0 <= self.settings.layer < count:
+            raise LumeError(f"rmu: layer {self.settings.layer} does not exist (the model has {count} layers)")
         layers = range(max(0, self.settings.layer - 2), self.settings.layer + 1)
         wanted = tuple(f"layers.{i}.mlp." for i in layers)
         for name, parameter in model.named_parameters():
