@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import lume.evaluation as evaluation
+import lume.evaluation.scoring as scoring
 from lume.evaluation import EvalConfig, evaluate
 from lume.metrics import AGGREGATE_ORDER
 from tests.test_mmlu import make_mmlu
@@ -56,8 +56,8 @@ def test_an_interrupted_run_resumes_without_redoing_work(tmp_path, tiny_model_di
     lines = cache.read_text().splitlines()
     cache.write_text("\n".join(lines[:-5]) + '\n{"id": "torn')  # killed mid-write
     generated = []
-    real = evaluation.generate_greedy
-    monkeypatch.setattr(evaluation, "generate_greedy",
+    real = scoring.generate_greedy
+    monkeypatch.setattr(scoring, "generate_greedy",
                         lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
     again = evaluate(tiny_model_dir, out, config)
     assert len(generated) == 5
@@ -75,8 +75,8 @@ def test_a_different_model_does_not_reuse_the_cache(tmp_path, tokenizer, config,
     out = tmp_path / "run"
     shutil.copytree(evaluated[0], out)
     generated = []
-    real = evaluation.generate_greedy
-    monkeypatch.setattr(evaluation, "generate_greedy",
+    real = scoring.generate_greedy
+    monkeypatch.setattr(scoring, "generate_greedy",
                         lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
     evaluate(other, out, EvalConfig(**{**config.__dict__, "mia": False, "mmlu": False}))
     assert len(generated) == evaluated[1]["data"]["items"]

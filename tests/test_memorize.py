@@ -39,6 +39,7 @@ def test_manifest_is_complete_and_the_target_loads(tmp_path, config):
     assert [h["epoch"] for h in manifest.result["history"]] == [1, 2]
     assert set(manifest.result["history"][0]) >= {"forget", "retain"}
     assert len(manifest.result["losses"]) == manifest.result["steps"] == 2 * manifest.settings["steps_per_epoch"]
+    assert not (out / "checkpoints").exists()  # only kept while a run can still resume
     loaded = load_model(out, device="cpu")
     assert loaded.model.config.num_hidden_layers == 2
 

@@ -18,11 +18,10 @@ from lume import data as lume_data
 from lume.data.manifest import read_manifest
 from lume.evaluation.documents import score_documents
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
-from lume.generation import MAX_NEW_TOKENS, generate_greedy
+from lume.evaluation.scoring import score_records
+from lume.generation import MAX_NEW_TOKENS
 from lume.io import ResultCache, write_json_atomic, write_jsonl_atomic
-from lume.metrics import (AGGREGATE_ORDER, ATTACKS, auc, can_still_match, exact_match,
-                          final_score, mia_score, mmlu_flag, rouge_l_recall, task_aggregate,
-                          task_means)
+from lume.metrics import AGGREGATE_ORDER, ATTACKS, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_score
 from lume.models import LoadedModel, load_model
 from lume.progress import progress_bar
@@ -62,27 +61,13 @@ def _versions() -> dict[str, str]:
 
 
 def _probe_items(loaded: LoadedModel, documents: list, config: EvalConfig, cache: ResultCache) -> list[dict]:
-    """Generate for every sc and qa record of the documents and score each."""
+    """Generate for every sc and qa record of the documents not yet in the cache, and score each."""
     records = [r for d in documents for r in d.records]
     todo = [r for r in records if r.id not in cache]
-    keep_going = [(lambda text, gold=r.output: can_still_match(text, gold))
-                  if r.kind == "qa" and config.early_exit else None for r in todo]
     with progress_bar("generating", len(todo), "items", config.progress) as advance:
-        def save(index: int, generation) -> None:
-            record = todo[index]
-            is_sc = record.kind == "sc"
-            score = (rouge_l_recall(record.output, generation.text) if is_sc
-                     else exact_match(record.output, generation.text))
-            cache.add({"id": record.id, "doc_id": record.doc_id, "task": record.task,
-                       "split": record.split, "kind": record.kind,
-                       "metric": "regurgitation" if is_sc else "knowledge", "input": record.input,
-                       "output": record.output, "generation": generation.text,
-                       "new_tokens": generation.new_tokens, "stop": generation.stop, "score": score})
-            advance()
-
-        generate_greedy(loaded.model, loaded.tokenizer, [r.input for r in todo],
-                        max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-                        keep_going=keep_going, on_done=save)
+        score_records(loaded.model, loaded.tokenizer, todo, batch_size=config.batch_size,
+                      max_new_tokens=config.max_new_tokens, early_exit=config.early_exit,
+                      on_item=lambda item: (cache.add(item), advance()))
     return [cache.results[r.id] for r in records]
 
 

@@ -1,0 +1,37 @@
+"""Generate for LUME records and score each one: the per-item half of the protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lume.data.records import Record
+from lume.generation import MAX_NEW_TOKENS, generate_greedy
+from lume.metrics import can_still_match, exact_match, rouge_l_recall
+
+
+def score_records(model, tokenizer, records: list[Record], *, prompts: list[str] | None = None,
+                  batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, early_exit: bool = True,
+                  on_item: Callable[[dict], None] = lambda _item: None) -> list[dict]:
+    """One scored item per record: ROUGE-L recall for sc rows, exact match for QA rows.
+
+    `prompts` replaces the records' inputs (probing attacks); `on_item` sees each item as it
+    finishes, in completion order.
+    """
+    prompts = prompts if prompts is not None else [r.input for r in records]
+    keep_going = [(lambda text, gold=r.output: can_still_match(text, gold)) if r.kind == "qa" and early_exit
+                  else None for r in records]
+    items: list[dict | None] = [None] * len(records)
+
+    def finish(index: int, generation) -> None:
+        record = records[index]
+        is_sc = record.kind == "sc"
+        score = rouge_l_recall(record.output, generation.text) if is_sc else exact_match(record.output, generation.text)
+        items[index] = {"id": record.id, "doc_id": record.doc_id, "task": record.task, "split": record.split,
+                        "kind": record.kind, "metric": "regurgitation" if is_sc else "knowledge",
+                        "input": prompts[index], "output": record.output, "generation": generation.text,
+                        "new_tokens": generation.new_tokens, "stop": generation.stop, "score": score}
+        on_item(items[index])
+
+    generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    keep_going=keep_going, on_done=finish)
+    return items  # type: ignore[return-value]
