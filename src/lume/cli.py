@@ -230,6 +230,30 @@ def report_command(
     console.print(f"written: {markdown_file}, {html_file}")
 
 
+@app.command("attack")
+def attack_command(
+    model: Annotated[Path, typer.Argument(help="The unlearned model folder")],
+    target: Annotated[Path, typer.Option(help="The target model it was unlearned from")],
+    attack: Annotated[list[str], typer.Option(help="relearn, relearn-public, quantize-8, quantize-4, probe (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for attacks.json")] = Path("runs/attack"),
+    relearn_steps: int = 10,
+    relearn_learning_rate: float = 1e-5,
+    mmlu_limit: Annotated[int, typer.Option(help="MMLU questions per subject for the MMLU change; 0 skips")] = 1,
+    seed: int = 0,
+    data_dir: DataDir = None,
+):
+    """Does the forgotten knowledge come back? Attack an unlearned model and measure what returns."""
+    from lume.evaluation.attacks import AttackConfig
+    from lume.evaluation.attacks import attack as run_attacks
+    from lume.reports import robustness_table
+
+    config = AttackConfig(data_dir=str(data_dir) if data_dir else None, seed=seed, relearn_steps=relearn_steps,
+                          relearn_learning_rate=relearn_learning_rate, mmlu_limit=mmlu_limit)
+    results = run_attacks(model, target, out, attack, config)
+    console.print(robustness_table({model.name: results}))
+    console.print(f"written: {out}/attacks.json")
+
+
 def main() -> None:
     try:
         app()

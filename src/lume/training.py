@@ -87,11 +87,24 @@ class TrainSettings:
     lora_alpha: int = 32
     save_every: int = 0  # 0 = only at the end
     seed: int = 0
-    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate)
+    mixed_precision: str = "bf16"  # bf16 | fp16 | no (accelerate autocast; bf16 is ~2x faster on a CPU too)
     extra: dict = field(default_factory=dict)  # method settings that change the run
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
+    """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed."""
+    from accelerate import Accelerator
+
+    try:
+        return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu)
+    except ValueError as error:
+        if "already been initialized" not in str(error):
+            raise
+        raise LumeError("this process already trained with another mixed-precision or device setting; accelerate "
+                        f"allows one per process (asked for mixed_precision={mixed_precision!r}, cpu={cpu})") from None
 
 
 def with_lora(model, settings: TrainSettings):
@@ -134,12 +147,10 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
     `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
     `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=settings.gradient_accumulation,
-                                             mixed_precision=settings.mixed_precision)
+    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation)
     set_seed(settings.seed)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()

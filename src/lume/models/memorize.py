@@ -20,7 +20,7 @@ from lume.data.manifest import TargetManifest
 from lume.data.records import Document
 from lume.errors import LumeError
 from lume.models import DEFAULT_MODEL, load_model
-from lume.training import Example, TrainSettings, collate, prompt_answer_example, train, with_lora
+from lume.training import Example, TrainSettings, collate, make_accelerator, prompt_answer_example, train, with_lora
 
 
 @dataclass
@@ -81,8 +81,6 @@ def memorisation_scores(model, tokenizer, documents: list[Document], batch_size:
 
 def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> TargetManifest:
     """Build a target model in OUT_DIR (model files + lume_target.json); resumable."""
-    from accelerate import Accelerator
-
     config = config or MemorizeConfig()
     out_dir = Path(out_dir)
     dataset = lume_data.load(config.data_dir, config.source)
@@ -94,8 +92,7 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> Targe
     tokenizer = loaded.tokenizer
     examples = training_examples(tokenizer, selection.chosen)
 
-    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation,
-                              mixed_precision=config.mixed_precision, cpu=config.device == "cpu")
+    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
     per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
     steps_per_epoch = math.ceil(len(examples) / per_step)
     settings = TrainSettings(learning_rate=config.learning_rate, max_steps=steps_per_epoch * config.max_epochs,

@@ -35,3 +35,30 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
         table.add_row("MMLU", note, _number(mmlu["accuracy"]) + flag, "")
     table.add_row("final", "", _number(summary["final"]), "")
     return table
+
+
+def robustness_rows(results_by_model: dict[str, dict]) -> list[list[str]]:
+    """Rows of (model, attack, recovered regurgitation, recovered knowledge, retain change, MMLU change)."""
+    rows = []
+    for model, results in results_by_model.items():
+        for name, result in results["attacks"].items():
+            if name == "probe":
+                for view, recovered in result["recovered"].items():
+                    rows.append([model, f"probe: {view}", _number(recovered.get("forget/all/regurgitation")),
+                                 _number(recovered.get("forget/all/knowledge")), "-", "-"])
+                continue
+            recovered = result["recovered"]
+            rows.append([model, name, _number(recovered.get("forget/all/regurgitation")),
+                         _number(recovered.get("forget/all/knowledge")), _number(result["retain_change"]),
+                         _number(result["mmlu_change"])])
+    return rows
+
+
+ROBUSTNESS_HEADER = ["model", "attack", "recovered regurgitation", "recovered knowledge", "retain change", "MMLU change"]
+
+
+def robustness_table(results_by_model: dict[str, dict]) -> Table:
+    table = Table(*ROBUSTNESS_HEADER, title="Robustness: fraction of the forgotten that comes back")
+    for row in robustness_rows(results_by_model):
+        table.add_row(*row)
+    return table

@@ -23,7 +23,7 @@ from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.errors import LumeError
 from lume.io import write_json_atomic
 from lume.models import load_model
-from lume.training import TrainSettings, collate, prompt_answer_example, train, with_lora
+from lume.training import TrainSettings, collate, make_accelerator, prompt_answer_example, train, with_lora
 from lume.unlearning.methods import METHODS, Context
 
 REPORT_NAME = "lume_unlearn.json"
@@ -99,8 +99,6 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
             forget: list[Record] | None = None, retain: list[Record] | None = None,
             data_dir: str | None = None) -> dict:
     """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR."""
-    from accelerate import Accelerator
-
     config = config or UnlearnConfig()
     out_dir = Path(out_dir)
     method = build_method(config.method, config.method_settings)
@@ -113,8 +111,7 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     forget_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in forget]
     retain_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in retain]
 
-    accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation,
-                              mixed_precision=config.mixed_precision, cpu=config.device == "cpu")
+    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
     settings = TrainSettings(learning_rate=config.learning_rate, max_steps=config.steps,
                              warmup_steps=config.warmup_steps, scheduler=config.scheduler,
                              gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+import torch
+
+from lume.evaluation.attacks import (AttackConfig, attack, quantize_weights, recovered_fraction,
+                                     split_for_relearning)
+
+
+def test_relearning_halves_never_share_a_document(data_dir):
+    from lume import data
+
+    forget = [d for d in data.load(data_dir).documents if d.split == "forget"][:40]
+    relearned, measured = split_for_relearning(forget, seed=0)
+    assert relearned and measured
+    assert not {d.doc_id for d in relearned} & {d.doc_id for d in measured}
+    assert len(relearned) + len(measured) == len(forget)
+    assert split_for_relearning(forget, seed=0)[0] == relearned
+
+
+def test_quantisation_rounds_each_channel_to_the_given_levels(tiny_model):
+    import copy
+
+    model = quantize_weights(copy.deepcopy(tiny_model), bits=4)
+    original = tiny_model.model.layers[0].mlp.up_proj.weight
+    weight = model.model.layers[0].mlp.up_proj.weight
+    assert not torch.equal(weight, original)
+    for row in weight[:5]:
+        assert len(torch.unique(row)) <= 15  # 2 * (2**3 - 1) + 1 levels
+    assert (weight - original).abs().max() <= original.abs().max() / 7 / 2 + 1e-6
+    eight = quantize_weights(copy.deepcopy(tiny_model), bits=8).model.layers[0].mlp.up_proj.weight
+    assert (eight - original).abs().mean() < (weight - original).abs().mean()
+
+
+def test_recovered_fraction():
+    target = {"forget/Task1/regurgitation": 1.0, "forget/Task1/knowledge": 1.0, "retain/Task1/knowledge": 1.0}
+    unlearned = {"forget/Task1/regurgitation": 0.2, "forget/Task1/knowledge": 1.0, "retain/Task1/knowledge": 0.9}
+    attacked = {"forget/Task1/regurgitation": 0.6, "forget/Task1/knowledge": 1.0, "retain/Task1/knowledge": 0.9}
+    result = recovered_fraction(target, unlearned, attacked)
+    assert result["forget/Task1/regurgitation"] == pytest.approx(0.5)
+    assert result["forget/Task1/knowledge"] is None  # unlearning removed nothing
+    assert result["forget/all/regurgitation"] == pytest.approx(0.5)
+    assert "retain/Task1/knowledge" not in result
+
+
+def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_dir, tiny_model_dir):
+    from lume.models.memorize import MemorizeConfig, memorize
+
+    target = tmp_path / "target"
+    memorize(target, MemorizeConfig(base=str(tiny_model_dir), data_dir=str(data_dir), docs_per_task=2,
+                                    held_out_per_task=1, max_epochs=1, device="cpu", progress=False))
+    config = AttackConfig(data_dir=str(data_dir), relearn_steps=2, mmlu_limit=0, public_max_tokens=32,
+                          progress=False)
+    results = attack(target, target, tmp_path / "out", ["relearn", "relearn-public", "quantize-8", "quantize-4",
+                                                        "probe"], config)
+    saved = json.loads((tmp_path / "out" / "attacks.json").read_text())
+    assert set(saved["attacks"]) == {"relearn", "relearn-public", "quantize-8", "quantize-4", "probe"}
+    relearn = results["attacks"]["relearn"]
+    assert not set(relearn["relearned_documents"]) & set(relearn["measured_documents"])
+    assert {k.split("/")[0] for k in relearn["scores"]} == {"forget", "retain"}
+    assert set(results["attacks"]["probe"]["unlearned"]) == {"rephrased", "qa_containment", "rephrased_qa_containment"}
+    with pytest.raises(Exception, match="unknown attack 'melt'"):
+        attack(target, target, tmp_path / "x", ["melt"], config)

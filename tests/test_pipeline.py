@@ -1,0 +1,98 @@
+import json
+import re
+
+import pytest
+import yaml
+
+import lume.pipeline as pipeline
+from lume.errors import InputError
+from lume.pipeline import load_config, run
+from tests.test_mmlu import make_mmlu
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, data_dir, tiny_model_dir):
+    root = tmp_path_factory.mktemp("study")
+    config = {
+        "name": "mini", "out": str(root / "run"), "data_dir": str(data_dir),
+        "target": {"preset": None, "memorize": {"base": str(tiny_model_dir), "docs_per_task": 1,
+                                                 "held_out_per_task": 1, "max_epochs": 1, "progress": False}},
+        "methods": [{"method": "gd", "steps": 2, "learning_rate": 1e-3, "progress": False},
+                    {"method": "npo", "name": "npo-strong", "steps": 2, "learning_rate": 1e-3,
+                     "method_settings": {"beta": 0.5}, "progress": False}],
+        "evaluation": {"mia_set": "validation", "mmlu_dir": str(make_mmlu(root / "mmlu")), "max_new_tokens": 8,
+                       "progress": False},
+    }
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def finished(study, cache):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LUME_CACHE", str(cache))
+        return run(load_config(study))
+
+
+def test_report_numbers_match_the_summaries(finished):
+    report = (finished / "report.md").read_text()
+    for label in ("target", "gd", "npo-strong"):
+        summary = json.loads((finished / "eval" / label / "summary.json").read_text())
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[13] == f"{summary['task_aggregate']:.3f}"
+        assert cells[14] == f"{summary['mia']['mia_score']:.3f}"
+        assert cells[15].startswith(f"{summary['mmlu']['accuracy']:.3f}")
+        assert cells[16] == f"{summary['final']:.3f}"
+        assert cells[1] == f"{summary['scores']['forget/Task1/regurgitation']:.3f}"
+    assert "Published numbers" in report and "0.706" in report
+
+
+def test_html_is_one_self_contained_file(finished):
+    page = (finished / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4
+    assert not re.search(r'src="(?!data:)', page)
+    assert "<table>" in page
+
+
+def test_unlearned_models_are_flagged_against_the_target_mmlu(finished):
+    target = json.loads((finished / "eval" / "target" / "summary.json").read_text())
+    gd = json.loads((finished / "eval" / "gd" / "summary.json").read_text())
+    assert gd["mmlu"]["target_mmlu"] == target["mmlu"]["accuracy"]
+    assert gd["mmlu"]["below_threshold"] == (gd["mmlu"]["accuracy"] < 0.75 * target["mmlu"]["accuracy"])
+
+
+def test_a_rerun_redoes_nothing(finished, study, cache, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("finished work was redone")
+
+    for name in ("unlearn", "evaluate", "memorize"):
+        monkeypatch.setattr(pipeline, name, fail)
+    monkeypatch.setenv("LUME_CACHE", str(cache))
+    (finished / "report.md").unlink()
+    assert run(load_config(study)) == finished
+    assert (finished / "report.md").is_file()
+
+
+def test_a_misspelt_field_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("methods:\n  - {method: npo, stpes: 3}\n")
+    with pytest.raises(InputError, match=r"field 'methods\[0\].stpes': unknown field"):
+        load_config(path)
+    path.write_text("evaluation: {mmlu_limt: 3}\n")
+    with pytest.raises(InputError, match=r"field 'evaluation.mmlu_limt'"):
+        load_config(path)
+    path.write_text("taget: {}\n")
+    with pytest.raises(InputError, match=r"field 'taget'"):
+        load_config(path)
+
+
+def test_the_default_config_is_the_demo():
+    config = load_config(None)
+    assert config.target.preset == "demo" and len(config.methods) >= 2
