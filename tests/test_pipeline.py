@@ -22,6 +22,7 @@ def study(tmp_path_factory, data_dir, tiny_model_dir):
                      "method_settings": {"beta": 0.5}, "progress": False}],
         "evaluation": {"mia_set": "validation", "mmlu_dir": str(make_mmlu(root / "mmlu")), "max_new_tokens": 8,
                        "progress": False},
+        "attacks": ["quantize-4"], "attack": {"mmlu_limit": 0, "progress": False},
     }
     path = root / "study.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -52,6 +53,11 @@ def test_report_numbers_match_the_summaries(finished):
         assert cells[16] == f"{summary['final']:.3f}"
         assert cells[1] == f"{summary['scores']['forget/Task1/regurgitation']:.3f}"
     assert "Published numbers" in report and "0.706" in report
+    attacked = json.loads((finished / "attacks" / "gd" / "attacks.json").read_text())
+    recovered = attacked["attacks"]["quantize-4"]["recovered"]["forget/all/regurgitation"]
+    row = next(line for line in report.splitlines() if line.startswith("| gd | quantize-4 |"))
+    assert row.split("|")[3].strip() == ("-" if recovered is None else f"{recovered:.3f}")
+    assert (finished / "figures" / "robustness.png").is_file()
 
 
 def test_html_is_one_self_contained_file(finished):

@@ -18,6 +18,7 @@ import yaml
 from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.evaluation import EvalConfig, evaluate
+from lume.evaluation.attacks import RESULT_NAME, AttackConfig, attack
 from lume.models.memorize import MemorizeConfig, memorize, preset
 from lume.unlearning import REPORT_NAME, UnlearnConfig, unlearn
 
@@ -35,12 +36,12 @@ class RunConfig:
     out: str = "runs/demo"
     data_dir: str | None = None
     target: TargetConfig = field(default_factory=TargetConfig)
-    methods: list[dict] = field(default_factory=lambda: [
-        {"method": "npo+gd", "learning_rate": 3e-5, "steps": 30},
-        {"method": "simnpo", "learning_rate": 3e-5, "steps": 30},
-    ])  # each: UnlearnConfig fields, plus an optional `name`
+    methods: list[dict] = field(default_factory=lambda: [{"method": "npo+gd"}, {"method": "simnpo"}])
+    # each: UnlearnConfig fields, plus an optional `name`
     evaluation: dict = field(default_factory=lambda: {
         "mia_set": "validation", "mmlu_limit": 1})  # EvalConfig fields
+    attacks: list[str] = field(default_factory=list)  # run on every unlearned model: relearn, quantize-4, ...
+    attack: dict = field(default_factory=dict)  # AttackConfig fields
 
 
 def _checked(cls, values: dict, where: str, path: Path | None):
@@ -70,6 +71,7 @@ def load_config(path: str | Path | None) -> RunConfig:
     for index, method in enumerate(raw.get("methods", [])):
         _checked(UnlearnConfig, {k: v for k, v in method.items() if k != "name"}, f"methods[{index}]", path)
     _checked(EvalConfig, raw.get("evaluation", {}) or {}, "evaluation", path)
+    _checked(AttackConfig, raw.get("attack", {}) or {}, "attack", path)
     defaults = RunConfig()
     return dataclasses.replace(defaults, target=target, **raw)
 
@@ -127,5 +129,10 @@ def run(config: RunConfig) -> Path:
             print(f"{label}: unlearning")
             unlearn(target, model_dir, settings, data_dir=config.data_dir)
         evaluated(model_dir, label, target_mmlu=target_mmlu)
+        attack_dir = out / "attacks" / label
+        if config.attacks and not (attack_dir / RESULT_NAME).is_file():
+            print(f"{label}: attacking ({', '.join(config.attacks)})")
+            attack(model_dir, target, attack_dir, config.attacks,
+                   AttackConfig(**{**config.attack, "data_dir": config.data_dir}))
     write_report([out / "eval" / "target"] + [out / "eval" / label for label in labels], out)
     return out

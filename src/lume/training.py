@@ -3,7 +3,7 @@
 It runs anything that turns a step number into a loss. accelerate supplies devices, mixed
 precision and multi-process runs (`accelerate launch` with DDP, DeepSpeed or FSDP); the loop
 adds what a long unlearning run needs: progress with loss and tokens/s, a checkpoint every
-`save_every` steps (and at the end), resume from the last checkpoint when the settings match,
+`save_every` steps, resume from the last checkpoint when the settings match,
 and a clean stop on a NaN or infinite loss that keeps the last good checkpoint.
 """
 
@@ -85,7 +85,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     lora_rank: int = 0  # 0 = full fine-tuning
     lora_alpha: int = 32
-    save_every: int = 0  # 0 = only at the end
+    save_every: int = 0  # checkpoint every N optimiser steps; 0 = none (a rerun starts over)
     seed: int = 0
     mixed_precision: str = "bf16"  # bf16 | fp16 | no (accelerate autocast; bf16 is ~2x faster on a CPU too)
     extra: dict = field(default_factory=dict)  # method settings that change the run
@@ -211,6 +211,5 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
             if reason:
                 stopped = reason
                 break
-    save(len(losses))
     return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
                        _peak_memory_mb(accelerator.device))

@@ -90,19 +90,25 @@ def markdown(models: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(models: list[dict]) -> dict[str, bytes]:
-    """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def png(figure) -> bytes:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        return buffer.getvalue()
+    return plt
 
+
+def png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def figures(models: list[dict]) -> dict[str, bytes]:
+    """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
+    plt = _pyplot()
     out = {}
     figure, axis = plt.subplots(figsize=(5, 4))
     for entry in models:
@@ -151,11 +157,54 @@ def figures(models: list[dict]) -> dict[str, bytes]:
     return out
 
 
+def load_attacks(run_dir: Path) -> dict[str, dict]:
+    """{model label: attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
+    from lume.evaluation.attacks import RESULT_NAME
+
+    return {path.parent.name: json.loads(path.read_text())
+            for path in sorted(Path(run_dir).glob(f"attacks/*/{RESULT_NAME}"))}
+
+
+def robustness_markdown(attacks: dict[str, dict]) -> str:
+    from lume.reports import ROBUSTNESS_HEADER, robustness_rows
+
+    lines = ["", "## Robustness (is it really forgotten?)", "",
+             "Recovered fraction = (after attack − unlearned) / (target − unlearned), on the forget set; "
+             "retain and MMLU change are after attack − unlearned.", "",
+             "| " + " | ".join(ROBUSTNESS_HEADER) + " |", "|---" * len(ROBUSTNESS_HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in robustness_rows(attacks)]
+    return "\n".join(lines) + "\n"
+
+
+def robustness_figure(attacks: dict[str, dict]) -> bytes:
+    """Bars of recovered fraction (regurgitation and knowledge together) per method and attack."""
+    plt = _pyplot()
+    names = sorted({name for result in attacks.values() for name in result["attacks"] if name != "probe"})
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / max(len(attacks), 1)
+    for i, (model, result) in enumerate(attacks.items()):
+        values = []
+        for name in names:
+            recovered = result["attacks"].get(name, {}).get("recovered", {})
+            parts = [v for k, v in recovered.items() if k.startswith("forget/all/") and v is not None]
+            values.append(sum(parts) / len(parts) if parts else 0.0)
+        axis.bar([j + i * width for j in range(len(names))], values, width, label=model)
+    axis.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, fontsize=8)
+    axis.set(ylabel="recovered fraction", title="What comes back after each attack")
+    axis.axhline(0, color="black", linewidth=0.5)
+    axis.legend(fontsize=7)
+    return png(figure)
+
+
 def write_report(eval_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     """Write report.md (with figures/*.png beside it) and a self-contained report.html."""
     models = load_study(eval_dirs)
     text = markdown(models)
     images = figures(models)
+    attacks = load_attacks(out_dir)
+    if attacks:
+        text += robustness_markdown(attacks)
+        images["robustness"] = robustness_figure(attacks)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     for name, data in images.items():

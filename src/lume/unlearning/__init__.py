@@ -35,7 +35,7 @@ class UnlearnConfig:
     method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
     steps: int = 40
     batch_size: int = 4  # forget examples per step (and as many retain examples)
-    learning_rate: float = 1e-5
+    learning_rate: float = 5e-5
     scheduler: str = "constant"
     warmup_steps: int = 0
     gradient_accumulation: int = 1
@@ -44,7 +44,7 @@ class UnlearnConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     device: str | None = None
-    save_every: int = 0
+    save_every: int = 0  # checkpoint every N steps, to resume an interrupted run; 0 = none
     mixed_precision: str = "bf16"  # bf16 autocast (on a CPU too: about 2x faster there), or "no"
     progress: bool = True
 
