@@ -89,3 +89,12 @@ def test_cli_reports_a_bad_model_in_one_line(tmp_path):
     assert "not a model folder (no config.json)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_results_get_the_usual_file_mode(evaluated):
+    import os
+
+    out, _ = evaluated
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "summary.json").stat().st_mode & 0o777 == 0o666 & ~umask

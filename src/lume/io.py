@@ -8,6 +8,10 @@ import tempfile
 from pathlib import Path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a file so that readers see the old content or the new one, never a half."""
     path = Path(path)
@@ -16,6 +20,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give it the usual mode
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

@@ -131,7 +131,7 @@ def figures(models: list[dict]) -> dict[str, bytes]:
                         [f"{t}\n{m[:6]}." for _, t, m in keys], fontsize=7)
         axis.set_title(f"{split} set")
     axes[0].set_ylabel("score")
-    axes[1].legend(fontsize=7)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out["per_task"] = png(figure)
 
     with_mia = [m for m in models if m["mia"]]
