@@ -59,13 +59,8 @@ def collate(examples: list[Example], pad_id: int, device=None) -> dict[str, torc
     return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
 
 
-def token_log_likelihoods(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed log-likelihood of the labelled tokens per sequence, their count per sequence)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return sequence_log_likelihoods(logits, batch["labels"])
-
-
 def sequence_log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-likelihood summed over each sequence's labelled tokens, how many there are)."""
     targets = labels[:, 1:]
     mask = targets != IGNORE
     log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
