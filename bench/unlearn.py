@@ -66,15 +66,26 @@ def main() -> None:
     loaded = load_model(target, device="cpu")
     documents = read_manifest(target).selection(data.load().documents).chosen
     before = memorisation_scores(loaded.model, loaded.tokenizer, documents)
+    # One JSON line per finished method, so an interrupted benchmark resumes where it stopped.
+    results_file = args.out / "results.jsonl"
+    args.out.mkdir(parents=True, exist_ok=True)
+    finished = {}
+    if results_file.is_file():
+        finished = {row["method"]: row for row in map(json.loads, results_file.read_text().splitlines())}
     rows = []
     for method in methods:
-        result = subprocess.run([sys.executable, __file__, "--one", method, "--target", str(target),
-                                 "--out", str(args.out)], capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"{method}: failed\n{result.stderr[-2000:]}")
-            continue
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        print(f"done: {method}", flush=True)
+        if method not in finished:
+            result = subprocess.run([sys.executable, __file__, "--one", method, "--target", str(target),
+                                     "--out", str(args.out)], capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"{method}: failed\n{result.stderr[-2000:]}")
+                continue
+            finished[method] = json.loads(result.stdout.strip().splitlines()[-1])
+            with results_file.open("a") as handle:
+                handle.write(json.dumps(finished[method]) + "\n")
+        rows.append(finished[method])
+        f = finished[method]["scores"]["forget"]
+        print(f"done: {method} (forget regurgitation {f['regurgitation']:.3f})", flush=True)
 
     header = "| method | forget regurg. | forget know. | retain regurg. | retain know. | tokens/s | peak MB | s |"
     print(header)
