@@ -167,8 +167,9 @@ def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], li
     letters = letter_token_ids(tokenizer)
     rows = []
     for subject, (dev, questions) in subjects.items():
-        todo = [q for q in questions if done(q.id) is None]
-        rows += [done(q.id) for q in questions if done(q.id) is not None]
+        cached = {q.id: done(q.id) for q in questions}
+        todo = [q for q in questions if cached[q.id] is None]
+        rows += [row for row in cached.values() if row is not None]
         by_shots: dict[int, list[tuple[Question, list[int]]]] = {}
         for question in todo:
             used, ids = prompt_ids(tokenizer, subject, dev, question, shots)
