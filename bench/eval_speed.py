@@ -1,6 +1,7 @@
 """Reference protocol (one prompt at a time) against lume's evaluation, on the same items.
 
     python bench/eval_speed.py [--rows 200] [--seed 0] [--mmlu-subjects 8] [--mmlu-limit 20]
+    python bench/eval_speed.py --device cuda --backend vllm     # on a GPU with vLLM installed
 
 Prints the generation speed-up, the share of identical generations, every aggregate number
 from both, and MMLU time with and without few-shot prefix reuse. Model: SmolLM2-135M.
@@ -16,7 +17,8 @@ import torch
 
 from lume import data
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
-from lume.generation import generate_greedy, generate_reference
+from lume.generation import BATCH_SIZE, generate_greedy, generate_reference
+from lume.generation_vllm import VLLMGenerator
 from lume.metrics import AGGREGATE_ORDER, can_still_match, exact_match, rouge_l_recall, task_aggregate, task_means
 from lume.models import load_model
 
@@ -31,26 +33,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--mmlu-subjects", type=int, default=8)
     parser.add_argument("--mmlu-limit", type=int, default=20)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    parser.add_argument("--only", choices=("generation", "mmlu"), default=None, help="run one half")
     args = parser.parse_args()
     torch.manual_seed(0)
-    loaded = load_model("smollm2-135m", device="cpu")
-    model, tokenizer = loaded.model, loaded.tokenizer
+    loaded = load_model("smollm2-135m", device=args.device)
     dataset = data.load(args.data_dir)
     records = random.Random(args.seed).sample(dataset.records, args.rows)
     print(f"{len(records)} rows ({sum(r.kind == 'sc' for r in records)} sc), model {loaded.name}, "
-          f"{torch.get_num_threads()} threads, float32")
+          f"{torch.get_num_threads()} threads, {loaded.model.dtype}, {loaded.model.device}, backend {args.backend}")
+    if args.only != "mmlu":
+        compare_generation(args, loaded, records)
+    if args.only != "generation":
+        compare_mmlu(args, loaded, dataset)
 
+
+def compare_generation(args, loaded, records) -> None:
+    model, tokenizer = loaded.model, loaded.tokenizer
+    vllm = VLLMGenerator(loaded.path, dtype=str(loaded.model.dtype).removeprefix("torch.")) if args.backend == "vllm" else None
     start = time.time()
     reference = [generate_reference(model, tokenizer, r.input) for r in records]
     reference_s = time.time() - start
     start = time.time()
-    fast = generate_greedy(model, tokenizer, [r.input for r in records], batch_size=args.batch_size,
-                           keep_going=[(lambda t, g=r.output: can_still_match(t, g)) if r.kind == "qa" else None
-                                       for r in records])
+    if vllm is not None:
+        fast = vllm.generate(model, tokenizer, [r.input for r in records])
+    else:
+        fast = generate_greedy(model, tokenizer, [r.input for r in records], batch_size=args.batch_size,
+                               keep_going=[(lambda t, g=r.output: can_still_match(t, g)) if r.kind == "qa" else None
+                                           for r in records])
     fast_s = time.time() - start
 
     full = [g for g in fast if g.stop != "early"]
@@ -69,6 +84,10 @@ def main() -> None:
         print(f"{'task aggregate':34} {task_aggregate(ref_means):9.3f} {task_aggregate(fast_means):9.3f}")
     equal = all(round(ref_means[k], 3) == round(fast_means[k], 3) for k in ref_means)
     print(f"every aggregate number equal to 3 decimals: {equal}")
+
+
+def compare_mmlu(args, loaded, dataset) -> None:
+    model, tokenizer = loaded.model, loaded.tokenizer
 
     folder = dataset.data_dir / "mmlu"
     subjects = dict(list(load_mmlu(folder, args.mmlu_limit, args.seed).items())[:args.mmlu_subjects])

@@ -98,3 +98,67 @@ def test_results_get_the_usual_file_mode(evaluated):
     umask = os.umask(0)
     os.umask(umask)
     assert (out / "summary.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+class _FakeVLLM:
+    """Stands in for the `vllm` module: the same call shapes, transformers greedy underneath."""
+
+    class SamplingParams:
+        def __init__(self, temperature, max_tokens, stop_token_ids):
+            assert temperature == 0.0
+            self.max_tokens, self.stop_token_ids = max_tokens, stop_token_ids
+
+    def __init__(self, model):
+        fake = self
+
+        class LLM:
+            def __init__(self, model, dtype, seed, gpu_memory_utilization):
+                fake.engine_args = {"model": model, "dtype": dtype, "memory": gpu_memory_utilization}
+
+            def generate(self, prompts, params, use_tqdm):
+                from types import SimpleNamespace
+
+                import torch
+                fake.calls.append(len(prompts))
+                outputs = []
+                for prompt in prompts:
+                    ids = torch.tensor([prompt["prompt_token_ids"]])
+                    new = fake.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                              max_new_tokens=params.max_tokens, eos_token_id=params.stop_token_ids,
+                                              pad_token_id=0)[0, ids.shape[1]:].tolist()
+                    reason = "stop" if new[-1] in params.stop_token_ids else "length"
+                    outputs.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=new, finish_reason=reason)]))
+                return outputs
+
+        self.LLM, self.model, self.calls = LLM, model, []
+
+
+def test_vllm_backend_feeds_token_ids_and_scores_like_transformers(tmp_path, tiny_model_dir, config, evaluated,
+                                                                   monkeypatch):
+    import lume.generation_vllm as generation_vllm
+    from lume.generation import generate_greedy
+    from lume.models import load_model
+
+    loaded = load_model(tiny_model_dir)
+    fake = _FakeVLLM(loaded.model)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setattr(generation_vllm, "CHUNK", 7)  # several calls, results still in order
+    summary = evaluate(loaded, tmp_path, EvalConfig(**{**config.__dict__, "backend": "vllm", "mia": False,
+                                                       "mmlu": False, "early_exit": False}))
+    assert fake.engine_args == {"model": str(tiny_model_dir), "dtype": "float32", "memory": 0.5}
+    assert fake.calls == [7, 7, 6]
+    assert summary["scores"] == evaluated[1]["scores"]
+    items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    expected = generate_greedy(loaded.model, loaded.tokenizer, [i["input"] for i in items], max_new_tokens=8)
+    assert [(i["generation"], i["new_tokens"], i["stop"]) for i in items] == [
+        (g.text, g.new_tokens, g.stop) for g in expected]
+
+
+def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path, tiny_model_dir, config, monkeypatch):
+    from lume.errors import LumeError
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import fails as if not installed
+    with pytest.raises(LumeError, match=r"pip install 'lume\[vllm\]'"):
+        evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "vllm"}))
+    with pytest.raises(LumeError, match="unknown backend 'tgi'"):
+        evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "tgi"}))

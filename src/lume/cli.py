@@ -71,9 +71,10 @@ def evaluate_command(
     source: Annotated[str, typer.Option(help="lume, semeval-train or semeval-validation")] = "lume",
     docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded)")] = None,
     seed: int = 0,
-    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 64,
     max_new_tokens: int = 256,
     early_exit: Annotated[bool, typer.Option(help="Stop QA rows that can no longer match")] = True,
+    backend: Annotated[str, typer.Option(help="hf (transformers) or vllm (if installed; GPU)")] = "hf",
     mia: Annotated[bool, typer.Option(help="Membership inference")] = True,
     mia_set: Annotated[str, typer.Option(help="final or validation SemEval MIA files")] = "final",
     mmlu: Annotated[bool, typer.Option(help="MMLU 5-shot")] = True,
@@ -89,7 +90,7 @@ def evaluate_command(
 
     config = EvalConfig(data_dir=str(data_dir) if data_dir else None, source=source,
                         docs_per_task=docs_per_task, seed=seed, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size, early_exit=early_exit, mia=mia, mia_set=mia_set,
+                        batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia, mia_set=mia_set,
                         mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu,
                         dtype=dtype, device=device)
     summary = evaluate(model, out, config)

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 MAX_NEW_TOKENS = 256
+BATCH_SIZE = 64  # rows decoded together: 1.16x faster than 32 on the 63 sc rows of bench/eval_speed.py
+PREFILL_ROWS = 4  # prompts run through the model together before decoding: fastest measured on CPU
 
 
 @dataclass
@@ -46,25 +49,81 @@ def decode(tokenizer, token_ids: Sequence[int]) -> str:
     return text
 
 
+class _ReservedLayer(DynamicLayer):
+    """One layer's keys and values in a buffer sized for the whole generation.
+
+    Decoding writes each new position in place, where the default cache concatenates (a full
+    copy of the cache per token). Positions left of a row's prompt stay zero and are masked.
+    """
+
+    def __init__(self, rows: int, like: torch.Tensor, capacity: int):
+        super().__init__()
+        self.key_buffer = like.new_zeros(rows, like.shape[1], capacity, like.shape[3])
+        self.value_buffer = torch.zeros_like(self.key_buffer)
+        self.device, self.length = like.device, 0
+
+    def place(self, first_row: int, keys: torch.Tensor, values: torch.Tensor, end: int) -> None:
+        """Copy a prefilled group of rows in, right-aligned to position `end`."""
+        rows, width = slice(first_row, first_row + keys.shape[0]), slice(end - keys.shape[2], end)
+        self.key_buffer[rows, :, width] = keys
+        self.value_buffer[rows, :, width] = values
+        self._view(end)
+
+    def _view(self, length: int) -> None:
+        self.length = length
+        self.keys, self.values = self.key_buffer[:, :, :length], self.value_buffer[:, :, :length]
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.length + key_states.shape[2]
+        self.key_buffer[:, :, self.length:end] = key_states
+        self.value_buffer[:, :, self.length:end] = value_states
+        self._view(end)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+        self._view(self.length)
+
+
+def _left_padded(prompt_ids: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, attention mask and real-token position ids of left-padded prompts."""
+    width = max(len(ids) for ids in prompt_ids)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
+    return input_ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _prefill(model, prompt_ids: list[list[int]], pad: int, capacity: int) -> tuple[Cache, torch.Tensor]:
+    """Run the prompts (sorted by length) in small groups, so little is spent on padding, and
+    gather their keys and values into one reserved cache for decoding; return it and the
+    logits of each prompt's last position."""
+    width = max(len(ids) for ids in prompt_ids)
+    layers: list[_ReservedLayer] = []
+    last_logits = []
+    for first in range(0, len(prompt_ids), PREFILL_ROWS):
+        input_ids, mask, positions = _left_padded(prompt_ids[first:first + PREFILL_ROWS], pad, model.device)
+        group_cache = DynamicCache()
+        last_logits.append(model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                 cache=group_cache, use_cache=True, logits_to_keep=1).logits[:, -1, :])
+        if not layers:
+            layers = [_ReservedLayer(len(prompt_ids), layer.keys, capacity) for layer in group_cache.layers]
+        for layer, group_layer in zip(layers, group_cache.layers):
+            layer.place(first, group_layer.keys, group_layer.values, width)
+    return Cache(layers=layers), torch.cat(last_logits)
+
+
 @torch.inference_mode()
 def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
                     keep_going: list[Callable[[str], bool] | None], stop_ids: set[int],
                     on_done: Callable[[int, Generation], None]) -> None:
     device = model.device
-    width = max(len(ids) for ids in prompt_ids)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
-    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids],
-                        device=device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    _, mask, positions = _left_padded(prompt_ids, tokenizer.pad_token_id, device)
+    cache, logits = _prefill(model, prompt_ids, tokenizer.pad_token_id, mask.shape[1] + max_new_tokens)
     rows = list(range(len(prompt_ids)))  # batch position -> caller's index
     produced: list[list[int]] = [[] for _ in prompt_ids]
-    cache = DynamicCache()
-    step_input = input_ids
     while rows:
-        logits = model(input_ids=step_input, attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True, logits_to_keep=1).logits
-        next_tokens = logits[:, -1, :].argmax(dim=-1).tolist()
+        next_tokens = logits.argmax(dim=-1).tolist()
         keep = []
         for slot, (row, token) in enumerate(zip(rows, next_tokens)):
             produced[row].append(token)
@@ -86,13 +145,14 @@ def _generate_batch(model, tokenizer, prompt_ids: list[list[int]], max_new_token
             mask, positions = mask[index], positions[index]
             next_tokens = [next_tokens[i] for i in keep]
             rows = [rows[i] for i in keep]
-        step_input = torch.tensor(next_tokens, device=device).unsqueeze(-1)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
         positions = positions[:, -1:] + 1
+        logits = model(input_ids=torch.tensor(next_tokens, device=device).unsqueeze(-1), attention_mask=mask,
+                       position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
 
 
 def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = MAX_NEW_TOKENS,
-                    batch_size: int = 16, keep_going: Sequence[Callable[[str], bool] | None] | None = None,
+                    batch_size: int = BATCH_SIZE, keep_going: Sequence[Callable[[str], bool] | None] | None = None,
                     on_done: Callable[[int, Generation], None] | None = None) -> list[Generation]:
     """Greedy continuations of `prompts` (raw text, default special-token handling).
 
@@ -101,7 +161,9 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     """
     keep_going = list(keep_going) if keep_going is not None else [None] * len(prompts)
     encoded = [tokenizer(prompt).input_ids for prompt in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    # Rows without a keep_going rule tend to decode long: grouping them keeps long decodes in
+    # full batches. Within a group, longest prompts first, so padding stays small.
+    order = sorted(range(len(prompts)), key=lambda i: (keep_going[i] is not None, -len(encoded[i])))
     results: list[Generation | None] = [None] * len(prompts)
     stop_ids = eos_token_ids(model, tokenizer)
     for start in range(0, len(order), batch_size):

@@ -16,17 +16,20 @@ from pathlib import Path
 
 from lume import data as lume_data
 from lume.data.manifest import read_manifest
+from lume.errors import LumeError
 from lume.evaluation.documents import score_documents
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
-from lume.generation import MAX_NEW_TOKENS
+from lume.generation import BATCH_SIZE, MAX_NEW_TOKENS
+from lume.generation_vllm import VLLMGenerator
 from lume.io import ResultCache, write_json_atomic, write_jsonl_atomic
 from lume.metrics import AGGREGATE_ORDER, ATTACKS, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_score
 from lume.models import LoadedModel, load_model
 from lume.progress import progress_bar
 
-PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft")
+PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
+BACKENDS = ("hf", "vllm")
 
 
 @dataclass
@@ -36,8 +39,10 @@ class EvalConfig:
     docs_per_task: int | None = None  # per task and split; None = all (or the target's)
     seed: int = 0
     max_new_tokens: int = MAX_NEW_TOKENS
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     early_exit: bool = True  # stop QA rows that can no longer match (scores unchanged)
+    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU)
+    vllm_memory: float = 0.5  # share of GPU memory vLLM may take; the transformers copy stays loaded
     mia: bool = True
     mia_set: str = "final"  # final | validation (the SemEval MIA files)
     mmlu: bool = True
@@ -64,10 +69,14 @@ def _probe_items(loaded: LoadedModel, documents: list, config: EvalConfig, cache
     """Generate for every sc and qa record of the documents not yet in the cache, and score each."""
     records = [r for d in documents for r in d.records]
     todo = [r for r in records if r.id not in cache]
+    vllm = None
+    if todo and config.backend == "vllm":
+        vllm = VLLMGenerator(loaded.path or loaded.name, dtype=str(loaded.model.dtype).removeprefix("torch."),
+                             memory_fraction=config.vllm_memory, seed=config.seed)
     with progress_bar("generating", len(todo), "items", config.progress) as advance:
         score_records(loaded.model, loaded.tokenizer, todo, batch_size=config.batch_size,
                       max_new_tokens=config.max_new_tokens, early_exit=config.early_exit,
-                      on_item=lambda item: (cache.add(item), advance()))
+                      on_item=lambda item: (cache.add(item), advance()), vllm=vllm)
     return [cache.results[r.id] for r in records]
 
 
@@ -95,6 +104,8 @@ def _auc_report(rows: list[dict]) -> dict:
 def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None) -> dict:
     """Evaluate a model with the LUME protocol; write OUT's files and return the summary."""
     config = config or EvalConfig()
+    if config.backend not in BACKENDS:
+        raise LumeError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
     out_dir = Path(out_dir)
     started = time.time()
     timings: dict[str, float] = {}
@@ -107,7 +118,7 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     else:
         selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
     key = {"model": loaded.fingerprint, "data": dataset.fingerprint,
-           "max_new_tokens": config.max_new_tokens, "dtype": str(loaded.model.dtype)}
+           "max_new_tokens": config.max_new_tokens, "dtype": str(loaded.model.dtype), "backend": config.backend}
 
     step = time.time()
     with ResultCache(out_dir / "cache" / "items.jsonl", key) as cache:

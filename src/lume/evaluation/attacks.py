@@ -35,6 +35,7 @@ from lume.data.records import Document, Record
 from lume.errors import LumeError
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
+from lume.generation import BATCH_SIZE
 from lume.io import write_json_atomic
 from lume.metrics import task_means
 from lume.models import load_model
@@ -54,7 +55,7 @@ class AttackConfig:
     relearn_batch_size: int = 4
     public_max_tokens: int = 256  # public documents are cut to this many tokens
     mmlu_limit: int = 1  # questions per subject for the MMLU change; 0 skips MMLU
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     mixed_precision: str = "bf16"
     progress: bool = True
 

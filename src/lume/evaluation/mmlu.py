@@ -8,7 +8,6 @@ the token prefix that all questions share is reused, so the logits are those of 
 
 from __future__ import annotations
 
-import copy
 import csv
 import random
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from lume.errors import InputError, LumeError
 
@@ -139,13 +139,22 @@ def _letter_logits_with_prefix(model, ids: list[list[int]], letters: list[int], 
         mask = torch.tensor([[1] * (shared + len(s)) + [0] * (width - len(s)) for s in suffixes],
                             device=device)
         positions = torch.arange(shared, shared + width, device=device).expand(len(suffixes), -1)
-        cache = copy.deepcopy(prefix_cache)
-        if shared:
-            cache.batch_repeat_interleave(len(suffixes))
+        # Every row starts from the same prefix: broadcast views, copied once when the suffix is appended.
+        layers = []
+        for prefix_layer in prefix_cache.layers if shared else []:
+            layer = DynamicLayer()
+            layer.lazy_initialization(prefix_layer.keys, prefix_layer.values)
+            layer.keys = prefix_layer.keys.expand(len(suffixes), -1, -1, -1)
+            layer.values = prefix_layer.values.expand(len(suffixes), -1, -1, -1)
+            layers.append(layer)
+        cache = Cache(layers=layers) if layers else DynamicCache()
+        # Only each row's last position needs logits: keep those positions, not all `width`.
+        last = [len(s) - 1 for s in suffixes]
+        kept = sorted(set(last))
         logits = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
-                       use_cache=True).logits
-        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        scores += logits[torch.arange(len(suffixes), device=device), last][:, letter_index].float().tolist()
+                       use_cache=True, logits_to_keep=torch.tensor(kept, device=device)).logits
+        column = torch.tensor([kept.index(i) for i in last], device=device)
+        scores += logits[torch.arange(len(suffixes), device=device), column][:, letter_index].float().tolist()
     return scores
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lume.data.records import Record
-from lume.generation import MAX_NEW_TOKENS, generate_greedy
+from lume.generation import BATCH_SIZE, MAX_NEW_TOKENS, generate_greedy
+from lume.generation_vllm import VLLMGenerator
 from lume.metrics import can_still_match, exact_match, rouge_l_recall
 
 
 def score_records(model, tokenizer, records: list[Record], *, prompts: list[str] | None = None,
-                  batch_size: int = 32, max_new_tokens: int = MAX_NEW_TOKENS, early_exit: bool = True,
-                  on_item: Callable[[dict], None] = lambda _item: None) -> list[dict]:
+                  batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS, early_exit: bool = True,
+                  on_item: Callable[[dict], None] = lambda _item: None,
+                  vllm: VLLMGenerator | None = None) -> list[dict]:
     """One scored item per record: ROUGE-L recall for sc rows, exact match for QA rows.
 
     `prompts` replaces the records' inputs (probing attacks); `on_item` sees each item as it
-    finishes, in completion order.
+    finishes, in completion order; `vllm` generates instead of transformers (no early exit).
     """
     prompts = prompts if prompts is not None else [r.input for r in records]
     keep_going = [(lambda text, gold=r.output: can_still_match(text, gold)) if r.kind == "qa" and early_exit
@@ -32,6 +34,9 @@ def score_records(model, tokenizer, records: list[Record], *, prompts: list[str]
                         "new_tokens": generation.new_tokens, "stop": generation.stop, "score": score}
         on_item(items[index])
 
-    generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    keep_going=keep_going, on_done=finish)
+    if vllm is not None:
+        vllm.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, on_done=finish)
+    else:
+        generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        keep_going=keep_going, on_done=finish)
     return items  # type: ignore[return-value]

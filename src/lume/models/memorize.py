@@ -68,11 +68,11 @@ def training_examples(tokenizer, documents: list[Document]) -> list[Example]:
     return examples
 
 
-def memorisation_scores(model, tokenizer, documents: list[Document], batch_size: int = 32) -> dict[str, dict]:
+def memorisation_scores(model, tokenizer, documents: list[Document]) -> dict[str, dict]:
     """Mean regurgitation and knowledge per split on the given documents (the protocol's scores)."""
     from lume.evaluation.scoring import score_records
 
-    items = score_records(model, tokenizer, [r for d in documents for r in d.records], batch_size=batch_size)
+    items = score_records(model, tokenizer, [r for d in documents for r in d.records])
     scores: dict[str, dict[str, list[float]]] = {}
     for item in items:
         scores.setdefault(item["split"], {"regurgitation": [], "knowledge": []})[item["metric"]].append(item["score"])

@@ -1,0 +1,53 @@
+"""Optional greedy generation through vLLM, for large models and long runs on GPUs.
+
+The prompts are tokenised by lume (exactly as for the transformers path) and handed to vLLM
+as token ids; vLLM decodes greedily with the same stop ids and token limit, and lume decodes
+the new tokens with the protocol's `decode`. vLLM runs its own kernels, so on rare near-ties
+its greedy choice can differ from transformers'; `bench/eval_speed.py --backend vllm`
+measures how often. Prompts go in chunks so that finished chunks reach `on_done` (and the
+resumable cache) while the rest run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lume.errors import LumeError
+from lume.generation import MAX_NEW_TOKENS, Generation, decode, eos_token_ids
+
+CHUNK = 512  # prompts per vLLM call: large enough to keep its scheduler full
+
+
+class VLLMGenerator:
+    """A vLLM engine for one model folder (or hub id), built once per evaluation."""
+
+    def __init__(self, model_path: str | Path, *, dtype: str = "auto", memory_fraction: float = 0.5,
+                 seed: int = 0):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise LumeError("the vllm backend needs vLLM: pip install 'lume[vllm]' (on a CUDA machine), "
+                            "or use --backend hf") from None
+        # The transformers copy of the model stays loaded for MIA and MMLU, hence a memory share.
+        self.engine = LLM(model=str(model_path), dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction)
+
+    def generate(self, model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = MAX_NEW_TOKENS,
+                 on_done: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """Greedy continuations of `prompts`, as `generation.generate_greedy` returns them."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
+                                stop_token_ids=sorted(eos_token_ids(model, tokenizer)))
+        results: list[Generation] = []
+        for start in range(0, len(prompts), CHUNK):
+            chunk = [{"prompt_token_ids": tokenizer(p).input_ids} for p in prompts[start:start + CHUNK]]
+            for offset, output in enumerate(self.engine.generate(chunk, params, use_tqdm=False)):
+                completion = output.outputs[0]
+                tokens = list(completion.token_ids)
+                stop = "length" if completion.finish_reason == "length" else "eos"
+                generation = Generation(decode(tokenizer, tokens), len(tokens), stop)
+                results.append(generation)
+                if on_done is not None:
+                    on_done(start + offset, generation)
+        return results
