@@ -4,6 +4,8 @@ Prompts are sorted by length and left-padded; position ids count real tokens onl
 row sees exactly what it would see alone. A row leaves the batch (and the KV cache) as soon as
 it is finished: at an end-of-sequence token, at the token limit, or, for rows that carry a
 `keep_going` rule, as soon as the rule says more tokens cannot change the row's score.
+Prompts are run through the model in small groups (little padding) and their keys and values
+gathered into one cache reserved for the whole generation, which decoding fills in place.
 """
 
 from __future__ import annotations
