@@ -55,7 +55,7 @@ def main() -> None:
 
 def compare_generation(args, loaded, records) -> None:
     model, tokenizer = loaded.model, loaded.tokenizer
-    vllm = VLLMGenerator(loaded.path, dtype=str(loaded.model.dtype).removeprefix("torch.")) if args.backend == "vllm" else None
+    vllm = VLLMGenerator(loaded.path, dtype=loaded.model.dtype) if args.backend == "vllm" else None
     start = time.time()
     reference = [generate_reference(model, tokenizer, r.input) for r in records]
     reference_s = time.time() - start

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from lume.errors import LumeError
 from lume.generation import MAX_NEW_TOKENS, Generation, decode, eos_token_ids
 
@@ -22,7 +24,7 @@ CHUNK = 512  # prompts per vLLM call: large enough to keep its scheduler full
 class VLLMGenerator:
     """A vLLM engine for one model folder (or hub id), built once per evaluation."""
 
-    def __init__(self, model_path: str | Path, *, dtype: str = "auto", memory_fraction: float = 0.5,
+    def __init__(self, model_path: str | Path, *, dtype: torch.dtype, memory_fraction: float = 0.5,
                  seed: int = 0):
         try:
             from vllm import LLM
@@ -30,7 +32,8 @@ class VLLMGenerator:
             raise LumeError("the vllm backend needs vLLM: pip install 'lume[vllm]' (on a CUDA machine), "
                             "or use --backend hf") from None
         # The transformers copy of the model stays loaded for MIA and MMLU, hence a memory share.
-        self.engine = LLM(model=str(model_path), dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction)
+        self.engine = LLM(model=str(model_path), dtype=str(dtype).removeprefix("torch."), seed=seed,
+                          gpu_memory_utilization=memory_fraction)
 
     def generate(self, model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int = MAX_NEW_TOKENS,
                  on_done: Callable[[int, Generation], None] | None = None) -> list[Generation]:

@@ -71,7 +71,7 @@ def _probe_items(loaded: LoadedModel, documents: list, config: EvalConfig, cache
     todo = [r for r in records if r.id not in cache]
     vllm = None
     if todo and config.backend == "vllm":
-        vllm = VLLMGenerator(loaded.path or loaded.name, dtype=str(loaded.model.dtype).removeprefix("torch."),
+        vllm = VLLMGenerator(loaded.path or loaded.name, dtype=loaded.model.dtype,
                              memory_fraction=config.vllm_memory, seed=config.seed)
     with progress_bar("generating", len(todo), "items", config.progress) as advance:
         score_records(loaded.model, loaded.tokenizer, todo, batch_size=config.batch_size,
