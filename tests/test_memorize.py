@@ -1,10 +1,13 @@
-import json
-
 import pytest
 
 import lume.models.memorize as memorize_module
 from lume.data.manifest import read_manifest
 from lume.models.memorize import MemorizeConfig, memorize
+from lume.training import saved_checkpoints
+
+
+def latest_state(checkpoint_dir):
+    return saved_checkpoints(checkpoint_dir)[-1][2]
 
 
 @pytest.fixture
@@ -58,7 +61,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path, config, monkeypatch):
     monkeypatch.setattr(memorize_module, "memorisation_scores", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         memorize(out, config)
-    state = json.loads((out / "checkpoints" / "lume_state.json").read_text())
+    state = latest_state(out / "checkpoints")
     first_epoch = state["step"]
     assert first_epoch > 0 and not (out / "lume_target.json").exists()
     manifest = memorize(out, config)

@@ -102,3 +102,25 @@ def test_a_misspelt_field_is_named(tmp_path):
 def test_the_default_config_is_the_demo():
     config = load_config(None)
     assert config.target.preset == "demo" and len(config.methods) >= 2
+
+
+def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(finished, study, cache, monkeypatch,
+                                                                            capsys, tmp_path):
+    config = yaml.safe_load(study.read_text())
+    config["methods"][0]["steps"] = 3  # `gd` keeps its name, not its settings
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    calls = []
+    for name in ("unlearn", "evaluate"):
+        real = getattr(pipeline, name)
+        monkeypatch.setattr(pipeline, name, lambda *a, _real=real, _name=name, **k: calls.append(
+            (_name, a[1].name)) or _real(*a, **k))
+    monkeypatch.setenv("LUME_CACHE", str(cache))
+    capsys.readouterr()
+    run(load_config(changed))
+    assert calls == [("unlearn", "gd"), ("evaluate", "gd")]
+    out = capsys.readouterr().out
+    assert "unlearn-gd: settings changed since the last run; redoing it" in out
+    assert "evaluate-gd: model changed since the last run" in out
+    report = json.loads((finished / "models" / "gd" / "lume_unlearn.json").read_text())
+    assert report["steps"] == 3

@@ -20,6 +20,8 @@ console = Console()
 
 DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace what the output folder holds (it is refused otherwise)")]
 
 
 @data_app.command("info")
@@ -83,6 +85,7 @@ def evaluate_command(
     target_mmlu: Annotated[Optional[float], typer.Option(help="The target model's MMLU, for the 75% flag")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
+    overwrite: Overwrite = False,
 ):
     """Score a model with the official LUME protocol (plus extra attacks beside it)."""
     from lume.evaluation import EvalConfig, evaluate
@@ -93,7 +96,7 @@ def evaluate_command(
                         batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia, mia_set=mia_set,
                         mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu,
                         dtype=dtype, device=device)
-    summary = evaluate(model, out, config)
+    summary = evaluate(model, out, config, overwrite=overwrite)
     console.print(summary_table(summary))
     console.print(f"written: {out}/summary.json, {out}/items.jsonl")
 
@@ -116,6 +119,7 @@ def memorize_command(
     target_knowledge: Optional[float] = None,
     seed: Optional[int] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+    overwrite: Overwrite = False,
 ):
     """Fine-tune a base model until it has memorised LUME documents: a target to unlearn from."""
     from lume.models.memorize import MemorizeConfig, memorize, preset as memorize_preset
@@ -130,7 +134,7 @@ def memorize_command(
         config = memorize_preset(preset, **overrides)
     else:
         config = MemorizeConfig(**{k: v for k, v in overrides.items() if v is not None})
-    manifest = memorize(out, config)
+    manifest = memorize(out, config, overwrite=overwrite)
     console.print(f"target written to {out} ({manifest.result['stopped']}; "
                   f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
                   f"{len(manifest.held_out)} held out)")
@@ -165,10 +169,16 @@ def unlearn_command(
     seed: int = 0,
     data_dir: DataDir = None,
     device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+    overwrite: Overwrite = False,
 ):
     """Unlearn the forget set from a model with a registered method."""
     from lume.unlearning import UnlearnConfig, read_split, unlearn
 
+    config = UnlearnConfig(method=method, method_settings=_method_settings(set_), steps=steps,
+                           batch_size=batch_size, learning_rate=learning_rate,
+                           gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
+                           gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed,
+                           device=device)
     if len(paths) == 2:
         model_in, model_out = paths
         forget = retain = None
@@ -177,13 +187,8 @@ def unlearn_command(
         retain, forget = read_split(retain_path, "retain"), read_split(forget_path, "forget")
     else:
         raise LumeError("expected MODEL_IN MODEL_OUT or MODEL_IN RETAIN FORGET MODEL_OUT")
-    config = UnlearnConfig(method=method, method_settings=_method_settings(set_), steps=steps,
-                           batch_size=batch_size, learning_rate=learning_rate,
-                           gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
-                           gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed,
-                           device=device)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
-                     data_dir=str(data_dir) if data_dir else None)
+                     data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)
     console.print(f"unlearned model written to {model_out} ({report['steps']} steps, "
                   f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
 
@@ -196,12 +201,16 @@ def merge_command(
     combination: Annotated[str, typer.Option(help="ties or linear (weighted sum)")] = "ties",
     weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights, one per adapter")] = None,
     density: Annotated[float, typer.Option(help="TIES: fraction of each adapter's weights kept")] = 0.5,
+    overwrite: Overwrite = False,
 ):
     """Merge LoRA adapters into one model (TIES or weighted sum)."""
     from lume.unlearning.merge import merge_adapters
 
-    parsed = [float(w) for w in weights.split(",")] if weights else None
-    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density)
+    try:
+        parsed = [float(w) for w in weights.split(",")] if weights else None
+    except ValueError:
+        raise LumeError(f"--weights {weights!r}: expected comma-separated numbers") from None
+    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density, overwrite=overwrite)
     console.print(f"merged model written to {out}")
 
 
@@ -242,6 +251,7 @@ def attack_command(
     mmlu_limit: Annotated[int, typer.Option(help="MMLU questions per subject for the MMLU change; 0 skips")] = 1,
     seed: int = 0,
     data_dir: DataDir = None,
+    overwrite: Overwrite = False,
 ):
     """Does the forgotten knowledge come back? Attack an unlearned model and measure what returns."""
     from lume.evaluation.attacks import AttackConfig
@@ -250,17 +260,33 @@ def attack_command(
 
     config = AttackConfig(data_dir=str(data_dir) if data_dir else None, seed=seed, relearn_steps=relearn_steps,
                           relearn_learning_rate=relearn_learning_rate, mmlu_limit=mmlu_limit)
-    results = run_attacks(model, target, out, attack, config)
+    results = run_attacks(model, target, out, attack, config, overwrite=overwrite)
     console.print(robustness_table({model.name: results}))
     console.print(f"written: {out}/attacks.json")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: a user's mistake is one line on stderr and exit status 2, never a traceback;
+    Ctrl-C says what was kept and how to resume (exit status 130)."""
+    import click
+
+    from lume.errors import resume_note
+
     try:
-        app()
+        # typer returns 130 for Ctrl-C rather than raising it
+        code = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.ClickException as error:
+        error.show()
+        code = 2
     except LumeError as error:
         print(f"lume: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("lume: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        sys.exit(130)
+        code = 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        code = 130
+    if code == 130:
+        print(f"lume: {resume_note() or 'interrupted before any result was written; nothing to resume'}",
+              file=sys.stderr)
+    if code:
+        sys.exit(code)

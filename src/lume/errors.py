@@ -23,3 +23,15 @@ class InputError(LumeError):
         if field is not None:
             where += f": field '{field}'"
         super().__init__(f"{where}: {message}")
+
+
+_resume_note: list[str] = []
+
+
+def set_resume_note(text: str | None) -> None:
+    """What an interruption now would keep and how to resume; the CLI prints it on Ctrl-C."""
+    _resume_note[:] = [text] if text else []
+
+
+def resume_note() -> str | None:
+    return _resume_note[0] if _resume_note else None

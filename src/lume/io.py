@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from lume.errors import LumeError
 
 
 _UMASK = os.umask(0)
@@ -73,3 +77,41 @@ class ResultCache:
 
     def __exit__(self, *_exc) -> None:
         self._out.close()
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:
+    """An output folder may be neither an input nor a folder that holds one."""
+    resolved = Path(out_dir).resolve()
+    for source in inputs:
+        if source is not None and Path(source).exists() and _is_within(Path(source).resolve(), resolved):
+            raise LumeError(f"{out_dir}: the {what} would overwrite the input {source}; choose another folder")
+
+
+def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool = False,
+                     resumable: Callable[[Path], bool] = lambda _folder: False, what: str = "output folder") -> Path:
+    """Refuse, before any work, an output folder whose use would destroy or misreport something.
+
+    Never an input (nor a folder holding one); never a file or an unwritable place; an existing
+    non-empty folder only when `resumable(folder)` (an unfinished run of the same settings) or
+    with `overwrite` (then it is emptied first).
+    """
+    out_dir = Path(out_dir)
+    refuse_overwriting_inputs(out_dir, inputs, what)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LumeError(f"{out_dir}: the {what} is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not resumable(out_dir):
+        if not overwrite:
+            raise LumeError(f"{out_dir}: the {what} already holds other results; choose another folder, "
+                            "or pass --overwrite to replace them")
+        for entry in out_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as error:
+        raise LumeError(f"{out_dir}: cannot write the {what} ({error.strerror or error})") from None
+    return out_dir

@@ -1,8 +1,10 @@
 """`run`: a whole study from one YAML config: target, unlearning methods, evaluations, report.
 
 Every step writes a marker when complete (`lume_target.json`, `lume_unlearn.json`,
-`summary.json`), so a rerun skips finished steps and resumes the rest. Targets are cached in
-lume's cache by their settings and reused across studies.
+`summary.json`, `attacks.json`) and is keyed on everything that decides its result, so a rerun
+skips finished steps, resumes unfinished ones and redoes those whose settings, input model or
+data changed. Targets are cached in lume's cache by their settings, base model and data, and
+reused across studies.
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ from pathlib import Path
 
 import yaml
 
+from lume import data as lume_data
+from lume.config import build, coerce_fields
+from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.evaluation import EvalConfig, evaluate
-from lume.evaluation.attacks import RESULT_NAME, AttackConfig, attack
+from lume.evaluation.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
+from lume.io import write_json_atomic
+from lume.models import model_fingerprint
 from lume.models.memorize import MemorizeConfig, memorize, preset
 from lume.unlearning import REPORT_NAME, UnlearnConfig, unlearn
 
@@ -44,36 +51,63 @@ class RunConfig:
     attack: dict = field(default_factory=dict)  # AttackConfig fields
 
 
-def _checked(cls, values: dict, where: str, path: Path | None):
-    """Build dataclass `cls` from `values`, naming any unknown field."""
-    if not isinstance(values, dict):
-        raise InputError(path or "<config>", f"expected a mapping, got {type(values).__name__}", field=where)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in names:
-            raise InputError(path or "<config>", f"unknown field (expected one of {', '.join(sorted(names))})",
-                             field=f"{where}.{key}" if where else key)
-    return values
+def _read_yaml(path: Path):
+    """The parsed YAML file; a syntax error names its line, bad bytes their offset."""
+    from lume.data.loading import text_lines
+
+    text = "".join(line for _, line in text_lines(path))
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        context = f" ({error.context} on line {error.context_mark.line + 1})" if error.context_mark else ""
+        raise InputError(path, f"YAML syntax: {error.problem}{context}",
+                         line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as error:
+        raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
+
+
+def _method_spec(spec, index: int, path: Path) -> dict:
+    """A `methods:` entry: UnlearnConfig fields plus an optional `name`, checked now."""
+    where = f"methods[{index}]"
+    if not isinstance(spec, dict):
+        raise InputError(path, f"expected a mapping with at least `method`, got {spec!r}", field=where)
+    name = spec.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InputError(path, f"expected text, got {name!r}", field=f"{where}.name")
+    fields = {k: v for k, v in spec.items() if k != "name"}
+    if "method" not in fields:
+        raise InputError(path, "missing (the method's registered name)", field=f"{where}.method")
+    return {**_checked_fields(UnlearnConfig, fields, where, path), **({"name": name} if name else {})}
+
+
+def _checked_fields(cls, values, where: str, path: Path) -> dict:
+    """The given fields of `cls`, coerced to their types, after `cls` accepted them all."""
+    built = build(cls, values, where=where, source=path)
+    return {key: getattr(built, key) for key in values}
 
 
 def load_config(path: str | Path | None) -> RunConfig:
-    """The built-in demo (no path) or a YAML file; every field has a default."""
+    """The built-in demo (no path) or a YAML file; every field has a default and is checked now,
+    so a bad value stops the study before any work."""
     if path is None:
         return RunConfig()
     path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    raw = coerce_fields(RunConfig, _read_yaml(path), source=path)
+    target = build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path)
+    target = dataclasses.replace(target, memorize=_checked_fields(MemorizeConfig, target.memorize,
+                                                                  "target.memorize", path))
+    raw["methods"] = [_method_spec(spec, i, path) for i, spec in enumerate(raw.get("methods", RunConfig().methods))]
+    for section, cls in (("evaluation", EvalConfig), ("attack", AttackConfig)):
+        if section in raw:
+            raw[section] = _checked_fields(cls, raw[section] or {}, section, path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
-    _checked(RunConfig, raw, "", path)
-    target = TargetConfig(**_checked(TargetConfig, raw.pop("target", {}) or {}, "target", path))
-    _checked(MemorizeConfig, target.memorize, "target.memorize", path)
-    for index, method in enumerate(raw.get("methods", [])):
-        _checked(UnlearnConfig, {k: v for k, v in method.items() if k != "name"}, f"methods[{index}]", path)
-    _checked(EvalConfig, raw.get("evaluation", {}) or {}, "evaluation", path)
-    _checked(AttackConfig, raw.get("attack", {}) or {}, "attack", path)
-    defaults = RunConfig()
-    return dataclasses.replace(defaults, target=target, **raw)
+        check_attacks(raw.get("attacks", []))
+    except LumeError as error:
+        raise InputError(path, str(error), field="attacks") from None
+    return dataclasses.replace(RunConfig(), target=target, **raw)
 
 
 def _key(value) -> str:
@@ -85,17 +119,74 @@ def method_label(spec: dict) -> str:
 
 
 def build_target(config: RunConfig) -> Path:
+    """The target folder: given, or built once per settings, base model and data (cached by them)."""
     if config.target.model:
         return Path(config.target.model)
     overrides = {**config.target.memorize, "data_dir": config.data_dir}
     settings = preset(config.target.preset, **overrides) if config.target.preset else MemorizeConfig(**overrides)
-    folder = cache_dir() / "targets" / _key({**dataclasses.asdict(settings), "progress": None, "data_dir": None})
-    if not (folder / "lume_target.json").is_file():
+    key = {**dataclasses.asdict(settings), "progress": None, "data_dir": None,
+           "base_fingerprint": model_fingerprint(settings.base),
+           "data_fingerprint": lume_data.load(config.data_dir, settings.source).fingerprint}
+    folder = cache_dir() / "targets" / _key(key)
+    if not (folder / MANIFEST_NAME).is_file():
         print(f"building the target model in {folder}")
         memorize(folder, settings)
     else:
         print(f"reusing the target model in {folder}")
     return folder
+
+
+class Steps:
+    """Each step of a study keyed on everything that decides its result, recorded in
+    RUN/steps/<step>.json when it starts. A finished step with the same key is skipped; a
+    changed key redoes it (and, through the model fingerprint, whatever depends on it)."""
+
+    def __init__(self, out: Path):
+        self.folder = out / "steps"
+
+    def state(self, step: str, key: dict, finished: bool) -> str:
+        """"done", "resume" (an unfinished run of the same key) or "redo" (saying why in one line)."""
+        record = self.folder / f"{step}.json"
+        saved = json.loads(record.read_text()) if record.is_file() else None
+        if saved == key:
+            return "done" if finished else "resume"
+        if saved is not None:
+            changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+            print(f"{step}: {', '.join(changed)} changed since the last run; redoing it and what depends on it")
+        write_json_atomic(record, key)
+        return "redo"
+
+
+def _evaluated(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict) -> dict:
+    config = EvalConfig(**evaluation)
+    key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
+    state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
+    if state == "done":
+        print(f"{label}: evaluation already done")
+        return json.loads((folder / "summary.json").read_text())
+    print(f"{label}: evaluating")
+    return evaluate(model, folder, config, overwrite=state == "redo")
+
+
+def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None) -> None:
+    settings = UnlearnConfig(**{k: v for k, v in spec.items() if k != "name"})
+    key = {"target": model_fingerprint(target), "data": lume_data.load(data_dir).fingerprint,
+           "settings": {**dataclasses.asdict(settings), "progress": None}}
+    state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
+    if state == "done":
+        return
+    print(f"{label}: unlearning")
+    unlearn(target, folder, settings, data_dir=data_dir, overwrite=state == "redo")
+
+
+def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
+    settings = AttackConfig(**{**config.attack, "data_dir": config.data_dir})
+    key = {"model": model_fingerprint(model), "target": model_fingerprint(target), "attacks": config.attacks,
+           "config": {**dataclasses.asdict(settings), "progress": None}}
+    if steps.state(f"attack-{label}", key, (folder / RESULT_NAME).is_file()) == "done":
+        return
+    print(f"{label}: attacking ({', '.join(config.attacks)})")
+    attack(model, target, folder, config.attacks, settings, overwrite=True)
 
 
 def run(config: RunConfig) -> Path:
@@ -106,33 +197,16 @@ def run(config: RunConfig) -> Path:
     labels = [method_label(m) for m in config.methods]
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")
+    steps = Steps(out)
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
-
-    def evaluated(model: Path, label: str, **extra) -> dict:
-        folder = out / "eval" / label
-        if (folder / "summary.json").is_file() and (folder / ".config").is_file() \
-                and (folder / ".config").read_text() == _key([str(model), evaluation, extra]):
-            print(f"{label}: evaluation already done")
-            return json.loads((folder / "summary.json").read_text())
-        print(f"{label}: evaluating")
-        summary = evaluate(model, folder, EvalConfig(**evaluation, **extra))
-        (folder / ".config").write_text(_key([str(model), evaluation, extra]))
-        return summary
-
-    target_summary = evaluated(target, "target")
+    target_summary = _evaluated(steps, target, "target", out / "eval" / "target", evaluation)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     for spec, label in zip(config.methods, labels):
-        settings = UnlearnConfig(**{k: v for k, v in spec.items() if k != "name"})
         model_dir = out / "models" / label
-        if not (model_dir / REPORT_NAME).is_file():
-            print(f"{label}: unlearning")
-            unlearn(target, model_dir, settings, data_dir=config.data_dir)
-        evaluated(model_dir, label, target_mmlu=target_mmlu)
-        attack_dir = out / "attacks" / label
-        if config.attacks and not (attack_dir / RESULT_NAME).is_file():
-            print(f"{label}: attacking ({', '.join(config.attacks)})")
-            attack(model_dir, target, attack_dir, config.attacks,
-                   AttackConfig(**{**config.attack, "data_dir": config.data_dir}))
+        _unlearned(steps, target, spec, label, model_dir, config.data_dir)
+        _evaluated(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
+        if config.attacks:
+            _attacked(steps, config, target, model_dir, label, out / "attacks" / label)
     write_report([out / "eval" / "target"] + [out / "eval" / label for label in labels], out)
     return out

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from lume.errors import LumeError
+from lume.errors import LumeError, set_resume_note
 from lume.io import write_json_atomic
 from lume.progress import progress_bar
 
 IGNORE = -100  # label of tokens that carry no loss
+MIXED_PRECISION = ("bf16", "fp16", "no")
 
 
 @dataclass
@@ -86,7 +87,9 @@ class TrainSettings:
     extra: dict = field(default_factory=dict)  # method settings that change the run
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """What decides the trained weights (how often checkpoints are saved does not)."""
+        decisive = {k: v for k, v in asdict(self).items() if k != "save_every"}
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
@@ -134,19 +137,85 @@ def _peak_memory_mb(device: torch.device) -> float | None:
         return None
 
 
-def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
-          checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
-          description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
-    """Run `step_loss(model, step) -> (loss, logs)` for up to `settings.max_steps` optimiser steps.
+STATE_NAME = "lume_state.json"
 
-    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
-    `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`.
+
+def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
+    """Complete checkpoints, oldest first: (step, folder, state).
+
+    Each checkpoint is its own folder `step-NNNNNNNN`; its state file is written last, so a
+    folder without one was cut off mid-save and is ignored.
     """
-    from accelerate.utils import set_seed
+    found = []
+    for folder in sorted(checkpoint_dir.glob("step-*")) if checkpoint_dir.is_dir() else []:
+        try:
+            state = json.loads((folder / STATE_NAME).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append((state["step"], folder, state))
+    return found
+
+
+def is_unfinished_run(out_dir: Path, key: str) -> bool:
+    """OUT holds nothing but checkpoints of a run with this settings key (so resuming is safe)."""
+    if any(entry.name != "checkpoints" for entry in out_dir.iterdir()):
+        return False
+    saved = saved_checkpoints(out_dir / "checkpoints")
+    return not saved or saved[-1][2]["key"] == key
+
+
+def _kept_note(checkpoint_dir: Path, save_every: int) -> str:
+    saved = saved_checkpoints(checkpoint_dir)
+    if saved:
+        return (f"the last checkpoint (finite weights) is step {saved[-1][0]} in {checkpoint_dir}; "
+                "a rerun resumes from it")
+    if not save_every:
+        return "no checkpoint was kept (checkpoints are off: save every 0 steps); a rerun starts over"
+    return "no checkpoint was saved yet; a rerun starts over"
+
+
+class _Checkpoints:
+    """Crash-safe checkpoints: write a new step folder, mark it complete, then drop older ones.
+
+    A kill at any point leaves the last complete checkpoint intact and findable.
+    """
+
+    def __init__(self, accelerator, checkpoint_dir: Path, settings: TrainSettings, trainable: list):
+        self.accelerator, self.dir, self.settings, self.trainable = accelerator, checkpoint_dir, settings, trainable
+
+    def resume(self) -> dict | None:
+        saved = saved_checkpoints(self.dir)
+        if not saved or saved[-1][2]["key"] != self.settings.key():
+            return None
+        step, folder, state = saved[-1]
+        self.accelerator.load_state(str(folder / "accelerate"))
+        self.accelerator.print(f"resuming from step {step} ({self.dir})")
+        return state
+
+    def stop(self, reason: str) -> LumeError:
+        return LumeError(f"{reason}; stopped. {_kept_note(self.dir, self.settings.save_every)} "
+                         "(lower the learning rate?)")
+
+    def save(self, state: dict) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in self.trainable):
+            raise self.stop(f"the weights became non-finite at step {state['step']}")
+        self.accelerator.wait_for_everyone()
+        folder = self.dir / f"step-{state['step']:08d}"
+        self.accelerator.save_state(str(folder / "accelerate"))
+        if self.accelerator.is_main_process:
+            write_json_atomic(folder / STATE_NAME, {"key": self.settings.key(), **state})
+            for _, older, _ in saved_checkpoints(self.dir)[:-1]:
+                shutil.rmtree(older, ignore_errors=True)
+            for partial in self.dir.glob("step-*"):
+                if not (partial / STATE_NAME).is_file():
+                    shutil.rmtree(partial, ignore_errors=True)
+        set_resume_note(f"interrupted: {_kept_note(self.dir, self.settings.save_every)}")
+
+
+def _prepared(model, settings: TrainSettings, accelerator):
+    """The model, optimiser and scheduler after accelerate's prepare, and the trainable weights."""
     from transformers import get_scheduler
 
-    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation)
-    set_seed(settings.seed)
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if settings.lora_rank > 0:
@@ -157,27 +226,29 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
     scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
                               num_training_steps=settings.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return model, optimizer, scheduler, trainable
 
-    state_file = checkpoint_dir / "lume_state.json"
-    start, losses = 0, []
-    if state_file.is_file():
-        state = json.loads(state_file.read_text())
-        if state["key"] == settings.key():
-            accelerator.load_state(str(checkpoint_dir / "accelerate"))
-            start, losses = state["step"], state["losses"]
-            accelerator.print(f"resuming from step {start} ({checkpoint_dir})")
 
-    def save(step: int) -> None:
-        accelerator.wait_for_everyone()
-        staging = checkpoint_dir / "accelerate.tmp"
-        accelerator.save_state(str(staging))
-        if accelerator.is_main_process:
-            shutil.rmtree(checkpoint_dir / "accelerate", ignore_errors=True)
-            staging.rename(checkpoint_dir / "accelerate")
-            write_json_atomic(state_file, {"key": settings.key(), "step": step, "losses": losses})
+def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
+          checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
+          description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
+    """Run `step_loss(model, step) -> (loss, logs)` for up to `settings.max_steps` optimiser steps.
 
+    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
+    `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`;
+    time and tokens count every segment of a resumed run.
+    """
+    from accelerate.utils import set_seed
+
+    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation)
+    set_seed(settings.seed)
+    model, optimizer, scheduler, trainable = _prepared(model, settings, accelerator)
+    checkpoints = _Checkpoints(accelerator, checkpoint_dir, settings, trainable)
+    state = checkpoints.resume() or {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
+    start, losses, tokens = state["step"], state["losses"], state.get("tokens", 0)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    started, tokens, stopped = time.time(), 0, "max_steps"
+    set_resume_note(f"interrupted: {_kept_note(checkpoint_dir, settings.save_every)}")
+    started, stopped = time.time() - state.get("seconds", 0.0), "max_steps"
     with progress_bar(description, settings.max_steps - start, "steps",
                       show_progress and accelerator.is_main_process) as advance:
         for step in range(start, settings.max_steps):
@@ -186,8 +257,7 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
                 with accelerator.accumulate(model):
                     loss, micro_logs = step_loss(model, step * settings.gradient_accumulation + micro)
                     if not math.isfinite(loss.item()):
-                        raise LumeError(f"the loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                                        f"checkpoint is in {checkpoint_dir} (lower the learning rate?)")
+                        raise checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and settings.max_grad_norm:
                         accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
@@ -198,13 +268,14 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
                 for name, value in micro_logs.items():
                     logs[name] = logs.get(name, 0.0) + float(value) / settings.gradient_accumulation
             losses.append({"step": step + 1, **logs})
-            rate = tokens / max(time.time() - started, 1e-9)
-            advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {rate:.0f} tok/s")
+            elapsed = time.time() - started
+            advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {tokens / max(elapsed, 1e-9):.0f} tok/s")
             if settings.save_every and (step + 1) % settings.save_every == 0:
-                save(step + 1)
+                checkpoints.save({"step": step + 1, "losses": losses, "seconds": elapsed, "tokens": tokens})
             reason = after_step(step + 1)
             if reason:
                 stopped = reason
                 break
+    set_resume_note(None)
     return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
                        _peak_memory_mb(accelerator.device))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from lume.data.loading import read_mia_documents, read_records
 from lume.data.paths import resolve_data_dir
 from lume.data.records import SPLITS, TASKS, Document, MIADocument, Record, build_documents, parse_id
 from lume.data.selection import Selection, select_documents
+from lume.errors import LumeError
 
 SOURCES = ("lume", "semeval-train", "semeval-validation")
 
@@ -50,7 +52,7 @@ def source_files(data_dir: Path, source: str) -> list[Path]:
     if source in ("semeval-train", "semeval-validation"):
         fold = source.split("-")[1]
         return [data_dir / "semeval25" / f"{split}_{fold}.parquet" for split in SPLITS]
-    raise ValueError(f"unknown data source {source!r} (choose from {', '.join(SOURCES)})")
+    raise LumeError(f"unknown data source {source!r} (choose from {', '.join(SOURCES)})")
 
 
 def load(data_dir: str | Path | None = None, source: str = "lume") -> LumeData:
@@ -59,6 +61,16 @@ def load(data_dir: str | Path | None = None, source: str = "lume") -> LumeData:
     files = source_files(root, source)
     records = [record for path in files for record in read_records(path)]
     return LumeData(root, source, files, records)
+
+
+def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
+    """Warn (on stderr) when forget and retain rows share an id or the same prompt and answer."""
+    seen = {r.id for r in retain} | {(r.input, r.output) for r in retain}
+    shared = [r for r in forget if r.id in seen or (r.input, r.output) in seen]
+    if shared:
+        print(f"lume: warning: {len(shared)} forget rows also appear in the retain set (same id, or the same input "
+              f"and output), e.g. {shared[0].id!r}; the two sets should not overlap", file=sys.stderr)
+    return len(shared)
 
 
 def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> list[MIADocument]:
@@ -73,5 +85,5 @@ def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> li
 __all__ = [
     "SOURCES", "SPLITS", "TASKS", "Document", "LumeData", "MIADocument", "Record", "Selection",
     "build_documents", "load", "load_mia", "parse_id", "read_mia_documents", "read_records",
-    "resolve_data_dir", "select_documents",
+    "resolve_data_dir", "select_documents", "warn_overlap",
 ]

@@ -14,29 +14,41 @@ from lume.data.records import SPLITS, TASKS, MIADocument, Record, parse_id
 from lume.errors import InputError
 
 REQUIRED_FIELDS = ("id", "input", "output", "task")
+# The longest LUME row is 1,614 characters; a field 60 times longer is a broken file, and
+# training on it would try to allocate memory for a sequence no model takes.
+MAX_FIELD_CHARS = 100_000
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (a leading byte-order mark is accepted); bytes that
+    are not UTF-8 are reported with their line and byte offset."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise InputError(path, f"cannot read file: {error.strerror or error}") from None
+    offset = 0
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(path, f"not UTF-8 text ({error.reason} at byte offset {offset + error.start})",
+                                 line=number) from None
+            offset += len(raw)
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[dict, dict]]:
     """Yield (row, location) for each non-blank line of a JSONL file."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as error:
-        raise InputError(path, f"cannot read file: {error.strerror or error}") from None
-    with handle:
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
         try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InputError(path, f"malformed JSON: {error.msg} (column {error.colno})",
-                                     line=number) from None
-                if not isinstance(row, dict):
-                    raise InputError(path, "expected a JSON object", line=number)
-                yield row, {"line": number}
-        except UnicodeDecodeError as error:
-            raise InputError(path, f"not UTF-8 text: {error.reason}") from None
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(path, f"malformed JSON: {error.msg} (column {error.colno})", line=number) from None
+        if not isinstance(row, dict):
+            raise InputError(path, "expected a JSON object", line=number)
+        yield row, {"line": number}
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[dict, dict]]:
@@ -69,6 +81,19 @@ def _fold_from_name(path: Path) -> str | None:
     return parts[1] if len(parts) == 2 and parts[0] in SPLITS else None
 
 
+def _check_text_fields(path: Path, row: dict, where: dict) -> None:
+    for name in REQUIRED_FIELDS:
+        if name not in row or row[name] is None:
+            raise InputError(path, "missing", field=name, **where)
+        if not isinstance(row[name], str):
+            raise InputError(path, f"must be a string, got {type(row[name]).__name__}", field=name, **where)
+        if not row[name].strip():
+            raise InputError(path, "empty", field=name, **where)
+        if len(row[name]) > MAX_FIELD_CHARS:
+            raise InputError(path, f"{len(row[name]):,} characters long, over the limit of {MAX_FIELD_CHARS:,}",
+                             field=name, **where)
+
+
 def read_records(path: str | Path, split: str | None = None) -> list[Record]:
     """Read and validate one file of LUME rows (`.jsonl` or `.parquet`).
 
@@ -82,14 +107,7 @@ def read_records(path: str | Path, split: str | None = None) -> list[Record]:
     first_seen: dict[str, dict] = {}
     locations: list[dict] = []
     for row, where in _rows(path):
-        for name in REQUIRED_FIELDS:
-            if name not in row or row[name] is None:
-                raise InputError(path, "missing", field=name, **where)
-            if not isinstance(row[name], str):
-                raise InputError(path, f"must be a string, got {type(row[name]).__name__}",
-                                 field=name, **where)
-            if not row[name].strip():
-                raise InputError(path, "empty", field=name, **where)
+        _check_text_fields(path, row, where)
         if row["task"] not in TASKS:
             raise InputError(path, f"unknown task {row['task']!r} (expected one of "
                              f"{', '.join(TASKS)})", field="task", **where)

@@ -15,21 +15,23 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from lume import data as lume_data
+from lume.config import above_zero, at_least, between, one_of
 from lume.data.manifest import read_manifest
-from lume.errors import LumeError
+from lume.errors import set_resume_note
 from lume.evaluation.documents import score_documents
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
 from lume.generation import BATCH_SIZE, MAX_NEW_TOKENS
 from lume.generation_vllm import VLLMGenerator
-from lume.io import ResultCache, write_json_atomic, write_jsonl_atomic
+from lume.io import ResultCache, check_output_dir, write_json_atomic, write_jsonl_atomic
 from lume.metrics import AGGREGATE_ORDER, ATTACKS, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_score
-from lume.models import LoadedModel, load_model
+from lume.models import DTYPES, LoadedModel, check_device, load_model, resolve_model_path
 from lume.progress import progress_bar
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 BACKENDS = ("hf", "vllm")
+MIA_SETS = ("final", "validation")
 
 
 @dataclass
@@ -53,6 +55,17 @@ class EvalConfig:
     dtype: str | None = None
     device: str | None = None
     progress: bool = True
+
+    def __post_init__(self):
+        one_of(self, "source", lume_data.SOURCES)
+        one_of(self, "backend", BACKENDS)
+        one_of(self, "mia_set", MIA_SETS)
+        one_of(self, "dtype", (None, *DTYPES))
+        at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit")
+        at_least(self, 0, "mmlu_shots")
+        between(self, 0, 1, "target_mmlu")
+        above_zero(self, "vllm_memory")
+        check_device(self.device)
 
 
 def _versions() -> dict[str, str]:
@@ -101,90 +114,135 @@ def _auc_report(rows: list[dict]) -> dict:
     return report
 
 
-def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None) -> dict:
-    """Evaluate a model with the LUME protocol; write OUT's files and return the summary."""
-    config = config or EvalConfig()
-    if config.backend not in BACKENDS:
-        raise LumeError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
-    out_dir = Path(out_dir)
-    started = time.time()
-    timings: dict[str, float] = {}
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=config.dtype,
-                                                                     device=config.device)
-    dataset = lume_data.load(config.data_dir, config.source)
+RESULT_FILES = ("items.jsonl", "mia.jsonl", "mmlu.jsonl", "summary.json")
+
+
+def _is_evaluation_folder(folder: Path) -> bool:
+    """Holds nothing but an earlier evaluation's files (whose caches are keyed, so reusable)."""
+    return all(entry.name in (*RESULT_FILES, "cache") or entry.name.startswith(".") for entry in folder.iterdir())
+
+
+def _cache_keys(loaded: LoadedModel, dataset, config: EvalConfig) -> dict[str, dict]:
+    """Per section, every setting that changes one cached result."""
+    model = {"model": loaded.fingerprint, "dtype": str(loaded.model.dtype)}
+    return {"items": {**model, "data": dataset.fingerprint, "source": config.source,
+                      "max_new_tokens": config.max_new_tokens, "early_exit": config.early_exit,
+                      "backend": config.backend},
+            "mia": {**model, "data": dataset.fingerprint, "mia_set": config.mia_set},
+            "mmlu": {**model, "shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir)}}
+
+
+def _selection(loaded: LoadedModel, dataset, config: EvalConfig):
     manifest = read_manifest(loaded.path)
     if manifest is not None and config.docs_per_task is None:
-        selection = manifest.selection(dataset.documents)
-    else:
-        selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
-    key = {"model": loaded.fingerprint, "data": dataset.fingerprint,
-           "max_new_tokens": config.max_new_tokens, "dtype": str(loaded.model.dtype), "backend": config.backend}
+        return manifest, manifest.selection(dataset.documents)
+    return manifest, lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
 
-    step = time.time()
-    with ResultCache(out_dir / "cache" / "items.jsonl", key) as cache:
-        items = _probe_items(loaded, selection.chosen, config, cache)
-    timings["generation_s"] = time.time() - step
+
+def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path, key: dict) -> tuple[dict, list]:
+    official = lume_data.load_mia(dataset.data_dir, validation=config.mia_set == "validation")
+    documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
+                  "member": d.member, "task": d.task, "text": d.text} for d in official]
+    if selection.held_out:  # trained forget documents against never-trained ones
+        labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
+        documents += [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member,
+                       "task": d.task, "text": d.text} for d, member in labelled]
+    with ResultCache(out_dir / "cache" / "mia.jsonl", key) as cache:
+        rows = _mia_rows(loaded, documents, config, cache)
+    section = {"mia": _auc_report([r for r in rows if r["set"] == "semeval"])}
+    held_out_rows = [r for r in rows if r["set"] == "held-out"]
+    if held_out_rows:
+        section["mia_held_out"] = {"all": _auc_report(held_out_rows), **{
+            task: _auc_report([r for r in held_out_rows if r["task"] == task])
+            for task in sorted({r["task"] for r in held_out_rows})}}
+    return section, rows
+
+
+def _mmlu_section(loaded, dataset, config: EvalConfig, out_dir: Path, key: dict) -> tuple[dict, list]:
+    subjects = load_mmlu(config.mmlu_dir or dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
+    total = sum(len(questions) for _, questions in subjects.values())
+    with (ResultCache(out_dir / "cache" / "mmlu.jsonl", key) as cache,
+          progress_bar("MMLU", total - len(cache.results), "questions", config.progress) as advance):
+        rows = evaluate_mmlu(loaded.model, loaded.tokenizer, subjects, shots=config.mmlu_shots,
+                             done=cache.results.get, on_result=lambda row: (cache.add(row), advance()))
+    summary = summarise_mmlu(rows)
+    return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "shots": config.mmlu_shots,
+                     "target_mmlu": config.target_mmlu,
+                     "below_threshold": mmlu_flag(summary["accuracy"], config.target_mmlu)}}, rows
+
+
+def _probe_summary(loaded: LoadedModel, dataset, config: EvalConfig, selection, has_manifest: bool,
+                   items: list[dict]) -> dict:
+    """The model, the data and the probes' part of the summary: the 12 numbers and their aggregate."""
     means = task_means(items)
-    summary: dict = {
+    return {
         "model": {"name": loaded.name, "path": str(loaded.path) if loaded.path else None,
                   "fingerprint": loaded.fingerprint, "dtype": str(loaded.model.dtype),
                   "device": str(loaded.model.device)},
         "data": {"dir": str(dataset.data_dir), "source": config.source,
                  "fingerprint": dataset.fingerprint, "documents": len(selection.chosen),
-                 "items": len(items), "target_manifest": manifest is not None},
+                 "items": len(items), "target_manifest": has_manifest},
         "scores": {"/".join(key): means.get(key) for key in AGGREGATE_ORDER},
         "task_aggregate": task_aggregate(means) if all(k in means for k in AGGREGATE_ORDER) else None,
         "early_stopped_items": sum(item["stop"] == "early" for item in items),
+        "per_task": {f"{split}/{task}": {metric: means.get((split, task, metric))
+                                         for metric in ("regurgitation", "knowledge")}
+                     for split, task, _ in AGGREGATE_ORDER[::2]},
     }
 
-    mia_rows: list[dict] = []
+
+def _write_results(out_dir: Path, summary: dict, items: list, mia_rows: list, mmlu_rows: list) -> None:
+    """Write this run's files and remove any an earlier run left that this one did not write,
+    so that the folder holds exactly this run's results (summary.json last: it marks completion)."""
+    written = {"items.jsonl": items, "mia.jsonl": [{k: v for k, v in r.items() if k != "text"} for r in mia_rows],
+               "mmlu.jsonl": mmlu_rows}
+    summary["files"] = [name for name, rows in written.items() if rows] + ["summary.json"]
+    for name, rows in written.items():
+        if rows:
+            write_jsonl_atomic(out_dir / name, rows)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    write_json_atomic(out_dir / "summary.json", summary)
+
+
+def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None, *,
+             overwrite: bool = False) -> dict:
+    """Evaluate a model with the LUME protocol; write OUT's files and return the summary.
+
+    OUT may hold an earlier evaluation (its keyed per-item caches are reused); anything else
+    there is refused unless `overwrite`.
+    """
+    config = config or EvalConfig()
+    out_dir = Path(out_dir)
+    inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
+    check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
+    (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
+    set_resume_note(f"interrupted: finished items are kept in {out_dir / 'cache'}; the same command resumes")
+    started, timings = time.time(), {}
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=config.dtype, device=config.device)
+    dataset = lume_data.load(config.data_dir, config.source)
+    manifest, selection = _selection(loaded, dataset, config)
+    keys = _cache_keys(loaded, dataset, config)
+    with ResultCache(out_dir / "cache" / "items.jsonl", keys["items"]) as cache:
+        items = _probe_items(loaded, selection.chosen, config, cache)
+    timings["generation_s"] = time.time() - started
+    summary = _probe_summary(loaded, dataset, config, selection, manifest is not None, items)
+    mia_rows, mmlu_rows = [], []
     if config.mia:
         step = time.time()
-        official = lume_data.load_mia(dataset.data_dir, validation=config.mia_set == "validation")
-        documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
-                      "member": d.member, "task": d.task, "text": d.text} for d in official]
-        if selection.held_out:  # trained forget documents against never-trained ones
-            labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
-            documents += [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member,
-                           "task": d.task, "text": d.text} for d, member in labelled]
-        with ResultCache(out_dir / "cache" / "mia.jsonl", key) as cache:
-            mia_rows = _mia_rows(loaded, documents, config, cache)
-        summary["mia"] = _auc_report([r for r in mia_rows if r["set"] == "semeval"])
-        held_out_rows = [r for r in mia_rows if r["set"] == "held-out"]
-        if held_out_rows:
-            summary["mia_held_out"] = {"all": _auc_report(held_out_rows), **{
-                task: _auc_report([r for r in held_out_rows if r["task"] == task])
-                for task in sorted({r["task"] for r in held_out_rows})}}
+        section, mia_rows = _mia_section(loaded, dataset, selection, config, out_dir, keys["mia"])
+        summary.update(section)
         timings["mia_s"] = time.time() - step
-
-    mmlu_rows: list[dict] = []
     if config.mmlu:
         step = time.time()
-        subjects = load_mmlu(config.mmlu_dir or dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
-        total = sum(len(questions) for _, questions in subjects.values())
-        with (ResultCache(out_dir / "cache" / "mmlu.jsonl", {**key, "shots": config.mmlu_shots}) as cache,
-              progress_bar("MMLU", total - len(cache.results), "questions", config.progress) as advance):
-            mmlu_rows = evaluate_mmlu(loaded.model, loaded.tokenizer, subjects, shots=config.mmlu_shots,
-                                      done=cache.results.get, on_result=lambda row: (cache.add(row), advance()))
-        mmlu_summary = summarise_mmlu(mmlu_rows)
-        summary["mmlu"] = {**mmlu_summary, "limit_per_subject": config.mmlu_limit, "shots": config.mmlu_shots,
-                           "target_mmlu": config.target_mmlu,
-                           "below_threshold": mmlu_flag(mmlu_summary["accuracy"], config.target_mmlu)}
+        section, mmlu_rows = _mmlu_section(loaded, dataset, config, out_dir, keys["mmlu"])
+        summary.update(section)
         timings["mmlu_s"] = time.time() - step
-
     parts = [summary["task_aggregate"], summary.get("mia", {}).get("mia_score"),
              summary.get("mmlu", {}).get("accuracy")]
     summary["final"] = final_score(*parts) if None not in parts else None
-    summary["per_task"] = {f"{split}/{task}": {metric: means.get((split, task, metric))
-                                               for metric in ("regurgitation", "knowledge")}
-                           for split, task, _ in AGGREGATE_ORDER[::2]}
     timings["total_s"] = time.time() - started
     summary.update(config=asdict(config), versions=_versions(), timings=timings)
-
-    write_jsonl_atomic(out_dir / "items.jsonl", items)
-    if mia_rows:
-        write_jsonl_atomic(out_dir / "mia.jsonl", [{k: v for k, v in r.items() if k != "text"} for r in mia_rows])
-    if mmlu_rows:
-        write_jsonl_atomic(out_dir / "mmlu.jsonl", mmlu_rows)
-    write_json_atomic(out_dir / "summary.json", summary)
+    _write_results(out_dir, summary, items, mia_rows, mmlu_rows)
+    set_resume_note(None)
     return summary

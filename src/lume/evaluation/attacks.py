@@ -31,15 +31,16 @@ import torch
 
 from lume import data as lume_data
 from lume.data.manifest import read_manifest
+from lume.config import at_least, one_of
 from lume.data.records import Document, Record
 from lume.errors import LumeError
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
 from lume.generation import BATCH_SIZE
-from lume.io import write_json_atomic
+from lume.io import check_output_dir, write_json_atomic
 from lume.metrics import task_means
 from lume.models import load_model
-from lume.training import Example, TrainSettings, collate, prompt_answer_example, train
+from lume.training import MIXED_PRECISION, Example, TrainSettings, collate, prompt_answer_example, train
 
 ATTACKS = ("relearn", "relearn-public", "quantize-8", "quantize-4", "probe")
 QA_PREFIX = "Answer the following question with a short answer.\nQuestion: "
@@ -58,6 +59,17 @@ class AttackConfig:
     batch_size: int = BATCH_SIZE
     mixed_precision: str = "bf16"
     progress: bool = True
+
+    def __post_init__(self):
+        at_least(self, 1, "relearn_steps", "relearn_batch_size", "public_max_tokens", "batch_size")
+        at_least(self, 0, "relearn_learning_rate", "mmlu_limit")
+        one_of(self, "mixed_precision", MIXED_PRECISION)
+
+
+def check_attacks(attacks: list[str]) -> None:
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise LumeError(f"unknown attack {unknown[0]!r} (choose from {', '.join(ATTACKS)})")
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:
@@ -152,13 +164,15 @@ def _containment(items: list[dict]) -> dict[str, float]:
 
 
 def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
-           config: AttackConfig | None = None) -> dict:
-    """Run the attacks on an unlearned model and write OUT/attacks.json."""
+           config: AttackConfig | None = None, *, overwrite: bool = False) -> dict:
+    """Run the attacks on an unlearned model and write OUT/attacks.json.
+
+    OUT must not hold either model or finished results (unless `overwrite`).
+    """
     config = config or AttackConfig()
-    unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown:
-        raise LumeError(f"unknown attack {unknown[0]!r} (choose from {', '.join(ATTACKS)})")
-    out_dir = Path(out_dir)
+    check_attacks(attacks)
+    out_dir = check_output_dir(out_dir, inputs=(model_dir, target_dir), overwrite=overwrite,
+                               resumable=lambda folder: all(e.name in ATTACKS for e in folder.iterdir()))
     manifest = read_manifest(model_dir) or read_manifest(target_dir)
     if manifest is None:
         raise LumeError(f"{model_dir}: no lume_target.json here or in the target; attacks need its documents")

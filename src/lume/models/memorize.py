@@ -12,15 +12,19 @@ from __future__ import annotations
 import math
 import random
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lume import data as lume_data
 from lume.data.manifest import TargetManifest
 from lume.data.records import Document
+from lume.config import above_zero, at_least, one_of
 from lume.errors import LumeError
-from lume.models import DEFAULT_MODEL, load_model
-from lume.training import Example, TrainSettings, collate, make_accelerator, prompt_answer_example, train, with_lora
+from lume.io import check_output_dir
+from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
+                         save_model)
+from lume.training import (MIXED_PRECISION, Example, TrainSettings, collate, is_unfinished_run, make_accelerator,
+                            prompt_answer_example, train, with_lora)
 
 
 @dataclass
@@ -46,7 +50,17 @@ class MemorizeConfig:
     dtype: str | None = None
     device: str | None = None
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        one_of(self, "source", lume_data.SOURCES)
+        one_of(self, "mixed_precision", MIXED_PRECISION)
+        one_of(self, "dtype", (None, *DTYPES))
+        at_least(self, 1, "docs_per_task", "max_epochs", "batch_size", "gradient_accumulation")
+        # a memorisation target above 1 is never met: train for max_epochs
+        at_least(self, 0, "held_out_per_task", "min_epochs", "warmup_steps", "lora_rank", "target_regurgitation",
+                 "target_knowledge")
+        above_zero(self, "learning_rate")
+        check_device(self.device)
 
 
 PRESETS = {
@@ -79,32 +93,20 @@ def memorisation_scores(model, tokenizer, documents: list[Document]) -> dict[str
     return {split: {k: sum(v) / len(v) for k, v in metrics.items()} for split, metrics in scores.items()}
 
 
-def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> TargetManifest:
-    """Build a target model in OUT_DIR (model files + lume_target.json); resumable."""
-    config = config or MemorizeConfig()
-    out_dir = Path(out_dir)
-    dataset = lume_data.load(config.data_dir, config.source)
-    selection = lume_data.select_documents(dataset.documents, config.docs_per_task,
-                                           config.held_out_per_task, config.seed)
-    if not selection.chosen:
-        raise LumeError("no documents selected for training")
-    loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
-    tokenizer = loaded.tokenizer
-    examples = training_examples(tokenizer, selection.chosen)
+def _train_settings(config: MemorizeConfig, examples: int, steps_per_epoch: int, data_fingerprint: str,
+                    documents: list[Document], mixed_precision: str) -> TrainSettings:
+    return TrainSettings(learning_rate=config.learning_rate, max_steps=steps_per_epoch * config.max_epochs,
+                         warmup_steps=config.warmup_steps, scheduler=config.scheduler,
+                         gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
+                         gradient_checkpointing=config.gradient_checkpointing, seed=config.seed,
+                         save_every=steps_per_epoch, mixed_precision=mixed_precision,
+                         extra={"base": config.base, "base_fingerprint": model_fingerprint(config.base),
+                                "data": data_fingerprint, "documents": [d.doc_id for d in documents],
+                                "examples": examples})
 
-    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
-    per_step = config.batch_size * config.gradient_accumulation * accelerator.num_processes
-    steps_per_epoch = math.ceil(len(examples) / per_step)
-    settings = TrainSettings(learning_rate=config.learning_rate, max_steps=steps_per_epoch * config.max_epochs,
-                             warmup_steps=config.warmup_steps, scheduler=config.scheduler,
-                             gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
-                             gradient_checkpointing=config.gradient_checkpointing, seed=config.seed,
-                             save_every=steps_per_epoch,
-                             mixed_precision=accelerator.mixed_precision,
-                             extra={"base": config.base, "data": dataset.fingerprint,
-                                    "documents": [d.doc_id for d in selection.chosen]})
-    model = with_lora(loaded.model, settings)
 
+def _epoch_batches(examples: list, config: MemorizeConfig, steps_per_epoch: int, accelerator, pad_id: int):
+    """`step_loss` over seeded epoch shuffles; each process takes its share of every micro-step."""
     micro_per_epoch = steps_per_epoch * config.gradient_accumulation
     width = config.batch_size * accelerator.num_processes  # examples per micro-step, all processes
 
@@ -115,18 +117,22 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> Targe
         # The epoch's last micro-steps wrap around to its first examples.
         chunk = [order[(index * width + k) % len(order)] for k in range(width)]
         mine = chunk[accelerator.process_index::accelerator.num_processes]
-        batch = collate([examples[i] for i in mine], tokenizer.pad_token_id, accelerator.device)
+        batch = collate([examples[i] for i in mine], pad_id, accelerator.device)
         loss = model(**batch).loss
         return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
 
-    history: list[dict] = []
+    return step_loss
 
+
+def _memorisation_check(model, tokenizer, documents: list[Document], config: MemorizeConfig, steps_per_epoch: int,
+                        accelerator, history: list[dict]):
+    """`after_step`: score the trained documents at the end of each epoch; stop once both targets are met."""
     def after_step(step: int) -> str | None:
         if step % steps_per_epoch or step // steps_per_epoch < config.min_epochs:
             return None
         inner = accelerator.unwrap_model(model)
         inner.eval()
-        scores = memorisation_scores(inner, tokenizer, selection.chosen)
+        scores = memorisation_scores(inner, tokenizer, documents)
         inner.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, **scores})
         accelerator.print(f"epoch {step // steps_per_epoch}: " + ", ".join(
@@ -135,11 +141,41 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> Targe
                   for s in scores.values())
         return "target met" if met else None
 
-    result = train(model, settings, step_loss, out_dir / "checkpoints", after_step=after_step,
-                   description="memorizing", show_progress=config.progress, accelerator=accelerator)
+    return after_step
+
+
+def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overwrite: bool = False) -> TargetManifest:
+    """Build a target model in OUT_DIR (model files + lume_target.json); resumable.
+
+    OUT_DIR must not hold the base model or other results (unless `overwrite`).
+    """
+    config = config or MemorizeConfig()
+    out_dir = Path(out_dir)
+    dataset = lume_data.load(config.data_dir, config.source)
+    selection = lume_data.select_documents(dataset.documents, config.docs_per_task,
+                                           config.held_out_per_task, config.seed)
+    if not selection.chosen:
+        raise LumeError("no documents selected for training")
+    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
+    example_count = sum(len(d.records) for d in selection.chosen)
+    steps_per_epoch = math.ceil(example_count / (config.batch_size * config.gradient_accumulation
+                                                 * accelerator.num_processes))
+    settings = _train_settings(config, example_count, steps_per_epoch, dataset.fingerprint, selection.chosen,
+                               accelerator.mixed_precision)
+    check_output_dir(out_dir, inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
+                     what="target folder", resumable=lambda folder: is_unfinished_run(folder, settings.key()))
+    loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
+    tokenizer = loaded.tokenizer
+    examples = training_examples(tokenizer, selection.chosen)
+    model = with_lora(loaded.model, settings)
+    history: list[dict] = []
+    result = train(model, settings, _epoch_batches(examples, config, steps_per_epoch, accelerator,
+                                                   tokenizer.pad_token_id),
+                   out_dir / "checkpoints", description="memorizing", show_progress=config.progress,
+                   accelerator=accelerator, after_step=_memorisation_check(model, tokenizer, selection.chosen, config,
+                                                                           steps_per_epoch, accelerator, history))
     stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
     accelerator.print(f"stopped: {stopped}")
-
     final = accelerator.unwrap_model(model)
     if config.lora_rank > 0:
         final = final.merge_and_unload()
@@ -150,8 +186,7 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None) -> Targe
         result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
                 "tokens": result.tokens, "history": history, "losses": result.losses})
     if accelerator.is_main_process:
-        final.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
+        save_model(final, tokenizer, out_dir)
         manifest.write(out_dir)  # written last: its presence means the target is complete
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
     return manifest

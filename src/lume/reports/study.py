@@ -37,8 +37,9 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
         if not summary_file.is_file():
             raise LumeError(f"{folder}: no summary.json (not an evaluation folder, or not finished)")
         summary = json.loads(summary_file.read_text())
-        mia_file = folder / "mia.jsonl"
-        mia = [json.loads(line) for line in mia_file.read_text().splitlines()] if mia_file.is_file() else []
+        mia_file = folder / "mia.jsonl"  # only when this evaluation wrote it, never an older run's
+        mia = ([json.loads(line) for line in mia_file.read_text().splitlines()]
+               if "mia.jsonl" in summary.get("files", []) else [])
         model_path = summary["model"].get("path")
         training = None
         if model_path and (Path(model_path) / REPORT_NAME).is_file():

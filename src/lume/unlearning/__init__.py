@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from lume.data import Record, read_records
+from lume.config import above_zero, at_least, coerce_fields, one_of
+from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.errors import LumeError
-from lume.io import write_json_atomic
-from lume.models import load_model
-from lume.training import TrainSettings, collate, make_accelerator, prompt_answer_example, train, with_lora
+from lume.io import check_output_dir, refuse_overwriting_inputs, write_json_atomic
+from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
+from lume.training import (MIXED_PRECISION, TrainSettings, collate, is_unfinished_run, make_accelerator,
+                            prompt_answer_example, train, with_lora)
 from lume.unlearning.methods import METHODS, Context
 
 REPORT_NAME = "lume_unlearn.json"
@@ -48,15 +50,25 @@ class UnlearnConfig:
     mixed_precision: str = "bf16"  # bf16 autocast (on a CPU too: about 2x faster there), or "no"
     progress: bool = True
 
+    def __post_init__(self):
+        at_least(self, 1, "steps", "batch_size", "gradient_accumulation")
+        at_least(self, 0, "warmup_steps", "lora_rank", "save_every")
+        above_zero(self, "learning_rate")  # at 0 the "unlearned" model is a copy of the input
+        one_of(self, "mixed_precision", MIXED_PRECISION)
+        check_device(self.device)
+        self.method_settings = method_settings(self.method, self.method_settings)
 
-def build_method(name: str, settings: dict | None = None):
+
+def method_settings(name: str, settings: dict | None) -> dict:
+    """The settings given for method `name`, each checked against its Settings field."""
     if name not in METHODS:
         raise LumeError(f"unknown method {name!r} (choose from {', '.join(sorted(METHODS))})")
-    method_class = METHODS[name]
-    try:
-        return method_class(method_class.Settings(**(settings or {})))
-    except TypeError as error:
-        raise LumeError(f"method {name!r}: bad setting ({error})") from None
+    return coerce_fields(METHODS[name].Settings, settings or {}, where="method_settings", source=f"method {name!r}")
+
+
+def build_method(name: str, settings: dict | None = None):
+    checked = method_settings(name, settings)  # refuses an unknown name first
+    return METHODS[name](METHODS[name].Settings(**checked))
 
 
 def read_split(path: str | Path, split: str) -> list[Record]:
@@ -95,81 +107,122 @@ def draw_batch_indices(seed: int, micro_step: int, process_index: int, forget_po
     return forget, [draw.randrange(retain_size) for _ in range(batch_size)]
 
 
-def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
-            forget: list[Record] | None = None, retain: list[Record] | None = None,
-            data_dir: str | None = None) -> dict:
-    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR."""
-    config = config or UnlearnConfig()
-    out_dir = Path(out_dir)
-    method = build_method(config.method, config.method_settings)
-    if forget is None or retain is None:
-        forget, retain = manifest_records(Path(model_in), data_dir)
-    if not forget or not retain:
-        raise LumeError("the forget and retain sets must both be non-empty")
-    loaded = load_model(model_in, dtype="float32", device="cpu")
-    tokenizer = loaded.tokenizer
-    forget_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in forget]
-    retain_examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in retain]
+def _examples(tokenizer, records: list[Record], split: str, context: int | None) -> list:
+    """Training examples of the records; one beyond the model's context is refused by name."""
+    examples = []
+    for record in records:
+        example = prompt_answer_example(tokenizer, record.input, record.output)
+        if context and len(example.input_ids) > context:
+            raise LumeError(f"{split} record {record.id!r} is {len(example.input_ids)} tokens long, beyond the "
+                            f"model's context of {context} tokens; shorten or drop it")
+        examples.append(example)
+    return examples
 
-    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
-    settings = TrainSettings(learning_rate=config.learning_rate, max_steps=config.steps,
-                             warmup_steps=config.warmup_steps, scheduler=config.scheduler,
-                             gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
-                             lora_alpha=config.lora_alpha, gradient_checkpointing=config.gradient_checkpointing,
-                             save_every=config.save_every, seed=config.seed,
-                             mixed_precision=accelerator.mixed_precision,
-                             extra={"method": config.method, "method_settings": asdict(method.settings),
-                                    "model": loaded.fingerprint, "forget": _fingerprint(forget),
-                                    "retain": _fingerprint(retain)})
-    model = loaded.model.to(accelerator.device)
+
+def _train_settings(config: UnlearnConfig, method, model_fingerprint: str, forget: list[Record],
+                    retain: list[Record], mixed_precision: str) -> TrainSettings:
+    return TrainSettings(learning_rate=config.learning_rate, max_steps=config.steps,
+                         warmup_steps=config.warmup_steps, scheduler=config.scheduler,
+                         gradient_accumulation=config.gradient_accumulation, lora_rank=config.lora_rank,
+                         lora_alpha=config.lora_alpha, gradient_checkpointing=config.gradient_checkpointing,
+                         save_every=config.save_every, seed=config.seed, mixed_precision=mixed_precision,
+                         extra={"method": config.method, "method_settings": asdict(method.settings),
+                                "model": model_fingerprint, "forget": _fingerprint(forget),
+                                "retain": _fingerprint(retain)})
+
+
+def _step_loss(method, context: Context, config: UnlearnConfig, forget_examples: list, retain_examples: list,
+               accelerator):
+    """The loss of one micro-step: independent forget and retain draws, then the method's loss."""
+    pad_id = context.tokenizer.pad_token_id
+
+    def batch_of(examples: list, indices: list[int]) -> dict:
+        batch = collate([examples[i] for i in indices], pad_id, accelerator.device)
+        batch["index"] = torch.tensor(indices, device=accelerator.device)
+        return batch
+
+    def step_loss(model, micro_step: int):
+        pool = method.forget_pool(micro_step // config.gradient_accumulation, config.steps, len(forget_examples))
+        forget_indices, retain_indices = draw_batch_indices(config.seed, micro_step, accelerator.process_index, pool,
+                                                            len(retain_examples), config.batch_size)
+        forget_batch = batch_of(forget_examples, forget_indices)
+        retain_batch = batch_of(retain_examples, retain_indices)
+        context.model = model
+        loss, logs = method.loss(context, forget_batch, retain_batch)
+        tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
+        return loss, {"loss": loss.item(), **logs, "tokens": tokens}
+
+    return step_loss
+
+
+def _save(final, tokenizer, out_dir: Path, config: UnlearnConfig, model_in: str | Path, report: dict) -> None:
+    if config.lora_rank > 0:
+        final.save_pretrained(out_dir / "adapter")  # for `lume merge`
+        final = final.merge_and_unload()
+    save_model(final, tokenizer, out_dir)
+    if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
+        shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
+
+
+def _prepared_model(loaded, method, config: UnlearnConfig, settings: TrainSettings, device):
+    """The model to train (with LoRA, with the method's parameters chosen) and a frozen reference."""
+    model = loaded.model.to(device)
     reference_model = None
     if method.needs_reference_model and config.lora_rank == 0:
         reference_model = copy.deepcopy(model).eval().requires_grad_(False)
     model = with_lora(model, settings)
     if config.lora_rank == 0:
         method.select_parameters(model)
+    return model, reference_model
 
-    def batch_of(examples: list, indices: list[int]) -> dict:
-        batch = collate([examples[i] for i in indices], tokenizer.pad_token_id, accelerator.device)
-        batch["index"] = torch.tensor(indices, device=accelerator.device)
-        return batch
 
-    context = Context(model, tokenizer, forget_examples, lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
+def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
+            forget: list[Record] | None = None, retain: list[Record] | None = None,
+            data_dir: str | None = None, overwrite: bool = False) -> dict:
+    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
+
+    OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
+    of the same settings there is resumed from its last checkpoint.
+    """
+    config = config or UnlearnConfig()
+    out_dir = Path(out_dir)
+    method = build_method(config.method, config.method_settings)
+    refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
+    if forget is None or retain is None:
+        forget, retain = manifest_records(Path(model_in), data_dir)
+    if not forget or not retain:
+        raise LumeError("the forget and retain sets must both be non-empty")
+    warn_overlap(forget, retain)
+    accelerator = make_accelerator(config.mixed_precision, config.gradient_accumulation, cpu=config.device == "cpu")
+    settings = _train_settings(config, method, model_fingerprint(model_in), forget, retain,
+                               accelerator.mixed_precision)
+    check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
+                     resumable=lambda folder: is_unfinished_run(folder, settings.key()))
+    loaded = load_model(model_in, dtype="float32", device="cpu")
+    tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
+    forget_examples = _examples(tokenizer, forget, "forget", context_size)
+    retain_examples = _examples(tokenizer, retain, "retain", context_size)
+    model, reference_model = _prepared_model(loaded, method, config, settings, accelerator.device)
+    context = Context(model, tokenizer, forget_examples,
+                      lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
                       reference_model=reference_model, batch_size=config.batch_size)
     method.prepare(context)
-
-    def step_loss(model, micro_step: int):
-        step = micro_step // config.gradient_accumulation
-        pool = method.forget_pool(step, config.steps, len(forget_examples))
-        forget_indices, retain_indices = draw_batch_indices(config.seed, micro_step, accelerator.process_index, pool,
-                                                            len(retain_examples), config.batch_size)
-        forget_batch, retain_batch = batch_of(forget_examples, forget_indices), batch_of(retain_examples, retain_indices)
-        context.model = model
-        loss, logs = method.loss(context, forget_batch, retain_batch)
-        tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
-        return loss, {"loss": loss.item(), **logs, "tokens": tokens}
-
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     started = time.time()
-    result = train(model, settings, step_loss, out_dir / "checkpoints", description=f"unlearning ({config.method})",
+    result = train(model, settings, _step_loss(method, context, config, forget_examples, retain_examples, accelerator),
+                   out_dir / "checkpoints", description=f"unlearning ({config.method})",
                    show_progress=config.progress, accelerator=accelerator)
-    final = accelerator.unwrap_model(model)
     report = {"method": config.method, "method_settings": asdict(method.settings), "config": asdict(config),
               "model_in": str(model_in), "model_in_fingerprint": loaded.fingerprint,
               "forget": {"records": len(forget), "fingerprint": _fingerprint(forget)},
               "retain": {"records": len(retain), "fingerprint": _fingerprint(retain)},
               "steps": result.steps, "losses": result.losses, "seconds": time.time() - started,
-              "train_seconds": result.seconds, "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
+              "train_seconds": result.seconds, "tokens": result.tokens,
+              "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
               "peak_memory_mb": result.peak_memory_mb, "device": str(accelerator.device)}
     if accelerator.is_main_process:
-        if config.lora_rank > 0:
-            final.save_pretrained(out_dir / "adapter")  # for `lume merge`
-            final = final.merge_and_unload()
-        final.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-        if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
-            shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
-        write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
+        _save(accelerator.unwrap_model(model), tokenizer, out_dir, config, model_in, report)
     return report

@@ -1,0 +1,102 @@
+"""Settings checked where they are made: values coerced to their dataclass field's type, ranges
+checked, and every problem one clear error naming the setting (and, from a file, the file).
+
+A YAML file, the CLI and `--set NAME=VALUE` all pass through here, so `learning_rate: 1e-5`
+(a string to YAML 1.1) is read as the number it means, and `steps: ten` is refused at once
+rather than after the target model has been built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+
+from lume.errors import InputError, LumeError
+
+
+def _type_name(expected) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a mapping",
+            list: "a list"}.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _coerce(expected, value, name: str):
+    """`value` as `expected` (int, float, bool, str, dict, list[...], X | None); else LumeError."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(next(a for a in args if a is not type(None)), value, name)
+    if origin is list:
+        if not isinstance(value, list):
+            raise LumeError(f"{name}: expected a list, got {value!r}")
+        return [_coerce(args[0], item, f"{name}[{i}]") for i, item in enumerate(value)] if args else value
+    target = origin or expected
+    if target is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if target in (bool, int, float, str, dict, list) and (
+            not isinstance(value, target) or (target is int and isinstance(value, bool))):
+        raise LumeError(f"{name}: expected {_type_name(target)}, got {value!r}")
+    return value
+
+
+def coerce_fields(cls, values, *, where: str = "", source: str | Path = "<settings>") -> dict:
+    """`values` checked against dataclass `cls`: known field names, each value of its field's type."""
+    if not isinstance(values, dict):
+        raise InputError(source, f"expected a mapping, got {values!r}", field=where or None)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    coerced = {}
+    for key, value in values.items():
+        field_name = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise InputError(source, f"unknown field (expected one of {', '.join(sorted(names))})", field=field_name)
+        try:
+            coerced[key] = _coerce(hints[key], value, field_name)
+        except LumeError as error:
+            raise InputError(source, str(error).split(": ", 1)[1], field=field_name) from None
+    return coerced
+
+
+def build(cls, values, *, where: str = "", source: str | Path = "<settings>"):
+    """An instance of `cls` from checked values; its own range checks are located the same way."""
+    coerced = coerce_fields(cls, values, where=where, source=source)
+    try:
+        return cls(**coerced)
+    except LumeError as error:
+        raise InputError(source, str(error), field=where or None) from None
+
+
+def at_least(config, minimum: float, *names: str) -> None:
+    """Each named setting is None or at least `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise LumeError(f"{name} must be at least {minimum}, got {value}")
+
+
+def above_zero(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise LumeError(f"{name} must be above 0, got {value}")
+
+
+def between(config, low: float, high: float, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not low <= value <= high:
+            raise LumeError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def one_of(config, name: str, choices: Iterable) -> None:
+    value, choices = getattr(config, name), tuple(choices)
+    if value not in choices:
+        raise LumeError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")

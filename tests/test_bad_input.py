@@ -1,0 +1,201 @@
+"""Bad input, reused folders and interruptions: one clear line, exit 2, nothing destroyed."""
+
+import hashlib
+import json
+
+import pytest
+
+from lume.cli import main
+from tests.conftest import lume_rows, write_jsonl
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    """Run `lume ARGS` in this process: (exit status, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code
+    return code, capsys.readouterr().err
+
+
+def digest(folder) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def model_copy(tmp_path, tiny_model_dir):
+    import shutil
+
+    return shutil.copytree(tiny_model_dir, tmp_path / "model")
+
+
+@pytest.fixture
+def sets(tmp_path):
+    retain = write_jsonl(tmp_path / "retain.jsonl", lume_rows("r1", split="retain") + lume_rows("r2", split="retain"))
+    forget = write_jsonl(tmp_path / "forget.jsonl", lume_rows("f1", split="forget") + lume_rows("f2", split="forget"))
+    return retain, forget
+
+
+def test_unlearn_into_its_own_input_is_refused_and_the_weights_survive(capsys, model_copy, sets):
+    retain, forget = sets
+    before = digest(model_copy)
+    code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, model_copy, "--steps", 1)
+    assert code == 2 and "would overwrite the input" in err and len(err.strip().splitlines()) == 1
+    code, err = run_cli(capsys, "unlearn", model_copy, model_copy, "--steps", 1)
+    assert code == 2 and "would overwrite the input" in err
+    code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, model_copy.parent, "--overwrite")
+    assert code == 2 and "would overwrite the input" in err  # a folder holding the input, even with --overwrite
+    assert digest(model_copy) == before
+
+
+def test_an_occupied_output_folder_is_refused_unless_overwrite(capsys, tmp_path, model_copy, sets):
+    retain, forget = sets
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, out, "--steps", 1, "--device", "cpu")
+    assert code == 2 and "already holds other results" in err and "--overwrite" in err
+    assert (out / "notes.txt").read_text() == "mine"
+    code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, out, "--steps", 1, "--device", "cpu",
+                        "--overwrite")
+    assert code == 0 and (out / "lume_unlearn.json").is_file()
+    assert not (out / "notes.txt").exists()
+    code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, out, "--steps", 1, "--device", "cpu")
+    assert code == 2 and "already holds other results" in err  # a finished model is not silently replaced
+
+
+def test_every_model_writer_refuses_its_input(capsys, tmp_path, model_copy):
+    code, err = run_cli(capsys, "memorize", "--base", model_copy, "--out", model_copy, "--docs-per-task", 1)
+    assert code == 2 and "would overwrite the input" in err
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    code, err = run_cli(capsys, "merge", model_copy, adapter, adapter, "--out", model_copy)
+    assert code == 2 and "would overwrite the input" in err
+    code, err = run_cli(capsys, "attack", model_copy, "--target", model_copy, "--attack", "quantize-8",
+                        "--out", model_copy)
+    assert code == 2 and "would overwrite the input" in err
+
+
+UNLEARN_CASES = [
+    (["--set", "beta=abc"], "method_settings.beta': expected a number, got 'abc'"),
+    (["--steps", "0"], "steps must be at least 1, got 0"),
+    (["--steps", "-3"], "steps must be at least 1, got -3"),
+    (["--gradient-accumulation", "0"], "gradient_accumulation must be at least 1"),
+    (["--learning-rate", "-1"], "learning_rate must be above 0"),
+    (["--learning-rate", "0"], "learning_rate must be above 0"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--lora-rank", "-3"], "lora_rank must be at least 0"),
+    (["--device", "banana"], "unknown device 'banana'"),
+    (["--method", "nope"], "unknown method 'nope'"),
+]
+EVALUATE_CASES = [
+    (["--source", "bogus"], "source must be one of lume, semeval-train, semeval-validation, got 'bogus'"),
+    (["--max-new-tokens", "-5"], "max_new_tokens must be at least 1"),
+    (["--mmlu-limit", "0"], "mmlu_limit must be at least 1"),
+    (["--docs-per-task", "0"], "docs_per_task must be at least 1"),
+    (["--docs-per-task", "-1"], "docs_per_task must be at least 1"),
+    (["--mia-set", "bogus"], "mia_set must be one of final, validation, got 'bogus'"),
+    (["--device", "banana"], "unknown device 'banana'"),
+    (["--dtype", "float64"], "dtype must be one of"),
+]
+MEMORIZE_CASES = [
+    (["--docs-per-task", "0"], "docs_per_task must be at least 1"),
+    (["--docs-per-task", "-1"], "docs_per_task must be at least 1"),
+    (["--learning-rate", "-1"], "learning_rate must be above 0"),
+    (["--batch-size", "0"], "batch_size must be at least 1"),
+    (["--device", "banana"], "unknown device 'banana'"),
+]
+
+
+@pytest.mark.parametrize("command, flags, message",
+                         [("unlearn", *case) for case in UNLEARN_CASES]
+                         + [("evaluate", *case) for case in EVALUATE_CASES]
+                         + [("memorize", *case) for case in MEMORIZE_CASES])
+def test_bad_values_get_one_line_and_exit_2_before_any_work(capsys, tmp_path, tiny_model_dir, sets, command, flags,
+                                                            message):
+    out = tmp_path / "out"
+    retain, forget = sets
+    args = {"unlearn": ["unlearn", tiny_model_dir, retain, forget, out],
+            "evaluate": ["evaluate", tiny_model_dir, "--out", out],
+            "memorize": ["memorize", "--base", tiny_model_dir, "--out", out]}[command]
+    code, err = run_cli(capsys, *args, *flags)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()  # refused before any work
+
+
+def test_bad_paths_are_named(capsys, tmp_path, tiny_model_dir):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", a_file)
+    assert code == 2 and "is a file, not a folder" in err
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", a_file / "sub")
+    assert code == 2 and "cannot write" in err
+    code, err = run_cli(capsys, "evaluate", tmp_path / "no-such-model", "--out", tmp_path / "o")
+    assert code == 2 and "no such model folder" in err and "Repo id" not in err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    code, err = run_cli(capsys, "evaluate", bare, "--out", tmp_path / "o")
+    assert code == 2 and "no tokenizer" in err and str(bare) in err
+    code, err = run_cli(capsys, "data", "info", "--source", "bogus")
+    assert code == 2 and "unknown data source 'bogus'" in err
+
+
+def test_a_row_beyond_the_models_context_is_refused_by_name(tmp_path, tiny_model_dir):
+    from lume.errors import LumeError
+    from lume.unlearning import UnlearnConfig, unlearn
+
+    rows = lume_rows("long", split="forget")
+    rows[0]["output"] = "word " * 5000  # 25,000 characters: valid data, but over the tiny model's 4096 tokens
+    forget = write_jsonl(tmp_path / "forget.jsonl", rows)
+    from lume.data import read_records
+
+    with pytest.raises(LumeError, match=r"forget record 'longsc1' is \d+ tokens long, beyond the model's context "
+                                        r"of 4096"):
+        unlearn(tiny_model_dir, tmp_path / "out", UnlearnConfig(steps=1, progress=False),
+                forget=read_records(forget), retain=read_records(forget, "retain"))
+
+
+def test_a_huge_field_fails_validation_with_its_line(capsys, tmp_path):
+    rows = lume_rows("a") + lume_rows("b")
+    rows[2]["input"] = "x" * 1_000_000
+    path = write_jsonl(tmp_path / "forget.jsonl", rows)
+    code, err = run_cli(capsys, "data", "validate", path)
+    assert code == 2 and f"{path}:3: field 'input': 1,000,000 characters long" in err
+
+
+def test_binary_data_names_line_and_byte_offset_and_a_bom_is_accepted(capsys, tmp_path):
+    from lume.data import read_records
+
+    good = "".join(json.dumps(r) + "\n" for r in lume_rows("a"))
+    path = tmp_path / "forget.jsonl"
+    path.write_bytes(good.encode() + b'{"id": "b\xff\xfe"}\n')
+    code, err = run_cli(capsys, "data", "validate", path)
+    offset = len(good.encode()) + len('{"id": "b')
+    assert code == 2 and f"{path}:3: not UTF-8 text (invalid start byte at byte offset {offset})" in err
+    path.write_bytes(b"\xef\xbb\xbf" + good.encode())
+    assert len(read_records(path)) == 2
+
+
+def test_overlapping_forget_and_retain_sets_are_warned_about(capsys):
+    from lume.data import Record, warn_overlap
+
+    shared = Record("dsc1", "d", "Task1", "sc", "forget", "in", "out")
+    assert warn_overlap([shared], [Record("xsc1", "x", "Task1", "sc", "retain", "in", "out")]) == 1
+    assert "1 forget rows also appear in the retain set" in capsys.readouterr().err
+    assert warn_overlap([shared], [Record("ysc1", "y", "Task1", "sc", "retain", "other", "out")]) == 0
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    import lume.evaluation as evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "load_model", interrupted)
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
+    assert code == 130 and f"finished items are kept in {tmp_path / 'eval' / 'cache'}" in err
+    assert "the same command resumes" in err

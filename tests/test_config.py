@@ -1,0 +1,43 @@
+"""Study configs: every field coerced to its type and checked when the file is read."""
+
+import pytest
+
+from lume.errors import InputError
+from lume.pipeline import load_config
+
+
+def config_file(tmp_path, text: str, raw: bytes | None = None):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(raw if raw is not None else text.encode())
+    return path
+
+
+def test_yaml_1_1_exponents_are_numbers(tmp_path):
+    config = load_config(config_file(tmp_path, "methods:\n  - {method: npo, learning_rate: 1e-5, steps: 3}\n"))
+    assert config.methods[0]["learning_rate"] == 1e-5 and isinstance(config.methods[0]["learning_rate"], float)
+
+
+@pytest.mark.parametrize("text, field, message", [
+    ("methods:\n  - {method: npo, steps: ten}\n", "methods[0].steps", "expected a whole number, got 'ten'"),
+    ("methods: npo\n", "methods", "expected a list"),
+    ("out: 5\n", "out", "expected text, got 5"),
+    ("methods:\n  - {method: nope}\n", "methods[0]", "unknown method 'nope'"),
+    ("methods:\n  - {method: npo, method_settings: {beta: abc}}\n", "methods[0]", "expected a number, got 'abc'"),
+    ("methods:\n  - {method: npo, steps: 0}\n", "methods[0]", "steps must be at least 1"),
+    ("attacks: [relearn, bogus]\n", "attacks", "unknown attack 'bogus'"),
+    ("evaluation: {mia_set: bogus}\n", "evaluation", "mia_set must be one of final, validation"),
+    ("target: {memorize: {docs_per_task: -1}}\n", "target.memorize", "docs_per_task must be at least 1"),
+    ("methods:\n  - {steps: 3}\n", "methods[0].method", "missing"),
+])
+def test_bad_fields_are_named_when_the_file_is_read(tmp_path, text, field, message):
+    with pytest.raises(InputError, match=rf"field '{field}'.*{message}".replace("[", r"\[").replace("]", r"\]")):
+        load_config(config_file(tmp_path, text))
+
+
+def test_yaml_syntax_errors_name_the_line_and_a_bom_is_accepted(tmp_path):
+    with pytest.raises(InputError, match=r"study.yaml:4: YAML syntax: expected ',' or '}'.*"
+                                         r"\(while parsing a flow mapping on line 3\)"):
+        load_config(config_file(tmp_path, "name: x\nmethods:\n  - {method: npo\n"))
+    assert load_config(config_file(tmp_path, "", b"\xef\xbb\xbfname: bom\n")).name == "bom"
+    with pytest.raises(InputError, match=r"study.yaml:2: not UTF-8 text"):
+        load_config(config_file(tmp_path, "", b"name: x\nout: \xff\n"))
