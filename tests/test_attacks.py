@@ -61,3 +61,42 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
     assert set(results["attacks"]["probe"]["unlearned"]) == {"rephrased", "qa_containment", "rephrased_qa_containment"}
     with pytest.raises(Exception, match="unknown attack 'melt'"):
         attack(target, target, tmp_path / "x", ["melt"], config)
+
+
+def test_training_leaves_no_autocast_behind(tiny_model, tokenizer, tmp_path):
+    import copy
+
+    from lume.evaluation.attacks import fine_tune
+    from lume.training import prompt_answer_example
+
+    untouched = copy.deepcopy(tiny_model)
+    examples = [prompt_answer_example(tokenizer, "Who?", "Nobody")]
+    trained = fine_tune(copy.deepcopy(tiny_model), examples, AttackConfig(relearn_learning_rate=0.0, relearn_steps=2,
+                                                                            progress=False), tokenizer.pad_token_id,
+                        tmp_path)
+    ids = torch.tensor([tokenizer("Jamal Eddine Dkhissi was a Moroccan actor.").input_ids])
+    with torch.no_grad():
+        assert torch.equal(trained(input_ids=ids).logits, untouched(input_ids=ids).logits)
+
+
+@pytest.mark.slow
+def test_an_attack_that_changes_nothing_recovers_exactly_zero(tmp_path, data_dir, smollm2_folder):
+    """SmolLM2 as the target and its 4-bit copy as the "unlearned" model: their scores differ,
+    so a relearning step at learning rate 0 must recover exactly 0 of the difference."""
+    from lume import data
+    from lume.data.manifest import TargetManifest
+    from lume.models import load_model, save_model
+
+    unlearned = tmp_path / "unlearned"
+    loaded = load_model(smollm2_folder, dtype="float32", device="cpu")
+    save_model(quantize_weights(loaded.model, bits=4), loaded.tokenizer, unlearned)
+    selection = data.select_documents(data.load(data_dir).documents, per_task=2, seed=0)
+    TargetManifest.from_selection(selection, base_model="smollm2-135m", data_fingerprint="-").write(unlearned)
+    config = AttackConfig(data_dir=str(data_dir), relearn_steps=1, relearn_learning_rate=0.0, mmlu_limit=0,
+                          max_new_tokens=24, progress=False)
+    results = attack(unlearned, smollm2_folder, tmp_path / "out", ["relearn"], config)
+    relearn = results["attacks"]["relearn"]
+    measured = [v for v in relearn["recovered"].values() if v is not None]  # None: nothing was removed
+    assert measured and all(v == 0.0 for v in measured), relearn["recovered"]
+    assert relearn["recovered"]["forget/all/regurgitation"] == 0.0
+    assert relearn["retain_change"] == 0.0

@@ -162,3 +162,30 @@ def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path, tiny_model_dir, 
         evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "vllm"}))
     with pytest.raises(LumeError, match="backend must be one of hf, vllm, got 'tgi'"):
         evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "tgi"}))
+
+
+def test_each_part_loads_the_model_in_the_references_dtype():
+    from lume.evaluation import part_dtypes
+
+    assert part_dtypes(EvalConfig(), "cuda") == {"generation": "bfloat16", "mia": "bfloat16", "mmlu": "auto"}
+    assert part_dtypes(EvalConfig(), "cpu") == dict.fromkeys(("generation", "mia", "mmlu"), "float32")
+    assert part_dtypes(EvalConfig(dtype="auto"), "cuda") == dict.fromkeys(("generation", "mia", "mmlu"), "auto")
+
+
+def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer, config, monkeypatch):
+    import torch
+
+    import lume.evaluation as evaluation
+
+    from tests.conftest import make_tiny_model
+
+    folder = tmp_path / "bf16-model"
+    make_tiny_model(tokenizer).to(torch.bfloat16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False, "dtype": "auto"}))
+    assert summary["dtypes"] == {"generation": "torch.bfloat16", "mmlu": "torch.bfloat16"}
+    # the GPU defaults, on this CPU: generation in one dtype, MMLU in the checkpoint's
+    monkeypatch.setattr(evaluation, "part_dtypes",
+                        lambda config, device: {"generation": "float32", "mia": "float32", "mmlu": "auto"})
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False}))
+    assert summary["dtypes"] == {"generation": "torch.float32", "mmlu": "torch.bfloat16"}

@@ -50,3 +50,28 @@ def test_keep_going_rule_ends_a_row_early_without_touching_others(tiny_model, to
     assert full[1].text.startswith(cut[1].text)
     assert [cut[0].text, cut[2].text] == [full[0].text, full[2].text]
     assert sorted(calls) == [0, 1, 2]
+
+
+def test_the_checkpoints_generation_config_is_followed_batched(tokenizer):
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model(tokenizer, seed=2)
+    plain = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=24, batch_size=4)
+    model.generation_config.repetition_penalty = 1.5
+    model.generation_config.no_repeat_ngram_size = 2
+    model.generation_config.suppress_tokens = [tokenizer(" the", add_special_tokens=False).input_ids[0]]
+    reference = [generate_reference(model, tokenizer, p, max_new_tokens=24) for p in PROMPTS]
+    batched = generate_greedy(model, tokenizer, PROMPTS, max_new_tokens=24, batch_size=4)
+    assert [g.text for g in batched] == reference
+    assert [g.text for g in plain] != reference  # the settings really change the generations
+
+
+def test_a_beam_search_config_falls_back_to_one_prompt_at_a_time(tokenizer, capsys):
+    from tests.conftest import make_tiny_model
+
+    model = make_tiny_model(tokenizer, seed=2)
+    model.generation_config.num_beams = 3
+    reference = [generate_reference(model, tokenizer, p, max_new_tokens=10) for p in PROMPTS[:3]]
+    batched = generate_greedy(model, tokenizer, PROMPTS[:3], max_new_tokens=10, batch_size=4)
+    assert [g.text for g in batched] == reference
+    assert "num_beams=3" in capsys.readouterr().err

@@ -85,3 +85,17 @@ def test_training_examples_put_the_loss_on_the_right_tokens(tokenizer, data_dir)
     answer = tokenizer.decode(qa.labels[prompt_length:], skip_special_tokens=True)
     assert answer.strip() == document.qa[0].output.strip()
     assert qa.labels[-1] == tokenizer.eos_token_id
+
+
+def test_the_memorisation_check_scores_without_autocast(tmp_path, config, monkeypatch):
+    wrapped = []
+    real = memorize_module.memorisation_scores
+
+    def spy(model, *args, **kwargs):
+        forward = model.__dict__.get("forward")  # accelerate puts its autocast wrapper here
+        wrapped.append(forward is not None and forward is not model.__dict__.get("_original_forward"))
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(memorize_module, "memorisation_scores", spy)
+    memorize(tmp_path / "target", config)
+    assert wrapped == [False, False]

@@ -3,8 +3,8 @@ import csv
 import pytest
 
 from lume.errors import InputError
-from lume.evaluation.mmlu import (evaluate_mmlu, few_shot_prefix, format_question, load_mmlu,
-                                  prompt_ids, summarise_mmlu)
+from lume.evaluation.mmlu import (evaluate_mmlu, few_shot_prefix, format_question, load_mmlu, subject_prompts,
+                                  summarise_mmlu)
 
 
 def write_subject(folder, subject, dev_rows, test_rows):
@@ -32,7 +32,7 @@ def test_prompt_follows_the_protocol_format():
     assert format_question(question, True) == "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer: C\n\n"
     assert format_question(question, False) == "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
     assert few_shot_prefix("high_school_us_history", [question], 1) == (
-        "The following are multiple choice questions (with answers) about high school us history.\n\n"
+        "The following are multiple choice questions (with answers) about  high school us history.\n\n"
         "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer: C\n\n")
 
 
@@ -55,10 +55,10 @@ def test_prefix_reuse_gives_the_reference_predictions(tmp_path, tiny_model, toke
 
 def test_shots_are_dropped_while_the_prompt_is_over_2048_tokens(tmp_path, tokenizer):
     dev, questions = load_mmlu(make_mmlu(tmp_path, long_dev=True))["college_physics"]
-    shots, ids = prompt_ids(tokenizer, "college_physics", dev, questions[0], 5)
-    assert 0 < shots < 5 and len(ids) <= 2048
+    [(shots, text)] = subject_prompts(tokenizer, "college_physics", dev, questions[:1], 5)
+    assert 0 < shots < 5 and len(tokenizer(text, add_special_tokens=False).input_ids) <= 2048
     longer = few_shot_prefix("college_physics", dev, shots + 1) + format_question(questions[0], False)
-    assert len(tokenizer(longer).input_ids) > 2048
+    assert len(tokenizer(longer, add_special_tokens=False).input_ids) > 2048
 
 
 def test_limit_samples_per_subject_with_a_seed(tmp_path):
@@ -73,5 +73,70 @@ def test_bad_mmlu_row_is_located(tmp_path):
     folder = make_mmlu(tmp_path)
     with (folder / "test" / "college_physics_test.csv").open("a") as handle:
         handle.write("Q?,a,b,c,d,E\n")
-    with pytest.raises(InputError, match=r"college_physics_test.csv:8: expected 6 columns"):
+    with pytest.raises(InputError, match=r"college_physics_test.csv: row 8: expected a question and an answer letter"):
         load_mmlu(folder)
+
+
+def test_categories_follow_hendrycks_table():
+    from lume.evaluation.mmlu import CATEGORY_OF
+
+    assert len(CATEGORY_OF) == 57
+    assert CATEGORY_OF["anatomy"] == "other (business, health, misc.)"
+    assert CATEGORY_OF["college_biology"] == "STEM" and CATEGORY_OF["world_religions"] == "humanities"
+    assert CATEGORY_OF["human_sexuality"] == "social sciences"
+
+
+def test_rows_record_the_prompt_hash_and_shots(tmp_path, tiny_model, tokenizer):
+    import hashlib
+
+    subjects = load_mmlu(make_mmlu(tmp_path))
+    rows = evaluate_mmlu(tiny_model, tokenizer, subjects)
+    dev, questions = subjects["college_physics"]
+    text = few_shot_prefix("college_physics", dev, 5) + format_question(questions[0], False)
+    first = next(r for r in rows if r["id"] == questions[0].id)
+    assert first["shots"] == 5 and first["prompt_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+# The reference (open-instruct eval/mmlu/run_eval.py, which the LUME organisers ran), rebuilt
+# here from its definition, independently of lume's code: pandas read_csv(header=None),
+# `format_subject`, `format_example`, `gen_prompt`, and the 2048-token loop.
+def reference_prompts(folder, tokenizer, subject: str, shots: int = 5) -> list[tuple[int, str]]:
+    import pandas as pd
+
+    def format_example(frame, index, include_answer=True):
+        prompt = frame.iloc[index, 0]
+        for j in range(frame.shape[1] - 2):
+            prompt += "\n{}. {}".format("ABCD"[j], frame.iloc[index, j + 1])
+        prompt += "\nAnswer:"
+        return prompt + " {}\n\n".format(frame.iloc[index, frame.shape[1] - 1]) if include_answer else prompt
+
+    def gen_prompt(frame, k):
+        words = "".join(" " + w for w in subject.split("_"))
+        prompt = "The following are multiple choice questions (with answers) about {}.\n\n".format(words)
+        return prompt + "".join(format_example(frame, i) for i in range(k))
+
+    dev = pd.read_csv(folder / "dev" / f"{subject}_dev.csv", header=None)[:shots]
+    test = pd.read_csv(folder / "test" / f"{subject}_test.csv", header=None)
+    prompts = []
+    for index in range(test.shape[0]):
+        k, end = shots, format_example(test, index, include_answer=False)
+        prompt = gen_prompt(dev, k) + end
+        while len(tokenizer(prompt, truncation=False, add_special_tokens=False).input_ids) > 2048:
+            k -= 1
+            prompt = gen_prompt(dev, k) + end
+        prompts.append((k, prompt))
+    return prompts
+
+
+@pytest.mark.slow
+def test_every_mmlu_prompt_equals_the_references(data_dir, tokenizer):
+    folder = data_dir / "mmlu"
+    subjects = load_mmlu(folder)
+    total = nan_prompts = 0
+    for subject, (dev, questions) in subjects.items():
+        ours = subject_prompts(tokenizer, subject, dev, questions, 5)
+        theirs = reference_prompts(folder, tokenizer, subject)
+        assert ours == theirs, subject
+        total += len(ours)
+        nan_prompts += sum(any(f"\n{letter}. nan\n" in t for letter in "ABCD") for _, t in ours)
+    assert total == 14042 and nan_prompts == 10

@@ -83,7 +83,9 @@ def evaluate_command(
     mmlu_dir: Annotated[Optional[str], typer.Option(help="Hendrycks-layout MMLU folder")] = None,
     mmlu_limit: Annotated[Optional[int], typer.Option(help="Questions per subject (seeded)")] = None,
     target_mmlu: Annotated[Optional[float], typer.Option(help="The target model's MMLU, for the 75% flag")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16")] = None,
+    dtype: Annotated[Optional[str], typer.Option(
+        help="float32, bfloat16, float16 or auto (the checkpoint's) for every part; default: the reference's per "
+             "part on a GPU (generation and MIA bfloat16, MMLU auto), float32 on a CPU")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
     overwrite: Overwrite = False,
 ):

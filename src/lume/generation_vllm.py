@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from lume.errors import LumeError
-from lume.generation import MAX_NEW_TOKENS, Generation, decode, eos_token_ids
+from lume.generation import (MAX_NEW_TOKENS, Generation, decode, eos_token_ids, reference_generation_config,
+                             row_processors, unbatchable_settings)
 
 CHUNK = 512  # prompts per vLLM call: large enough to keep its scheduler full
 
@@ -40,6 +41,10 @@ class VLLMGenerator:
         """Greedy continuations of `prompts`, as `generation.generate_greedy` returns them."""
         from vllm import SamplingParams
 
+        config = reference_generation_config(model, tokenizer, max_new_tokens)
+        if unbatchable_settings(config) or row_processors(model, config, 1):
+            raise LumeError("the model's generation config changes greedy decoding (repetition penalty, banned "
+                            "tokens, beams ...), which the vllm backend does not reproduce exactly; use --backend hf")
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens,
                                 stop_token_ids=sorted(eos_token_ids(model, tokenizer)))
         results: list[Generation] = []

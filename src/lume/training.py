@@ -15,6 +15,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,22 @@ class TrainSettings:
         """What decides the trained weights (how often checkpoints are saved does not)."""
         decisive = {k: v for k, v in asdict(self).items() if k != "save_every"}
         return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def without_autocast(model):
+    """The model without accelerate's mixed-precision wrapper for a while: scoring in the middle
+    of training (memorisation checks) sees the precision evaluation uses."""
+    original = model.__dict__.get("_original_forward")
+    if original is None:
+        yield model
+        return
+    wrapped = model.__dict__["forward"]
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped
 
 
 def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
@@ -277,5 +294,8 @@ def train(model, settings: TrainSettings, step_loss: Callable[[object, int], tup
                 stopped = reason
                 break
     set_resume_note(None)
+    # accelerate wrapped `forward` in autocast in place; scoring after training must see the
+    # model in its own precision, as evaluation does, so the wrapper comes off here.
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
                        _peak_memory_mb(accelerator.device))

@@ -19,19 +19,20 @@ from lume.config import above_zero, at_least, between, one_of
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
 from lume.evaluation.documents import score_documents
-from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
+from lume.evaluation.mmlu import PROMPT_FORMAT, evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
 from lume.generation import BATCH_SIZE, MAX_NEW_TOKENS
 from lume.generation_vllm import VLLMGenerator
 from lume.io import ResultCache, check_output_dir, write_json_atomic, write_jsonl_atomic
 from lume.metrics import AGGREGATE_ORDER, ATTACKS, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_score
-from lume.models import DTYPES, LoadedModel, check_device, load_model, resolve_model_path
+from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
 from lume.progress import progress_bar
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 BACKENDS = ("hf", "vllm")
 MIA_SETS = ("final", "validation")
+PARTS = ("generation", "mia", "mmlu")
 
 
 @dataclass
@@ -52,7 +53,7 @@ class EvalConfig:
     mmlu_limit: int | None = None  # questions per subject, seeded; None = all
     mmlu_shots: int = 5
     target_mmlu: float | None = None
-    dtype: str | None = None
+    dtype: str | None = None  # every part in this dtype; None = the reference's per part (see part_dtypes)
     device: str | None = None
     progress: bool = True
 
@@ -60,12 +61,23 @@ class EvalConfig:
         one_of(self, "source", lume_data.SOURCES)
         one_of(self, "backend", BACKENDS)
         one_of(self, "mia_set", MIA_SETS)
-        one_of(self, "dtype", (None, *DTYPES))
+        one_of(self, "dtype", (None, *DTYPES, "auto"))
         at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit")
         at_least(self, 0, "mmlu_shots")
         between(self, 0, 1, "target_mmlu")
         above_zero(self, "vllm_memory")
         check_device(self.device)
+
+
+def part_dtypes(config: EvalConfig, device: str) -> dict[str, str]:
+    """The dtype each part loads the model in. On a GPU the reference's: generation and MIA in
+    bfloat16, MMLU (open-instruct) in the checkpoint's own dtype ("auto"); float32 on a CPU;
+    `config.dtype`, when set, for every part."""
+    if config.dtype is not None:
+        return dict.fromkeys(PARTS, config.dtype)
+    if device.startswith("cuda"):
+        return {"generation": "bfloat16", "mia": "bfloat16", "mmlu": "auto"}
+    return dict.fromkeys(PARTS, "float32")
 
 
 def _versions() -> dict[str, str]:
@@ -122,14 +134,15 @@ def _is_evaluation_folder(folder: Path) -> bool:
     return all(entry.name in (*RESULT_FILES, "cache") or entry.name.startswith(".") for entry in folder.iterdir())
 
 
-def _cache_keys(loaded: LoadedModel, dataset, config: EvalConfig) -> dict[str, dict]:
-    """Per section, every setting that changes one cached result."""
+def _cache_key(part: str, loaded: LoadedModel, dataset, config: EvalConfig) -> dict:
+    """Every setting that changes one cached result of this part."""
     model = {"model": loaded.fingerprint, "dtype": str(loaded.model.dtype)}
-    return {"items": {**model, "data": dataset.fingerprint, "source": config.source,
-                      "max_new_tokens": config.max_new_tokens, "early_exit": config.early_exit,
-                      "backend": config.backend},
+    return {"generation": {**model, "data": dataset.fingerprint, "source": config.source,
+                           "max_new_tokens": config.max_new_tokens, "early_exit": config.early_exit,
+                           "backend": config.backend},
             "mia": {**model, "data": dataset.fingerprint, "mia_set": config.mia_set},
-            "mmlu": {**model, "shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir)}}
+            "mmlu": {**model, "shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir),
+                     "prompt_format": PROMPT_FORMAT}}[part]
 
 
 def _selection(loaded: LoadedModel, dataset, config: EvalConfig):
@@ -139,7 +152,7 @@ def _selection(loaded: LoadedModel, dataset, config: EvalConfig):
     return manifest, lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
 
 
-def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path, key: dict) -> tuple[dict, list]:
+def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path) -> tuple[dict, list]:
     official = lume_data.load_mia(dataset.data_dir, validation=config.mia_set == "validation")
     documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
                   "member": d.member, "task": d.task, "text": d.text} for d in official]
@@ -147,7 +160,7 @@ def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path, 
         labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
         documents += [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member,
                        "task": d.task, "text": d.text} for d, member in labelled]
-    with ResultCache(out_dir / "cache" / "mia.jsonl", key) as cache:
+    with ResultCache(out_dir / "cache" / "mia.jsonl", _cache_key("mia", loaded, dataset, config)) as cache:
         rows = _mia_rows(loaded, documents, config, cache)
     section = {"mia": _auc_report([r for r in rows if r["set"] == "semeval"])}
     held_out_rows = [r for r in rows if r["set"] == "held-out"]
@@ -158,7 +171,8 @@ def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path, 
     return section, rows
 
 
-def _mmlu_section(loaded, dataset, config: EvalConfig, out_dir: Path, key: dict) -> tuple[dict, list]:
+def _mmlu_section(loaded, dataset, config: EvalConfig, out_dir: Path) -> tuple[dict, list]:
+    key = _cache_key("mmlu", loaded, dataset, config)
     subjects = load_mmlu(config.mmlu_dir or dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
     total = sum(len(questions) for _, questions in subjects.values())
     with (ResultCache(out_dir / "cache" / "mmlu.jsonl", key) as cache,
@@ -219,24 +233,29 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
     set_resume_note(f"interrupted: finished items are kept in {out_dir / 'cache'}; the same command resumes")
     started, timings = time.time(), {}
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=config.dtype, device=config.device)
+    device = config.device or default_device()
+    dtypes = part_dtypes(config, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtypes["generation"], device=device)
     dataset = lume_data.load(config.data_dir, config.source)
     manifest, selection = _selection(loaded, dataset, config)
-    keys = _cache_keys(loaded, dataset, config)
-    with ResultCache(out_dir / "cache" / "items.jsonl", keys["items"]) as cache:
+    with ResultCache(out_dir / "cache" / "items.jsonl", _cache_key("generation", loaded, dataset, config)) as cache:
         items = _probe_items(loaded, selection.chosen, config, cache)
     timings["generation_s"] = time.time() - started
     summary = _probe_summary(loaded, dataset, config, selection, manifest is not None, items)
+    summary["dtypes"] = {"generation": str(loaded.model.dtype)}
     mia_rows, mmlu_rows = [], []
     if config.mia:
         step = time.time()
-        section, mia_rows = _mia_section(loaded, dataset, selection, config, out_dir, keys["mia"])
-        summary.update(section)
+        section, mia_rows = _mia_section(loaded, dataset, selection, config, out_dir)
+        summary.update(section, dtypes={**summary["dtypes"], "mia": str(loaded.model.dtype)})
         timings["mia_s"] = time.time() - step
     if config.mmlu:
         step = time.time()
-        section, mmlu_rows = _mmlu_section(loaded, dataset, config, out_dir, keys["mmlu"])
-        summary.update(section)
+        if not isinstance(model, LoadedModel) and dtypes["mmlu"] != dtypes["generation"]:
+            loaded = None  # the generation copy goes before the MMLU copy comes
+            loaded = load_model(model, dtype=dtypes["mmlu"], device=device)
+        section, mmlu_rows = _mmlu_section(loaded, dataset, config, out_dir)
+        summary.update(section, dtypes={**summary["dtypes"], "mmlu": str(loaded.model.dtype)})
         timings["mmlu_s"] = time.time() - step
     parts = [summary["task_aggregate"], summary.get("mia", {}).get("mia_score"),
              summary.get("mmlu", {}).get("accuracy")]

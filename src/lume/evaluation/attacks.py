@@ -36,7 +36,7 @@ from lume.data.records import Document, Record
 from lume.errors import LumeError
 from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
 from lume.evaluation.scoring import score_records
-from lume.generation import BATCH_SIZE
+from lume.generation import BATCH_SIZE, MAX_NEW_TOKENS
 from lume.io import check_output_dir, write_json_atomic
 from lume.metrics import task_means
 from lume.models import load_model
@@ -57,11 +57,12 @@ class AttackConfig:
     public_max_tokens: int = 256  # public documents are cut to this many tokens
     mmlu_limit: int = 1  # questions per subject for the MMLU change; 0 skips MMLU
     batch_size: int = BATCH_SIZE
+    max_new_tokens: int = MAX_NEW_TOKENS  # the protocol's; lower only for quick looks
     mixed_precision: str = "bf16"
     progress: bool = True
 
     def __post_init__(self):
-        at_least(self, 1, "relearn_steps", "relearn_batch_size", "public_max_tokens", "batch_size")
+        at_least(self, 1, "relearn_steps", "relearn_batch_size", "public_max_tokens", "batch_size", "max_new_tokens")
         at_least(self, 0, "relearn_learning_rate", "mmlu_limit")
         one_of(self, "mixed_precision", MIXED_PRECISION)
 
@@ -163,6 +164,80 @@ def _containment(items: list[dict]) -> dict[str, float]:
     return {key: sum(v) / len(v) for key, v in scores.items()}
 
 
+class _Attacker:
+    """The two models, the documents and the scoring every attack shares.
+
+    The target and unlearned baselines are scored on exactly the documents the attacked model
+    is scored on (the measured half, for relearning), so an attack that changes nothing
+    recovers exactly 0.
+    """
+
+    def __init__(self, unlearned, target, selection, config: AttackConfig, data_dir: Path):
+        self.unlearned, self.target, self.config, self.data_dir = unlearned, target, config, data_dir
+        self.tokenizer = unlearned.tokenizer
+        self.forget, self.retain = selection.split("forget"), selection.split("retain")
+        self.relearned, self.measured = split_for_relearning(self.forget, config.seed)
+        self.mmlu = load_mmlu(data_dir / "mmlu", config.mmlu_limit, config.seed) if config.mmlu_limit else None
+        self._baselines: dict[tuple, dict] = {}
+        self.unlearned_mmlu = self.mmlu_of(unlearned.model)
+
+    def score(self, model, documents: list[Document], prompts: list[str] | None = None,
+              records: list[Record] | None = None, early_exit: bool = True) -> list[dict]:
+        records = records if records is not None else [r for d in documents for r in d.records]
+        return score_records(model, self.tokenizer, records, prompts=prompts, batch_size=self.config.batch_size,
+                             max_new_tokens=self.config.max_new_tokens, early_exit=early_exit)
+
+    def mmlu_of(self, model) -> float | None:
+        return summarise_mmlu(evaluate_mmlu(model, self.tokenizer, self.mmlu))["accuracy"] if self.mmlu else None
+
+    def baseline(self, documents: list[Document]) -> dict:
+        """Target and unlearned scores on these documents (computed once per document set)."""
+        key = tuple(d.doc_id for d in documents)
+        if key not in self._baselines:
+            self._baselines[key] = {"target": _means(self.score(self.target.model, documents)),
+                                    "unlearned": _means(self.score(self.unlearned.model, documents))}
+        return self._baselines[key]
+
+    def report(self, attacked_model, documents: list[Document], extra: dict | None = None) -> dict:
+        scores, base = _means(self.score(attacked_model, documents)), self.baseline(documents)
+        attacked_mmlu = self.mmlu_of(attacked_model)
+        return {"scores": scores, "baseline": base,
+                "recovered": recovered_fraction(base["target"], base["unlearned"], scores),
+                "retain_change": _retain_change(base["unlearned"], scores), "mmlu": attacked_mmlu,
+                "mmlu_change": None if attacked_mmlu is None else attacked_mmlu - self.unlearned_mmlu,
+                "measured_documents": [d.doc_id for d in documents if d.split == "forget"], **(extra or {})}
+
+    def relearn(self, name: str, out_dir: Path) -> dict:
+        if name == "relearn":
+            examples = [prompt_answer_example(self.tokenizer, qa.input, qa.output)
+                        for d in self.relearned for qa in d.qa]
+        else:
+            public = [d.text for d in lume_data.load_mia(self.data_dir) if not d.member]
+            examples = [Example(ids, list(ids)) for ids in
+                        (self.tokenizer(text).input_ids[:self.config.public_max_tokens] for text in public)]
+        model = fine_tune(copy.deepcopy(self.unlearned.model), examples, self.config, self.tokenizer.pad_token_id,
+                          out_dir / name)
+        relearned = [d.doc_id for d in self.relearned] if name == "relearn" else []
+        return self.report(model, self.measured + self.retain, {"relearned_documents": relearned})
+
+    def quantize(self, bits: int) -> dict:
+        return self.report(quantize_weights(copy.deepcopy(self.unlearned.model), bits), self.forget + self.retain)
+
+    def probe(self) -> dict:
+        documents = self.forget + self.retain
+        records, prompts = _probe_records(documents)
+        probes = {}
+        for label, model in (("unlearned", self.unlearned.model), ("target", self.target.model)):
+            probed = self.score(model, documents, prompts=prompts, records=records, early_exit=False)
+            plain = self.score(model, documents, records=[r for r in records if r.kind == "qa"], early_exit=False)
+            probes[label] = {"rephrased": _means(probed), "qa_containment": _containment(plain),
+                             "rephrased_qa_containment": _containment(probed)}
+        base = self.baseline(documents)
+        return {**probes, "recovered": {
+            view: recovered_fraction(base["target"], base["unlearned"], {**base["unlearned"], **probes["unlearned"][view]})
+            for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
+
+
 def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
            config: AttackConfig | None = None, *, overwrite: bool = False) -> dict:
     """Run the attacks on an unlearned model and write OUT/attacks.json.
@@ -177,72 +252,20 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
     if manifest is None:
         raise LumeError(f"{model_dir}: no lume_target.json here or in the target; attacks need its documents")
     dataset = lume_data.load(config.data_dir)
-    selection = manifest.selection(dataset.documents)
-    forget_docs, retain_docs = selection.split("forget"), selection.split("retain")
-    relearned_docs, measured_docs = split_for_relearning(forget_docs, config.seed)
-
-    unlearned = load_model(model_dir, dtype="float32", device=None)
-    target = load_model(target_dir, dtype="float32", device=None)
-    tokenizer = unlearned.tokenizer
-    mmlu = (load_mmlu(dataset.data_dir / "mmlu", config.mmlu_limit, config.seed) if config.mmlu_limit else None)
-
-    def score(model, documents: list[Document]) -> dict[str, float]:
-        records = [r for d in documents for r in d.records]
-        return _means(score_records(model, tokenizer, records, batch_size=config.batch_size))
-
-    def mmlu_of(model) -> float | None:
-        return summarise_mmlu(evaluate_mmlu(model, tokenizer, mmlu))["accuracy"] if mmlu else None
-
+    attacker = _Attacker(load_model(model_dir, dtype="float32", device=None),
+                         load_model(target_dir, dtype="float32", device=None),
+                         manifest.selection(dataset.documents), config, dataset.data_dir)
     started = time.time()
-    results: dict = {"model": str(model_dir), "target": str(target_dir), "config": asdict(config), "attacks": {}}
-    all_docs = forget_docs + retain_docs
-    baseline = {"target": score(target.model, all_docs), "unlearned": score(unlearned.model, all_docs)}
-    baseline_mmlu = mmlu_of(unlearned.model)
-    results["baseline"] = {**baseline, "unlearned_mmlu": baseline_mmlu}
-
-    def report(name: str, attacked_model, documents: list[Document], extra: dict | None = None) -> None:
-        scores = score(attacked_model, documents)
-        attacked_mmlu = mmlu_of(attacked_model)
-        results["attacks"][name] = {
-            "scores": scores,
-            "recovered": recovered_fraction(baseline["target"], baseline["unlearned"], scores),
-            "retain_change": _retain_change(baseline["unlearned"], scores),
-            "mmlu": attacked_mmlu,
-            "mmlu_change": None if attacked_mmlu is None else attacked_mmlu - baseline_mmlu,
-            "measured_documents": [d.doc_id for d in documents if d.split == "forget"], **(extra or {})}
-
+    results: dict = {"model": str(model_dir), "target": str(target_dir), "config": asdict(config), "attacks": {},
+                     "baseline": {**attacker.baseline(attacker.forget + attacker.retain),
+                                  "unlearned_mmlu": attacker.unlearned_mmlu}}
     for name in attacks:
         if name in ("relearn", "relearn-public"):
-            if name == "relearn":
-                examples = [prompt_answer_example(tokenizer, qa.input, qa.output) for d in relearned_docs for qa in d.qa]
-            else:
-                public = [d.text for d in lume_data.load_mia(dataset.data_dir) if not d.member]
-                examples = []
-                for text in public:
-                    ids = tokenizer(text).input_ids[:config.public_max_tokens]
-                    examples.append(Example(ids, list(ids)))
-            model = fine_tune(copy.deepcopy(unlearned.model), examples, config, tokenizer.pad_token_id,
-                              out_dir / name)
-            report(name, model, measured_docs + retain_docs,
-                   {"relearned_documents": [d.doc_id for d in relearned_docs] if name == "relearn" else []})
+            results["attacks"][name] = attacker.relearn(name, out_dir)
         elif name.startswith("quantize-"):
-            bits = int(name.split("-")[1])
-            report(name, quantize_weights(copy.deepcopy(unlearned.model), bits), all_docs)
-        else:  # probe
-            records, prompts = _probe_records(all_docs)
-            probes = {}
-            for label, model in (("unlearned", unlearned.model), ("target", target.model)):
-                probed = score_records(model, tokenizer, records, prompts=prompts, batch_size=config.batch_size,
-                                       early_exit=False)
-                plain = score_records(model, tokenizer, [r for r in records if r.kind == "qa"],
-                                      batch_size=config.batch_size, early_exit=False)
-                probes[label] = {"rephrased": _means(probed), "qa_containment": _containment(plain),
-                                 "rephrased_qa_containment": _containment(probed)}
-            results["attacks"]["probe"] = {
-                **probes,
-                "recovered": {view: recovered_fraction(baseline["target"], baseline["unlearned"],
-                                                       {**baseline["unlearned"], **probes["unlearned"][view]})
-                              for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
+            results["attacks"][name] = attacker.quantize(int(name.split("-")[1]))
+        else:
+            results["attacks"][name] = attacker.probe()
     results["seconds"] = time.time() - started
     write_json_atomic(out_dir / RESULT_NAME, results)
     return results

@@ -8,7 +8,7 @@ the token prefix that all questions share is reused, so the logits are those of 
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,33 +22,48 @@ from lume.errors import InputError, LumeError
 
 LETTERS = ("A", "B", "C", "D")
 MAX_PROMPT_TOKENS = 2048
-# Hendrycks et al.'s grouping of the 57 subjects.
-CATEGORIES = {
-    "STEM": "abstract_algebra anatomy astronomy college_biology college_chemistry "
-            "college_computer_science college_mathematics college_physics computer_security "
-            "conceptual_physics electrical_engineering elementary_mathematics high_school_biology "
-            "high_school_chemistry high_school_computer_science high_school_mathematics "
-            "high_school_physics high_school_statistics machine_learning",
-    "humanities": "formal_logic high_school_european_history high_school_us_history "
-                  "high_school_world_history international_law jurisprudence logical_fallacies "
-                  "moral_disputes moral_scenarios philosophy prehistory professional_law world_religions",
-    "social sciences": "econometrics high_school_geography high_school_government_and_politics "
-                       "high_school_macroeconomics high_school_microeconomics high_school_psychology "
-                       "human_sexuality professional_psychology public_relations security_studies "
-                       "sociology us_foreign_policy",
-    "other": "business_ethics clinical_knowledge college_medicine global_facts human_aging "
-             "management marketing medical_genetics miscellaneous nutrition professional_accounting "
-             "professional_medicine virology",
+PROMPT_FORMAT = 2  # bumped whenever the prompt text changes, so cached answers are not reused
+# Hendrycks et al.'s table (hendrycks/test, categories.py): subject -> subcategory -> category.
+SUBCATEGORY = {
+    "math": "abstract_algebra college_mathematics elementary_mathematics high_school_mathematics "
+            "high_school_statistics",
+    "health": "anatomy clinical_knowledge college_medicine human_aging medical_genetics nutrition "
+              "professional_medicine virology",
+    "physics": "astronomy college_physics conceptual_physics high_school_physics",
+    "business": "business_ethics management marketing",
+    "biology": "college_biology high_school_biology",
+    "chemistry": "college_chemistry high_school_chemistry",
+    "computer science": "college_computer_science computer_security high_school_computer_science machine_learning",
+    "economics": "econometrics high_school_macroeconomics high_school_microeconomics",
+    "engineering": "electrical_engineering",
+    "philosophy": "formal_logic logical_fallacies moral_disputes moral_scenarios philosophy world_religions",
+    "other": "global_facts miscellaneous professional_accounting",
+    "history": "high_school_european_history high_school_us_history high_school_world_history prehistory",
+    "geography": "high_school_geography",
+    "politics": "high_school_government_and_politics public_relations security_studies us_foreign_policy",
+    "psychology": "high_school_psychology professional_psychology",
+    "culture": "human_sexuality sociology",
+    "law": "international_law jurisprudence professional_law",
 }
-CATEGORY_OF = {subject: name for name, subjects in CATEGORIES.items() for subject in subjects.split()}
+CATEGORIES = {
+    "STEM": ("physics", "chemistry", "biology", "computer science", "math", "engineering"),
+    "humanities": ("history", "philosophy", "law"),
+    "social sciences": ("politics", "culture", "economics", "geography", "psychology"),
+    "other (business, health, misc.)": ("other", "business", "health"),
+}
+CATEGORY_OF = {subject: category for category, subcategories in CATEGORIES.items() for sub in subcategories
+               for subject in SUBCATEGORY[sub].split()}
 
 
 @dataclass(frozen=True)
 class Question:
+    """One row of a subject's CSV, its cells as the reference's pandas reads them (so a cell
+    holding `None` or `NA` is NaN and prints `nan`, as in the reference's prompts)."""
+
     subject: str
-    index: int  # row in the subject's test file
+    index: int  # row in the subject's file
     text: str
-    choices: tuple[str, str, str, str]
+    choices: tuple
     answer: str
 
     @property
@@ -57,13 +72,20 @@ class Question:
 
 
 def _read_csv(path: Path, subject: str) -> list[Question]:
+    """The rows of a headerless MMLU CSV, read with pandas' defaults as the reference does."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, header=None)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise InputError(path, f"unreadable CSV: {str(error).splitlines()[0]}") from None
+    if frame.shape[1] != 6:
+        raise InputError(path, f"expected 6 columns: question,A,B,C,D,answer-letter (found {frame.shape[1]})")
     questions = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if len(row) != 6 or row[5].strip() not in LETTERS:
-                raise InputError(path, "expected 6 columns: question,A,B,C,D,answer-letter",
-                                 line=number)
-            questions.append(Question(subject, number - 1, row[0], tuple(row[1:5]), row[5].strip()))
+    for number, row in enumerate(frame.itertuples(index=False), start=1):
+        if not isinstance(row[0], str) or row[5] not in LETTERS:
+            raise InputError(path, "expected a question and an answer letter A-D", row=number)
+        questions.append(Question(subject, number - 1, row[0], tuple(row[1:5]), row[5]))
     return questions
 
 
@@ -86,24 +108,37 @@ def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0
 
 
 def format_question(question: Question, with_answer: bool) -> str:
-    lines = [question.text] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, question.choices)]
-    text = "\n".join(lines) + "\nAnswer:"
+    text = question.text + "".join(f"\n{letter}. {choice}" for letter, choice in zip(LETTERS, question.choices))
+    text += "\nAnswer:"
     return text + f" {question.answer}\n\n" if with_answer else text
 
 
+def format_subject(subject: str) -> str:
+    """The reference's form: every `_`-separated word with a space before it (hence two spaces
+    after "about" in the header)."""
+    return "".join(" " + word for word in subject.split("_"))
+
+
 def few_shot_prefix(subject: str, dev: list[Question], shots: int) -> str:
-    header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    header = f"The following are multiple choice questions (with answers) about {format_subject(subject)}.\n\n"
     return header + "".join(format_question(example, True) for example in dev[:shots])
 
 
-def prompt_ids(tokenizer, subject: str, dev: list[Question], question: Question, shots: int
-               ) -> tuple[int, list[int]]:
-    """(shots used, token ids) of the prompt, dropping shots while it is over 2048 tokens."""
-    while True:
-        ids = tokenizer(few_shot_prefix(subject, dev, shots) + format_question(question, False)).input_ids
-        if len(ids) <= MAX_PROMPT_TOKENS or shots == 0:
-            return shots, ids
-        shots -= 1
+def subject_prompts(tokenizer, subject: str, dev: list[Question], questions: list[Question], shots: int
+                    ) -> list[tuple[int, str]]:
+    """(shots kept, prompt text) per question: shots are dropped while the prompt is over 2048
+    tokens, counted without special tokens as the reference does."""
+    texts = [few_shot_prefix(subject, dev, shots) + format_question(q, False) for q in questions]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids] if texts else []
+    prompts = []
+    for question, text, length in zip(questions, texts, lengths):
+        kept = shots
+        while kept > 0 and length > MAX_PROMPT_TOKENS:
+            kept -= 1
+            text = few_shot_prefix(subject, dev, kept) + format_question(question, False)
+            length = len(tokenizer(text, add_special_tokens=False).input_ids)
+        prompts.append((kept, text))
+    return prompts
 
 
 def letter_token_ids(tokenizer) -> list[int]:
@@ -164,11 +199,20 @@ def _letter_logits_one(model, ids: list[int], letters: list[int]) -> list[float]
     return logits[0, -1, letters].float().tolist()
 
 
+def _result_row(question: Question, prompt: str, shots: int, logits: list[float]) -> dict:
+    prediction = LETTERS[max(range(4), key=logits.__getitem__)]
+    return {"id": question.id, "subject": question.subject, "category": CATEGORY_OF.get(question.subject, "other"),
+            "answer": question.answer, "prediction": prediction, "correct": prediction == question.answer,
+            "letter_logits": logits, "shots": shots,
+            "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest()}
+
+
 def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], list[Question]]], *,
                   shots: int = 5, batch_size: int = 8, reuse_prefix: bool = True,
                   done: Callable[[str], dict | None] = lambda _id: None,
                   on_result: Callable[[dict], None] = lambda _row: None) -> list[dict]:
-    """One row per test question: id, subject, category, answer, prediction, correct, letter_logits.
+    """One row per test question: id, subject, category, answer, prediction, correct, letter_logits,
+    shots (dev examples kept) and prompt_sha256 (of the exact prompt text, to check against the reference).
 
     `done(id)` returns a cached row to skip a question; `on_result` sees each new row.
     `reuse_prefix=False` runs each prompt whole, one at a time (the reference way).
@@ -179,21 +223,17 @@ def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], li
         cached = {q.id: done(q.id) for q in questions}
         todo = [q for q in questions if cached[q.id] is None]
         rows += [row for row in cached.values() if row is not None]
-        by_shots: dict[int, list[tuple[Question, list[int]]]] = {}
-        for question in todo:
-            used, ids = prompt_ids(tokenizer, subject, dev, question, shots)
-            by_shots.setdefault(used, []).append((question, ids))
-        for group in by_shots.values():
-            ids = [entry[1] for entry in group]
+        by_shots: dict[int, list[tuple[Question, str]]] = {}
+        for question, (used, text) in zip(todo, subject_prompts(tokenizer, subject, dev, todo, shots)):
+            by_shots.setdefault(used, []).append((question, text))
+        for used, group in by_shots.items():
+            ids = [tokenizer(text).input_ids for _, text in group]  # scored with special tokens, as the reference
             if reuse_prefix:
                 letter_logits = _letter_logits_with_prefix(model, ids, letters, batch_size)
             else:
                 letter_logits = [_letter_logits_one(model, row, letters) for row in ids]
-            for (question, _), logits in zip(group, letter_logits):
-                prediction = LETTERS[max(range(4), key=logits.__getitem__)]
-                row = {"id": question.id, "subject": subject, "category": CATEGORY_OF.get(subject, "other"),
-                       "answer": question.answer, "prediction": prediction,
-                       "correct": prediction == question.answer, "letter_logits": logits}
+            for (question, text), logits in zip(group, letter_logits):
+                row = _result_row(question, text, used, logits)
                 on_result(row)
                 rows.append(row)
     return rows

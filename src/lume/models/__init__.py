@@ -73,12 +73,14 @@ def save_model(model, tokenizer, out_dir: str | Path) -> None:
     record_fingerprint(out_dir)
 
 
-def resolve_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """bfloat16 on CUDA, float32 elsewhere, unless asked otherwise."""
+def resolve_dtype(dtype: str | None, device: str) -> torch.dtype | str:
+    """bfloat16 on CUDA, float32 elsewhere, unless asked otherwise; "auto" is the checkpoint's own."""
     if dtype is None:
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype == "auto":
+        return "auto"
     if dtype not in DTYPES:
-        raise LumeError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+        raise LumeError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)}, auto)")
     return DTYPES[dtype]
 
 

@@ -24,7 +24,7 @@ from lume.io import check_output_dir
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
 from lume.training import (MIXED_PRECISION, Example, TrainSettings, collate, is_unfinished_run, make_accelerator,
-                            prompt_answer_example, train, with_lora)
+                            prompt_answer_example, train, with_lora, without_autocast)
 
 
 @dataclass
@@ -132,7 +132,8 @@ def _memorisation_check(model, tokenizer, documents: list[Document], config: Mem
             return None
         inner = accelerator.unwrap_model(model)
         inner.eval()
-        scores = memorisation_scores(inner, tokenizer, documents)
+        with without_autocast(inner):
+            scores = memorisation_scores(inner, tokenizer, documents)
         inner.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, **scores})
         accelerator.print(f"epoch {step // steps_per_epoch}: " + ", ".join(

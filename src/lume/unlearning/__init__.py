@@ -207,8 +207,9 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     model, reference_model = _prepared_model(loaded, method, config, settings, accelerator.device)
     context = Context(model, tokenizer, forget_examples,
                       lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
-                      reference_model=reference_model, batch_size=config.batch_size)
-    method.prepare(context)
+                      reference_model=reference_model, batch_size=config.batch_size, autocast=accelerator.autocast)
+    with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
+        method.prepare(context)
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     started = time.time()

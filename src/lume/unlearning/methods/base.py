@@ -8,7 +8,7 @@ available by name to the Python API, the CLI and run configs.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import ClassVar
 
 import torch
@@ -57,8 +57,9 @@ class Context:
     """What a loss may use: the model being trained, the frozen starting point, the examples."""
 
     def __init__(self, model, tokenizer, forget_examples: list, collate, reference_model=None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, autocast=nullcontext):
         self.model = model
+        self.autocast = autocast  # the trained forward's mixed precision, for reference forwards too
         self.tokenizer = tokenizer
         self.forget_examples = forget_examples
         self.collate = collate  # list[Example] -> batch dict on the training device
@@ -78,8 +79,8 @@ class Context:
 
     @contextmanager
     def frozen(self):
-        """The starting model, for reference quantities (no gradients)."""
-        with torch.no_grad():
+        """The starting model, for reference quantities (no gradients, the policy's precision)."""
+        with torch.no_grad(), self.autocast():
             if self.reference_model is not None:
                 yield self.reference_model
             elif hasattr(self.model, "disable_adapter"):
