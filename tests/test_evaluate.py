@@ -38,6 +38,9 @@ def test_summary_numbers_follow_from_the_items(evaluated):
     parts = (summary["task_aggregate"], summary["mia"]["mia_score"], summary["mmlu"]["accuracy"])
     assert summary["final"] == pytest.approx(sum(parts) / 3)
     assert summary["mia"]["members"] == 34 and summary["mia"]["non_members"] == 34
+    assert summary["mia"]["set"] == "semeval-validation" and "mia_semeval" not in summary  # no manifest: official files
+    assert set(summary["intervals"]) >= {"task_aggregate", "mia_score", "mmlu", "final"}
+    assert summary["intervals"]["final"][0] <= summary["final"] <= summary["intervals"]["final"][1]
     assert summary["mmlu"]["questions"] == 12 and summary["mmlu"]["below_threshold"] is True
     assert summary["model"]["fingerprint"] and summary["data"]["fingerprint"]
     assert summary["versions"]["torch"] and summary["timings"]["total_s"] > 0

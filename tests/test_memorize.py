@@ -99,3 +99,21 @@ def test_the_memorisation_check_scores_without_autocast(tmp_path, config, monkey
     monkeypatch.setattr(memorize_module, "memorisation_scores", spy)
     memorize(tmp_path / "target", config)
     assert wrapped == [False, False]
+
+
+def test_length_grouped_batches_keep_every_example_and_cut_padding():
+    import random
+
+    from lume.models.memorize import length_grouped
+
+    lengths = [300 if i % 4 == 0 else 30 for i in range(40)]  # documents among QA pairs
+    order = list(range(40))
+    random.Random(0).shuffle(order)
+    grouped = length_grouped(order, lengths, width=4)
+    assert sorted(grouped) == list(range(40))
+    assert set(grouped[:32]) == set(order[:32]) and set(grouped[32:]) == set(order[32:])  # no mixing across runs
+
+    def padded(sequence):
+        return sum(4 * max(lengths[i] for i in sequence[k:k + 4]) for k in range(0, 40, 4))
+
+    assert padded(grouped) < 0.6 * padded(order)

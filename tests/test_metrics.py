@@ -81,3 +81,56 @@ def test_final_score_and_mmlu_flag():
     assert mmlu_flag(0.38, 0.4944) is False
     assert mmlu_flag(0.38, None) is None
     assert math.isclose(0.75 * 0.4944, 0.3708)
+
+
+def _items(scores: dict[str, list[float]]) -> list[dict]:
+    """One sc and one qa item per document; `scores[doc] = [regurgitation, knowledge]`, all in forget/Task1."""
+    return [{"split": "forget", "task": "Task1", "doc_id": doc, "metric": metric, "score": value}
+            for doc, values in scores.items() for metric, value in zip(("regurgitation", "knowledge"), values)]
+
+
+def test_bootstrap_resamples_are_the_same_for_every_model_on_the_same_documents():
+    from lume.metrics.uncertainty import paired_difference, probe_replicates
+
+    first = probe_replicates(_items({f"d{i}": [i / 10, i % 2] for i in range(10)}), seed=3)
+    again = probe_replicates(_items({f"d{i}": [i / 10, i % 2] for i in reversed(range(10))}), seed=3)
+    assert (first["forget/Task1/regurgitation"] == again["forget/Task1/regurgitation"]).all()  # order-free
+    shifted = probe_replicates(_items({f"d{i}": [i / 10 + 0.05, i % 2] for i in range(10)}), seed=3)
+    # a model better by 0.05 on every document: the paired difference is exactly 0.05 in every resample
+    difference = paired_difference(shifted["forget/Task1/regurgitation"], first["forget/Task1/regurgitation"])
+    assert difference["interval"] == pytest.approx([0.05, 0.05]) and difference["significant"]
+    assert not paired_difference(first["forget/Task1/knowledge"], again["forget/Task1/knowledge"])["significant"]
+    assert probe_replicates(_items({"d0": [0.5, 1]}), seed=4)["forget/Task1/regurgitation"].tolist() == [0.5] * 1000
+
+
+def test_bootstrap_intervals_are_sound():
+    import numpy as np
+
+    from lume.metrics.uncertainty import interval, mia_replicates, mmlu_replicates
+
+    rows = [{"id": f"s/{i}", "correct": i % 4 == 0} for i in range(400)]  # accuracy 0.25
+    low, high = interval(mmlu_replicates(rows, seed=0)["mmlu"])
+    half_width = 1.96 * np.sqrt(0.25 * 0.75 / 400)
+    assert low < 0.25 < high and (high - low) / 2 == pytest.approx(half_width, rel=0.15)
+    separated = [{"id": f"m{i}", "member": True, "loss": 1.0 + i / 100} for i in range(20)] + \
+                [{"id": f"n{i}", "member": False, "loss": 3.0 + i / 100} for i in range(20)]
+    replicates = mia_replicates(separated, seed=0)
+    assert replicates["mia_auc"] == pytest.approx(np.ones(1000)) and replicates["mia_score"] == pytest.approx(np.zeros(1000))
+
+
+def test_each_resampled_aggregate_is_the_protocols_harmonic_mean():
+    import statistics
+
+    from lume.metrics import AGGREGATE_ORDER
+    from lume.metrics.uncertainty import _draws, probe_replicates
+
+    items = [{"split": s, "task": t, "doc_id": f"{s}{t}{d}", "metric": m, "score": (d + 1) / 4}
+             for s, t, m in AGGREGATE_ORDER for d in range(3)]
+    replicates = probe_replicates(items, seed=1, resamples=5)
+    numbers = []
+    for split, task, metric in AGGREGATE_ORDER:
+        docs = sorted(f"{split}{task}{d}" for d in range(3))
+        picked = _draws(f"probes/{split}/{task}", docs, 1, 5)[2]
+        mean = sum((int(docs[i][-1]) + 1) / 4 for i in picked) / 3
+        numbers.append(1 - mean if split == "forget" else mean)
+    assert replicates["task_aggregate"][2] == pytest.approx(statistics.harmonic_mean(numbers))

@@ -15,8 +15,7 @@ def study(tmp_path_factory, data_dir, tiny_model_dir):
     root = tmp_path_factory.mktemp("study")
     config = {
         "name": "mini", "out": str(root / "run"), "data_dir": str(data_dir),
-        "target": {"preset": None, "memorize": {"base": str(tiny_model_dir), "docs_per_task": 1,
-                                                 "held_out_per_task": 1, "max_epochs": 1, "progress": False}},
+        "target": {"preset": "smoke", "memorize": {"base": str(tiny_model_dir), "max_epochs": 1, "progress": False}},
         "methods": [{"method": "gd", "steps": 2, "learning_rate": 1e-3, "progress": False},
                     {"method": "npo", "name": "npo-strong", "steps": 2, "learning_rate": 1e-3,
                      "method_settings": {"beta": 0.5}, "progress": False}],
@@ -45,18 +44,22 @@ def test_report_numbers_match_the_summaries(finished):
     report = (finished / "report.md").read_text()
     for label in ("target", "gd", "npo-strong"):
         summary = json.loads((finished / "eval" / label / "summary.json").read_text())
-        row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[13] == f"{summary['task_aggregate']:.3f}"
-        assert cells[14] == f"{summary['mia']['mia_score']:.3f}"
-        assert cells[15].startswith(f"{summary['mmlu']['accuracy']:.3f}")
-        assert cells[16] == f"{summary['final']:.3f}"
-        assert cells[1] == f"{summary['scores']['forget/Task1/regurgitation']:.3f}"
+        headline, numbers = [[c.strip() for c in line.strip("|").split("|")] for line in report.splitlines()
+                             if line.startswith(f"| {label} |")][:2]
+        low, high = summary["intervals"]["final"]
+        assert headline[1].startswith(f"{summary['task_aggregate']:.3f} [")
+        assert headline[2].startswith(f"{summary['mia']['mia_score']:.3f}")
+        assert headline[3].startswith(f"{summary['mmlu']['accuracy']:.3f}")
+        assert headline[4] == f"{summary['final']:.3f} [{low:.3f}, {high:.3f}]"
+        assert numbers[1].startswith(f"{summary['scores']['forget/Task1/regurgitation']:.3f}")
+        assert summary["mia"]["set"] == "held-out"  # a target lume built: its own members and non-members
+    assert "on trained forget docs vs held-out docs" in report and "MIA on the SemEval files" in report
+    assert "## Differences (paired bootstrap, 95 %)" in report
     assert "Published numbers" in report and "0.706" in report
     attacked = json.loads((finished / "attacks" / "gd" / "attacks.json").read_text())
     recovered = attacked["attacks"]["quantize-4"]["recovered"]["forget/all/regurgitation"]
     row = next(line for line in report.splitlines() if line.startswith("| gd | quantize-4 |"))
-    assert row.split("|")[3].strip() == ("-" if recovered is None else f"{recovered:.3f}")
+    assert row.split("|")[3].strip() == ("–" if recovered is None else f"{recovered:.3f}")
     assert (finished / "figures" / "robustness.png").is_file()
 
 

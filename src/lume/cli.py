@@ -107,7 +107,7 @@ def evaluate_command(
 def memorize_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the target model (resumes if it exists)")],
     base: Annotated[Optional[str], typer.Option(help="Base model: folder, hub id, .gguf, or smollm2-135m")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Settings preset: demo")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Settings preset: demo or smoke")] = None,
     data_dir: DataDir = None,
     docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded); default all")] = None,
     held_out_per_task: Annotated[Optional[int], typer.Option(help="Documents per task never trained on")] = None,

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
+
 from lume import data as lume_data
 from lume.config import above_zero, at_least, between, one_of
 from lume.data.manifest import read_manifest
@@ -26,12 +28,16 @@ from lume.generation_vllm import VLLMGenerator
 from lume.io import ResultCache, check_output_dir, write_json_atomic, write_jsonl_atomic
 from lume.metrics import AGGREGATE_ORDER, ATTACKS, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_score
+from lume.metrics.uncertainty import (CONFIDENCE, RESAMPLES, interval, mia_replicates, mmlu_replicates,
+                                      probe_replicates, units_fingerprint)
 from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
 from lume.progress import progress_bar
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 BACKENDS = ("hf", "vllm")
 MIA_SETS = ("final", "validation")
+SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the released OLMo targets, which were "
+                    "trained on them; this target was not")
 PARTS = ("generation", "mia", "mmlu")
 
 
@@ -53,6 +59,7 @@ class EvalConfig:
     mmlu_limit: int | None = None  # questions per subject, seeded; None = all
     mmlu_shots: int = 5
     target_mmlu: float | None = None
+    bootstrap_resamples: int = RESAMPLES  # for the 95 % intervals; 0 = none
     dtype: str | None = None  # every part in this dtype; None = the reference's per part (see part_dtypes)
     device: str | None = None
     progress: bool = True
@@ -63,7 +70,7 @@ class EvalConfig:
         one_of(self, "mia_set", MIA_SETS)
         one_of(self, "dtype", (None, *DTYPES, "auto"))
         at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit")
-        at_least(self, 0, "mmlu_shots")
+        at_least(self, 0, "mmlu_shots", "bootstrap_resamples")
         between(self, 0, 1, "target_mmlu")
         above_zero(self, "vllm_memory")
         check_device(self.device)
@@ -162,13 +169,16 @@ def _mia_section(loaded, dataset, selection, config: EvalConfig, out_dir: Path) 
                        "task": d.task, "text": d.text} for d, member in labelled]
     with ResultCache(out_dir / "cache" / "mia.jsonl", _cache_key("mia", loaded, dataset, config)) as cache:
         rows = _mia_rows(loaded, documents, config, cache)
-    section = {"mia": _auc_report([r for r in rows if r["set"] == "semeval"])}
+    semeval = {**_auc_report([r for r in rows if r["set"] == "semeval"]), "set": f"semeval-{config.mia_set}"}
     held_out_rows = [r for r in rows if r["set"] == "held-out"]
-    if held_out_rows:
-        section["mia_held_out"] = {"all": _auc_report(held_out_rows), **{
-            task: _auc_report([r for r in held_out_rows if r["task"] == task])
-            for task in sorted({r["task"] for r in held_out_rows})}}
-    return section, rows
+    if not held_out_rows:  # a released target: the SemEval files are its members and non-members
+        return {"mia": semeval}, rows
+    # A target lume built never saw the SemEval files: its members are the forget documents it
+    # was trained on, its non-members the documents held out of training.
+    official = {**_auc_report(held_out_rows), "set": "held-out", "per_task": {
+        task: _auc_report([r for r in held_out_rows if r["task"] == task])
+        for task in sorted({r["task"] for r in held_out_rows})}}
+    return {"mia": official, "mia_semeval": {**semeval, "note": SEMEVAL_MIA_NOTE}}, rows
 
 
 def _mmlu_section(loaded, dataset, config: EvalConfig, out_dir: Path) -> tuple[dict, list]:
@@ -203,6 +213,25 @@ def _probe_summary(loaded: LoadedModel, dataset, config: EvalConfig, selection, 
                                          for metric in ("regurgitation", "knowledge")}
                      for split, task, _ in AGGREGATE_ORDER[::2]},
     }
+
+
+def _add_intervals(summary: dict, items: list[dict], mia_rows: list[dict], mmlu_rows: list[dict],
+                   config: EvalConfig) -> None:
+    """95 % bootstrap intervals of every headline number, and the resampled values, for paired
+    comparisons between models (see `lume.metrics.uncertainty`)."""
+    if not config.bootstrap_resamples:
+        return
+    official_set = "held-out" if summary.get("mia", {}).get("set") == "held-out" else "semeval"
+    official = [r for r in mia_rows if r["set"] == official_set]
+    replicates = {**probe_replicates(items, config.seed, config.bootstrap_resamples),
+                  **mia_replicates(official, config.seed, config.bootstrap_resamples),
+                  **mmlu_replicates(mmlu_rows, config.seed, config.bootstrap_resamples)}
+    if {"task_aggregate", "mia_score", "mmlu"} <= set(replicates):
+        replicates["final"] = (replicates["task_aggregate"] + replicates["mia_score"] + replicates["mmlu"]) / 3
+    summary["intervals"] = {name: interval(values) for name, values in replicates.items()}
+    summary["bootstrap"] = {"seed": config.seed, "resamples": config.bootstrap_resamples, "confidence": CONFIDENCE,
+                            "units": units_fingerprint(items, official, mmlu_rows),
+                            "replicates": {name: np.round(values, 6).tolist() for name, values in replicates.items()}}
 
 
 def _write_results(out_dir: Path, summary: dict, items: list, mia_rows: list, mmlu_rows: list) -> None:
@@ -260,6 +289,7 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     parts = [summary["task_aggregate"], summary.get("mia", {}).get("mia_score"),
              summary.get("mmlu", {}).get("accuracy")]
     summary["final"] = final_score(*parts) if None not in parts else None
+    _add_intervals(summary, items, mia_rows, mmlu_rows, config)
     timings["total_s"] = time.time() - started
     summary.update(config=asdict(config), versions=_versions(), timings=timings)
     _write_results(out_dir, summary, items, mia_rows, mmlu_rows)

@@ -33,7 +33,7 @@ class MemorizeConfig:
     data_dir: str | None = None
     source: str = "lume"
     docs_per_task: int | None = None  # per task and split; None = every document
-    held_out_per_task: int = 8  # never trained: non-members for membership inference
+    held_out_per_task: int = 32  # never trained: non-members for membership inference (cheap: never trained)
     seed: int = 0
     max_epochs: int = 20
     min_epochs: int = 1  # no memorisation check before this epoch (early checks are slow and futile)
@@ -47,6 +47,7 @@ class MemorizeConfig:
     gradient_checkpointing: bool = False
     target_regurgitation: float = 0.95  # stop once every split reaches both targets
     target_knowledge: float = 0.9
+    group_by_length: bool = True  # batches of similar lengths (less padding, same examples per epoch)
     dtype: str | None = None
     device: str | None = None
     progress: bool = True
@@ -64,8 +65,11 @@ class MemorizeConfig:
 
 
 PRESETS = {
-    # CPU demo: SmolLM2-135M on 2 documents per task and split, 4 held out per task.
-    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=4, max_epochs=10, min_epochs=4, learning_rate=3e-4),
+    # CPU demo: SmolLM2-135M on 2 documents per task and split (6 forget documents: the MIA's
+    # members), 16 held out per task (48 non-members: cheap, they are never trained on).
+    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=16, max_epochs=10, min_epochs=4, learning_rate=3e-4),
+    # For tests: the smallest target with every task, split and a held-out document.
+    "smoke": MemorizeConfig(docs_per_task=1, held_out_per_task=1, max_epochs=3, min_epochs=2, learning_rate=3e-4),
 }
 
 
@@ -105,15 +109,27 @@ def _train_settings(config: MemorizeConfig, examples: int, steps_per_epoch: int,
                                 "examples": examples})
 
 
+def length_grouped(order: list[int], lengths: list[int], width: int, factor: int = 8) -> list[int]:
+    """The shuffled `order`, regrouped so that each batch of `width` holds examples of similar
+    length: within each run of `width * factor`, longest first. Whole documents and short QA
+    pairs then rarely share a batch, which cuts the padding (and the time) about threefold."""
+    size = width * factor
+    return [i for start in range(0, len(order), size) for i in sorted(order[start:start + size], key=lambda i: -lengths[i])]
+
+
 def _epoch_batches(examples: list, config: MemorizeConfig, steps_per_epoch: int, accelerator, pad_id: int):
     """`step_loss` over seeded epoch shuffles; each process takes its share of every micro-step."""
     micro_per_epoch = steps_per_epoch * config.gradient_accumulation
     width = config.batch_size * accelerator.num_processes  # examples per micro-step, all processes
 
+    lengths = [len(e.input_ids) for e in examples]
+
     def step_loss(model, micro_step: int):
         epoch, index = divmod(micro_step, micro_per_epoch)
         order = list(range(len(examples)))
         random.Random(f"{config.seed}:{epoch}").shuffle(order)
+        if config.group_by_length:
+            order = length_grouped(order, lengths, width)
         # The epoch's last micro-steps wrap around to its first examples.
         chunk = [order[(index * width + k) % len(order)] for k in range(width)]
         mine = chunk[accelerator.process_index::accelerator.num_processes]

@@ -11,22 +11,8 @@ from pathlib import Path
 from lume.errors import LumeError
 from lume.io import write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
+from lume.reports.leaderboard import markdown
 from lume.unlearning import REPORT_NAME
-
-# LUME / SemEval-2025 Task 4 paper, OLMo-7B target, final protocol (published, not ours).
-PUBLISHED_OLMO_7B = [
-    ("Gradient Ascent", 0.394, 0.0, 0.912, 0.269, True),
-    ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
-    ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
-    ("NPO", 0.188, 0.021, 0.080, 0.463, False),
-    ("best team, 7B (sequential GD on chunks)", 0.706, 0.827, 0.847, 0.443, False),
-    ("best team, 1B", 0.688, 0.964, 0.857, 0.242, False),
-]
-
-
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
 
 def load_study(eval_dirs: list[Path]) -> list[dict]:
     """Per model: label, summary, MIA rows and (for unlearned models) the training report."""
@@ -48,49 +34,6 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
     return models
 
 
-def _split_mean(summary: dict, split: str) -> float | None:
-    values = [summary["scores"][f"{s}/{t}/{m}"] for s, t, m in AGGREGATE_ORDER if s == split]
-    return None if None in values else sum(values) / len(values)
-
-
-def leaderboard_rows(models: list[dict]) -> list[dict]:
-    rows = []
-    for entry in models:
-        summary = entry["summary"]
-        mmlu = summary.get("mmlu", {})
-        rows.append({"model": entry["label"], **{"/".join(k): summary["scores"]["/".join(k)] for k in AGGREGATE_ORDER},
-                     "task_aggregate": summary["task_aggregate"], "mia_score": summary.get("mia", {}).get("mia_score"),
-                     "mmlu": mmlu.get("accuracy"), "final": summary["final"],
-                     "below_threshold": mmlu.get("below_threshold")})
-    return rows
-
-
-def markdown(models: list[dict]) -> str:
-    rows = leaderboard_rows(models)
-    short = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
-    lines = ["# LUME leaderboard", "",
-             "Forget (F) and retain (R) scores per task (1-3): regurgitation R = ROUGE-L recall, knowledge K = exact "
-             "match. Forget scores should fall, retain scores stay. Aggregates follow the official protocol.", "",
-             "| model | " + " | ".join(short) + " | task agg. | MIA score | MMLU | final |",
-             "|---" * (len(short) + 5) + "|"]
-    for row in sorted(rows, key=lambda r: -(r["final"] or -1)):
-        flag = " ⚠ below 75 % of target" if row["below_threshold"] else ""
-        cells = [_fmt(row["/".join(k)]) for k in AGGREGATE_ORDER]
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {_fmt(row['task_aggregate'])} | "
-                     f"{_fmt(row['mia_score'])} | {_fmt(row['mmlu'])}{flag} | {_fmt(row['final'])} |")
-    lines += ["", "## Published numbers (OLMo-7B target, from the LUME paper; not computed here)", "",
-              "| method | final | task aggregate | MIA score | MMLU |", "|---|---|---|---|---|"]
-    for name, final, aggregate, mia, mmlu, below in PUBLISHED_OLMO_7B:
-        lines.append(f"| {name} | {final:.3f} | {aggregate:.3f} | {mia:.3f} | {mmlu:.3f}"
-                     f"{' (below threshold)' if below else ''} |")
-    notes = {m["label"]: m["summary"] for m in models}
-    first = next(iter(notes.values()))
-    mmlu_note = first.get("mmlu", {}).get("limit_per_subject")
-    lines += ["", f"Evaluated items per model: {first['data']['items']}; MIA set: {first['config']['mia_set']}; "
-              f"MMLU: {'all questions' if not mmlu_note else f'{mmlu_note} question(s) per subject'}."]
-    return "\n".join(lines) + "\n"
-
-
 def _pyplot():
     import matplotlib
 
@@ -107,54 +50,89 @@ def png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def figures(models: list[dict]) -> dict[str, bytes]:
-    """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
-    plt = _pyplot()
-    out = {}
-    figure, axis = plt.subplots(figsize=(5, 4))
-    for entry in models:
-        forget, retain = _split_mean(entry["summary"], "forget"), _split_mean(entry["summary"], "retain")
-        if forget is not None and retain is not None:
-            axis.scatter(1 - forget, retain)
-            axis.annotate(entry["label"], (1 - forget, retain), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
-             xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility")
-    out["forget_vs_retain"] = png(figure)
+def _error(summary: dict, name: str, value: float, flip: bool = False) -> list[float]:
+    """Distances below and above `value` to its interval's ends (for error bars); 0 without one."""
+    low, high = summary.get("intervals", {}).get(name, (value, value))
+    low, high = (1 - high, 1 - low) if flip else (low, high)
+    return [max(value - low, 0.0), max(high - value, 0.0)]
 
+
+def forget_vs_retain(models: list[dict]):
+    """Each model at (1 − mean forget number, mean retain number) with 95 % intervals; labelled in
+    the legend, so labels never overlap."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    markers = "osD^vP*Xh<>"
+    for index, entry in enumerate(models):
+        summary = entry["summary"]
+        values = {split: [summary["scores"]["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split]
+                  for split in ("forget", "retain")}
+        if None in values["forget"] + values["retain"]:
+            continue
+        x, y = 1 - sum(values["forget"]) / 6, sum(values["retain"]) / 6
+        axis.errorbar(x, y, xerr=[[e] for e in _error(summary, "forget/mean", x, flip=True)],
+                      yerr=[[e] for e in _error(summary, "retain/mean", y)], fmt=markers[index % len(markers)],
+                      capsize=3, label=entry["label"])
+    axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
+             xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility (95 % intervals)")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def per_task_bars(models: list[dict]):
+    plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     width = 0.8 / max(len(models), 1)
     for axis, split in zip(axes, ("forget", "retain")):
-        keys = [k for k in AGGREGATE_ORDER if k[0] == split]
+        keys = ["/".join(k) for k in AGGREGATE_ORDER if k[0] == split]
         for i, entry in enumerate(models):
-            values = [entry["summary"]["scores"]["/".join(k)] or 0 for k in keys]
-            axis.bar([j + i * width for j in range(len(keys))], values, width, label=entry["label"])
+            summary = entry["summary"]
+            values = [summary["scores"][k] or 0 for k in keys]
+            errors = list(zip(*(_error(summary, k, v) for k, v in zip(keys, values))))
+            axis.bar([j + i * width for j in range(len(keys))], values, width, yerr=errors, capsize=2,
+                     label=entry["label"])
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))],
-                        [f"{t}\n{m[:6]}." for _, t, m in keys], fontsize=7)
+                        [f"{k.split('/')[1]}\n{k.split('/')[2][:6]}." for k in keys], fontsize=7)
         axis.set_title(f"{split} set")
     axes[0].set_ylabel("score")
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    out["per_task"] = png(figure)
+    return figure
 
-    with_mia = [m for m in models if m["mia"]]
+
+def mia_histograms(models: list[dict]):
+    """Loss histograms of the members and non-members the official MIA score used."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3), sharey=True, squeeze=False)
+    for axis, entry in zip(axes[0], models):
+        used = "held-out" if entry["summary"]["mia"].get("set") == "held-out" else "semeval"
+        rows = [r for r in entry["mia"] if r["set"] == used]
+        for member, name in ((True, "members"), (False, "non-members")):
+            axis.hist([r["loss"] for r in rows if r["member"] == member], bins=20, alpha=0.6, label=name)
+        axis.set(title=entry["label"], xlabel="mean token NLL")
+    axes[0][0].legend(fontsize=7)
+    return figure
+
+
+def training_losses(models: list[dict]):
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for entry in models:
+        losses = entry["training"]["losses"]
+        axis.plot([r["step"] for r in losses], [r["loss"] for r in losses], label=entry["label"])
+    axis.set(xlabel="step", ylabel="training loss", title="Unlearning loss")
+    axis.legend(fontsize=7)
+    return figure
+
+
+def figures(models: list[dict]) -> dict[str, bytes]:
+    """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
+    out = {"forget_vs_retain": png(forget_vs_retain(models)), "per_task": png(per_task_bars(models))}
+    with_mia = [m for m in models if m["mia"] and "mia" in m["summary"]]
     if with_mia:
-        figure, axes = plt.subplots(1, len(with_mia), figsize=(3.2 * len(with_mia), 3), sharey=True, squeeze=False)
-        for axis, entry in zip(axes[0], with_mia):
-            rows = [r for r in entry["mia"] if r["set"] == "semeval"] or entry["mia"]
-            for member, name in ((True, "members"), (False, "non-members")):
-                axis.hist([r["loss"] for r in rows if r["member"] == member], bins=20, alpha=0.6, label=name)
-            axis.set(title=entry["label"], xlabel="mean token NLL")
-        axes[0][0].legend(fontsize=7)
-        out["mia_histograms"] = png(figure)
-
+        out["mia_histograms"] = png(mia_histograms(with_mia))
     trained = [m for m in models if m["training"]]
     if trained:
-        figure, axis = plt.subplots(figsize=(5, 3.5))
-        for entry in trained:
-            losses = entry["training"]["losses"]
-            axis.plot([r["step"] for r in losses], [r["loss"] for r in losses], label=entry["label"])
-        axis.set(xlabel="step", ylabel="training loss", title="Unlearning loss")
-        axis.legend(fontsize=7)
-        out["training_loss"] = png(figure)
+        out["training_loss"] = png(training_losses(trained))
     return out
 
 

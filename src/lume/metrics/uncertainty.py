@@ -1,0 +1,105 @@
+"""95 % intervals by bootstrap, paired across the models of a study.
+
+The units resampled are the documents behind the 12 task numbers (resampled within each split
+and task, so every number keeps its data), the member and non-member documents of the MIA, and
+the MMLU questions. Each unit set is sorted by id and drawn from a generator seeded by the
+study's seed and the unit set's name, so the b-th resample picks the same units for every model
+scored on the same data: differences between models are paired, and their intervals tell
+whether a difference is real. The statistics are the protocol's own, recomputed per resample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from lume.metrics.aggregate import AGGREGATE_ORDER
+from lume.metrics.mia import mia_score
+
+RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+def _draws(name: str, units: list[str], seed: int, resamples: int) -> np.ndarray:
+    """Indices into `units` (sorted ids), one row per resample; the same for the same units."""
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+    rng = np.random.default_rng([seed, key])
+    return rng.integers(0, len(units), size=(resamples, len(units)))
+
+
+def probe_replicates(items: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """The 12 task numbers and the task aggregate, per resample of documents."""
+    replicates: dict[str, np.ndarray] = {}
+    for split, task, _ in AGGREGATE_ORDER[::2]:
+        stratum = [i for i in items if i["split"] == split and i["task"] == task]
+        documents = sorted({i["doc_id"] for i in stratum})
+        if not documents:
+            continue
+        draws = _draws(f"probes/{split}/{task}", documents, seed, resamples)
+        position = {doc: n for n, doc in enumerate(documents)}
+        for metric in ("regurgitation", "knowledge"):
+            sums, counts = np.zeros(len(documents)), np.zeros(len(documents))
+            for item in stratum:
+                if item["metric"] == metric:
+                    sums[position[item["doc_id"]]] += item["score"]
+                    counts[position[item["doc_id"]]] += 1
+            if counts.any():
+                replicates[f"{split}/{task}/{metric}"] = sums[draws].sum(1) / np.maximum(counts[draws].sum(1), 1)
+    if all("/".join(key) in replicates for key in AGGREGATE_ORDER):
+        for split in ("forget", "retain"):  # the forget-versus-retain plot's coordinates
+            replicates[f"{split}/mean"] = np.mean([replicates["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split], 0)
+        values = np.stack([1 - replicates["/".join(k)] if k[0] == "forget" else replicates["/".join(k)]
+                           for k in AGGREGATE_ORDER])
+        # the harmonic mean, 0 when any number is 0 (as statistics.harmonic_mean)
+        with np.errstate(divide="ignore"):
+            replicates["task_aggregate"] = np.where((values <= 0).any(0), 0.0, len(values) / (1 / values).sum(0))
+    return replicates
+
+
+def mia_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """The loss-attack AUC and the MIA score, per resample of members and of non-members."""
+    members = sorted((r for r in rows if r["member"]), key=lambda r: r["id"])
+    others = sorted((r for r in rows if not r["member"]), key=lambda r: r["id"])
+    if not members or not others:
+        return {}
+    member_draws = _draws("mia/members", [r["id"] for r in members], seed, resamples)
+    other_draws = _draws("mia/non-members", [r["id"] for r in others], seed, resamples)
+    member_scores = -np.array([r["loss"] for r in members])  # higher = more likely a member
+    other_scores = -np.array([r["loss"] for r in others])
+    labels = np.r_[np.ones(len(members)), np.zeros(len(others))]
+    aucs = np.array([roc_auc_score(labels, np.r_[member_scores[m], other_scores[o]])
+                     for m, o in zip(member_draws, other_draws)])
+    return {"mia_auc": aucs, "mia_score": np.array([mia_score(a) for a in aucs])}
+
+
+def mmlu_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """MMLU accuracy (micro-average), per resample of questions."""
+    if not rows:
+        return {}
+    ordered = sorted(rows, key=lambda r: r["id"])
+    correct = np.array([float(r["correct"]) for r in ordered])
+    return {"mmlu": correct[_draws("mmlu", [r["id"] for r in ordered], seed, resamples)].mean(1)}
+
+
+def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:
+    """The percentile interval holding `confidence` of the resampled values."""
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(replicates, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def paired_difference(first: list[float], second: list[float]) -> dict:
+    """The interval of first − second over shared resamples, and whether it excludes 0."""
+    low, high = interval(np.asarray(first) - np.asarray(second))
+    return {"interval": [low, high], "significant": low > 0 or high < 0}
+
+
+def units_fingerprint(items: list[dict], mia_rows: list[dict], mmlu_rows: list[dict]) -> str:
+    """Which units were resampled: only models with the same fingerprint can be compared pairwise."""
+    digest = hashlib.sha256()
+    for unit in sorted({i["doc_id"] + i["split"] for i in items}) + sorted(r["id"] for r in mia_rows) \
+            + sorted(r["id"] for r in mmlu_rows):
+        digest.update(unit.encode() + b"\0")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,148 @@
+"""The study's tables in Markdown: headline numbers, the 12 task numbers, paired differences,
+the SemEval-file MIA beside ours, and the published numbers (each labelled as what it is)."""
+
+from __future__ import annotations
+
+from lume.metrics import AGGREGATE_ORDER
+from lume.metrics.aggregate import MMLU_THRESHOLD
+from lume.metrics.uncertainty import paired_difference
+from lume.reports import mia_set_label, number, with_interval
+
+# LUME / SemEval-2025 Task 4 paper, OLMo-7B target, final protocol (published, not ours).
+PUBLISHED_OLMO_7B = [
+    ("Gradient Ascent", 0.394, 0.0, 0.912, 0.269, True),
+    ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
+    ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
+    ("NPO", 0.188, 0.021, 0.080, 0.463, False),
+    ("best team, 7B (sequential GD on chunks)", 0.706, 0.827, 0.847, 0.443, False),
+    ("best team, 1B", 0.688, 0.964, 0.857, 0.242, False),
+]
+SHORT_NAMES = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _replicates(entry: dict, name: str):
+    return entry["summary"].get("bootstrap", {}).get("replicates", {}).get(name)
+
+
+def difference(first: dict, second: dict, name: str) -> str:
+    """first − second on `name`, with its paired 95 % interval; `*` when it excludes 0."""
+    a, b = _replicates(first, name), _replicates(second, name)
+    same_units = first["summary"].get("bootstrap", {}).get("units") == second["summary"].get("bootstrap", {}).get("units")
+    if a is None or b is None or not same_units:
+        return "–"
+    point = _point(first["summary"], name) - _point(second["summary"], name)
+    result = paired_difference(a, b)
+    low, high = result["interval"]
+    return f"{point:+.3f} [{low:+.3f}, {high:+.3f}]{' *' if result['significant'] else ''}"
+
+
+def _point(summary: dict, name: str) -> float:
+    if name in ("task_aggregate", "final"):
+        return summary[name]
+    if name == "mmlu":
+        return summary["mmlu"]["accuracy"]
+    if name in ("mia_score", "mia_auc"):
+        return summary["mia"]["mia_score" if name == "mia_score" else "auc_loss"]
+    if name.endswith("/mean"):
+        split = name.split("/")[0]
+        return sum(summary["scores"]["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split) / 6
+    return summary["scores"][name]
+
+
+def mmlu_rule(entry: dict, target: dict | None) -> str:
+    """The official point rule (MMLU below 75 % of the target's), and whether it holds significantly."""
+    if not entry["summary"].get("mmlu", {}).get("below_threshold"):
+        return ""
+    a, b = _replicates(entry, "mmlu"), _replicates(target, "mmlu") if target else None
+    if a is None or b is None:
+        return " ⚠ below 75 % of target"
+    significant = paired_difference(a, [MMLU_THRESHOLD * v for v in b])["significant"]
+    return f" ⚠ below 75 % of target ({'significant' if significant else 'not significant'})"
+
+
+def headline(models: list[dict], target: dict | None) -> list[str]:
+    rows = []
+    for entry in sorted(models, key=lambda e: -(e["summary"]["final"] or -1)):
+        summary = entry["summary"]
+        mia = summary.get("mia", {})
+        rows.append([entry["label"], with_interval(summary["task_aggregate"], summary, "task_aggregate"),
+                     with_interval(mia.get("mia_score"), summary, "mia_score"),
+                     with_interval(summary.get("mmlu", {}).get("accuracy"), summary, "mmlu") + mmlu_rule(entry, target),
+                     with_interval(summary["final"], summary, "final")])
+    return _table(["model", "task aggregate", "MIA score", "MMLU", "final"], rows)
+
+
+def task_numbers(models: list[dict]) -> list[str]:
+    rows = [[entry["label"]] + [with_interval(entry["summary"]["scores"]["/".join(k)], entry["summary"], "/".join(k))
+                                for k in AGGREGATE_ORDER] for entry in models]
+    return _table(["model"] + SHORT_NAMES, rows)
+
+
+def differences(models: list[dict], target: dict | None) -> list[str]:
+    methods = [m for m in models if m is not target and m["summary"]["final"] is not None]
+    if target is None or not methods:
+        return []
+    best = max(methods, key=lambda m: m["summary"]["final"])
+    rows = [[m["label"], difference(m, target, "forget/mean"), difference(m, target, "retain/mean"),
+             difference(m, target, "final"), "–" if m is best else difference(m, best, "final")] for m in methods]
+    return ["", "## Differences (paired bootstrap, 95 %)", "",
+            f"Each method against the target and against the best method ({best['label']}): the difference and its "
+            "interval over the same resamples; `*` marks a difference whose interval excludes 0.", ""] + _table(
+        ["model", "forget mean − target", "retain mean − target", "final − target", f"final − {best['label']}"], rows)
+
+
+def membership_finding(models: list[dict], target: dict | None) -> list[str]:
+    """Said plainly: which methods moved the MIA AUC from the target's beyond its interval."""
+    methods = [m for m in models if m is not target and "mia" in m["summary"]]
+    if target is None or "mia" not in target["summary"] or not methods:
+        return []
+    moved = [m["label"] for m in methods if difference(m, target, "mia_auc").endswith("*")]
+    auc = target["summary"]["mia"]["auc_loss"]
+    if moved:
+        return ["", f"Membership: {', '.join(moved)} moved the MIA AUC from the target's ({auc:.3f}) beyond its "
+                "95 % interval; the others did not."]
+    return ["", f"Membership: no method moved the MIA AUC from the target's ({auc:.3f}) beyond its 95 % interval: "
+            "the forget documents can still be told apart from never-seen ones as well as before unlearning."]
+
+
+def semeval_mia(models: list[dict]) -> list[str]:
+    beside = [m for m in models if "mia_semeval" in m["summary"]]
+    if not beside:
+        return []
+    rows = [[m["label"], number(m["summary"]["mia_semeval"]["auc_loss"]), number(m["summary"]["mia_semeval"]["mia_score"])]
+            for m in beside]
+    return ["", "## MIA on the SemEval files (extra, not in the final score)", "",
+            "Not part of the final score: " + beside[0]["summary"]["mia_semeval"]["note"] + ".", ""] + _table(
+        ["model", "AUC", "MIA score"], rows)
+
+
+def markdown(models: list[dict]) -> str:
+    target = next((m for m in models if m["label"] == "target"), None)
+    first = models[0]["summary"]
+    boot = first.get("bootstrap", {})
+    mia = first.get("mia", {})
+    limit = first.get("mmlu", {}).get("limit_per_subject")
+    lines = ["# LUME leaderboard", "",
+             "Aggregates follow the official protocol. In brackets: 95 % bootstrap intervals "
+             f"({boot.get('resamples', 0)} resamples of documents and MMLU questions, seed {boot.get('seed', '–')}, "
+             "the same resamples for every model)." if boot else "Aggregates follow the official protocol.", ""]
+    lines += headline(models, target)
+    lines += ["", f"MIA score: the loss attack, members against non-members, on {mia_set_label(mia)} "
+              f"({mia.get('members', '–')} members, {mia.get('non_members', '–')} non-members). "
+              f"Evaluated items per model: {first['data']['items']}; MMLU: "
+              f"{'all questions' if not limit else f'{limit} question(s) per subject'}.", "",
+              "## Task numbers", "",
+              "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "
+              "match). Forget numbers should fall, retain numbers stay.", ""]
+    lines += task_numbers(models) + differences(models, target) + membership_finding(models, target)
+    lines += semeval_mia(models)
+    lines += ["", "## Published numbers (OLMo-7B target, from the LUME paper; not computed here)", ""]
+    lines += _table(["method", "final", "task aggregate", "MIA score", "MMLU"],
+                    [[name, f"{final:.3f}", f"{aggregate:.3f}", f"{mia_value:.3f}",
+                      f"{mmlu:.3f}{' (below threshold)' if below else ''}"]
+                     for name, final, aggregate, mia_value, mmlu, below in PUBLISHED_OLMO_7B])
+    return "\n".join(lines) + "\n"
