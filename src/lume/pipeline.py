@@ -171,9 +171,10 @@ def _evaluated(steps: Steps, model: Path, label: str, folder: Path, evaluation: 
     return evaluate(model, folder, config, overwrite=state == "redo")
 
 
-def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None) -> None:
+def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
+               data_fingerprint: str) -> None:
     settings = UnlearnConfig(**{k: v for k, v in spec.items() if k != "name"})
-    key = {"target": model_fingerprint(target), "data": lume_data.load(data_dir).fingerprint,
+    key = {"target": model_fingerprint(target), "data": data_fingerprint,
            "settings": {**dataclasses.asdict(settings), "progress": None}}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done":
@@ -201,13 +202,14 @@ def run(config: RunConfig) -> Path:
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")
     steps = Steps(out)
+    data_fingerprint = lume_data.load(config.data_dir).fingerprint  # the data every method unlearns from
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
     target_summary = _evaluated(steps, target, "target", out / "eval" / "target", evaluation)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
-        _unlearned(steps, target, spec, label, model_dir, config.data_dir)
+        _unlearned(steps, target, spec, label, model_dir, config.data_dir, data_fingerprint)
         _evaluated(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
         if config.attacks:
             _attacked(steps, config, target, model_dir, label, out / "attacks" / label)
