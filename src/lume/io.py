@@ -79,15 +79,11 @@ class ResultCache:
         self._out.close()
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:
     """An output folder may be neither an input nor a folder that holds one."""
     resolved = Path(out_dir).resolve()
     for source in inputs:
-        if source is not None and Path(source).exists() and _is_within(Path(source).resolve(), resolved):
+        if source is not None and Path(source).exists() and Path(source).resolve().is_relative_to(resolved):
             raise LumeError(f"{out_dir}: the {what} would overwrite the input {source}; choose another folder")
 
 
