@@ -212,9 +212,9 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
     if unbatchable_settings(config):
         return _generate_one_at_a_time(model, tokenizer, prompts, config, on_done)
     encoded = [tokenizer(prompt).input_ids for prompt in prompts]
-    processors = [row_processors(model, config, len(ids)) for ids in encoded]
-    if not any(processors):
-        processors = None
+    # Built per row only when the config asks for any (they may depend on the prompt's length).
+    processors = [row_processors(model, config, len(ids)) for ids in encoded] \
+        if row_processors(model, config, 1) else None
     # Rows without a keep_going rule tend to decode long: grouping them keeps long decodes in
     # full batches. Within a group, longest prompts first, so padding stays small.
     order = sorted(range(len(prompts)), key=lambda i: (keep_going[i] is not None, -len(encoded[i])))
