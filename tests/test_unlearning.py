@@ -164,6 +164,31 @@ def test_sequence_log_likelihood_sums_only_labelled_tokens():
     assert total.item() == pytest.approx(math.log(0.5) + math.log(0.25)) and count.item() == 2
 
 
+def test_length_grouped_forward_matches_one_padded_forward(tiny_model):
+    """Rows of very different lengths run in separate forwards; every labelled position's
+    logits, the NLL (as transformers computes it) and the gradients are those of one forward."""
+    from lume.training import Example
+    from lume.unlearning.methods.base import length_groups, logits, nll
+
+    lengths = [30, 5, 28, 4, 12]
+    examples = [Example(list(range(3, 3 + n)), [IGNORE] + list(range(4, 3 + n)), "p") for n in lengths]
+    batch = collate(examples, 0)
+    assert length_groups(lengths) == [[0, 2], [4], [1, 3]]
+    model = tiny_model.float()
+    full = model(**batch)
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(logits(model, batch)[mask], full.logits[mask], atol=1e-5)
+    model.zero_grad()
+    grouped = nll(model, batch)
+    grouped.backward()
+    grouped_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(**batch).loss.backward()
+    assert grouped.item() == pytest.approx(full.loss.item(), abs=1e-5)
+    assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(grouped_grads, model.parameters()))
+    model.zero_grad()
+
+
 def test_sequential_chunks_cover_the_forget_set_in_order():
     method = build_method("sequential-gd", {"chunks": 3})
     pools = [method.forget_pool(step, 9, 10) for step in range(9)]

@@ -67,7 +67,7 @@ class MemorizeConfig:
 PRESETS = {
     # CPU demo: SmolLM2-135M on 2 documents per task and split (6 forget documents: the MIA's
     # members), 16 held out per task (48 non-members: cheap, they are never trained on).
-    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=16, max_epochs=10, min_epochs=4, learning_rate=3e-4),
+    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=16, max_epochs=10, min_epochs=6, learning_rate=3e-4),
     # For tests: the smallest target with every task, split and a held-out document.
     "smoke": MemorizeConfig(docs_per_task=1, held_out_per_task=1, max_epochs=3, min_epochs=2, learning_rate=3e-4),
 }

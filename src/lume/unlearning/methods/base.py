@@ -90,13 +90,44 @@ class Context:
                 raise LumeError("this method needs a reference model, which was not set up")
 
 
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Row indices grouped by similar length, longest first: a row under half its group's
+    longest starts a new group, so no group pads a row to more than twice its length."""
+    groups: list[list[int]] = []
+    for row in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if groups and 2 * lengths[row] > lengths[groups[-1][0]]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
 def logits(model, batch: dict) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """The logits of a right-padded batch, one forward per group of similar lengths.
+
+    A step's random draw often mixes whole documents with short QA pairs; padding them to one
+    width doubles the work (measured on the demo: 29k padded tokens for 13k real ones, 15k
+    grouped). Each row's logits are those of its own unpadded forward; padding positions get
+    zeros (they carry no label).
+    """
+    input_ids, mask = batch["input_ids"], batch["attention_mask"]
+    lengths = mask.sum(-1).tolist()
+    groups = length_groups(lengths)
+    if len(groups) == 1:
+        return model(input_ids=input_ids, attention_mask=mask).logits
+    parts = []
+    for rows in groups:
+        width, index = lengths[rows[0]], torch.tensor(rows, device=input_ids.device)
+        part = model(input_ids=input_ids[index, :width], attention_mask=mask[index, :width]).logits
+        parts.append(torch.nn.functional.pad(part, (0, 0, 0, input_ids.shape[1] - width)))
+    order = torch.tensor([row for rows in groups for row in rows], device=input_ids.device)
+    return torch.cat(parts)[torch.argsort(order)]
 
 
 def nll(model, batch: dict) -> torch.Tensor:
     """Mean negative log-likelihood over the labelled tokens of the batch."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    total, count = sequence_log_likelihood(model, batch)
+    return -total.sum() / count.sum().clamp(min=1)
 
 
 def sequence_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
