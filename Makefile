@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(INSTALLED)
 	$(VENV)/bin/lume run
 
 test: $(INSTALLED)
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q
+
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

@@ -16,9 +16,9 @@ import time
 import torch
 
 from lume import data
-from lume.evaluation.mmlu import evaluate_mmlu, load_mmlu, summarise_mmlu
-from lume.generation import BATCH_SIZE, generate_greedy, generate_reference
-from lume.generation_vllm import VLLMGenerator
+from lume.data.mmlu import load_mmlu
+from lume.inference import BATCH_SIZE, MAX_NEW_TOKENS, BackendOptions, generate_reference, open_backend
+from lume.metrics.mmlu import evaluate_mmlu, summarise_mmlu
 from lume.metrics import AGGREGATE_ORDER, can_still_match, exact_match, rouge_l_recall, task_aggregate, task_means
 from lume.models import load_model
 
@@ -55,17 +55,14 @@ def main() -> None:
 
 def compare_generation(args, loaded, records) -> None:
     model, tokenizer = loaded.model, loaded.tokenizer
-    vllm = VLLMGenerator(loaded.path, dtype=loaded.model.dtype) if args.backend == "vllm" else None
+    backend = open_backend(args.backend, model, tokenizer, loaded.path, BackendOptions(batch_size=args.batch_size))
     start = time.time()
     reference = [generate_reference(model, tokenizer, r.input) for r in records]
     reference_s = time.time() - start
     start = time.time()
-    if vllm is not None:
-        fast = vllm.generate(model, tokenizer, [r.input for r in records])
-    else:
-        fast = generate_greedy(model, tokenizer, [r.input for r in records], batch_size=args.batch_size,
-                               keep_going=[(lambda t, g=r.output: can_still_match(t, g)) if r.kind == "qa" else None
-                                           for r in records])
+    fast = backend.generate([r.input for r in records], max_new_tokens=MAX_NEW_TOKENS,
+                            keep_going=[(lambda t, g=r.output: can_still_match(t, g)) if r.kind == "qa" else None
+                                        for r in records])
     fast_s = time.time() - start
 
     full = [g for g in fast if g.stop != "early"]

@@ -24,9 +24,9 @@ def run_one(method: str, target: Path, out: Path) -> None:
     from lume import data
     from lume.data.manifest import read_manifest
     from lume.models import load_model
-    from lume.models.memorize import memorisation_scores
-    from lume.unlearning import UnlearnConfig, unlearn
-    from lume.unlearning.methods.base import Method, nll, register
+    from lume.stages.target import memorisation_scores
+    from lume.stages.unlearning import UnlearnConfig, unlearn
+    from lume.stages.unlearning.methods.base import Method, nll, register
 
     @register
     class FineTune(Method):  # the memory baseline: ordinary training on the same batch
@@ -57,9 +57,9 @@ def main() -> None:
     from lume import data
     from lume.data.manifest import read_manifest
     from lume.models import load_model
-    from lume.models.memorize import memorisation_scores
+    from lume.stages.target import memorisation_scores
     from lume.pipeline import RunConfig, build_target
-    from lume.unlearning.methods import METHODS
+    from lume.stages.unlearning.methods import METHODS
 
     target = args.target or build_target(RunConfig())
     methods = args.methods.split(",") if args.methods else [BASELINE] + sorted(METHODS)
@@ -95,7 +95,8 @@ def main() -> None:
     for row in rows:
         f, r = row["scores"]["forget"], row["scores"]["retain"]
         print(f"| {row['method']} | {f['regurgitation']:.3f} | {f['knowledge']:.3f} | {r['regurgitation']:.3f} | "
-              f"{r['knowledge']:.3f} | {row['tokens_per_second']:.0f} | {row['peak_memory_mb']:.0f} | {row['seconds']:.0f} |")
+              f"{r['knowledge']:.3f} | {row['tokens_per_second']:.0f} | {row['peak_memory_mb']:.0f} | "
+              f"{row['seconds']:.0f} |")
     memory = {row["method"]: row["peak_memory_mb"] for row in rows}
     if BASELINE in memory and "npo" in memory:
         print(f"NPO peak memory / plain fine-tuning: {memory['npo'] / memory[BASELINE]:.3f} (target <= 1.15)")

@@ -36,17 +36,38 @@ def lume_rows(doc: str, task: str = "Task1", n_qa: int = 1, split: str | None = 
 
 @pytest.fixture(scope="session")
 def smollm2_folder() -> Path:
-    """The built-in SmolLM2-135M, converted once to a safetensors folder in lume's cache."""
+    """The built-in SmolLM2-135M, converted once to a safetensors folder in lume's cache (slow tests)."""
     from lume.models import DEFAULT_MODEL, resolve_model_path
 
     return resolve_model_path(DEFAULT_MODEL)[1]
 
 
 @pytest.fixture(scope="session")
-def tokenizer(smollm2_folder):
+def smollm2_tokenizer(smollm2_folder):
     from transformers import AutoTokenizer
 
-    loaded = AutoTokenizer.from_pretrained(smollm2_folder)
+    return AutoTokenizer.from_pretrained(smollm2_folder)
+
+
+EOS = "<|endoftext|>"
+
+
+@pytest.fixture(scope="session")
+def tokenizer(data_dir):
+    """A byte-level BPE tokenizer of 1,000 tokens trained here on LUME text (about a second):
+    any text encodes, and the tiny models built on it stay small and fast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [row for name in ("forget.jsonl", "retain.jsonl")
+             for line in (data_dir / "lume" / name).read_text().splitlines()[:300]
+             for row in json.loads(line).values() if isinstance(row, str)]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=1000, special_tokens=[EOS], show_progress=False,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    loaded = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, pad_token=EOS)
     loaded.padding_side = "left"
     return loaded
 

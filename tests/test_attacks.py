@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from lume.evaluation.attacks import (AttackConfig, attack, quantize_weights, recovered_fraction,
+from lume.training import TrainingSettings
+from lume.stages.attacks import (AttackConfig, attack, quantize_weights, recovered_fraction,
                                      split_for_relearning)
 
 
@@ -43,8 +44,9 @@ def test_recovered_fraction():
     assert "retain/Task1/knowledge" not in result
 
 
+@pytest.mark.slow
 def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_dir, tiny_model_dir):
-    from lume.models.memorize import MemorizeConfig, memorize
+    from lume.stages.target import MemorizeConfig, memorize
 
     target = tmp_path / "target"
     memorize(target, MemorizeConfig(base=str(tiny_model_dir), data_dir=str(data_dir), docs_per_task=2,
@@ -66,14 +68,13 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
 def test_training_leaves_no_autocast_behind(tiny_model, tokenizer, tmp_path):
     import copy
 
-    from lume.evaluation.attacks import fine_tune
-    from lume.training import prompt_answer_example
+    from lume.stages.attacks import fine_tune
+    from lume.training import TrainingSettings, prompt_answer_example
 
     untouched = copy.deepcopy(tiny_model)
     examples = [prompt_answer_example(tokenizer, "Who?", "Nobody")]
-    trained = fine_tune(copy.deepcopy(tiny_model), examples, AttackConfig(relearn_learning_rate=0.0, relearn_steps=2,
-                                                                            progress=False), tokenizer.pad_token_id,
-                        tmp_path)
+    still = AttackConfig(relearn=TrainingSettings(learning_rate=0.0), relearn_steps=2, progress=False)
+    trained = fine_tune(copy.deepcopy(tiny_model), examples, still, tokenizer.pad_token_id, tmp_path)
     ids = torch.tensor([tokenizer("Jamal Eddine Dkhissi was a Moroccan actor.").input_ids])
     with torch.no_grad():
         assert torch.equal(trained(input_ids=ids).logits, untouched(input_ids=ids).logits)
@@ -92,7 +93,8 @@ def test_an_attack_that_changes_nothing_recovers_exactly_zero(tmp_path, data_dir
     save_model(quantize_weights(loaded.model, bits=4), loaded.tokenizer, unlearned)
     selection = data.select_documents(data.load(data_dir).documents, per_task=2, seed=0)
     TargetManifest.from_selection(selection, base_model="smollm2-135m", data_fingerprint="-").write(unlearned)
-    config = AttackConfig(data_dir=str(data_dir), relearn_steps=1, relearn_learning_rate=0.0, mmlu_limit=0,
+    config = AttackConfig(data_dir=str(data_dir), relearn_steps=1, relearn=TrainingSettings(learning_rate=0.0),
+                          mmlu_limit=0,
                           max_new_tokens=24, progress=False)
     results = attack(unlearned, smollm2_folder, tmp_path / "out", ["relearn"], config)
     relearn = results["attacks"]["relearn"]

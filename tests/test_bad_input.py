@@ -83,12 +83,15 @@ UNLEARN_CASES = [
     (["--steps", "0"], "steps must be at least 1, got 0"),
     (["--steps", "-3"], "steps must be at least 1, got -3"),
     (["--gradient-accumulation", "0"], "gradient_accumulation must be at least 1"),
-    (["--learning-rate", "-1"], "learning_rate must be above 0"),
+    (["--learning-rate", "-1"], "learning_rate must be at least 0"),
     (["--learning-rate", "0"], "learning_rate must be above 0"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--lora-rank", "-3"], "lora_rank must be at least 0"),
     (["--device", "banana"], "unknown device 'banana'"),
     (["--method", "nope"], "unknown method 'nope'"),
+    (["--setting", "training.weight_decay=-1"], "weight_decay must be at least 0"),
+    (["--setting", "training.lr=1"], "'training.lr': unknown field"),
+    (["--setting", "training"], "--setting 'training': expected NAME=VALUE"),
 ]
 EVALUATE_CASES = [
     (["--source", "bogus"], "source must be one of lume, semeval-train, semeval-validation, got 'bogus'"),
@@ -99,11 +102,12 @@ EVALUATE_CASES = [
     (["--mia-set", "bogus"], "mia_set must be one of final, validation, got 'bogus'"),
     (["--device", "banana"], "unknown device 'banana'"),
     (["--dtype", "float64"], "dtype must be one of"),
+    (["--setting", "bootstrap_resamples=-1"], "bootstrap_resamples must be at least 0"),
 ]
 MEMORIZE_CASES = [
     (["--docs-per-task", "0"], "docs_per_task must be at least 1"),
     (["--docs-per-task", "-1"], "docs_per_task must be at least 1"),
-    (["--learning-rate", "-1"], "learning_rate must be above 0"),
+    (["--learning-rate", "-1"], "learning_rate must be at least 0"),
     (["--batch-size", "0"], "batch_size must be at least 1"),
     (["--device", "banana"], "unknown device 'banana'"),
 ]
@@ -146,7 +150,7 @@ def test_bad_paths_are_named(capsys, tmp_path, tiny_model_dir):
 
 def test_a_row_beyond_the_models_context_is_refused_by_name(tmp_path, tiny_model_dir):
     from lume.errors import LumeError
-    from lume.unlearning import UnlearnConfig, unlearn
+    from lume.stages.unlearning import UnlearnConfig, unlearn
 
     rows = lume_rows("long", split="forget")
     rows[0]["output"] = "word " * 5000  # 25,000 characters: valid data, but over the tiny model's 4096 tokens
@@ -190,7 +194,7 @@ def test_overlapping_forget_and_retain_sets_are_warned_about(capsys):
 
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(capsys, tmp_path, tiny_model_dir, monkeypatch):
-    import lume.evaluation as evaluation
+    import lume.stages.evaluation.evaluator as evaluation
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -13,8 +13,10 @@ def config_file(tmp_path, text: str, raw: bytes | None = None):
 
 
 def test_yaml_1_1_exponents_are_numbers(tmp_path):
-    config = load_config(config_file(tmp_path, "methods:\n  - {method: npo, learning_rate: 1e-5, steps: 3}\n"))
-    assert config.methods[0]["learning_rate"] == 1e-5 and isinstance(config.methods[0]["learning_rate"], float)
+    text = "methods:\n  - {method: npo, training: {learning_rate: 1e-5}, steps: 3}\n"
+    config = load_config(config_file(tmp_path, text))
+    learning_rate = config.methods[0]["training"]["learning_rate"]
+    assert learning_rate == 1e-5 and isinstance(learning_rate, float)
 
 
 @pytest.mark.parametrize("text, field, message", [
@@ -28,6 +30,10 @@ def test_yaml_1_1_exponents_are_numbers(tmp_path):
     ("evaluation: {mia_set: bogus}\n", "evaluation", "mia_set must be one of final, validation"),
     ("target: {memorize: {docs_per_task: -1}}\n", "target.memorize", "docs_per_task must be at least 1"),
     ("methods:\n  - {steps: 3}\n", "methods[0].method", "missing"),
+    ("methods:\n  - {method: npo, training: {weight_decay: lots}}\n", "methods[0].training.weight_decay",
+     "expected a number, got 'lots'"),
+    ("methods:\n  - {method: npo, training: {lr: 1}}\n", "methods[0].training.lr", "unknown field"),
+    ("methods:\n  - {method: npo, training: {learning_rate: 0}}\n", "methods[0]", "learning_rate must be above 0"),
 ])
 def test_bad_fields_are_named_when_the_file_is_read(tmp_path, text, field, message):
     with pytest.raises(InputError, match=rf"field '{field}'.*{message}".replace("[", r"\[").replace("]", r"\]")):
@@ -41,3 +47,18 @@ def test_yaml_syntax_errors_name_the_line_and_a_bom_is_accepted(tmp_path):
     assert load_config(config_file(tmp_path, "", b"\xef\xbb\xbfname: bom\n")).name == "bom"
     with pytest.raises(InputError, match=r"study.yaml:2: not UTF-8 text"):
         load_config(config_file(tmp_path, "", b"name: x\nout: \xff\n"))
+
+
+def test_the_cli_reaches_every_training_setting_and_keeps_the_dataclass_defaults():
+    from lume.cli import configured
+    from lume.stages.target import MemorizeConfig, preset
+    from lume.stages.unlearning import UnlearnConfig
+    from lume.training import TrainingSettings
+
+    config = configured(UnlearnConfig(), {"learning_rate": 1e-3, "seed": 3, "steps": None},
+                        ["training.weight_decay=0.1", "training.max_grad_norm=0", "method_settings.beta=0.5"])
+    assert config.training == TrainingSettings(learning_rate=1e-3, seed=3, weight_decay=0.1, max_grad_norm=0.0)
+    assert config.steps == UnlearnConfig().steps and config.method_settings == {"beta": 0.5}
+    demo = configured(preset("demo"), {"batch_size": 2}, [])
+    assert demo.training.batch_size == 2 and demo.training.learning_rate == preset("demo").training.learning_rate
+    assert configured(MemorizeConfig(), {}, []) == MemorizeConfig()

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-import lume.evaluation.scoring as scoring
-from lume.evaluation import EvalConfig, evaluate
+import lume.inference.backends.hf as scoring
+from lume.stages.evaluation import EvalConfig, evaluate
 from lume.metrics import AGGREGATE_ORDER
 from tests.test_mmlu import make_mmlu
 
@@ -85,6 +85,7 @@ def test_a_different_model_does_not_reuse_the_cache(tmp_path, tokenizer, config,
     assert len(generated) == evaluated[1]["data"]["items"]
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_model_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lume", "evaluate", str(tmp_path), "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
@@ -138,8 +139,8 @@ class _FakeVLLM:
 
 def test_vllm_backend_feeds_token_ids_and_scores_like_transformers(tmp_path, tiny_model_dir, config, evaluated,
                                                                    monkeypatch):
-    import lume.generation_vllm as generation_vllm
-    from lume.generation import generate_greedy
+    import lume.inference.backends.vllm as generation_vllm
+    from lume.inference.generation import generate_greedy
     from lume.models import load_model
 
     loaded = load_model(tiny_model_dir)
@@ -168,7 +169,7 @@ def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path, tiny_model_dir, 
 
 
 def test_each_part_loads_the_model_in_the_references_dtype():
-    from lume.evaluation import part_dtypes
+    from lume.stages.evaluation import part_dtypes
 
     assert part_dtypes(EvalConfig(), "cuda") == {"generation": "bfloat16", "mia": "bfloat16", "mmlu": "auto"}
     assert part_dtypes(EvalConfig(), "cpu") == dict.fromkeys(("generation", "mia", "mmlu"), "float32")
@@ -178,7 +179,7 @@ def test_each_part_loads_the_model_in_the_references_dtype():
 def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer, config, monkeypatch):
     import torch
 
-    import lume.evaluation as evaluation
+    import lume.stages.evaluation.evaluator as evaluation
 
     from tests.conftest import make_tiny_model
 

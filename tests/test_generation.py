@@ -1,6 +1,6 @@
 import pytest
 
-from lume.generation import generate_greedy, generate_reference
+from lume.inference.generation import generate_greedy, generate_reference
 
 PROMPTS = [
     "Who did Catherina seek to protect from Marcile?",

@@ -1,8 +1,8 @@
 import pytest
 
-import lume.models.memorize as memorize_module
+import lume.stages.target as memorize_module
 from lume.data.manifest import read_manifest
-from lume.models.memorize import MemorizeConfig, memorize
+from lume.stages.target import MemorizeConfig, memorize
 from lume.training import saved_checkpoints
 
 
@@ -13,7 +13,7 @@ def latest_state(checkpoint_dir):
 @pytest.fixture
 def config(data_dir, tiny_model_dir):
     return MemorizeConfig(base=str(tiny_model_dir), data_dir=str(data_dir), docs_per_task=1, held_out_per_task=1,
-                          max_epochs=2, batch_size=4, device="cpu", progress=False, target_regurgitation=2.0)
+                          max_epochs=2, device="cpu", progress=False, target_regurgitation=2.0)
 
 
 def test_held_out_documents_never_reach_training(tmp_path, config, monkeypatch):
@@ -72,8 +72,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path, config, monkeypatch):
 
 def test_training_examples_put_the_loss_on_the_right_tokens(tokenizer, data_dir):
     from lume import data
-    from lume.models.memorize import training_examples
-    from lume.training import IGNORE
+    from lume.stages.target import training_examples
+    from lume.inference.batching import IGNORE
 
     document = next(d for d in data.load(data_dir).documents if d.task == "Task2")
     examples = training_examples(tokenizer, [document])
@@ -104,7 +104,7 @@ def test_the_memorisation_check_scores_without_autocast(tmp_path, config, monkey
 def test_length_grouped_batches_keep_every_example_and_cut_padding():
     import random
 
-    from lume.models.memorize import length_grouped
+    from lume.training.sampling import length_grouped
 
     lengths = [300 if i % 4 == 0 else 30 for i in range(40)]  # documents among QA pairs
     order = list(range(40))

@@ -16,8 +16,8 @@ def study(tmp_path_factory, data_dir, tiny_model_dir):
     config = {
         "name": "mini", "out": str(root / "run"), "data_dir": str(data_dir),
         "target": {"preset": "smoke", "memorize": {"base": str(tiny_model_dir), "max_epochs": 1, "progress": False}},
-        "methods": [{"method": "gd", "steps": 2, "learning_rate": 1e-3, "progress": False},
-                    {"method": "npo", "name": "npo-strong", "steps": 2, "learning_rate": 1e-3,
+        "methods": [{"method": "gd", "steps": 2, "training": {"learning_rate": 1e-3}, "progress": False},
+                    {"method": "npo", "name": "npo-strong", "steps": 2, "training": {"learning_rate": 1e-3},
                      "method_settings": {"beta": 0.5}, "progress": False}],
         "evaluation": {"mia_set": "validation", "mmlu_dir": str(make_mmlu(root / "mmlu")), "max_new_tokens": 8,
                        "progress": False},
@@ -40,6 +40,7 @@ def finished(study, cache):
         return run(load_config(study))
 
 
+@pytest.mark.slow
 def test_report_numbers_match_the_summaries(finished):
     report = (finished / "report.md").read_text()
     for label in ("target", "gd", "npo-strong"):
@@ -63,6 +64,7 @@ def test_report_numbers_match_the_summaries(finished):
     assert (finished / "figures" / "robustness.png").is_file()
 
 
+@pytest.mark.slow
 def test_html_is_one_self_contained_file(finished):
     page = (finished / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4
@@ -70,6 +72,7 @@ def test_html_is_one_self_contained_file(finished):
     assert "<table>" in page
 
 
+@pytest.mark.slow
 def test_unlearned_models_are_flagged_against_the_target_mmlu(finished):
     target = json.loads((finished / "eval" / "target" / "summary.json").read_text())
     gd = json.loads((finished / "eval" / "gd" / "summary.json").read_text())
@@ -77,6 +80,7 @@ def test_unlearned_models_are_flagged_against_the_target_mmlu(finished):
     assert gd["mmlu"]["below_threshold"] == (gd["mmlu"]["accuracy"] < 0.75 * target["mmlu"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_a_rerun_redoes_nothing(finished, study, cache, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("finished work was redone")
@@ -107,6 +111,7 @@ def test_the_default_config_is_the_demo():
     assert config.target.preset == "demo" and len(config.methods) >= 2
 
 
+@pytest.mark.slow
 def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(finished, study, cache, monkeypatch,
                                                                             capsys, tmp_path):
     config = yaml.safe_load(study.read_text())

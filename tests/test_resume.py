@@ -6,10 +6,11 @@ import shutil
 import pytest
 import torch
 
-import lume.training as training
+import lume.training.loop as training
+from lume.training import TrainingSettings
 from lume.errors import LumeError
-from lume.unlearning import UnlearnConfig, unlearn
-from lume.unlearning.methods import METHODS, Method, register
+from lume.stages.unlearning import UnlearnConfig, unlearn
+from lume.stages.unlearning.methods import METHODS, Method, register
 from tests.conftest import make_tiny_model
 
 
@@ -65,7 +66,7 @@ class Poisoned(Method):
 
     def loss(self, context, forget, retain):
         value = context.model(input_ids=forget["input_ids"], labels=forget["labels"]).loss
-        step = context.cache.setdefault("step", [0])
+        step = context.precomputed.setdefault("step", [0])
         step[0] += 1
         if step[0] == self.poison_step:
             value = value + 0.0 * torch.sqrt(value * 0.0)  # d/dx sqrt(x) at 0 is inf: 0 * inf = NaN
@@ -81,7 +82,8 @@ def poisoned():
 
 def test_a_checkpoint_with_non_finite_weights_is_never_kept(tmp_path, tiny_model_dir, sets, poisoned):
     forget, retain = sets
-    config = UnlearnConfig(method=Poisoned.name, steps=4, batch_size=2, save_every=1, progress=False)
+    config = UnlearnConfig(method=Poisoned.name, steps=4, training=TrainingSettings(batch_size=2, save_every=1),
+                           progress=False)
     with pytest.raises(LumeError, match=r"weights became non-finite at step 2.*last checkpoint \(finite weights\) "
                                         r"is step 1 .*a rerun resumes from it"):
         unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
@@ -91,7 +93,7 @@ def test_a_checkpoint_with_non_finite_weights_is_never_kept(tmp_path, tiny_model
 
 def test_without_checkpoints_the_message_says_so(tmp_path, tiny_model_dir, sets, poisoned):
     forget, retain = sets
-    config = UnlearnConfig(method=Poisoned.name, steps=4, batch_size=2, progress=False)
+    config = UnlearnConfig(method=Poisoned.name, steps=4, training=TrainingSettings(batch_size=2), progress=False)
     with pytest.raises(LumeError, match=r"loss became nan at step 3.*no checkpoint was kept \(checkpoints are off"):
         unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
 
@@ -100,8 +102,9 @@ def test_without_checkpoints_the_message_says_so(tmp_path, tiny_model_dir, sets,
 def uninterrupted(tmp_path_factory, tiny_model_dir, sets):
     out = tmp_path_factory.mktemp("whole") / "out"
     forget, retain = sets
-    report = unlearn(tiny_model_dir, out, UnlearnConfig(method="npo+gd", steps=4, batch_size=2, save_every=1,
-                                                        progress=False), forget=forget, retain=retain)
+    config = UnlearnConfig(method="npo+gd", steps=4, progress=False,
+                           training=TrainingSettings(batch_size=2, save_every=1))
+    report = unlearn(tiny_model_dir, out, config, forget=forget, retain=retain)
     return out, report
 
 
@@ -127,7 +130,8 @@ def test_a_kill_at_each_point_of_the_checkpoint_swap_resumes_correctly(tmp_path,
     from accelerate import Accelerator
 
     forget, retain = sets
-    config = UnlearnConfig(method="npo+gd", steps=4, batch_size=2, save_every=1, progress=False)
+    config = UnlearnConfig(method="npo+gd", steps=4, training=TrainingSettings(batch_size=2, save_every=1),
+                           progress=False)
     with monkeypatch.context() as patch:
         if point == "during the state save":  # the state is written, then the kill
             patch.setattr(Accelerator, "save_state", _fail_on_call(2, Accelerator.save_state, after_it=True))
@@ -148,8 +152,8 @@ def test_a_kill_at_each_point_of_the_checkpoint_swap_resumes_correctly(tmp_path,
 
 
 def test_changed_early_exit_does_not_reuse_cached_items(tmp_path, tiny_model_dir, data_dir, monkeypatch):
-    import lume.evaluation.scoring as scoring
-    from lume.evaluation import EvalConfig, evaluate
+    import lume.inference.backends.hf as scoring
+    from lume.stages.evaluation import EvalConfig, evaluate
 
     config = EvalConfig(data_dir=str(data_dir), docs_per_task=1, max_new_tokens=4, mia=False, mmlu=False,
                         progress=False)
@@ -163,7 +167,7 @@ def test_changed_early_exit_does_not_reuse_cached_items(tmp_path, tiny_model_dir
 
 
 def test_a_reused_folder_holds_only_the_new_runs_results(tmp_path, tiny_model_dir, tokenizer, data_dir):
-    from lume.evaluation import EvalConfig, evaluate
+    from lume.stages.evaluation import EvalConfig, evaluate
     from lume.reports.study import load_study
 
     config = EvalConfig(data_dir=str(data_dir), docs_per_task=1, max_new_tokens=4, mia_set="validation", mmlu=False,

@@ -2,13 +2,15 @@
 
 import random
 
+import pytest
 import torch
 
 from lume import data
-from lume.generation import generate_greedy, generate_reference
+from lume.inference.generation import generate_greedy, generate_reference
 from lume.models import load_model
 
 
+@pytest.mark.slow
 def test_builtin_model_loads_offline_in_float32_with_a_pad_token():
     loaded = load_model("smollm2-135m", device="cpu")
     assert loaded.model.dtype == torch.float32
@@ -18,6 +20,7 @@ def test_builtin_model_loads_offline_in_float32_with_a_pad_token():
     assert loaded.fingerprint == load_model("smollm2-135m", device="cpu").fingerprint
 
 
+@pytest.mark.slow
 def test_batched_generation_matches_the_reference_on_real_prompts(data_dir):
     loaded = load_model("smollm2-135m", device="cpu")
     records = data.load(data_dir).records

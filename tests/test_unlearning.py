@@ -9,12 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from lume.errors import LumeError
-from lume.training import IGNORE, collate, sequence_log_likelihoods
-from lume.unlearning import UnlearnConfig, build_method, unlearn
-from lume.unlearning.methods import METHODS, Context, Method, register
-from lume.unlearning.methods.npo import npo_loss
+from lume.inference.batching import IGNORE
+from lume.inference.likelihood import sequence_log_likelihoods
+from lume.training import TrainingSettings, collate
+from lume.stages.unlearning import UnlearnConfig, build_method, unlearn
+from lume.stages.unlearning.methods import METHODS, Context, Method, register
+from lume.stages.unlearning.methods.npo import npo_loss
 
 VOCAB, HIDDEN = 4, 8
+FAST = TrainingSettings(batch_size=2, learning_rate=1e-3)
 
 
 class UniformModel(torch.nn.Module):
@@ -52,9 +55,9 @@ def context_for(method_name, settings=None):
     context = Context(model, None, examples, lambda ex: collate(ex, 0), reference_model=UniformModel())
     method = build_method(method_name, settings)
     if method_name == "idk":  # refusal examples need a tokenizer; reuse the forget shape
-        context.cache["idk_examples"] = examples
-        context.cache["idk_reference"] = context.forget_log_likelihoods()
-        context.cache["forget_reference"] = context.forget_log_likelihoods()
+        context.precomputed["idk_examples"] = examples
+        context.precomputed["idk_reference"] = context.forget_log_likelihoods()
+        context.precomputed["forget_reference"] = context.forget_log_likelihoods()
     else:
         method.prepare(context)
     return method, context, forget, retain
@@ -132,8 +135,9 @@ def test_losses_with_a_non_uniform_policy_and_reference(name):
     reference = TableModel(Q)
     context = Context(reference, None, examples, lambda ex: collate(ex, 0), reference_model=reference)
     # what `prepare` computes on the starting model, before training moved the policy away from it
-    context.cache.update(npo_reference=context.forget_log_likelihoods(), forget_reference=context.forget_log_likelihoods(),
-                         idk_examples=refusals, idk_reference=context.forget_log_likelihoods(refusals))
+    context.precomputed.update(npo_reference=context.forget_log_likelihoods(),
+                               forget_reference=context.forget_log_likelihoods(),
+                               idk_examples=refusals, idk_reference=context.forget_log_likelihoods(refusals))
     context.model = TableModel(P)
     loss, _ = method.loss(context, forget, retain)
     assert loss.item() == pytest.approx(NON_UNIFORM[name], rel=1e-5)
@@ -142,7 +146,7 @@ def test_losses_with_a_non_uniform_policy_and_reference(name):
 def test_reference_quantities_share_the_policys_precision(tmp_path, tiny_model_dir, sets):
     """Under bf16 autocast, at step 0 the policy is the reference: NPO's log-ratio and the KL are 0."""
     forget, retain = sets
-    config = UnlearnConfig(method="npo+kl", steps=1, batch_size=1, progress=False)
+    config = UnlearnConfig(method="npo+kl", steps=1, training=TrainingSettings(batch_size=1), progress=False)
     report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget[:1], retain=retain[:1])
     first = report["losses"][0]
     assert first["npo"] == pytest.approx(2 / 0.1 * math.log(2), abs=1e-6)
@@ -168,7 +172,8 @@ def test_length_grouped_forward_matches_one_padded_forward(tiny_model):
     """Rows of very different lengths run in separate forwards; every labelled position's
     logits, the NLL (as transformers computes it) and the gradients are those of one forward."""
     from lume.training import Example
-    from lume.unlearning.methods.base import length_groups, logits, nll
+    from lume.inference.batching import length_groups
+    from lume.stages.unlearning.methods.base import logits, nll
 
     lengths = [30, 5, 28, 4, 12]
     examples = [Example(list(range(3, 3 + n)), [IGNORE] + list(range(4, 3 + n)), "p") for n in lengths]
@@ -220,7 +225,7 @@ def test_each_method_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, s
     forget, retain = sets
     settings = {"layer": 1} if name == "rmu" else {}
     report = unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method=name, method_settings=settings, steps=2,
-                                                                    batch_size=2, learning_rate=1e-3, progress=False),
+                                                                    training=FAST, progress=False),
                      forget=forget, retain=retain)
     assert report["steps"] == 2 and len(report["losses"]) == 2
     saved = json.loads((tmp_path / name / "lume_unlearn.json").read_text())
@@ -242,7 +247,7 @@ def test_rmu_changes_only_the_mlps_of_its_layers(tmp_path, tiny_model_dir, sets)
 
     forget, retain = sets
     unlearn(tiny_model_dir, tmp_path / "rmu", UnlearnConfig(method="rmu", method_settings={"layer": 1}, steps=2,
-                                                          batch_size=2, learning_rate=1e-3, progress=False),
+                                                          training=FAST, progress=False),
             forget=forget, retain=retain)
     before = load_model(tiny_model_dir, device="cpu").model.state_dict()
     after = load_model(tmp_path / "rmu", device="cpu").model.state_dict()
@@ -252,12 +257,13 @@ def test_rmu_changes_only_the_mlps_of_its_layers(tmp_path, tiny_model_dir, sets)
 
 def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_dir, sets):
     from lume.models import load_model
-    from lume.unlearning.merge import merge_adapters
+    from lume.stages.unlearning.merge import merge_adapters
 
     forget, retain = sets
     for name, lr in (("a", 1e-2), ("b", 1e-3)):
-        unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method="npo+kl", steps=2, batch_size=2, lora_rank=4,
-                                                               learning_rate=lr, progress=False),
+        unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method="npo+kl", steps=2, progress=False,
+                                                               training=TrainingSettings(batch_size=2, lora_rank=4,
+                                                                                         learning_rate=lr)),
                 forget=forget, retain=retain)
         assert (tmp_path / name / "adapter" / "adapter_config.json").is_file()
     for combination in ("ties", "linear"):
@@ -275,16 +281,16 @@ def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_m
 
         def loss(self, context, forget, retain):
             value = context.model(input_ids=forget["input_ids"], labels=forget["labels"]).loss
-            step = context.cache.setdefault("step", [0])
+            step = context.precomputed.setdefault("step", [0])
             step[0] += 1
             return (value * float("nan") if step[0] > 2 else value), {}
 
     forget, retain = sets
     try:
         with pytest.raises(LumeError, match="loss became nan at step 3"):
-            unlearn(tiny_model_dir, tmp_path / "out", UnlearnConfig(method="test-explodes", steps=5, batch_size=2,
-                                                                    save_every=1, progress=False),
-                    forget=forget, retain=retain)
+            config = UnlearnConfig(method="test-explodes", steps=5, progress=False,
+                                   training=TrainingSettings(batch_size=2, save_every=1))
+            unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
     finally:
         METHODS.pop("test-explodes")
     from lume.training import saved_checkpoints
@@ -294,7 +300,7 @@ def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_m
 
 
 def test_forget_and_retain_draws_are_independent_per_step_and_process():
-    from lume.unlearning import draw_batch_indices
+    from lume.stages.unlearning import draw_batch_indices
 
     first = draw_batch_indices(0, 5, 0, range(100), 100, 8)
     assert first == draw_batch_indices(0, 5, 0, range(100), 100, 8)
@@ -304,6 +310,7 @@ def test_forget_and_retain_draws_are_independent_per_step_and_process():
     assert all(i in range(40, 50) for i in draw_batch_indices(0, 5, 0, range(40, 50), 100, 8)[0])
 
 
+@pytest.mark.slow
 def test_semeval_positional_interface(tmp_path, tiny_model_dir, data_dir):
     import pyarrow.parquet as pq
 

@@ -22,6 +22,52 @@ DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace what the output folder holds (it is refused otherwise)")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Examples per step (unlearning: forget ones, as many retain)")]
+LearningRate = Annotated[Optional[float], typer.Option(help="AdamW's learning rate")]
+Accumulation = Annotated[Optional[int], typer.Option("--gradient-accumulation", help="Micro-steps per step")]
+LoraRank = Annotated[Optional[int], typer.Option(help="LoRA rank; 0 = full fine-tuning")]
+Checkpointing = Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")]
+Device = Annotated[Optional[str], typer.Option(help="cpu to force the CPU")]
+Setting = Annotated[list[str], typer.Option(
+    "--setting", help="Any other setting NAME=VALUE (repeatable); nested ones dotted, e.g. training.weight_decay=0.01")]
+
+
+def _name_values(values: list[str], option: str) -> dict:
+    """`NAME=VALUE` pairs as a (nested, for dotted names) mapping, each VALUE read as YAML."""
+    import yaml
+
+    parsed: dict = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep:
+            raise LumeError(f"{option} {value!r}: expected NAME=VALUE")
+        *outer, last = name.split(".")
+        place = parsed
+        for part in outer:
+            place = place.setdefault(part, {})
+        place[last] = yaml.safe_load(text)
+    return parsed
+
+
+def configured(defaults, given: dict, settings: list[str]):
+    """`defaults` (a config dataclass, its defaults or a preset) with the options given on the
+    command line (None = not given) and every `--setting`; a given TrainingSettings field goes
+    to the config's `training`. Values are checked as a YAML file's are."""
+    import dataclasses
+
+    from lume.config import coerce_fields, merged
+    from lume.training import TrainingSettings
+
+    values = {key: value for key, value in given.items() if value is not None}
+    own = {f.name for f in dataclasses.fields(defaults)}
+    training = {key: values.pop(key) for key in list(values)
+                if key not in own and key in {f.name for f in dataclasses.fields(TrainingSettings)}}
+    if training:
+        values["training"] = training
+    extra = _name_values(settings, "--setting")
+    for key, value in extra.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged(defaults, coerce_fields(type(defaults), values, source="the command line"))
 
 
 @data_app.command("info")
@@ -70,16 +116,17 @@ def evaluate_command(
     model: Annotated[str, typer.Argument(help="Model folder, hub id, .gguf file, or smollm2-135m")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumes if it exists)")] = Path("runs/eval"),
     data_dir: DataDir = None,
-    source: Annotated[str, typer.Option(help="lume, semeval-train or semeval-validation")] = "lume",
+    source: Annotated[Optional[str], typer.Option(help="lume, semeval-train or semeval-validation")] = None,
     docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded)")] = None,
-    seed: int = 0,
-    batch_size: Annotated[int, typer.Option(help="Prompts decoded together")] = 64,
-    max_new_tokens: int = 256,
-    early_exit: Annotated[bool, typer.Option(help="Stop QA rows that can no longer match")] = True,
-    backend: Annotated[str, typer.Option(help="hf (transformers) or vllm (if installed; GPU)")] = "hf",
-    mia: Annotated[bool, typer.Option(help="Membership inference")] = True,
-    mia_set: Annotated[str, typer.Option(help="final or validation SemEval MIA files")] = "final",
-    mmlu: Annotated[bool, typer.Option(help="MMLU 5-shot")] = True,
+    seed: Optional[int] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Prompts decoded together")] = None,
+    max_new_tokens: Optional[int] = None,
+    early_exit: Annotated[Optional[bool], typer.Option("--early-exit/--no-early-exit",
+                                                       help="Stop QA rows that can no longer match")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="hf (transformers) or vllm (if installed; GPU)")] = None,
+    mia: Annotated[Optional[bool], typer.Option("--mia/--no-mia", help="Membership inference")] = None,
+    mia_set: Annotated[Optional[str], typer.Option(help="final or validation SemEval MIA files")] = None,
+    mmlu: Annotated[Optional[bool], typer.Option("--mmlu/--no-mmlu", help="MMLU 5-shot")] = None,
     mmlu_dir: Annotated[Optional[str], typer.Option(help="Hendrycks-layout MMLU folder")] = None,
     mmlu_limit: Annotated[Optional[int], typer.Option(help="Questions per subject (seeded)")] = None,
     target_mmlu: Annotated[Optional[float], typer.Option(help="The target model's MMLU, for the 75% flag")] = None,
@@ -87,17 +134,18 @@ def evaluate_command(
         help="float32, bfloat16, float16 or auto (the checkpoint's) for every part; default: the reference's per "
              "part on a GPU (generation and MIA bfloat16, MMLU auto), float32 on a CPU")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
+    setting: Setting = [],
     overwrite: Overwrite = False,
 ):
     """Score a model with the official LUME protocol (plus extra attacks beside it)."""
-    from lume.evaluation import EvalConfig, evaluate
     from lume.reports import summary_table
+    from lume.stages.evaluation import EvalConfig, evaluate
 
-    config = EvalConfig(data_dir=str(data_dir) if data_dir else None, source=source,
-                        docs_per_task=docs_per_task, seed=seed, max_new_tokens=max_new_tokens,
-                        batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia, mia_set=mia_set,
-                        mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu,
-                        dtype=dtype, device=device)
+    config = configured(EvalConfig(), dict(
+        data_dir=str(data_dir) if data_dir else None, source=source, docs_per_task=docs_per_task, seed=seed,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia,
+        mia_set=mia_set, mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu, dtype=dtype,
+        device=device), setting)
     summary = evaluate(model, out, config, overwrite=overwrite)
     console.print(summary_table(summary))
     console.print(f"written: {out}/summary.json, {out}/items.jsonl")
@@ -109,49 +157,50 @@ def memorize_command(
     base: Annotated[Optional[str], typer.Option(help="Base model: folder, hub id, .gguf, or smollm2-135m")] = None,
     preset: Annotated[Optional[str], typer.Option(help="Settings preset: demo or smoke")] = None,
     data_dir: DataDir = None,
-    docs_per_task: Annotated[Optional[int], typer.Option(help="Documents per task and split (seeded); default all")] = None,
+    docs_per_task: Annotated[Optional[int], typer.Option(
+        help="Documents per task and split (seeded); default all")] = None,
     held_out_per_task: Annotated[Optional[int], typer.Option(help="Documents per task never trained on")] = None,
-    max_epochs: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    gradient_accumulation: Optional[int] = None,
-    learning_rate: Optional[float] = None,
-    lora_rank: Annotated[Optional[int], typer.Option(help="LoRA rank; 0 = full fine-tuning")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")] = None,
-    target_regurgitation: Optional[float] = None,
-    target_knowledge: Optional[float] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(
+        help="Epochs at most; training stops earlier once both memorisation targets are met")] = None,
+    batch_size: BatchSize = None,
+    gradient_accumulation: Accumulation = None,
+    learning_rate: LearningRate = None,
+    lora_rank: LoraRank = None,
+    gradient_checkpointing: Checkpointing = None,
+    target_regurgitation: Annotated[Optional[float], typer.Option(
+        help="Mean ROUGE-L recall every split must reach")] = None,
+    target_knowledge: Annotated[Optional[float], typer.Option(
+        help="Mean exact match every split must reach")] = None,
     seed: Optional[int] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+    device: Device = None,
+    setting: Setting = [],
     overwrite: Overwrite = False,
 ):
     """Fine-tune a base model until it has memorised LUME documents: a target to unlearn from."""
-    from lume.models.memorize import MemorizeConfig, memorize, preset as memorize_preset
+    from lume.stages.target import MemorizeConfig, memorize, preset as memorize_preset
 
-    overrides = dict(base=base, data_dir=str(data_dir) if data_dir else None, docs_per_task=docs_per_task,
-                     held_out_per_task=held_out_per_task, max_epochs=max_epochs, batch_size=batch_size,
-                     gradient_accumulation=gradient_accumulation, learning_rate=learning_rate,
-                     lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
-                     target_regurgitation=target_regurgitation, target_knowledge=target_knowledge,
-                     seed=seed, device=device)
-    if preset:
-        config = memorize_preset(preset, **overrides)
-    else:
-        config = MemorizeConfig(**{k: v for k, v in overrides.items() if v is not None})
+    config = configured(memorize_preset(preset) if preset else MemorizeConfig(), dict(
+        base=base, data_dir=str(data_dir) if data_dir else None, docs_per_task=docs_per_task,
+        held_out_per_task=held_out_per_task, max_epochs=max_epochs, batch_size=batch_size,
+        gradient_accumulation=gradient_accumulation, learning_rate=learning_rate, lora_rank=lora_rank,
+        gradient_checkpointing=gradient_checkpointing, target_regurgitation=target_regurgitation,
+        target_knowledge=target_knowledge, seed=seed, device=device), setting)
     manifest = memorize(out, config, overwrite=overwrite)
     console.print(f"target written to {out} ({manifest.result['stopped']}; "
                   f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
                   f"{len(manifest.held_out)} held out)")
 
 
-def _method_settings(values: list[str]) -> dict:
-    import yaml
+def _unlearning_sets(paths: list[str]):
+    """(model in, model out, forget, retain) from `MODEL_IN MODEL_OUT` or the SemEval order."""
+    from lume.stages.unlearning import read_split
 
-    settings = {}
-    for value in values:
-        name, sep, text = value.partition("=")
-        if not sep:
-            raise LumeError(f"--set {value!r}: expected NAME=VALUE")
-        settings[name] = yaml.safe_load(text)
-    return settings
+    if len(paths) == 2:
+        return paths[0], paths[1], None, None
+    if len(paths) == 4:
+        model_in, retain_path, forget_path, model_out = paths
+        return model_in, model_out, read_split(forget_path, "forget"), read_split(retain_path, "retain")
+    raise LumeError("expected MODEL_IN MODEL_OUT or MODEL_IN RETAIN FORGET MODEL_OUT")
 
 
 @app.command("unlearn")
@@ -159,36 +208,33 @@ def unlearn_command(
     paths: Annotated[list[str], typer.Argument(
         help="MODEL_IN MODEL_OUT (forget/retain from the target's manifest) or, as in SemEval, "
              "MODEL_IN RETAIN FORGET MODEL_OUT (files or folders of .parquet/.jsonl)")],
-    method: Annotated[str, typer.Option(help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd")] = "npo",
-    set_: Annotated[list[str], typer.Option("--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
-    steps: int = 40,
-    batch_size: int = 4,
-    learning_rate: float = 5e-5,
-    gradient_accumulation: int = 1,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank; 0 = full fine-tuning")] = 0,
-    gradient_checkpointing: bool = False,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps to resume from (0 = none)")] = 0,
-    seed: int = 0,
+    method: Annotated[Optional[str], typer.Option(
+        help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
+    steps: Optional[int] = None,
+    save_every: Annotated[Optional[int], typer.Option(
+        help="Checkpoint every N steps to resume from (0 = none)")] = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    gradient_accumulation: Accumulation = None,
+    lora_rank: LoraRank = None,
+    gradient_checkpointing: Checkpointing = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the training and of each step's forget and retain draws")] = None,
     data_dir: DataDir = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu to force the CPU")] = None,
+    device: Device = None,
+    setting: Setting = [],
     overwrite: Overwrite = False,
 ):
     """Unlearn the forget set from a model with a registered method."""
-    from lume.unlearning import UnlearnConfig, read_split, unlearn
+    from lume.stages.unlearning import UnlearnConfig, unlearn
 
-    config = UnlearnConfig(method=method, method_settings=_method_settings(set_), steps=steps,
-                           batch_size=batch_size, learning_rate=learning_rate,
-                           gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
-                           gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed,
-                           device=device)
-    if len(paths) == 2:
-        model_in, model_out = paths
-        forget = retain = None
-    elif len(paths) == 4:
-        model_in, retain_path, forget_path, model_out = paths
-        retain, forget = read_split(retain_path, "retain"), read_split(forget_path, "forget")
-    else:
-        raise LumeError("expected MODEL_IN MODEL_OUT or MODEL_IN RETAIN FORGET MODEL_OUT")
+    config = configured(UnlearnConfig(method=method or UnlearnConfig.method), dict(
+        method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
+        learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
+        gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device), setting)
+    model_in, model_out, forget, retain = _unlearning_sets(paths)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
                      data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)
     console.print(f"unlearned model written to {model_out} ({report['steps']} steps, "
@@ -206,7 +252,7 @@ def merge_command(
     overwrite: Overwrite = False,
 ):
     """Merge LoRA adapters into one model (TIES or weighted sum)."""
-    from lume.unlearning.merge import merge_adapters
+    from lume.stages.unlearning.merge import merge_adapters
 
     try:
         parsed = [float(w) for w in weights.split(",")] if weights else None
@@ -217,7 +263,8 @@ def merge_command(
 
 
 @app.command("run")
-def run_command(config: Annotated[Optional[Path], typer.Argument(help="YAML study config; none = the built-in demo")] = None):
+def run_command(config: Annotated[Optional[Path], typer.Argument(
+        help="YAML study config; none = the built-in demo")] = None):
     """A whole study: build or reuse the target, unlearn with each method, evaluate all, report."""
     from lume.pipeline import load_config, run
 
@@ -235,7 +282,8 @@ def report_command(
 
     eval_dirs = []
     for folder in run_dirs:
-        found = sorted((p.parent for p in folder.glob("eval/*/summary.json")), key=lambda p: (p.name != "target", p.name))
+        found = sorted((p.parent for p in folder.glob("eval/*/summary.json")),
+                       key=lambda p: (p.name != "target", p.name))
         eval_dirs += found or [folder]
     markdown_file, html_file = write_report(eval_dirs, out or run_dirs[0])
     console.print(markdown_file.read_text().split("\n## Figures")[0])
@@ -246,22 +294,26 @@ def report_command(
 def attack_command(
     model: Annotated[Path, typer.Argument(help="The unlearned model folder")],
     target: Annotated[Path, typer.Option(help="The target model it was unlearned from")],
-    attack: Annotated[list[str], typer.Option(help="relearn, relearn-public, quantize-8, quantize-4, probe (repeatable)")],
+    attack: Annotated[list[str], typer.Option(
+        help="relearn, relearn-public, quantize-8, quantize-4, probe (repeatable)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for attacks.json")] = Path("runs/attack"),
-    relearn_steps: int = 10,
-    relearn_learning_rate: float = 1e-5,
-    mmlu_limit: Annotated[int, typer.Option(help="MMLU questions per subject for the MMLU change; 0 skips")] = 1,
-    seed: int = 0,
+    relearn_steps: Optional[int] = None,
+    relearn_learning_rate: Optional[float] = None,
+    mmlu_limit: Annotated[Optional[int], typer.Option(
+        help="MMLU questions per subject for the MMLU change; 0 skips")] = None,
+    seed: Optional[int] = None,
     data_dir: DataDir = None,
+    setting: Setting = [],
     overwrite: Overwrite = False,
 ):
     """Does the forgotten knowledge come back? Attack an unlearned model and measure what returns."""
-    from lume.evaluation.attacks import AttackConfig
-    from lume.evaluation.attacks import attack as run_attacks
     from lume.reports import robustness_table
+    from lume.stages.attacks import AttackConfig, attack as run_attacks
 
-    config = AttackConfig(data_dir=str(data_dir) if data_dir else None, seed=seed, relearn_steps=relearn_steps,
-                          relearn_learning_rate=relearn_learning_rate, mmlu_limit=mmlu_limit)
+    relearn = {"learning_rate": relearn_learning_rate} if relearn_learning_rate is not None else None
+    config = configured(AttackConfig(), dict(data_dir=str(data_dir) if data_dir else None, seed=seed,
+                                             relearn_steps=relearn_steps, relearn=relearn, mmlu_limit=mmlu_limit),
+                        setting)
     results = run_attacks(model, target, out, attack, config, overwrite=overwrite)
     console.print(robustness_table({model.name: results}))
     console.print(f"written: {out}/attacks.json")

@@ -23,7 +23,18 @@ def _type_name(expected) -> str:
 
 
 def _coerce(expected, value, name: str):
-    """`value` as `expected` (int, float, bool, str, dict, list[...], X | None); else LumeError."""
+    """`value` as `expected` (int, float, bool, str, dict, list[...], X | None, or a nested
+    settings dataclass given as a mapping, whose fields are checked the same way); else LumeError."""
+    if dataclasses.is_dataclass(expected):
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        if not isinstance(value, dict):
+            raise LumeError(f"{name}: expected a mapping of {expected.__name__} fields, got {value!r}")
+        types_of = typing.get_type_hints(expected)
+        unknown = [key for key in value if key not in types_of]
+        if unknown:
+            raise LumeError(f"{name}.{unknown[0]}: unknown field (expected one of {', '.join(sorted(types_of))})")
+        return {key: _coerce(types_of[key], item, f"{name}.{key}") for key, item in value.items()}
     origin, args = typing.get_origin(expected), typing.get_args(expected)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -47,6 +58,17 @@ def _coerce(expected, value, name: str):
     return value
 
 
+def merged(settings, overrides: dict):
+    """A copy of dataclass `settings` with `overrides` (checked values); a nested settings
+    dataclass takes a mapping of its own fields over its current ones."""
+    changes = {}
+    for key, value in overrides.items():
+        current = getattr(settings, key, None)
+        changes[key] = merged(current, value) if dataclasses.is_dataclass(current) and isinstance(value, dict) \
+            else value
+    return dataclasses.replace(settings, **changes)
+
+
 def coerce_fields(cls, values, *, where: str = "", source: str | Path = "<settings>") -> dict:
     """`values` checked against dataclass `cls`: known field names, each value of its field's type."""
     if not isinstance(values, dict):
@@ -61,7 +83,8 @@ def coerce_fields(cls, values, *, where: str = "", source: str | Path = "<settin
         try:
             coerced[key] = _coerce(hints[key], value, field_name)
         except LumeError as error:
-            raise InputError(source, str(error).split(": ", 1)[1], field=field_name) from None
+            located, _, message = str(error).partition(": ")  # the innermost field's name, then the problem
+            raise InputError(source, message, field=located) from None
     return coerced
 
 
@@ -69,7 +92,7 @@ def build(cls, values, *, where: str = "", source: str | Path = "<settings>"):
     """An instance of `cls` from checked values; its own range checks are located the same way."""
     coerced = coerce_fields(cls, values, where=where, source=source)
     try:
-        return cls(**coerced)
+        return merged(cls(), coerced)
     except LumeError as error:
         raise InputError(source, str(error), field=where or None) from None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from lume.data.records import Document
 from lume.data.selection import Selection
 from lume.errors import InputError
+from lume.files import write_json_atomic
 
 MANIFEST_NAME = "lume_target.json"
 
@@ -23,7 +24,7 @@ class TargetManifest:
     result: dict = field(default_factory=dict)
 
     @classmethod
-    def from_selection(cls, selection: Selection, **fields) -> "TargetManifest":
+    def from_selection(cls, selection: Selection, **fields) -> TargetManifest:
         trained = {split: [d.doc_id for d in selection.split(split)] for split in ("forget", "retain")}
         return cls(trained=trained, held_out=[d.doc_id for d in selection.held_out], **fields)
 
@@ -37,7 +38,6 @@ class TargetManifest:
         return Selection(chosen, held_out)
 
     def write(self, model_dir: Path) -> None:
-        from lume.io import write_json_atomic
 
         write_json_atomic(model_dir / MANIFEST_NAME, asdict(self))
 

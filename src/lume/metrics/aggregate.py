@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 
-TASKS = ("Task1", "Task2", "Task3")
+from lume.data.records import SPLITS, TASKS
+
 # Forget first, then retain; per task regurgitation (sc) then knowledge (qa).
-AGGREGATE_ORDER = [(split, task, kind) for split in ("forget", "retain") for task in TASKS
+AGGREGATE_ORDER = [(split, task, kind) for split in SPLITS for task in TASKS
                    for kind in ("regurgitation", "knowledge")]
 MMLU_THRESHOLD = 0.75
 
 
+def means_by(rows: list[dict], key: Callable[[dict], object], value: Callable[[dict], float]) -> dict:
+    """The mean of `value(row)` per `key(row)`, keys in sorted order."""
+    groups: dict = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(float(value(row)))
+    return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+
+
 def task_means(items: list[dict]) -> dict[tuple[str, str, str], float]:
     """Mean score per (split, task, metric) over items with `split`, `task`, `metric`, `score`."""
-    scores: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for item in items:
-        scores[(item["split"], item["task"], item["metric"])].append(item["score"])
-    return {key: sum(values) / len(values) for key, values in scores.items()}
+    return means_by(items, lambda item: (item["split"], item["task"], item["metric"]), lambda item: item["score"])
 
 
 def task_aggregate(means: dict[tuple[str, str, str], float]) -> float:

@@ -7,12 +7,15 @@ Min-K%++ are reported beside it: every attack gives a score where higher means "
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import torch
 from sklearn.metrics import auc as area_under, roc_curve
 
+from lume.inference.likelihood import document_logits
+
 MIN_K_FRACTION = 0.2
-ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
 def attack_scores(logits: torch.Tensor, input_ids: torch.Tensor, text: str) -> dict[str, float]:
@@ -34,6 +37,19 @@ def attack_scores(logits: torch.Tensor, input_ids: torch.Tensor, text: str) -> d
         "min_k": torch.topk(token_log_probs, k, largest=False).values.mean().item(),
         "min_k_plus_plus": torch.topk(standardised, k, largest=False).values.mean().item(),
     }
+
+
+def membership_attack_scores(model, tokenizer, texts: list[str], *, batch_size: int = 4,
+                             on_done: Callable[[int, dict], None] = lambda _i, _s: None) -> list[dict]:
+    """Every attack's score (`MIA_ATTACKS`) for each text, from one forward pass per document."""
+    results: list[dict | None] = [None] * len(texts)
+
+    def score(index: int, logits: torch.Tensor, ids: torch.Tensor) -> None:
+        results[index] = attack_scores(logits, ids, texts[index])
+        on_done(index, results[index])
+
+    document_logits(model, [tokenizer(text).input_ids for text in texts], tokenizer.pad_token_id, batch_size, score)
+    return results  # type: ignore[return-value]
 
 
 def membership_score(attack: str, scores: dict[str, float]) -> float:

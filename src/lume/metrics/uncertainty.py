@@ -49,7 +49,8 @@ def probe_replicates(items: list[dict], seed: int, resamples: int = RESAMPLES) -
                 replicates[f"{split}/{task}/{metric}"] = sums[draws].sum(1) / np.maximum(counts[draws].sum(1), 1)
     if all("/".join(key) in replicates for key in AGGREGATE_ORDER):
         for split in ("forget", "retain"):  # the forget-versus-retain plot's coordinates
-            replicates[f"{split}/mean"] = np.mean([replicates["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split], 0)
+            numbers = [replicates["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split]
+            replicates[f"{split}/mean"] = np.mean(numbers, 0)
         values = np.stack([1 - replicates["/".join(k)] if k[0] == "forget" else replicates["/".join(k)]
                            for k in AGGREGATE_ORDER])
         # the harmonic mean, 0 when any number is 0 (as statistics.harmonic_mean)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from lume.data.paths import cache_dir
-from lume.io import write_json_atomic
+from lume.files import write_json_atomic
 
 RECORD_NAME = "lume_fingerprint.json"
 # Besides *.safetensors: files that change what a model generates (config, generation config,

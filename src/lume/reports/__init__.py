@@ -5,21 +5,12 @@ from __future__ import annotations
 from rich.table import Table
 
 from lume.metrics import AGGREGATE_ORDER
+from lume.stages.evaluation import SECTIONS
+from lume.stages.evaluation.membership_section import mia_set_label
+from lume.stages.evaluation.sections import number, with_interval
 
-
-def number(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def with_interval(value, summary: dict, name: str) -> str:
-    """`0.650 [0.612, 0.688]`: the number and its 95 % bootstrap interval, when there is one."""
-    bounds = summary.get("intervals", {}).get(name)
-    return number(value) + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds and value is not None else "")
-
-
-def mia_set_label(mia: dict) -> str:
-    name = mia.get("set") or "SemEval"  # summaries from before the set was recorded used the SemEval files
-    return {"held-out": "trained forget docs vs held-out docs"}.get(name, f"{name} files")
+__all__ = ["ROBUSTNESS_HEADER", "mia_set_label", "number", "robustness_rows", "robustness_table", "summary_table",
+           "with_interval"]
 
 
 def summary_table(summary: dict, title: str | None = None) -> Table:
@@ -31,21 +22,9 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
         table.add_row(split, task, *(with_interval(scores[f"{split}/{task}/{m}"], summary, f"{split}/{task}/{m}")
                                      for m in ("regurgitation", "knowledge")))
     table.add_section()
-    table.add_row("task aggregate", "", with_interval(summary["task_aggregate"], summary, "task_aggregate"), "")
-    if "mia" in summary:
-        mia = summary["mia"]
-        table.add_row("MIA score", f"AUC {mia['auc_loss']:.3f}, {mia_set_label(mia)}",
-                      with_interval(mia["mia_score"], summary, "mia_score"), "")
-    if "mia_semeval" in summary:
-        semeval = summary["mia_semeval"]
-        table.add_row("MIA on SemEval files (not for this target)", f"AUC {semeval['auc_loss']:.3f}",
-                      number(semeval["mia_score"]), "")
-    if "mmlu" in summary:
-        mmlu = summary["mmlu"]
-        limit = mmlu["limit_per_subject"]
-        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "")
-        flag = " BELOW 75% OF TARGET" if mmlu["below_threshold"] else ""
-        table.add_row("MMLU", note, with_interval(mmlu["accuracy"], summary, "mmlu") + flag, "")
+    for section in (cls() for cls in SECTIONS):
+        for label, note, value in section.table_rows(summary) if section.present(summary) else []:
+            table.add_row(label, note, value, "")
     table.add_row("final", "", with_interval(summary["final"], summary, "final"), "")
     return table
 
@@ -69,7 +48,8 @@ def robustness_rows(results_by_model: dict[str, dict]) -> list[list[str]]:
     return rows
 
 
-ROBUSTNESS_HEADER = ["model", "attack", "recovered regurgitation", "recovered knowledge", "retain change", "MMLU change"]
+ROBUSTNESS_HEADER = ["model", "attack", "recovered regurgitation", "recovered knowledge", "retain change",
+                     "MMLU change"]
 
 
 def robustness_table(results_by_model: dict[str, dict]) -> Table:

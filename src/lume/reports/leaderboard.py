@@ -7,6 +7,7 @@ from lume.metrics import AGGREGATE_ORDER
 from lume.metrics.aggregate import MMLU_THRESHOLD
 from lume.metrics.uncertainty import paired_difference
 from lume.reports import mia_set_label, number, with_interval
+from lume.stages.evaluation import SECTIONS
 
 # LUME / SemEval-2025 Task 4 paper, OLMo-7B target, final protocol (published, not ours).
 PUBLISHED_OLMO_7B = [
@@ -20,7 +21,7 @@ PUBLISHED_OLMO_7B = [
 SHORT_NAMES = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
@@ -31,7 +32,8 @@ def _replicates(entry: dict, name: str):
 def difference(first: dict, second: dict, name: str) -> str:
     """first − second on `name`, with its paired 95 % interval; `*` when it excludes 0."""
     a, b = _replicates(first, name), _replicates(second, name)
-    same_units = first["summary"].get("bootstrap", {}).get("units") == second["summary"].get("bootstrap", {}).get("units")
+    units = [entry["summary"].get("bootstrap", {}).get("units") for entry in (first, second)]
+    same_units = units[0] == units[1]
     if a is None or b is None or not same_units:
         return "–"
     point = _point(first["summary"], name) - _point(second["summary"], name)
@@ -73,13 +75,13 @@ def headline(models: list[dict], target: dict | None) -> list[str]:
                      with_interval(mia.get("mia_score"), summary, "mia_score"),
                      with_interval(summary.get("mmlu", {}).get("accuracy"), summary, "mmlu") + mmlu_rule(entry, target),
                      with_interval(summary["final"], summary, "final")])
-    return _table(["model", "task aggregate", "MIA score", "MMLU", "final"], rows)
+    return markdown_table(["model", "task aggregate", "MIA score", "MMLU", "final"], rows)
 
 
 def task_numbers(models: list[dict]) -> list[str]:
     rows = [[entry["label"]] + [with_interval(entry["summary"]["scores"]["/".join(k)], entry["summary"], "/".join(k))
                                 for k in AGGREGATE_ORDER] for entry in models]
-    return _table(["model"] + SHORT_NAMES, rows)
+    return markdown_table(["model"] + SHORT_NAMES, rows)
 
 
 def differences(models: list[dict], target: dict | None) -> list[str]:
@@ -91,7 +93,7 @@ def differences(models: list[dict], target: dict | None) -> list[str]:
              difference(m, target, "final"), "–" if m is best else difference(m, best, "final")] for m in methods]
     return ["", "## Differences (paired bootstrap, 95 %)", "",
             f"Each method against the target and against the best method ({best['label']}): the difference and its "
-            "interval over the same resamples; `*` marks a difference whose interval excludes 0.", ""] + _table(
+            "interval over the same resamples; `*` marks a difference whose interval excludes 0.", ""] + markdown_table(
         ["model", "forget mean − target", "retain mean − target", "final − target", f"final − {best['label']}"], rows)
 
 
@@ -113,11 +115,22 @@ def semeval_mia(models: list[dict]) -> list[str]:
     beside = [m for m in models if "mia_semeval" in m["summary"]]
     if not beside:
         return []
-    rows = [[m["label"], number(m["summary"]["mia_semeval"]["auc_loss"]), number(m["summary"]["mia_semeval"]["mia_score"])]
-            for m in beside]
+    rows = [[m["label"], number(m["summary"]["mia_semeval"]["auc_loss"]),
+             number(m["summary"]["mia_semeval"]["mia_score"])] for m in beside]
     return ["", "## MIA on the SemEval files (extra, not in the final score)", "",
-            "Not part of the final score: " + beside[0]["summary"]["mia_semeval"]["note"] + ".", ""] + _table(
+            "Not part of the final score: " + beside[0]["summary"]["mia_semeval"]["note"] + ".", ""] + markdown_table(
         ["model", "AUC", "MIA score"], rows)
+
+
+def extra_sections(models: list[dict]) -> list[str]:
+    """The numbers of registered sections that are not part of the final score."""
+    rows = [[entry["label"], label, note, value] for section in (cls() for cls in SECTIONS) if not section.final_part
+            for entry in models if section.present(entry["summary"])
+            for label, note, value in section.table_rows(entry["summary"])]
+    if not rows:
+        return []
+    header = ["model", "measure", "", "value"]
+    return ["", "## Extra measures (not in the final score)", ""] + markdown_table(header, rows)
 
 
 def markdown(models: list[dict]) -> str:
@@ -139,9 +152,9 @@ def markdown(models: list[dict]) -> str:
               "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "
               "match). Forget numbers should fall, retain numbers stay.", ""]
     lines += task_numbers(models) + differences(models, target) + membership_finding(models, target)
-    lines += semeval_mia(models)
+    lines += semeval_mia(models) + extra_sections(models)
     lines += ["", "## Published numbers (OLMo-7B target, from the LUME paper; not computed here)", ""]
-    lines += _table(["method", "final", "task aggregate", "MIA score", "MMLU"],
+    lines += markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"],
                     [[name, f"{final:.3f}", f"{aggregate:.3f}", f"{mia_value:.3f}",
                       f"{mmlu:.3f}{' (below threshold)' if below else ''}"]
                      for name, final, aggregate, mia_value, mmlu, below in PUBLISHED_OLMO_7B])

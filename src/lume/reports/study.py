@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 
 from lume.errors import LumeError
-from lume.io import write_text_atomic
+from lume.files import write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
-from lume.reports.leaderboard import markdown
-from lume.unlearning import REPORT_NAME
+from lume.reports import ROBUSTNESS_HEADER, robustness_rows
+from lume.reports.leaderboard import markdown, markdown_table
+from lume.stages.attacks import RESULT_NAME
+from lume.stages.unlearning import REPORT_NAME
+
 
 def load_study(eval_dirs: list[Path]) -> list[dict]:
     """Per model: label, summary, MIA rows and (for unlearned models) the training report."""
@@ -138,21 +141,15 @@ def figures(models: list[dict]) -> dict[str, bytes]:
 
 def load_attacks(run_dir: Path) -> dict[str, dict]:
     """{model label: attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
-    from lume.evaluation.attacks import RESULT_NAME
-
     return {path.parent.name: json.loads(path.read_text())
             for path in sorted(Path(run_dir).glob(f"attacks/*/{RESULT_NAME}"))}
 
 
 def robustness_markdown(attacks: dict[str, dict]) -> str:
-    from lume.reports import ROBUSTNESS_HEADER, robustness_rows
-
     lines = ["", "## Robustness (is it really forgotten?)", "",
              "Recovered fraction = (after attack − unlearned) / (target − unlearned), on the forget set; "
-             "retain and MMLU change are after attack − unlearned.", "",
-             "| " + " | ".join(ROBUSTNESS_HEADER) + " |", "|---" * len(ROBUSTNESS_HEADER) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in robustness_rows(attacks)]
-    return "\n".join(lines) + "\n"
+             "retain and MMLU change are after attack − unlearned.", ""]
+    return "\n".join(lines + markdown_table(ROBUSTNESS_HEADER, robustness_rows(attacks))) + "\n"
 
 
 def robustness_figure(attacks: dict[str, dict]) -> bytes:

@@ -1,0 +1,271 @@
+"""Is it really forgotten? Relearning, quantisation and probing attacks on an unlearned model.
+
+Each attack is followed by the standard per-item scoring, and reported as the recovered
+fraction of what unlearning removed, per task and metric of the forget set:
+
+    recovered = (after_attack − unlearned) / (target − unlearned)
+
+(None where unlearning removed nothing), beside the change on the retain set and on MMLU.
+
+- `relearn`: a few fine-tuning steps on the QA rows of half of the forget documents; scored
+  on the other half only, so it measures recovery, not re-training (the halves never share a
+  document). `relearn-public`: the same steps on public Wikipedia text (the SemEval MIA
+  non-members) that shares no document with LUME.
+- `quantize-8`, `quantize-4`: round-to-nearest, symmetric, per-output-channel weight
+  quantisation of every linear layer (the weights are rounded, then stored dequantised).
+- `probe`: the questions asked in other forms: sc prompts cut a third earlier (scored
+  against the longer true continuation), QA with an instruction prefix, and QA answers scored
+  by containment instead of exact match. The official scores are untouched; these are extra.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lume import data as lume_data
+from lume.config import at_least
+from lume.data.manifest import read_manifest
+from lume.data.mmlu import load_mmlu
+from lume.data.records import Document, Record
+from lume.errors import LumeError
+from lume.files import check_output_dir, write_json_atomic
+from lume.inference import BATCH_SIZE, MAX_NEW_TOKENS
+from lume.metrics import means_by, task_means
+from lume.metrics.mmlu import evaluate_mmlu, summarise_mmlu
+from lume.metrics.probes import score_records, transformers_backend
+from lume.models import load_model
+from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, train
+from lume.training.sampling import drawn_batches
+
+ROBUSTNESS_ATTACKS = ("relearn", "relearn-public", "quantize-8", "quantize-4", "probe")
+QA_PREFIX = "Answer the following question with a short answer.\nQuestion: "
+RESULT_NAME = "attacks.json"
+
+
+def _relearn_training() -> TrainingSettings:
+    return TrainingSettings(learning_rate=1e-5, batch_size=4)
+
+
+@dataclass
+class AttackConfig:
+    data_dir: str | None = None
+    seed: int = 0  # which forget documents are relearned (training.seed draws the batches)
+    relearn_steps: int = 10
+    relearn: TrainingSettings = field(default_factory=_relearn_training)  # the relearning attacks' training
+    public_max_tokens: int = 256  # public documents are cut to this many tokens
+    mmlu_limit: int = 1  # questions per subject for the MMLU change; 0 skips MMLU
+    batch_size: int = BATCH_SIZE
+    max_new_tokens: int = MAX_NEW_TOKENS  # the protocol's; lower only for quick looks
+    progress: bool = True
+
+    def __post_init__(self):
+        at_least(self, 1, "relearn_steps", "public_max_tokens", "batch_size", "max_new_tokens")
+        at_least(self, 0, "mmlu_limit")
+
+
+def check_attacks(attacks: list[str]) -> None:
+    unknown = [a for a in attacks if a not in ROBUSTNESS_ATTACKS]
+    if unknown:
+        raise LumeError(f"unknown attack {unknown[0]!r} (choose from {', '.join(ROBUSTNESS_ATTACKS)})")
+
+
+def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:
+    """(relearned, measured): each task's forget documents shuffled and halved; no overlap."""
+    relearned, measured = [], []
+    for task in sorted({d.task for d in documents}):
+        pool = sorted((d for d in documents if d.task == task), key=lambda d: d.doc_id)
+        random.Random(f"{seed}:relearn:{task}").shuffle(pool)
+        half = len(pool) // 2
+        relearned += pool[:half]
+        measured += pool[half:]
+    return relearned, measured
+
+
+def quantize_weights(model, bits: int):
+    """Round every linear weight to `bits` bits, symmetric per output channel, in place."""
+    levels = 2 ** (bits - 1) - 1
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                weight = module.weight
+                scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+                weight.copy_((weight / scale).round().clamp(-levels, levels) * scale)
+    return model
+
+
+def fine_tune(model, examples: list[Example], config: AttackConfig, pad_id: int, out_dir: Path):
+    """A few plain NLL steps on `examples` (the relearning attack); returns the model."""
+    run = TrainingRun(config.relearn, config.relearn_steps, {"attack": str(out_dir)})
+
+    def step_loss(model, micro_step):
+        indices = drawn_batches(config.relearn.seed, micro_step, 0, [range(len(examples))], config.relearn.batch_size)
+        batch = collate([examples[i] for i in indices[0]], pad_id, model.device)
+        loss = model(**batch).loss
+        return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+
+    train(model, run, step_loss, out_dir / "checkpoints", description="relearning", show_progress=config.progress)
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the attacked model is not kept
+    return model.eval()
+
+
+def _means(items: list[dict]) -> dict[str, float]:
+    return {"/".join(key): value for key, value in task_means(items).items()}
+
+
+def recovered_fraction(target: dict, unlearned: dict, attacked: dict) -> dict:
+    """Per forget task/metric and overall (per metric): (attacked − unlearned) / (target − unlearned)."""
+    result = {}
+    for key, before in target.items():
+        if not key.startswith("forget/") or key not in unlearned or key not in attacked:
+            continue
+        removed = before - unlearned[key]
+        result[key] = (attacked[key] - unlearned[key]) / removed if abs(removed) > 1e-9 else None
+    for metric in ("regurgitation", "knowledge"):
+        keys = [k for k in result if k.endswith(metric)]
+        removed = sum(target[k] - unlearned[k] for k in keys)
+        recovered = sum(attacked[k] - unlearned[k] for k in keys)
+        result[f"forget/all/{metric}"] = recovered / removed if keys and abs(removed) > 1e-9 else None
+    return result
+
+
+def _retain_change(unlearned: dict, attacked: dict) -> float | None:
+    keys = [k for k in unlearned if k.startswith("retain/") and k in attacked]
+    return sum(attacked[k] - unlearned[k] for k in keys) / len(keys) if keys else None
+
+
+def _probe_records(documents: list[Document]) -> tuple[list[Record], list[str]]:
+    """Cut sc prompts and instruction-prefixed questions, each with its gold text."""
+    records, prompts = [], []
+    for document in documents:
+        words = document.sc.input.split(" ")
+        cut = max(1, len(words) * 2 // 3)
+        continuation = " ".join(words[cut:]) + " " + document.sc.output
+        records.append(Record(document.sc.id, document.doc_id, document.task, "sc", document.split,
+                              " ".join(words[:cut]), continuation.strip()))
+        prompts.append(records[-1].input)
+        for qa in document.qa:
+            records.append(qa)
+            prompts.append(QA_PREFIX + qa.input + "\nAnswer:")
+    return records, prompts
+
+
+def _containment(items: list[dict]) -> dict[str, float]:
+    """Per split and task, the share of QA answers that contain the gold answer."""
+    return means_by([item for item in items if item["kind"] == "qa"],
+                    lambda item: f"{item['split']}/{item['task']}/knowledge",
+                    lambda item: item["output"].strip().lower() in item["generation"].lower())
+
+
+class _Attacker:
+    """The two models, the documents and the scoring every attack shares.
+
+    The target and unlearned baselines are scored on exactly the documents the attacked model
+    is scored on (the measured half, for relearning), so an attack that changes nothing
+    recovers exactly 0.
+    """
+
+    def __init__(self, unlearned, target, selection, config: AttackConfig, data_dir: Path):
+        self.unlearned, self.target, self.config, self.data_dir = unlearned, target, config, data_dir
+        self.tokenizer = unlearned.tokenizer
+        self.forget, self.retain = selection.split("forget"), selection.split("retain")
+        self.relearned, self.measured = split_for_relearning(self.forget, config.seed)
+        self.mmlu = load_mmlu(data_dir / "mmlu", config.mmlu_limit, config.seed) if config.mmlu_limit else None
+        self._baselines: dict[tuple, dict] = {}
+        self.unlearned_mmlu = self.mmlu_of(unlearned.model)
+
+    def score(self, model, documents: list[Document], prompts: list[str] | None = None,
+              records: list[Record] | None = None, early_exit: bool = True) -> list[dict]:
+        records = records if records is not None else [r for d in documents for r in d.records]
+        return score_records(transformers_backend(model, self.tokenizer, self.config.batch_size), records,
+                             prompts=prompts, max_new_tokens=self.config.max_new_tokens, early_exit=early_exit)
+
+    def mmlu_of(self, model) -> float | None:
+        return summarise_mmlu(evaluate_mmlu(model, self.tokenizer, self.mmlu))["accuracy"] if self.mmlu else None
+
+    def baseline(self, documents: list[Document]) -> dict:
+        """Target and unlearned scores on these documents (computed once per document set)."""
+        key = tuple(d.doc_id for d in documents)
+        if key not in self._baselines:
+            self._baselines[key] = {"target": _means(self.score(self.target.model, documents)),
+                                    "unlearned": _means(self.score(self.unlearned.model, documents))}
+        return self._baselines[key]
+
+    def report(self, attacked_model, documents: list[Document], extra: dict | None = None) -> dict:
+        scores, base = _means(self.score(attacked_model, documents)), self.baseline(documents)
+        attacked_mmlu = self.mmlu_of(attacked_model)
+        return {"scores": scores, "baseline": base,
+                "recovered": recovered_fraction(base["target"], base["unlearned"], scores),
+                "retain_change": _retain_change(base["unlearned"], scores), "mmlu": attacked_mmlu,
+                "mmlu_change": None if attacked_mmlu is None else attacked_mmlu - self.unlearned_mmlu,
+                "measured_documents": [d.doc_id for d in documents if d.split == "forget"], **(extra or {})}
+
+    def relearn(self, name: str, out_dir: Path) -> dict:
+        if name == "relearn":
+            examples = [prompt_answer_example(self.tokenizer, qa.input, qa.output)
+                        for d in self.relearned for qa in d.qa]
+        else:
+            public = [d.text for d in lume_data.load_mia(self.data_dir) if not d.member]
+            examples = [Example(ids, list(ids)) for ids in
+                        (self.tokenizer(text).input_ids[:self.config.public_max_tokens] for text in public)]
+        model = fine_tune(copy.deepcopy(self.unlearned.model), examples, self.config, self.tokenizer.pad_token_id,
+                          out_dir / name)
+        relearned = [d.doc_id for d in self.relearned] if name == "relearn" else []
+        return self.report(model, self.measured + self.retain, {"relearned_documents": relearned})
+
+    def quantize(self, bits: int) -> dict:
+        return self.report(quantize_weights(copy.deepcopy(self.unlearned.model), bits), self.forget + self.retain)
+
+    def probe(self) -> dict:
+        documents = self.forget + self.retain
+        records, prompts = _probe_records(documents)
+        probes = {}
+        for label, model in (("unlearned", self.unlearned.model), ("target", self.target.model)):
+            probed = self.score(model, documents, prompts=prompts, records=records, early_exit=False)
+            plain = self.score(model, documents, records=[r for r in records if r.kind == "qa"], early_exit=False)
+            probes[label] = {"rephrased": _means(probed), "qa_containment": _containment(plain),
+                             "rephrased_qa_containment": _containment(probed)}
+        base = self.baseline(documents)
+        return {**probes, "recovered": {
+            view: recovered_fraction(base["target"], base["unlearned"],
+                                     {**base["unlearned"], **probes["unlearned"][view]})
+            for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
+
+
+def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
+           config: AttackConfig | None = None, *, overwrite: bool = False) -> dict:
+    """Run the attacks on an unlearned model and write OUT/attacks.json.
+
+    OUT must not hold either model or finished results (unless `overwrite`).
+    """
+    config = config or AttackConfig()
+    check_attacks(attacks)
+    out_dir = check_output_dir(out_dir, inputs=(model_dir, target_dir), overwrite=overwrite,
+                               resumable=lambda folder: all(e.name in ROBUSTNESS_ATTACKS for e in folder.iterdir()))
+    manifest = read_manifest(model_dir) or read_manifest(target_dir)
+    if manifest is None:
+        raise LumeError(f"{model_dir}: no lume_target.json here or in the target; attacks need its documents")
+    dataset = lume_data.load(config.data_dir)
+    attacker = _Attacker(load_model(model_dir, dtype="float32", device=None),
+                         load_model(target_dir, dtype="float32", device=None),
+                         manifest.selection(dataset.documents), config, dataset.data_dir)
+    started = time.time()
+    results: dict = {"model": str(model_dir), "target": str(target_dir), "config": asdict(config), "attacks": {},
+                     "baseline": {**attacker.baseline(attacker.forget + attacker.retain),
+                                  "unlearned_mmlu": attacker.unlearned_mmlu}}
+    for name in attacks:
+        if name in ("relearn", "relearn-public"):
+            results["attacks"][name] = attacker.relearn(name, out_dir)
+        elif name.startswith("quantize-"):
+            results["attacks"][name] = attacker.quantize(int(name.split("-")[1]))
+        else:
+            results["attacks"][name] = attacker.probe()
+    results["seconds"] = time.time() - started
+    write_json_atomic(out_dir / RESULT_NAME, results)
+    return results

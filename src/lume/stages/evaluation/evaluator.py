@@ -1,0 +1,196 @@
+"""`evaluate`: the official LUME protocol on one model, section by section, resumable.
+
+Outputs in OUT: `items.jsonl` (every probe: prompt, gold, generation, score), `mia.jsonl`
+(every MIA document's attack scores), `mmlu.jsonl` (every question), `summary.json` (all
+numbers, the configuration, fingerprints, versions, timings). Per-item results are appended
+to `OUT/cache/` as they finish, so a rerun after an interruption only does what is missing.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from lume import data as lume_data
+from lume.config import above_zero, at_least, between, one_of
+from lume.data.manifest import read_manifest
+from lume.errors import set_resume_note
+from lume.files import check_output_dir, write_json_atomic, write_jsonl_atomic
+from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
+from lume.metrics import final_score
+from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fingerprint
+from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
+from lume.stages.evaluation.membership_section import official_rows
+from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
+
+PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
+MIA_SETS = ("final", "validation")
+PARTS = ("generation", "mia", "mmlu")
+
+
+@dataclass
+class EvalConfig:
+    data_dir: str | None = None
+    source: str = "lume"  # lume | semeval-train | semeval-validation
+    docs_per_task: int | None = None  # per task and split; None = all (or the target's)
+    seed: int = 0
+    max_new_tokens: int = MAX_NEW_TOKENS
+    batch_size: int = BATCH_SIZE
+    early_exit: bool = True  # stop QA rows that can no longer match (scores unchanged)
+    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU)
+    vllm_memory: float = 0.5  # share of GPU memory vLLM may take; the transformers copy stays loaded
+    mia: bool = True  # a section runs unless a false field here bears its name
+    mia_set: str = "final"  # final | validation (the SemEval MIA files)
+    mmlu: bool = True
+    mmlu_dir: str | None = None  # default: DATA_DIR/mmlu
+    mmlu_limit: int | None = None  # questions per subject, seeded; None = all
+    mmlu_shots: int = 5
+    target_mmlu: float | None = None
+    bootstrap_resamples: int = RESAMPLES  # for the 95 % intervals; 0 = none
+    dtype: str | None = None  # every part in this dtype; None = the reference's per part (see part_dtypes)
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        one_of(self, "source", lume_data.SOURCES)
+        one_of(self, "backend", BACKENDS)
+        one_of(self, "mia_set", MIA_SETS)
+        one_of(self, "dtype", (None, *DTYPES, "auto"))
+        at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit")
+        at_least(self, 0, "mmlu_shots", "bootstrap_resamples")
+        between(self, 0, 1, "target_mmlu")
+        above_zero(self, "vllm_memory")
+        check_device(self.device)
+
+
+def part_dtypes(config: EvalConfig, device: str) -> dict[str, str]:
+    """The dtype each part loads the model in. On a GPU the reference's: generation and MIA in
+    bfloat16, MMLU (open-instruct) in the checkpoint's own dtype ("auto"); float32 on a CPU;
+    `config.dtype`, when set, for every part."""
+    if config.dtype is not None:
+        return dict.fromkeys(PARTS, config.dtype)
+    if device.startswith("cuda"):
+        return {"generation": "bfloat16", "mia": "bfloat16", "mmlu": "auto"}
+    return dict.fromkeys(PARTS, "float32")
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def result_files() -> tuple[str, ...]:
+    return (*(section.rows_file for section in SECTIONS), "summary.json")
+
+
+def _is_evaluation_folder(folder: Path) -> bool:
+    """Holds nothing but an earlier evaluation's files (whose caches are keyed, so reusable)."""
+    return all(entry.name in (*result_files(), "cache") or entry.name.startswith(".") for entry in folder.iterdir())
+
+
+def _open(model, config: EvalConfig, out_dir: Path) -> Evaluation:
+    """The model (in the first part's dtype), the data and the documents to evaluate: those the
+    target was trained on and held out (its manifest), else a seeded selection."""
+    device = config.device or default_device()
+    dtypes = part_dtypes(config, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtypes["generation"], device=device)
+    dataset = lume_data.load(config.data_dir, config.source)
+    manifest = read_manifest(loaded.path)
+    if manifest is not None and config.docs_per_task is None:
+        selection = manifest.selection(dataset.documents)
+    else:
+        selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
+    return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None)
+
+
+def _header(evaluation: Evaluation) -> dict:
+    """What was evaluated: the model and the data."""
+    loaded, dataset = evaluation.loaded, evaluation.dataset
+    return {"model": {"name": loaded.name, "path": str(loaded.path) if loaded.path else None,
+                      "fingerprint": loaded.fingerprint, "dtype": str(loaded.model.dtype),
+                      "device": str(loaded.model.device)},
+            "data": {"dir": str(dataset.data_dir), "source": evaluation.config.source,
+                     "fingerprint": dataset.fingerprint, "documents": len(evaluation.selection.chosen),
+                     "items": None, "target_manifest": evaluation.has_manifest}}
+
+
+def _final(summary: dict) -> float | None:
+    """The official final score: the mean of the task aggregate, the MIA score and MMLU."""
+    parts = {"task_aggregate": summary.get("task_aggregate"), "mia_score": summary.get("mia", {}).get("mia_score"),
+             "mmlu": summary.get("mmlu", {}).get("accuracy")}
+    return final_score(*parts.values()) if None not in parts.values() else None
+
+
+def _add_intervals(summary: dict, rows: dict[str, list[dict]], sections: list[Section], config: EvalConfig) -> None:
+    """95 % bootstrap intervals of every headline number, and the resampled values, for paired
+    comparisons between models (see `lume.metrics.uncertainty`)."""
+    if not config.bootstrap_resamples:
+        return
+    replicates = {}
+    for section in sections:
+        replicates.update(section.replicates(summary, rows[section.name], config.seed, config.bootstrap_resamples))
+    finals = [section.final_part for section in SECTIONS if section.final_part]
+    if all(name in replicates for name in finals):
+        replicates["final"] = sum(replicates[name] for name in finals) / len(finals)
+    mia_rows = official_rows(summary, rows.get("mia", []))
+    summary["intervals"] = {name: interval(values) for name, values in replicates.items()}
+    summary["bootstrap"] = {"seed": config.seed, "resamples": config.bootstrap_resamples, "confidence": CONFIDENCE,
+                            "units": units_fingerprint(rows.get("probes", []), mia_rows, rows.get("mmlu", [])),
+                            "replicates": {name: np.round(values, 6).tolist() for name, values in replicates.items()}}
+
+
+def _write_results(out_dir: Path, summary: dict, rows: dict[str, list[dict]], sections: list[Section]) -> None:
+    """Write this run's files and remove any an earlier run left that this one did not write,
+    so that the folder holds exactly this run's results (summary.json last: it marks completion)."""
+    written = {section.rows_file: section.saved_rows(rows[section.name]) for section in sections}
+    summary["files"] = [name for name, saved in written.items() if saved] + ["summary.json"]
+    for name in result_files()[:-1]:
+        if written.get(name):
+            write_jsonl_atomic(out_dir / name, written[name])
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    write_json_atomic(out_dir / "summary.json", summary)
+
+
+def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None, *,
+             overwrite: bool = False) -> dict:
+    """Evaluate a model with the LUME protocol; write OUT's files and return the summary.
+
+    OUT may hold an earlier evaluation (its keyed per-item caches are reused); anything else
+    there is refused unless `overwrite`.
+    """
+    config = config or EvalConfig()
+    out_dir = Path(out_dir)
+    inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
+    check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
+    (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
+    set_resume_note(f"interrupted: finished items are kept in {out_dir / 'cache'}; the same command resumes")
+    started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
+    evaluation = _open(model, config, out_dir)
+    header = _header(evaluation)  # the model as loaded for generation
+    sections = [cls() for cls in SECTIONS if getattr(config, cls.name, True)]
+    for section in sections:
+        step = time.time()
+        part, rows[section.name] = section.run(evaluation, evaluation.model_for(section))
+        summary.update(part)
+        summary["dtypes"][section.dtype_part] = str(evaluation.loaded.model.dtype)
+        timings[f"{section.name}_s"] = time.time() - step
+    header["data"]["items"] = len(rows.get("probes", []))
+    summary = {**header, **summary}
+    summary["final"] = _final(summary)
+    _add_intervals(summary, rows, sections, config)
+    timings["total_s"] = time.time() - started
+    summary.update(config=asdict(config), versions=_versions(), timings=timings)
+    _write_results(out_dir, summary, rows, sections)
+    set_resume_note(None)
+    return summary

@@ -1,0 +1,92 @@
+"""Membership inference: the loss attack's AUC and the MIA score (1 - 2|AUC - 0.5|), with
+zlib, Min-K% and Min-K%++ beside it.
+
+For a target lume built (it has a `lume_target.json`), members are the forget documents it
+was trained on and non-members the documents held out of its training: the official score.
+The SemEval MIA files are scored beside them, and are the official set for a model without a
+manifest (the released OLMo targets were trained on them).
+"""
+
+from __future__ import annotations
+
+from lume import data as lume_data
+from lume.metrics import MIA_ATTACKS, auc, mia_score
+from lume.metrics.mia import membership_attack_scores, membership_score
+from lume.metrics.uncertainty import mia_replicates
+from lume.models import LoadedModel
+from lume.progress import progress_bar
+from lume.stages.evaluation.sections import Evaluation, Section, number, register_section, with_interval
+
+SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the released OLMo targets, which were "
+                    "trained on them; this target was not")
+
+
+def _auc_report(rows: list[dict]) -> dict:
+    members = [r["member"] for r in rows]
+    report = {"members": sum(members), "non_members": len(rows) - sum(members)}
+    for attack in MIA_ATTACKS:
+        report[f"auc_{attack}"] = auc(members, [membership_score(attack, r) for r in rows])
+    report["mia_score"] = mia_score(report["auc_loss"])
+    return report
+
+
+def mia_set_label(mia: dict) -> str:
+    name = mia.get("set") or "SemEval"  # summaries from before the set was recorded used the SemEval files
+    return {"held-out": "trained forget docs vs held-out docs"}.get(name, f"{name} files")
+
+
+def official_rows(summary: dict, rows: list[dict]) -> list[dict]:
+    """The rows the official MIA score used."""
+    used = "held-out" if summary.get("mia", {}).get("set") == "held-out" else "semeval"
+    return [r for r in rows if r["set"] == used]
+
+
+def _documents(evaluation: Evaluation) -> list[dict]:
+    """The SemEval MIA files' documents and, for a lume target, its trained forget and held-out ones."""
+    config, selection = evaluation.config, evaluation.selection
+    official = lume_data.load_mia(evaluation.dataset.data_dir, validation=config.mia_set == "validation")
+    documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
+                  "member": d.member, "task": d.task, "text": d.text} for d in official]
+    labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
+    return documents + [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member, "task": d.task,
+                         "text": d.text} for d, member in labelled if selection.held_out]
+
+
+@register_section
+class Membership(Section):
+    name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", "mia_score"
+
+    def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
+        documents = _documents(evaluation)
+        key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set}
+        with evaluation.item_store(self, key) as store:
+            todo = [d for d in documents if d["id"] not in store]
+            with progress_bar("membership inference", len(todo), "docs", evaluation.config.progress) as advance:
+                membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in todo],
+                                         on_done=lambda i, scores: (store.add({**todo[i], **scores}), advance()))
+            rows = [store.results[d["id"]] for d in documents]
+        semeval = {**_auc_report([r for r in rows if r["set"] == "semeval"]),
+                   "set": f"semeval-{evaluation.config.mia_set}"}
+        held_out = [r for r in rows if r["set"] == "held-out"]
+        if not held_out:  # a released target: the SemEval files are its members and non-members
+            return {"mia": semeval}, rows
+        tasks = sorted({r["task"] for r in held_out})
+        official = {**_auc_report(held_out), "set": "held-out",
+                    "per_task": {task: _auc_report([r for r in held_out if r["task"] == task]) for task in tasks}}
+        return {"mia": official, "mia_semeval": {**semeval, "note": SEMEVAL_MIA_NOTE}}, rows
+
+    def replicates(self, summary, rows, seed, resamples):
+        return mia_replicates(official_rows(summary, rows), seed, resamples)
+
+    def table_rows(self, summary):
+        mia = summary["mia"]
+        rows = [("MIA score", f"AUC {mia['auc_loss']:.3f}, {mia_set_label(mia)}",
+                 with_interval(mia["mia_score"], summary, "mia_score"))]
+        if "mia_semeval" in summary:
+            semeval = summary["mia_semeval"]
+            rows.append(("MIA on SemEval files (not for this target)", f"AUC {semeval['auc_loss']:.3f}",
+                         number(semeval["mia_score"])))
+        return rows
+
+    def saved_rows(self, rows):
+        return [{k: v for k, v in r.items() if k != "text"} for r in rows]

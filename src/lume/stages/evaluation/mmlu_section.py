@@ -1,0 +1,41 @@
+"""MMLU k-shot accuracy (micro-averaged, per subject and category), and the 75 % rule against
+the target model's accuracy."""
+
+from __future__ import annotations
+
+from lume.data.mmlu import load_mmlu
+from lume.metrics import mmlu_flag
+from lume.metrics.mmlu import PROMPT_FORMAT, evaluate_mmlu, summarise_mmlu
+from lume.metrics.uncertainty import mmlu_replicates
+from lume.models import LoadedModel
+from lume.progress import progress_bar
+from lume.stages.evaluation.sections import Evaluation, Section, register_section, with_interval
+
+
+@register_section
+class MMLU(Section):
+    name, order, rows_file, dtype_part, final_part = "mmlu", 30, "mmlu.jsonl", "mmlu", "mmlu"
+
+    def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
+        config = evaluation.config
+        subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
+        total = sum(len(questions) for _, questions in subjects.values())
+        key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT}
+        with (evaluation.item_store(self, key) as store,
+              progress_bar("MMLU", total - len(store.results), "questions", config.progress) as advance):
+            rows = evaluate_mmlu(loaded.model, loaded.tokenizer, subjects, shots=config.mmlu_shots,
+                                 done=store.results.get, on_result=lambda row: (store.add(row), advance()))
+        summary = summarise_mmlu(rows)
+        return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "shots": config.mmlu_shots,
+                         "target_mmlu": config.target_mmlu,
+                         "below_threshold": mmlu_flag(summary["accuracy"], config.target_mmlu)}}, rows
+
+    def replicates(self, summary, rows, seed, resamples):
+        return mmlu_replicates(rows, seed, resamples)
+
+    def table_rows(self, summary):
+        mmlu = summary["mmlu"]
+        limit = mmlu["limit_per_subject"]
+        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "")
+        flag = " BELOW 75% OF TARGET" if mmlu["below_threshold"] else ""
+        return [("MMLU", note, with_interval(mmlu["accuracy"], summary, "mmlu") + flag)]

@@ -1,0 +1,52 @@
+"""The probes: sentence completions (regurgitation, ROUGE-L) and questions (knowledge, exact
+match) on the forget and retain documents; their 12 means and the task aggregate."""
+
+from __future__ import annotations
+
+from lume.inference import BackendOptions, open_backend
+from lume.metrics import AGGREGATE_ORDER, task_aggregate, task_means
+from lume.metrics.probes import score_records
+from lume.metrics.uncertainty import probe_replicates
+from lume.models import LoadedModel
+from lume.progress import progress_bar
+from lume.stages.evaluation.sections import Evaluation, Section, register_section, with_interval
+
+
+@register_section
+class Probes(Section):
+    name, order, rows_file, dtype_part, final_part = "probes", 10, "items.jsonl", "generation", "task_aggregate"
+
+    def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
+        config = evaluation.config
+        records = [r for d in evaluation.selection.chosen for r in d.records]
+        key = {"data": evaluation.dataset.fingerprint, "source": config.source, "backend": config.backend,
+               "max_new_tokens": config.max_new_tokens, "early_exit": config.early_exit}
+        with evaluation.item_store(self, key) as store:
+            todo = [r for r in records if r.id not in store]
+            if todo:
+                backend = open_backend(config.backend, loaded.model, loaded.tokenizer, loaded.path or loaded.name,
+                                       BackendOptions(config.batch_size, config.seed, config.vllm_memory))
+                with progress_bar("generating", len(todo), "items", config.progress) as advance:
+                    score_records(backend, todo, max_new_tokens=config.max_new_tokens, early_exit=config.early_exit,
+                                  on_item=lambda item: (store.add(item), advance()))
+            items = [store.results[r.id] for r in records]
+        return self.summary(items), items
+
+    @staticmethod
+    def summary(items: list[dict]) -> dict:
+        means = task_means(items)
+        return {"scores": {"/".join(key): means.get(key) for key in AGGREGATE_ORDER},
+                "task_aggregate": task_aggregate(means) if all(k in means for k in AGGREGATE_ORDER) else None,
+                "early_stopped_items": sum(item["stop"] == "early" for item in items),
+                "per_task": {f"{split}/{task}": {metric: means.get((split, task, metric))
+                                                 for metric in ("regurgitation", "knowledge")}
+                             for split, task, _ in AGGREGATE_ORDER[::2]}}
+
+    def present(self, summary):
+        return "scores" in summary
+
+    def replicates(self, summary, rows, seed, resamples):
+        return probe_replicates(rows, seed, resamples)
+
+    def table_rows(self, summary):
+        return [("task aggregate", "", with_interval(summary["task_aggregate"], summary, "task_aggregate"))]

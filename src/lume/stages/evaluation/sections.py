@@ -1,0 +1,104 @@
+"""An evaluation is a list of registered sections, each one part of the summary.
+
+The contract, for a new measure (one file `<name>_section.py` in this package; every such
+file is imported): a `Section` subclass decorated `@register_section`, with
+
+- `name` (an `EvalConfig` field of that name set to false skips it), `order` (sections run
+  in increasing order), `rows_file` (its per-item results in OUT), `dtype_part` (which of
+  `part_dtypes` the model is loaded in for it: generation, mia or mmlu);
+- `run(evaluation, loaded) -> (summary part, rows)`: its numbers (merged into `summary.json`)
+  and its per-item rows, from the model loaded in its part's dtype;
+  `evaluation.item_store(self, key)` gives a resumable per-item store;
+- `replicates(summary, rows, seed, resamples)`: bootstrap values of its numbers, for intervals
+  and paired differences (`lume.metrics.uncertainty`);
+- `table_rows(summary)`: (label, note, value) rows for the summary table and reports
+  (`present(summary)`: whether a summary holds the section's numbers);
+- `final_part`: the name of the number it gives the official final score (None: an extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from lume.files import ItemStore
+from lume.models import LoadedModel, load_model
+
+SECTIONS: list[type[Section]] = []
+
+
+def register_section(cls: type[Section]) -> type[Section]:
+    SECTIONS.append(cls)
+    SECTIONS.sort(key=lambda section: section.order)
+    return cls
+
+
+def number(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def with_interval(value, summary: dict, name: str) -> str:
+    """`0.650 [0.612, 0.688]`: the number and its 95 % bootstrap interval, when there is one."""
+    bounds = summary.get("intervals", {}).get(name)
+    return number(value) + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds and value is not None else "")
+
+
+class Section:
+    name: ClassVar[str]
+    order: ClassVar[int] = 100
+    rows_file: ClassVar[str]
+    dtype_part: ClassVar[str]
+    final_part: ClassVar[str | None] = None
+
+    def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
+        raise NotImplementedError
+
+    def replicates(self, summary: dict, rows: list[dict], seed: int, resamples: int) -> dict:
+        return {}
+
+    def table_rows(self, summary: dict) -> list[tuple[str, str, str]]:
+        return []
+
+    def present(self, summary: dict) -> bool:
+        """Whether the summary holds this section's numbers."""
+        return self.name in summary
+
+    def saved_rows(self, rows: list[dict]) -> list[dict]:
+        """The rows as written to `rows_file`."""
+        return rows
+
+
+@dataclass
+class Evaluation:
+    """What every section works from: the model (in the dtype its part needs), the data, the
+    documents evaluated, the settings and the output folder."""
+
+    config: object  # EvalConfig
+    model_argument: object  # what `evaluate` was given: a name, a folder or a LoadedModel
+    loaded: LoadedModel
+    dtypes: dict[str, str]
+    device: str
+    dataset: object  # lume.data.LumeData
+    selection: object  # lume.data.Selection
+    out_dir: Path
+    has_manifest: bool = False  # the documents are those a lume target was trained on and held out
+
+    def model_for(self, section: Section) -> LoadedModel:
+        """The model in the dtype of the section's part; reloaded (the old copy dropped first)
+        when it differs from the loaded one and the caller gave a name or folder."""
+        wanted = self.dtypes[section.dtype_part]
+        if isinstance(self.model_argument, LoadedModel) or wanted == self.loaded_dtype:
+            return self.loaded
+        self.loaded = None
+        self.loaded = load_model(self.model_argument, dtype=wanted, device=self.device)
+        self.loaded_dtype = wanted
+        return self.loaded
+
+    def __post_init__(self):
+        self.loaded_dtype = self.dtypes["generation"]
+
+    def item_store(self, section: Section, key: dict) -> ItemStore:
+        """The section's resumable per-item store, keyed on the model, its dtype and `key`."""
+        model = {"model": self.loaded.fingerprint, "dtype": str(self.loaded.model.dtype)}
+        return ItemStore(self.out_dir / "cache" / section.rows_file, {**model, **key})

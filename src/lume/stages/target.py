@@ -1,0 +1,200 @@
+"""`memorize`: fine-tune a base model until it has memorised LUME documents (a target model).
+
+Training sequences: each full document (sc `input`, then ` output`, then EOS; loss on every
+token) so that the model regurgitates, and each QA pair (`input`, then ` output`, then EOS;
+loss on the answer and EOS only) so that it answers and stops, which exact match requires.
+Held-out documents never reach the training data; the manifest `lume_target.json` records
+what was trained and what was held out, for membership inference later.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from lume import data as lume_data
+from lume.config import above_zero, at_least, merged, one_of
+from lume.data.manifest import TargetManifest
+from lume.data.records import Document
+from lume.errors import LumeError
+from lume.files import check_output_dir
+from lume.metrics import means_by
+from lume.metrics.probes import score_records, transformers_backend
+from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
+                         save_model)
+from lume.training import (Example, TrainingRun, TrainingSettings, collate, is_unfinished_run, make_accelerator,
+                           prompt_answer_example, train, with_lora, without_autocast)
+from lume.training.sampling import epoch_batch
+
+
+def _memorize_training() -> TrainingSettings:
+    return TrainingSettings(learning_rate=2e-4, scheduler="linear")  # linear decays to 0 at max_epochs
+
+
+@dataclass
+class MemorizeConfig:
+    base: str = DEFAULT_MODEL
+    data_dir: str | None = None
+    source: str = "lume"
+    docs_per_task: int | None = None  # per task and split; None = every document
+    held_out_per_task: int = 32  # never trained: non-members for membership inference (cheap: never trained)
+    max_epochs: int = 20
+    min_epochs: int = 1  # no memorisation check before this epoch (early checks are slow and futile)
+    target_regurgitation: float = 0.95  # stop once every split reaches both targets
+    target_knowledge: float = 0.9
+    group_by_length: bool = True  # batches of similar lengths (less padding, same examples per epoch)
+    # training.seed also picks the documents; training.save_every 0 = a checkpoint each epoch
+    training: TrainingSettings = field(default_factory=_memorize_training)
+    dtype: str | None = None
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        one_of(self, "source", lume_data.SOURCES)
+        one_of(self, "dtype", (None, *DTYPES))
+        at_least(self, 1, "docs_per_task", "max_epochs")
+        above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
+        # a memorisation target above 1 is never met: train for max_epochs
+        at_least(self, 0, "held_out_per_task", "min_epochs", "target_regurgitation", "target_knowledge")
+        check_device(self.device)
+
+
+PRESETS = {
+    # CPU demo: SmolLM2-135M on 2 documents per task and split (6 forget documents: the MIA's
+    # members), 16 held out per task (48 non-members: cheap, they are never trained on).
+    # A checkpoint every 2 epochs (20 steps) rather than every epoch: each is 1.6 GB to write.
+    "demo": MemorizeConfig(docs_per_task=2, held_out_per_task=16, max_epochs=10, min_epochs=6,
+                           training=TrainingSettings(learning_rate=3e-4, scheduler="linear", save_every=20)),
+    # For tests: the smallest target with every task, split and a held-out document.
+    "smoke": MemorizeConfig(docs_per_task=1, held_out_per_task=1, max_epochs=3, min_epochs=2,
+                            training=TrainingSettings(learning_rate=3e-4, scheduler="linear")),
+}
+
+
+def document_example(tokenizer, document: Document) -> Example:
+    """The whole document, loss on every token, split where the sc probe splits it."""
+    return prompt_answer_example(tokenizer, document.sc.input, document.sc.output, prompt_loss=True)
+
+
+def training_examples(tokenizer, documents: list[Document]) -> list[Example]:
+    examples = []
+    for document in documents:
+        examples.append(document_example(tokenizer, document))
+        examples += [prompt_answer_example(tokenizer, qa.input, qa.output) for qa in document.qa]
+    return examples
+
+
+def memorisation_scores(model, tokenizer, documents: list[Document]) -> dict[str, dict]:
+    """Mean regurgitation and knowledge per split on the given documents (the protocol's scores)."""
+    items = score_records(transformers_backend(model, tokenizer), [r for d in documents for r in d.records])
+    means = means_by(items, lambda item: (item["split"], item["metric"]), lambda item: item["score"])
+    scores: dict[str, dict] = {}
+    for (split, metric), value in means.items():
+        scores.setdefault(split, {})[metric] = value
+    return scores
+
+
+def _training_run(config: MemorizeConfig, examples: int, steps_per_epoch: int, data_fingerprint: str,
+                  documents: list[Document], mixed_precision: str) -> TrainingRun:
+    settings = replace(config.training, mixed_precision=mixed_precision,
+                       save_every=config.training.save_every or steps_per_epoch)
+    return TrainingRun(settings, steps_per_epoch * config.max_epochs,
+                       {"base": config.base, "base_fingerprint": model_fingerprint(config.base),
+                        "data": data_fingerprint, "documents": [d.doc_id for d in documents], "examples": examples})
+
+
+def _epoch_batches(examples: list, config: MemorizeConfig, steps_per_epoch: int, accelerator, pad_id: int):
+    """`step_loss` over seeded epoch shuffles; each process takes its share of every micro-step."""
+    training = config.training
+    micro_per_epoch = steps_per_epoch * training.gradient_accumulation
+    width = training.batch_size * accelerator.num_processes  # examples per micro-step, all processes
+    lengths = [len(e.input_ids) for e in examples]
+
+    def step_loss(model, micro_step: int):
+        chunk = epoch_batch(training.seed, micro_step, micro_per_epoch, lengths, width, config.group_by_length)
+        mine = chunk[accelerator.process_index::accelerator.num_processes]
+        batch = collate([examples[i] for i in mine], pad_id, accelerator.device)
+        loss = model(**batch).loss
+        return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+
+    return step_loss
+
+
+def _memorisation_check(model, tokenizer, documents: list[Document], config: MemorizeConfig, steps_per_epoch: int,
+                        accelerator, history: list[dict]):
+    """`after_step`: score the trained documents at the end of each epoch; stop once both targets are met."""
+    def after_step(step: int) -> str | None:
+        if step % steps_per_epoch or step // steps_per_epoch < config.min_epochs:
+            return None
+        inner = accelerator.unwrap_model(model)
+        inner.eval()
+        with without_autocast(inner):
+            scores = memorisation_scores(inner, tokenizer, documents)
+        inner.train()
+        history.append({"epoch": step // steps_per_epoch, "step": step, **scores})
+        accelerator.print(f"epoch {step // steps_per_epoch}: " + ", ".join(
+            f"{split} ROUGE-L {s['regurgitation']:.3f} EM {s['knowledge']:.3f}" for split, s in scores.items()))
+        met = all(s["regurgitation"] >= config.target_regurgitation and s["knowledge"] >= config.target_knowledge
+                  for s in scores.values())
+        return "target met" if met else None
+
+    return after_step
+
+
+def _save_target(model, tokenizer, out_dir: Path, config: MemorizeConfig, manifest: TargetManifest) -> None:
+    if config.training.lora_rank > 0:
+        model = model.merge_and_unload()
+    model.train(False)
+    save_model(model, tokenizer, out_dir)
+    manifest.write(out_dir)  # written last: its presence means the target is complete
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
+
+
+def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overwrite: bool = False) -> TargetManifest:
+    """Build a target model in OUT_DIR (model files + lume_target.json); resumable.
+
+    OUT_DIR must not hold the base model or other results (unless `overwrite`).
+    """
+    config = config or MemorizeConfig()
+    out_dir, training = Path(out_dir), config.training
+    dataset = lume_data.load(config.data_dir, config.source)
+    selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
+                                           training.seed)
+    if not selection.chosen:
+        raise LumeError("no documents selected for training")
+    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu")
+    example_count = sum(len(d.records) for d in selection.chosen)
+    steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
+                                                 * accelerator.num_processes))
+    run = _training_run(config, example_count, steps_per_epoch, dataset.fingerprint, selection.chosen,
+                        accelerator.mixed_precision)
+    check_output_dir(out_dir, inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
+                     what="target folder", resumable=lambda folder: is_unfinished_run(folder, run.key()))
+    loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
+    examples = training_examples(loaded.tokenizer, selection.chosen)
+    model, history = with_lora(loaded.model, training), []
+    result = train(model, run, _epoch_batches(examples, config, steps_per_epoch, accelerator,
+                                              loaded.tokenizer.pad_token_id),
+                   out_dir / "checkpoints", description="memorizing", show_progress=config.progress,
+                   accelerator=accelerator, after_step=_memorisation_check(
+                       model, loaded.tokenizer, selection.chosen, config, steps_per_epoch, accelerator, history))
+    stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
+    accelerator.print(f"stopped: {stopped}")
+    manifest = TargetManifest.from_selection(
+        selection, base_model=config.base, data_fingerprint=dataset.fingerprint,
+        settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},
+        result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
+                "tokens": result.tokens, "history": history, "losses": result.losses})
+    if accelerator.is_main_process:
+        _save_target(accelerator.unwrap_model(model), loaded.tokenizer, out_dir, config, manifest)
+    return manifest
+
+
+def preset(name: str, **overrides) -> MemorizeConfig:
+    """The preset's settings with `overrides` over them (None values ignored; `training` a
+    mapping of TrainingSettings fields over the preset's)."""
+    if name not in PRESETS:
+        raise LumeError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return merged(PRESETS[name], {k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,65 @@
+"""NPO, Negative Preference Optimisation (Zhang et al., 2024), as in protocol.md:
+
+    L = (2/β) · mean_F log(1 + (π_θ(y|x) / π_ref(y|x))^β)      [+ α · NLL_θ(R)  or  + α · KL on R]
+
+with log π summed over answer tokens. π_ref on the forget set is the starting model's and never
+changes, so it is computed once in `prepare` and no second copy of the model is kept.
+At π_θ = π_ref the loss is (2/β)·log 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from lume.stages.unlearning.methods.base import Method, nll, register, retain_kl, sequence_log_likelihood
+
+
+@dataclass
+class NPOSettings:
+    beta: float = 0.1
+    alpha: float = 1.0  # weight of the retain term (npo+gd, npo+kl)
+
+
+def npo_loss(log_likelihood, reference_log_likelihood, beta: float):
+    """(2/β) · mean log(1 + exp(β · (log π_θ − log π_ref)))."""
+    return 2 / beta * F.softplus(beta * (log_likelihood - reference_log_likelihood)).mean()
+
+
+@register
+class NPO(Method):
+    name = "npo"
+    Settings = NPOSettings
+
+    def prepare(self, context):
+        context.precomputed["npo_reference"] = context.forget_log_likelihoods()
+
+    def forget_term(self, context, forget):
+        log_likelihood, _ = sequence_log_likelihood(context.model, forget)
+        reference = context.precomputed["npo_reference"][forget["index"]]
+        return npo_loss(log_likelihood, reference, self.settings.beta)
+
+    def loss(self, context, forget, retain):
+        loss = self.forget_term(context, forget)
+        return loss, {"npo": loss.item()}
+
+
+@register
+class NPOGradientDifference(NPO):
+    name = "npo+gd"
+
+    def loss(self, context, forget, retain):
+        forget_term, retain_nll = self.forget_term(context, forget), nll(context.model, retain)
+        logs = {"npo": forget_term.item(), "retain_nll": retain_nll.item()}
+        return forget_term + self.settings.alpha * retain_nll, logs
+
+
+@register
+class NPOKL(NPO):
+    name = "npo+kl"
+    needs_reference_model = True
+
+    def loss(self, context, forget, retain):
+        forget_term, kl = self.forget_term(context, forget), retain_kl(context, retain)
+        return forget_term + self.settings.alpha * kl, {"npo": forget_term.item(), "retain_kl": kl.item()}

@@ -1,0 +1,222 @@
+"""`unlearn`: remove the forget set from a model with a registered method, keep the retain set.
+
+Forget and retain examples are every record's `input` then ` output` then EOS, with the loss
+on the answer (the continuation of an sc row, the answer of a QA row). Each step draws a
+forget batch and a retain batch independently, seeded by step and process, so processes of a
+distributed run see different examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from lume import data as lume_data
+from lume.config import above_zero, at_least, coerce_fields
+from lume.data import Record, read_records, warn_overlap
+from lume.data.manifest import MANIFEST_NAME, read_manifest
+from lume.errors import LumeError
+from lume.files import check_output_dir, refuse_overwriting_inputs, write_json_atomic
+from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
+from lume.stages.unlearning.methods import METHODS, Context
+from lume.training import (TrainingRun, TrainingSettings, collate, is_unfinished_run, make_accelerator,
+                           prompt_answer_example, train, with_lora)
+from lume.training.sampling import drawn_batches
+
+REPORT_NAME = "lume_unlearn.json"
+
+
+@dataclass
+class UnlearnConfig:
+    method: str = "npo"
+    method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
+    steps: int = 40
+    # batch_size: forget examples per step (and as many retain); seed: also the batch draws
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        at_least(self, 1, "steps")
+        above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
+        check_device(self.device)
+        self.method_settings = method_settings(self.method, self.method_settings)
+
+
+def method_settings(name: str, settings: dict | None) -> dict:
+    """The settings given for method `name`, each checked against its Settings field."""
+    if name not in METHODS:
+        raise LumeError(f"unknown method {name!r} (choose from {', '.join(sorted(METHODS))})")
+    return coerce_fields(METHODS[name].Settings, settings or {}, where="method_settings", source=f"method {name!r}")
+
+
+def build_method(name: str, settings: dict | None = None):
+    checked = method_settings(name, settings)  # refuses an unknown name first
+    return METHODS[name](METHODS[name].Settings(**checked))
+
+
+def read_split(path: str | Path, split: str) -> list[Record]:
+    """Records of a SemEval-style forget or retain set: a file, or a folder of .parquet/.jsonl files."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise LumeError(f"{path}: no .parquet or .jsonl files")
+    return [record for file in files for record in read_records(file, split)]
+
+
+def _fingerprint(records: list[Record]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.id}\0{record.input}\0{record.output}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list[Record], list[Record]]:
+    """The forget and retain records a target model was trained on (from its manifest)."""
+    manifest = read_manifest(model_dir)
+    if manifest is None:
+        raise LumeError(f"{model_dir}: no {MANIFEST_NAME}; give RETAIN and FORGET sets explicitly")
+    selection = manifest.selection(lume_data.load(data_dir).documents)
+    pick = lambda split: [r for d in selection.split(split) for r in d.records]  # noqa: E731
+    return pick("forget"), pick("retain")
+
+
+def draw_batch_indices(seed: int, micro_step: int, process_index: int, forget_pool: range, retain_size: int,
+                       batch_size: int) -> tuple[list[int], list[int]]:
+    """Forget and retain example indices for one micro-step of one process, drawn independently."""
+    forget, retain = drawn_batches(seed, micro_step, process_index, [forget_pool, range(retain_size)], batch_size)
+    return forget, retain
+
+
+def _examples(tokenizer, records: list[Record], split: str, context: int | None) -> list:
+    """Training examples of the records; one beyond the model's context is refused by name."""
+    examples = []
+    for record in records:
+        example = prompt_answer_example(tokenizer, record.input, record.output)
+        if context and len(example.input_ids) > context:
+            raise LumeError(f"{split} record {record.id!r} is {len(example.input_ids)} tokens long, beyond the "
+                            f"model's context of {context} tokens; shorten or drop it")
+        examples.append(example)
+    return examples
+
+
+def _training_run(config: UnlearnConfig, method, model_fingerprint: str, forget: list[Record],
+                  retain: list[Record], mixed_precision: str) -> TrainingRun:
+    return TrainingRun(replace(config.training, mixed_precision=mixed_precision), config.steps,
+                       {"method": config.method, "method_settings": asdict(method.settings),
+                        "model": model_fingerprint, "forget": _fingerprint(forget), "retain": _fingerprint(retain)})
+
+
+def _step_loss(method, context: Context, config: UnlearnConfig, forget_examples: list, retain_examples: list,
+               accelerator):
+    """The loss of one micro-step: independent forget and retain draws, then the method's loss."""
+    pad_id = context.tokenizer.pad_token_id
+
+    def batch_of(examples: list, indices: list[int]) -> dict:
+        batch = collate([examples[i] for i in indices], pad_id, accelerator.device)
+        batch["index"] = torch.tensor(indices, device=accelerator.device)
+        return batch
+
+    def step_loss(model, micro_step: int):
+        training = config.training
+        pool = method.forget_pool(micro_step // training.gradient_accumulation, config.steps, len(forget_examples))
+        forget_indices, retain_indices = draw_batch_indices(training.seed, micro_step, accelerator.process_index, pool,
+                                                            len(retain_examples), training.batch_size)
+        forget_batch = batch_of(forget_examples, forget_indices)
+        retain_batch = batch_of(retain_examples, retain_indices)
+        context.model = model
+        loss, logs = method.loss(context, forget_batch, retain_batch)
+        tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
+        return loss, {"loss": loss.item(), **logs, "tokens": tokens}
+
+    return step_loss
+
+
+def _save(final, tokenizer, out_dir: Path, config: UnlearnConfig, model_in: str | Path, report: dict) -> None:
+    if config.training.lora_rank > 0:
+        final.save_pretrained(out_dir / "adapter")  # for `lume merge`
+        final = final.merge_and_unload()
+    save_model(final, tokenizer, out_dir)
+    if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
+        shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
+
+
+def _prepared_model(loaded, method, settings: TrainingSettings, device):
+    """The model to train (with LoRA, with the method's parameters chosen) and a frozen reference."""
+    model = loaded.model.to(device)
+    reference_model = None
+    if method.needs_reference_model and settings.lora_rank == 0:
+        reference_model = copy.deepcopy(model).eval().requires_grad_(False)
+    model = with_lora(model, settings)
+    if settings.lora_rank == 0:
+        method.select_parameters(model)
+    return model, reference_model
+
+
+def _forget_and_retain(model_in, forget, retain, data_dir) -> tuple[list[Record], list[Record]]:
+    """The given sets, else those of the target's manifest; both non-empty, overlap warned of."""
+    if forget is None or retain is None:
+        forget, retain = manifest_records(Path(model_in), data_dir)
+    if not forget or not retain:
+        raise LumeError("the forget and retain sets must both be non-empty")
+    warn_overlap(forget, retain)
+    return forget, retain
+
+
+def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, result, started: float,
+            device) -> dict:
+    return {"method": config.method, "method_settings": asdict(method.settings), "config": asdict(config),
+            "model_in": str(model_in), "model_in_fingerprint": loaded.fingerprint,
+            "forget": {"records": len(forget), "fingerprint": _fingerprint(forget)},
+            "retain": {"records": len(retain), "fingerprint": _fingerprint(retain)},
+            "steps": result.steps, "losses": result.losses, "seconds": time.time() - started,
+            "train_seconds": result.seconds, "tokens": result.tokens,
+            "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
+            "peak_memory_mb": result.peak_memory_mb, "device": str(device)}
+
+
+def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
+            forget: list[Record] | None = None, retain: list[Record] | None = None,
+            data_dir: str | None = None, overwrite: bool = False) -> dict:
+    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
+
+    OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
+    of the same settings there is resumed from its last checkpoint.
+    """
+    config = config or UnlearnConfig()
+    out_dir, training = Path(out_dir), config.training
+    method = build_method(config.method, config.method_settings)
+    refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
+    forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
+    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu")
+    run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
+    check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
+                     resumable=lambda folder: is_unfinished_run(folder, run.key()))
+    loaded = load_model(model_in, dtype="float32", device="cpu")
+    tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
+    forget_examples = _examples(tokenizer, forget, "forget", context_size)
+    retain_examples = _examples(tokenizer, retain, "retain", context_size)
+    model, reference_model = _prepared_model(loaded, method, run.settings, accelerator.device)
+    context = Context(model, tokenizer, forget_examples,
+                      lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
+                      reference_model=reference_model, batch_size=training.batch_size, autocast=accelerator.autocast)
+    with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
+        method.prepare(context)
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
+    started = time.time()
+    result = train(model, run, _step_loss(method, context, config, forget_examples, retain_examples, accelerator),
+                   out_dir / "checkpoints", description=f"unlearning ({config.method})",
+                   show_progress=config.progress, accelerator=accelerator)
+    report = _report(config, method, model_in, loaded, forget, retain, result, started, accelerator.device)
+    if accelerator.is_main_process:
+        _save(accelerator.unwrap_model(model), tokenizer, out_dir, config, model_in, report)
+    return report

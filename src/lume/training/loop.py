@@ -1,0 +1,250 @@
+"""The training loop shared by target building, unlearning and relearning: accelerate, checkpoints, resume.
+
+It runs anything that turns a step number into a loss. accelerate supplies devices, mixed
+precision and multi-process runs (`accelerate launch` with DDP, DeepSpeed or FSDP); the loop
+adds what a long unlearning run needs: progress with loss and tokens/s, a checkpoint every
+`save_every` steps, resume from the last checkpoint when the settings match,
+and a clean stop on a NaN or infinite loss that keeps the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lume.errors import LumeError, set_resume_note
+from lume.files import write_json_atomic
+from lume.progress import progress_bar
+from lume.training.settings import TrainingRun, TrainingSettings
+
+
+@contextmanager
+def without_autocast(model):
+    """The model without accelerate's mixed-precision wrapper for a while: scoring in the middle
+    of training (memorisation checks) sees the precision evaluation uses."""
+    original = model.__dict__.get("_original_forward")
+    if original is None:
+        yield model
+        return
+    wrapped = model.__dict__["forward"]
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapped
+
+
+def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
+    """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed."""
+    from accelerate import Accelerator
+
+    try:
+        return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu)
+    except ValueError as error:
+        if "already been initialized" not in str(error):
+            raise
+        raise LumeError("this process already trained with another mixed-precision or device setting; accelerate "
+                        f"allows one per process (asked for mixed_precision={mixed_precision!r}, cpu={cpu})") from None
+
+
+def with_lora(model, settings: TrainingSettings):
+    """Wrap the model in a LoRA adapter on all linear layers when `lora_rank` > 0."""
+    if settings.lora_rank <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, target_modules="all-linear",
+                        lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[dict]
+    seconds: float
+    tokens: int
+    stopped: str  # "max_steps" or whatever `after_step` returned
+    peak_memory_mb: float | None
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    except ImportError:
+        return None
+
+
+STATE_NAME = "lume_state.json"
+
+
+def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
+    """Complete checkpoints, oldest first: (step, folder, state).
+
+    Each checkpoint is its own folder `step-NNNNNNNN`; its state file is written last, so a
+    folder without one was cut off mid-save and is ignored.
+    """
+    found = []
+    for folder in sorted(checkpoint_dir.glob("step-*")) if checkpoint_dir.is_dir() else []:
+        try:
+            state = json.loads((folder / STATE_NAME).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        found.append((state["step"], folder, state))
+    return found
+
+
+def is_unfinished_run(out_dir: Path, key: str) -> bool:
+    """OUT holds nothing but checkpoints of a run with this settings key (so resuming is safe)."""
+    if any(entry.name != "checkpoints" for entry in out_dir.iterdir()):
+        return False
+    saved = saved_checkpoints(out_dir / "checkpoints")
+    return not saved or saved[-1][2]["key"] == key
+
+
+def _kept_note(checkpoint_dir: Path, save_every: int) -> str:
+    saved = saved_checkpoints(checkpoint_dir)
+    if saved:
+        return (f"the last checkpoint (finite weights) is step {saved[-1][0]} in {checkpoint_dir}; "
+                "a rerun resumes from it")
+    if not save_every:
+        return "no checkpoint was kept (checkpoints are off: save every 0 steps); a rerun starts over"
+    return "no checkpoint was saved yet; a rerun starts over"
+
+
+class _Checkpoints:
+    """Crash-safe checkpoints: write a new step folder, mark it complete, then drop older ones.
+
+    A kill at any point leaves the last complete checkpoint intact and findable.
+    """
+
+    def __init__(self, accelerator, checkpoint_dir: Path, run: TrainingRun, trainable: list):
+        self.accelerator, self.dir, self.run, self.trainable = accelerator, checkpoint_dir, run, trainable
+
+    def resume(self) -> dict | None:
+        saved = saved_checkpoints(self.dir)
+        if not saved or saved[-1][2]["key"] != self.run.key():
+            return None
+        step, folder, state = saved[-1]
+        self.accelerator.load_state(str(folder / "accelerate"))
+        self.accelerator.print(f"resuming from step {step} ({self.dir})")
+        return state
+
+    def stop(self, reason: str) -> LumeError:
+        return LumeError(f"{reason}; stopped. {_kept_note(self.dir, self.run.settings.save_every)} "
+                         "(lower the learning rate?)")
+
+    def save(self, state: dict) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in self.trainable):
+            raise self.stop(f"the weights became non-finite at step {state['step']}")
+        self.accelerator.wait_for_everyone()
+        folder = self.dir / f"step-{state['step']:08d}"
+        self.accelerator.save_state(str(folder / "accelerate"))
+        if self.accelerator.is_main_process:
+            write_json_atomic(folder / STATE_NAME, {"key": self.run.key(), **state})
+            for _, older, _ in saved_checkpoints(self.dir)[:-1]:
+                shutil.rmtree(older, ignore_errors=True)
+            for partial in self.dir.glob("step-*"):
+                if not (partial / STATE_NAME).is_file():
+                    shutil.rmtree(partial, ignore_errors=True)
+        set_resume_note(f"interrupted: {_kept_note(self.dir, self.run.settings.save_every)}")
+
+
+def _prepared(model, run: TrainingRun, accelerator):
+    """The model, optimiser and scheduler after accelerate's prepare, and the trainable weights."""
+    from transformers import get_scheduler
+
+    settings = run.settings
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if settings.lora_rank > 0:
+            model.enable_input_require_grads()
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
+                              num_training_steps=run.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return model, optimizer, scheduler, trainable
+
+
+class _Stepper:
+    """One optimiser step: the micro-steps' losses (accumulated by accelerate), clipping, update."""
+
+    def __init__(self, model, run: TrainingRun, accelerator, step_loss, checkpoints):
+        self.settings, self.accelerator, self.step_loss = run.settings, accelerator, step_loss
+        self.model, self.optimizer, self.scheduler, self.trainable = _prepared(model, run, accelerator)
+        self.checkpoints = checkpoints(self.trainable)
+
+    def __call__(self, step: int) -> tuple[dict, int]:
+        """Run optimiser step `step`; return its mean logs and the tokens it processed."""
+        logs, tokens, accumulation = {}, 0, self.settings.gradient_accumulation
+        for micro in range(accumulation):
+            with self.accelerator.accumulate(self.model):
+                loss, micro_logs = self.step_loss(self.model, step * accumulation + micro)
+                if not math.isfinite(loss.item()):
+                    raise self.checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
+                self.accelerator.backward(loss)
+                if self.accelerator.sync_gradients and self.settings.max_grad_norm:
+                    self.accelerator.clip_grad_norm_(self.trainable, self.settings.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+            tokens += int(micro_logs.pop("tokens", 0))
+            for name, value in micro_logs.items():
+                logs[name] = logs.get(name, 0.0) + float(value) / accumulation
+        return logs, tokens
+
+
+def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
+          checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
+          description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
+    """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
+
+    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
+    `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`;
+    time and tokens count every segment of a resumed run.
+    """
+    from accelerate.utils import set_seed
+
+    settings = run.settings
+    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation)
+    set_seed(settings.seed)
+    stepper = _Stepper(model, run, accelerator, step_loss,
+                       lambda trainable: _Checkpoints(accelerator, checkpoint_dir, run, trainable))
+    state = stepper.checkpoints.resume() or {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
+    start, losses, tokens = state["step"], state["losses"], state.get("tokens", 0)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    set_resume_note(f"interrupted: {_kept_note(checkpoint_dir, settings.save_every)}")
+    started, stopped = time.time() - state.get("seconds", 0.0), "max_steps"
+    with progress_bar(description, run.max_steps - start, "steps",
+                      show_progress and accelerator.is_main_process) as advance:
+        for step in range(start, run.max_steps):
+            logs, step_tokens = stepper(step)
+            tokens += step_tokens
+            losses.append({"step": step + 1, **logs})
+            elapsed = time.time() - started
+            advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {tokens / max(elapsed, 1e-9):.0f} tok/s")
+            if settings.save_every and (step + 1) % settings.save_every == 0:
+                stepper.checkpoints.save({"step": step + 1, "losses": losses, "seconds": elapsed, "tokens": tokens})
+            stopped = after_step(step + 1) or stopped
+            if stopped != "max_steps":
+                break
+    set_resume_note(None)
+    # accelerate wrapped `forward` in autocast in place; scoring after training must see the
+    # model in its own precision, as evaluation does, so the wrapper comes off here.
+    accelerator.unwrap_model(stepper.model, keep_fp32_wrapper=False)
+    return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
+                       _peak_memory_mb(accelerator.device))

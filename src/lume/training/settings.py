@@ -1,0 +1,51 @@
+"""How a stage trains: one settings type, nested as `training` in the configs of target
+building, unlearning and the relearning attack, so each field is set the same way everywhere
+(Python, YAML `training:`, CLI flags or `--setting training.NAME=VALUE`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from lume.config import at_least, one_of
+
+MIXED_PRECISION = ("bf16", "fp16", "no")
+
+
+@dataclass
+class TrainingSettings:
+    batch_size: int = 4  # examples per micro-step and process (unlearning: forget ones, and as many retain)
+    learning_rate: float = 5e-5
+    scheduler: str = "constant"  # any transformers scheduler name: linear, cosine, constant ...
+    warmup_steps: int = 0
+    weight_decay: float = 0.0  # AdamW's
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = none
+    gradient_accumulation: int = 1
+    lora_rank: int = 0  # 0 = full fine-tuning
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "bf16"  # bf16 autocast (on a CPU too: about 2x faster there), fp16, or "no"
+    seed: int = 0
+    save_every: int = 0  # checkpoint every N optimiser steps, to resume an interrupted run; 0 = none
+
+    def __post_init__(self):
+        at_least(self, 1, "batch_size", "gradient_accumulation")
+        at_least(self, 0, "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_rank", "save_every")
+        one_of(self, "mixed_precision", MIXED_PRECISION)
+
+
+@dataclass
+class TrainingRun:
+    """One run of the loop: its settings, its length, and what else decides its weights
+    (method, input model, data), which together key its checkpoints."""
+
+    settings: TrainingSettings
+    max_steps: int
+    identity: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        """What decides the trained weights (how often checkpoints are saved does not)."""
+        decisive = {**asdict(self.settings), "save_every": None, "max_steps": self.max_steps,
+                    "identity": self.identity}
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,57 @@
+"""The layer picture of docs/architecture.md holds: every lume import points upwards or
+sideways, and none hides inside a function (outside the CLI, which defers its imports so that
+`lume --help` starts fast)."""
+
+import ast
+from pathlib import Path
+
+import lume
+
+RANK = {"errors": 0, "config": 0, "files": 0, "progress": 0, "data": 1, "models": 2, "inference": 3, "training": 4,
+        "metrics": 5, "stages": 6, "reports": 7, "pipeline": 8, "cli": 9, "__main__": 9, "__init__": 0}
+ROOT = Path(lume.__file__).parent
+
+
+def _layer(module_path: Path) -> str:
+    return module_path.relative_to(ROOT).parts[0].removesuffix(".py")
+
+
+def _lume_imports(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lume."):
+            yield node, node.module.split(".")[1]
+        elif isinstance(node, ast.ImportFrom) and node.module == "lume":
+            for alias in node.names:
+                yield node, alias.name
+
+
+def test_every_module_has_a_layer():
+    assert {_layer(path) for path in ROOT.rglob("*.py")} <= set(RANK)
+
+
+def test_no_upward_imports():
+    upward = []
+    for path in ROOT.rglob("*.py"):
+        for node, imported in _lume_imports(ast.parse(path.read_text())):
+            if RANK[imported] > RANK[_layer(path)]:
+                upward.append(f"{path.relative_to(ROOT)}:{node.lineno} imports lume.{imported}")
+    assert not upward, upward
+
+
+def test_no_lume_import_hides_in_a_function_outside_the_cli():
+    hidden = []
+    for path in ROOT.rglob("*.py"):
+        if _layer(path) == "cli":
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hidden += [f"{path.relative_to(ROOT)}:{node.lineno}" for node, _ in _lume_imports(function)]
+    assert not hidden, hidden
+
+
+def test_no_function_is_over_50_lines():
+    long = [f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in ROOT.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50]
+    assert not long, long
