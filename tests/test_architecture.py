@@ -55,3 +55,8 @@ def test_no_function_is_over_50_lines():
             for path in ROOT.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50]
     assert not long, long
+
+
+def test_every_package_folder_has_an_init_so_a_regular_install_ships_it():
+    folders = {path.parent for path in ROOT.rglob("*.py") if "__pycache__" not in path.parts}
+    assert not [str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()]

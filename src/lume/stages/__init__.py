@@ -1,0 +1,2 @@
+"""The pipeline's stages, each on the layers above it: building a target (`target`),
+unlearning (`unlearning`), evaluation (`evaluation`) and robustness attacks (`attacks`)."""
