@@ -62,3 +62,12 @@ def test_the_cli_reaches_every_training_setting_and_keeps_the_dataclass_defaults
     demo = configured(preset("demo"), {"batch_size": 2}, [])
     assert demo.training.batch_size == 2 and demo.training.learning_rate == preset("demo").training.learning_rate
     assert configured(MemorizeConfig(), {}, []) == MemorizeConfig()
+
+
+@pytest.mark.parametrize("name", ["lume-olmo-1b", "lume-olmo-7b"])
+def test_the_released_target_configs_run_the_four_baselines(name):
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
+    assert config.target.model == name and [m["method"] for m in config.methods] == ["ga", "gd", "kl", "npo"]
+    assert config.evaluation == {"mia_set": "final"}

@@ -113,7 +113,8 @@ def data_fetch(target: Annotated[Optional[Path], typer.Option(help="Folder to fi
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Annotated[str, typer.Argument(help="Model folder, hub id, .gguf file, or smollm2-135m")],
+    model: Annotated[str, typer.Argument(
+        help="Model folder, hub id, .gguf file, or a built-in: smollm2-135m, lume-olmo-1b, lume-olmo-7b")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumes if it exists)")] = Path("runs/eval"),
     data_dir: DataDir = None,
     source: Annotated[Optional[str], typer.Option(help="lume, semeval-train or semeval-validation")] = None,

@@ -24,7 +24,7 @@ from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
-from lume.models import model_fingerprint
+from lume.models import model_fingerprint, resolve_model_path
 from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
@@ -34,7 +34,7 @@ from lume.stages.unlearning import REPORT_NAME, UnlearnConfig, unlearn
 
 @dataclass
 class TargetConfig:
-    model: str | None = None  # an existing target folder; else one is built with `memorize`
+    model: str | None = None  # an existing target folder or lume-olmo-7b / -1b; else one is built
     preset: str | None = "demo"
     memorize: dict = field(default_factory=dict)  # MemorizeConfig fields over the preset
 
@@ -125,8 +125,9 @@ def method_label(spec: dict) -> str:
 
 def build_target(config: RunConfig) -> Path:
     """The target folder: given, or built once per settings, base model and data (cached by them)."""
-    if config.target.model:
-        return Path(config.target.model)
+    if config.target.model:  # a folder, or a released target's name (downloaded into the cache)
+        source = resolve_model_path(config.target.model)[1]
+        return source if isinstance(source, Path) else Path(config.target.model)
     overrides = {**config.target.memorize, "data_dir": config.data_dir}
     settings = (preset(config.target.preset, **overrides) if config.target.preset
                 else merged(MemorizeConfig(), overrides))
@@ -174,16 +175,25 @@ def _evaluated(steps: Steps, model: Path, label: str, folder: Path, evaluation: 
     return evaluate(model, folder, config, overwrite=state == "redo")
 
 
+def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
+    """A lume target's sets come from its manifest (None here); a released target unlearns the
+    data source's whole forget set and keeps its retain set."""
+    if (target / MANIFEST_NAME).is_file():
+        return None, None
+    return ([r for r in dataset.records if r.split == "forget"], [r for r in dataset.records if r.split == "retain"])
+
+
 def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
-               data_fingerprint: str) -> None:
+               dataset) -> None:
     settings = merged(UnlearnConfig(method=spec["method"]), {k: v for k, v in spec.items() if k != "name"})
-    key = {"target": model_fingerprint(target), "data": data_fingerprint,
+    key = {"target": model_fingerprint(target), "data": dataset.fingerprint,
            "settings": {**dataclasses.asdict(settings), "progress": None}}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done":
         return
     print(f"{label}: unlearning")
-    unlearn(target, folder, settings, data_dir=data_dir, overwrite=state == "redo")
+    forget, retain = _unlearning_sets(target, dataset)
+    unlearn(target, folder, settings, forget=forget, retain=retain, data_dir=data_dir, overwrite=state == "redo")
 
 
 def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
@@ -203,14 +213,14 @@ def run(config: RunConfig) -> Path:
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")
     steps = Steps(out)
-    data_fingerprint = lume_data.load(config.data_dir).fingerprint  # the data every method unlearns from
+    dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
     target_summary = _evaluated(steps, target, "target", out / "eval" / "target", evaluation)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
-        _unlearned(steps, target, spec, label, model_dir, config.data_dir, data_fingerprint)
+        _unlearned(steps, target, spec, label, model_dir, config.data_dir, dataset)
         _evaluated(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
         if config.attacks:
             _attacked(steps, config, target, model_dir, label, out / "attacks" / label)

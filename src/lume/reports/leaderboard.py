@@ -6,18 +6,19 @@ from __future__ import annotations
 from lume.metrics import AGGREGATE_ORDER
 from lume.metrics.aggregate import MMLU_THRESHOLD
 from lume.metrics.uncertainty import paired_difference
+from lume.models.released import RELEASED
 from lume.reports import mia_set_label, number, with_interval
 from lume.stages.evaluation import SECTIONS
 
-# LUME / SemEval-2025 Task 4 paper, OLMo-7B target, final protocol (published, not ours).
-PUBLISHED_OLMO_7B = [
-    ("Gradient Ascent", 0.394, 0.0, 0.912, 0.269, True),
-    ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
-    ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
-    ("NPO", 0.188, 0.021, 0.080, 0.463, False),
-    ("best team, 7B (sequential GD on chunks)", 0.706, 0.827, 0.847, 0.443, False),
-    ("best team, 1B", 0.688, 0.964, 0.857, 0.242, False),
-]
+# LUME / SemEval-2025 Task 4 paper, final protocol (published, not ours), per released target.
+PUBLISHED = {
+    "7B": [("Gradient Ascent", 0.394, 0.0, 0.912, 0.269, True),
+           ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
+           ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
+           ("NPO", 0.188, 0.021, 0.080, 0.463, False),
+           ("best team, 7B (sequential GD on chunks)", 0.706, 0.827, 0.847, 0.443, False)],
+    "1B": [("best team, 1B", 0.688, 0.964, 0.857, 0.242, False)],
+}
 SHORT_NAMES = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
 
 
@@ -133,6 +134,20 @@ def extra_sections(models: list[dict]) -> list[str]:
     return ["", "## Extra measures (not in the final score)", ""] + markdown_table(header, rows)
 
 
+def published(models: list[dict]) -> list[str]:
+    """The paper's numbers for the released target evaluated here (labelled as published), or,
+    for a target lume built, the 7B ones for scale."""
+    sizes = [RELEASED[m["summary"]["model"]["name"]].size for m in models if m["summary"]["model"]["name"] in RELEASED]
+    if sizes:
+        title = f"## Published numbers for this target (OLMo-{sizes[0]}, from the LUME paper; not computed here)"
+    else:
+        title = "## Published numbers (OLMo-7B target, from the LUME paper; a different target, for scale)"
+    rows = [[name, f"{final:.3f}", f"{aggregate:.3f}", f"{mia_value:.3f}",
+             f"{mmlu:.3f}{' (below threshold)' if below else ''}"]
+            for name, final, aggregate, mia_value, mmlu, below in PUBLISHED[sizes[0] if sizes else "7B"]]
+    return ["", title, ""] + markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"], rows)
+
+
 def markdown(models: list[dict]) -> str:
     target = next((m for m in models if m["label"] == "target"), None)
     first = models[0]["summary"]
@@ -153,9 +168,5 @@ def markdown(models: list[dict]) -> str:
               "match). Forget numbers should fall, retain numbers stay.", ""]
     lines += task_numbers(models) + differences(models, target) + membership_finding(models, target)
     lines += semeval_mia(models) + extra_sections(models)
-    lines += ["", "## Published numbers (OLMo-7B target, from the LUME paper; not computed here)", ""]
-    lines += markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"],
-                    [[name, f"{final:.3f}", f"{aggregate:.3f}", f"{mia_value:.3f}",
-                      f"{mmlu:.3f}{' (below threshold)' if below else ''}"]
-                     for name, final, aggregate, mia_value, mmlu, below in PUBLISHED_OLMO_7B])
+    lines += published(models)
     return "\n".join(lines) + "\n"
