@@ -49,7 +49,8 @@ class FakeHub:
             return httpx2.Response(200, json={"id": repo, "sha": commit(repo), "siblings": [
                 {"rfilename": f, "size": len(b)} for f, b in files.items()]}, request=request)
         body = files[resolve.group(2)]
-        headers = {"X-Repo-Commit": commit(repo), "ETag": f'"etag-{resolve.group(2)}"', "Content-Length": str(len(body))}
+        headers = {"X-Repo-Commit": commit(repo), "ETag": f'"etag-{resolve.group(2)}"',
+                   "Content-Length": str(len(body))}
         return httpx2.Response(200, headers=headers, content=b"" if request.method == "HEAD" else body,
                                request=request)
 
