@@ -89,13 +89,17 @@ def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Doc
 
 
 def quantize_weights(model, bits: int):
-    """Round every linear weight to `bits` bits, symmetric per output channel, in place."""
+    """Round every linear weight to `bits` bits, symmetric per output channel, in place
+    (GPT-2's Conv1D layers too, whose weights are stored transposed)."""
+    from transformers.pytorch_utils import Conv1D
+
     levels = 2 ** (bits - 1) - 1
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
+            if isinstance(module, (torch.nn.Linear, Conv1D)):
                 weight = module.weight
-                scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / levels
+                input_dim = 1 if isinstance(module, torch.nn.Linear) else 0
+                scale = weight.abs().amax(dim=input_dim, keepdim=True).clamp(min=1e-12) / levels
                 weight.copy_((weight / scale).round().clamp(-levels, levels) * scale)
     return model
 

@@ -4,6 +4,8 @@
 
 h^ℓ is the output of decoder layer ℓ, u a fixed random unit vector, c its scale. Only the MLPs
 of layers ℓ−2..ℓ are trained (the paper's choice), so everything above ℓ is left as it was.
+The decoder layers and their MLPs are found from the model's structure (Llama's `layers.N.mlp`,
+GPT-2's `h.N.mlp`, ...), not from one architecture's names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,24 @@ class RMUSettings:
     steering_coefficient: float = 6.5  # c
     alpha: float = 1200.0  # retain weight
     seed: int = 0
+
+
+def decoder_layers(model) -> list[tuple[str, torch.nn.Module]]:
+    """(name, module) of each decoder layer: the model's list with one block per hidden layer."""
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return [(f"{name}.{index}", layer) for index, layer in enumerate(module)]
+    raise LumeError(f"rmu: cannot find the {count} decoder layers of {type(model).__name__}")
+
+
+def mlp_prefix(layer_name: str, layer: torch.nn.Module) -> str:
+    """The parameter-name prefix of a decoder layer's MLP block."""
+    for child_name, _ in layer.named_children():
+        if any(key in child_name.lower() for key in ("mlp", "feed_forward", "ffn")):
+            return f"{layer_name}.{child_name}."
+    raise LumeError(f"rmu: decoder layer {layer_name} ({type(layer).__name__}) has no MLP block "
+                    "(a child named mlp, feed_forward or ffn); RMU cannot apply to this model")
 
 
 def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
@@ -44,10 +64,10 @@ class RMU(Method):
         count = model.config.num_hidden_layers
         if not 0 <= self.settings.layer < count:
             raise LumeError(f"rmu: layer {self.settings.layer} does not exist (the model has {count} layers)")
-        layers = range(max(0, self.settings.layer - 2), self.settings.layer + 1)
-        wanted = tuple(f"layers.{i}.mlp." for i in layers)
+        blocks = decoder_layers(model)[max(0, self.settings.layer - 2):self.settings.layer + 1]
+        wanted = tuple(mlp_prefix(name, layer) for name, layer in blocks)
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = any(w in name for w in wanted)
+            parameter.requires_grad = name.startswith(wanted)
 
     def prepare(self, context):
         hidden = context.model.config.hidden_size
