@@ -30,7 +30,9 @@ def grouped_logits(model, batch: dict) -> torch.Tensor:
     input_ids, mask = batch["input_ids"], batch["attention_mask"]
     lengths = mask.sum(-1).tolist()
     groups = length_groups(lengths)
-    if len(groups) == 1:
+    # Processes of a distributed run must run the same number of forwards (DDP and FSDP
+    # synchronise in each), and their batches differ: one padded forward there.
+    if len(groups) == 1 or _distributed():
         return model(input_ids=input_ids, attention_mask=mask).logits
     parts = []
     for rows in groups:
@@ -39,6 +41,11 @@ def grouped_logits(model, batch: dict) -> torch.Tensor:
         parts.append(torch.nn.functional.pad(part, (0, 0, 0, input_ids.shape[1] - width)))
     order = torch.tensor([row for rows in groups for row in rows], device=input_ids.device)
     return torch.cat(parts)[torch.argsort(order)]
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
 
 
 @torch.inference_mode()

@@ -1,0 +1,46 @@
+"""Several processes through accelerate, on this CPU: `torchrun --nproc_per_node 2` over gloo."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.ddp_worker import digest
+
+
+@pytest.fixture(scope="module")
+def split_files(tmp_path_factory, data_dir):
+    from lume import data
+
+    folder = tmp_path_factory.mktemp("sets")
+    documents = data.load(data_dir).documents
+    for split in ("forget", "retain"):
+        rows = [r for d in [d for d in documents if d.split == split][:3] for r in d.records]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(
+            {"id": r.id, "input": r.input, "output": r.output, "task": r.task, "split": split}) + "\n" for r in rows))
+    return folder / "forget.jsonl", folder / "retain.jsonl"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["npo+gd", "simnpo"])
+def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, split_files, method):
+    from lume.models import load_model
+
+    out = tmp_path / "run" / "out"
+    out.parent.mkdir()
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).parent / "ddp_worker.py"),
+                             str(tiny_model_dir), *map(str, split_files), str(out), method],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [(out.parent / f"rank-{rank}.txt").read_text() for rank in (0, 1)]
+    assert ranks[0] == ranks[1]  # DDP kept the two processes' weights identical
+    saved = load_model(out, dtype="float32", device="cpu").model
+    assert digest(saved.state_dict()) == ranks[0]  # the folder holds exactly the trained weights
+    before = load_model(tiny_model_dir, dtype="float32", device="cpu").model
+    assert not torch.equal(before.lm_head.weight, saved.lm_head.weight)
+    report = json.loads((out / "lume_unlearn.json").read_text())
+    assert report["steps"] == 3
