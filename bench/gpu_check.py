@@ -112,11 +112,12 @@ def main() -> None:
     model = random_llama(tokenizer, *shape).to(args.device, dtype).eval()
     results = {"device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
                "dtype": str(dtype)}
-    generation = check_generation(model, tokenizer, prompts, 16 if args.small else 128)
+    generation = check_generation(model, tokenizer, prompts, 16 if args.small else 128)  # new tokens
     folder = args.out / "model"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    results["vllm"] = check_vllm(folder, model, tokenizer, prompts, 16 if args.small else 128, generation.pop("batched"))
+    new_tokens = 16 if args.small else 128
+    results["vllm"] = check_vllm(folder, model, tokenizer, prompts, new_tokens, generation.pop("batched"))
     results["generation"] = generation
     big = (64, 2, 2, 128) if args.small else (2048, 16, 16, 8192)  # about 1B parameters
     trained = random_llama(tokenizer, *big)
