@@ -47,9 +47,11 @@ def _documents(evaluation: Evaluation) -> list[dict]:
     official = lume_data.load_mia(evaluation.dataset.data_dir, validation=config.mia_set == "validation")
     documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
                   "member": d.member, "task": d.task, "text": d.text} for d in official]
+    if not selection.held_out:  # not a lume target: no documents of its own to test
+        return documents
     labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
     return documents + [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member, "task": d.task,
-                         "text": d.text} for d, member in labelled if selection.held_out]
+                         "text": d.text} for d, member in labelled]
 
 
 @register_section

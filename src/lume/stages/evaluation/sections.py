@@ -84,6 +84,9 @@ class Evaluation:
     out_dir: Path
     has_manifest: bool = False  # the documents are those a lume target was trained on and held out
 
+    def __post_init__(self):
+        self.loaded_dtype = self.dtypes["generation"]
+
     def model_for(self, section: Section) -> LoadedModel:
         """The model in the dtype of the section's part; reloaded (the old copy dropped first)
         when it differs from the loaded one and the caller gave a name or folder."""
@@ -94,9 +97,6 @@ class Evaluation:
         self.loaded = load_model(self.model_argument, dtype=wanted, device=self.device)
         self.loaded_dtype = wanted
         return self.loaded
-
-    def __post_init__(self):
-        self.loaded_dtype = self.dtypes["generation"]
 
     def item_store(self, section: Section, key: dict) -> ItemStore:
         """The section's resumable per-item store, keyed on the model, its dtype and `key`."""
