@@ -18,7 +18,7 @@ def digest(state: dict) -> str:
     return sha.hexdigest()
 
 
-def main(model: str, forget: str, retain: str, out: str, method: str) -> None:
+def main(model: str, forget: str, retain: str, out: str, method: str, device: str) -> None:
     real_train = unlearn_module.train
 
     def recording_train(trained, *args, **kwargs):
@@ -29,7 +29,7 @@ def main(model: str, forget: str, retain: str, out: str, method: str) -> None:
         return result
 
     unlearn_module.train = recording_train
-    config = UnlearnConfig(method=method, steps=3, device="cpu", progress=False,
+    config = UnlearnConfig(method=method, steps=3, device=None if device == "default" else device, progress=False,
                            training=TrainingSettings(batch_size=2, learning_rate=1e-3))
     unlearn(model, out, config, forget=read_split(forget, "forget"), retain=read_split(retain, "retain"))
 

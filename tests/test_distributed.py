@@ -25,15 +25,16 @@ def split_files(tmp_path_factory, data_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["npo+gd", "simnpo"])
-def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, split_files, method):
+@pytest.mark.parametrize("method, device", [("npo+gd", "cpu"), ("simnpo", "default")])
+def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, split_files, method, device):
+    """With or without `--device cpu`: on a machine without a GPU, torchrun's processes are one run."""
     from lume.models import load_model
 
     out = tmp_path / "run" / "out"
     out.parent.mkdir()
     torchrun = Path(sys.executable).parent / "torchrun"
     result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).parent / "ddp_worker.py"),
-                             str(tiny_model_dir), *map(str, split_files), str(out), method],
+                             str(tiny_model_dir), *map(str, split_files), str(out), method, device],
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [(out.parent / f"rank-{rank}.txt").read_text() for rank in (0, 1)]
@@ -43,4 +44,4 @@ def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, spl
     before = load_model(tiny_model_dir, dtype="float32", device="cpu").model
     assert not torch.equal(before.lm_head.weight, saved.lm_head.weight)
     report = json.loads((out / "lume_unlearn.json").read_text())
-    assert report["steps"] == 3
+    assert report["steps"] == 3 and report["processes"] == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -43,9 +44,14 @@ def without_autocast(model):
 
 
 def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
-    """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed."""
+    """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed.
+
+    Several processes on a machine without a GPU (`torchrun` over gloo) are a CPU run: unless
+    told so, accelerate takes each process for a lone one, and they train separate models.
+    """
     from accelerate import Accelerator
 
+    cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     try:
         return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu)
     except ValueError as error:

@@ -172,7 +172,7 @@ def _forget_and_retain(model_in, forget, retain, data_dir) -> tuple[list[Record]
 
 
 def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, result, started: float,
-            device) -> dict:
+            accelerator) -> dict:
     return {"method": config.method, "method_settings": asdict(method.settings), "config": asdict(config),
             "model_in": str(model_in), "model_in_fingerprint": loaded.fingerprint,
             "forget": {"records": len(forget), "fingerprint": _fingerprint(forget)},
@@ -180,7 +180,8 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
             "steps": result.steps, "losses": result.losses, "seconds": time.time() - started,
             "train_seconds": result.seconds, "tokens": result.tokens,
             "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
-            "peak_memory_mb": result.peak_memory_mb, "device": str(device)}
+            "peak_memory_mb": result.peak_memory_mb, "device": str(accelerator.device),
+            "processes": accelerator.num_processes}  # tokens and tokens/s are the main process's
 
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
@@ -216,7 +217,7 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     result = train(model, run, _step_loss(method, context, config, forget_examples, retain_examples, accelerator),
                    out_dir / "checkpoints", description=f"unlearning ({config.method})",
                    show_progress=config.progress, accelerator=accelerator)
-    report = _report(config, method, model_in, loaded, forget, retain, result, started, accelerator.device)
+    report = _report(config, method, model_in, loaded, forget, retain, result, started, accelerator)
     if accelerator.is_main_process:
         _save(accelerator.unwrap_model(model), tokenizer, out_dir, config, model_in, report)
     return report
