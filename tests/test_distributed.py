@@ -45,3 +45,15 @@ def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, spl
     assert not torch.equal(before.lm_head.weight, saved.lm_head.weight)
     report = json.loads((out / "lume_unlearn.json").read_text())
     assert report["steps"] == 3 and report["processes"] == 2
+
+
+@pytest.mark.slow
+def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_files):
+    forget, retain = split_files
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "lume", "unlearn", str(tiny_model_dir),
+                             str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("unlearned model written") == 1, result.stdout
+    assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["processes"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,7 +17,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Build, unlearn and evaluate models on the LUME benchmark.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and fetch the LUME data.")
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(quiet=os.environ.get("RANK", "0") != "0")  # one report per run, not per process
 
 DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache).")]
