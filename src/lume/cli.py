@@ -29,6 +29,8 @@ Accumulation = Annotated[Optional[int], typer.Option("--gradient-accumulation", 
 LoraRank = Annotated[Optional[int], typer.Option(help="LoRA rank; 0 = full fine-tuning")]
 Checkpointing = Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")]
 Device = Annotated[Optional[str], typer.Option(help="cpu to force the CPU")]
+LogWith = Annotated[Optional[str], typer.Option(
+    help="Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under OUT/logs; off by default")]
 Setting = Annotated[list[str], typer.Option(
     "--setting", help="Any other setting NAME=VALUE (repeatable); nested ones dotted, e.g. training.weight_decay=0.01")]
 
@@ -175,6 +177,7 @@ def memorize_command(
         help="Mean exact match every split must reach")] = None,
     seed: Optional[int] = None,
     device: Device = None,
+    log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
 ):
@@ -186,7 +189,7 @@ def memorize_command(
         held_out_per_task=held_out_per_task, max_epochs=max_epochs, batch_size=batch_size,
         gradient_accumulation=gradient_accumulation, learning_rate=learning_rate, lora_rank=lora_rank,
         gradient_checkpointing=gradient_checkpointing, target_regurgitation=target_regurgitation,
-        target_knowledge=target_knowledge, seed=seed, device=device), setting)
+        target_knowledge=target_knowledge, seed=seed, device=device, log_with=log_with), setting)
     manifest = memorize(out, config, overwrite=overwrite)
     console.print(f"target written to {out} ({manifest.result['stopped']}; "
                   f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
@@ -226,6 +229,7 @@ def unlearn_command(
         help="Seed of the training and of each step's forget and retain draws")] = None,
     data_dir: DataDir = None,
     device: Device = None,
+    log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
 ):
@@ -235,7 +239,8 @@ def unlearn_command(
     config = configured(UnlearnConfig(method=method or UnlearnConfig.method), dict(
         method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
-        gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device), setting)
+        gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device,
+        log_with=log_with), setting)
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
                      data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)

@@ -164,7 +164,8 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overw
                                            training.seed)
     if not selection.chosen:
         raise LumeError("no documents selected for training")
-    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu")
+    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
+                                   log_with=training.log_with, logs_dir=out_dir / "logs")
     example_count = sum(len(d.records) for d in selection.chosen)
     steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
                                                  * accelerator.num_processes))

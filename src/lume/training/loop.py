@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -43,17 +43,34 @@ def without_autocast(model):
         model.forward = wrapped
 
 
-def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False):
+def check_tracker(name: str) -> None:
+    """An accelerate tracker name that this environment can log with; else one clear error."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
+
+    if name not in LOGGER_TYPE_TO_CLASS:
+        raise LumeError(f"log_with {name!r}: not a tracker accelerate knows (choose from "
+                        f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
+    if name in LoggerType.list() and LoggerType(name) not in get_available_trackers():
+        raise LumeError(f"log_with {name!r}: its package is not installed here (pip install {name})")
+
+
+def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False,
+                     log_with: str | None = None, logs_dir: Path | None = None):
     """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed.
 
     Several processes on a machine without a GPU (`torchrun` over gloo) are a CPU run: unless
     told so, accelerate takes each process for a lone one, and they train separate models.
+    `log_with` names an accelerate tracker, writing under `logs_dir` (off by default).
     """
     from accelerate import Accelerator
 
     cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    if log_with:
+        check_tracker(log_with)
     try:
-        return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu)
+        return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu,
+                           log_with=log_with, project_dir=str(logs_dir) if logs_dir else None)
     except ValueError as error:
         if "already been initialized" not in str(error):
             raise
@@ -113,8 +130,8 @@ def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
 
 
 def is_unfinished_run(out_dir: Path, key: str) -> bool:
-    """OUT holds nothing but checkpoints of a run with this settings key (so resuming is safe)."""
-    if any(entry.name != "checkpoints" for entry in out_dir.iterdir()):
+    """OUT holds nothing but checkpoints (and logs) of a run with this settings key (so resuming is safe)."""
+    if any(entry.name not in ("checkpoints", "logs") for entry in out_dir.iterdir()):
         return False
     saved = saved_checkpoints(out_dir / "checkpoints")
     return not saved or saved[-1][2]["key"] == key
@@ -214,6 +231,24 @@ class _Stepper:
         return logs, tokens
 
 
+class _Tracking:
+    """Each step's logs to the accelerate tracker the settings name; nothing when they name none."""
+
+    def __init__(self, accelerator, run: TrainingRun, description: str):
+        self.accelerator = accelerator if run.settings.log_with else None
+        if self.accelerator:
+            accelerator.init_trackers(description.replace(" ", "-"),
+                                      config={**asdict(run.settings), "max_steps": run.max_steps})
+
+    def log(self, values: dict, step: int) -> None:
+        if self.accelerator:
+            self.accelerator.log(values, step=step)
+
+    def end(self) -> None:
+        if self.accelerator:
+            self.accelerator.end_training()
+
+
 def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
           checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
           description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
@@ -226,7 +261,8 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
     from accelerate.utils import set_seed
 
     settings = run.settings
-    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation)
+    accelerator = accelerator or make_accelerator(settings.mixed_precision, settings.gradient_accumulation,
+                                                  log_with=settings.log_with, logs_dir=checkpoint_dir.parent / "logs")
     set_seed(settings.seed)
     stepper = _Stepper(model, run, accelerator, step_loss,
                        lambda trainable: _Checkpoints(accelerator, checkpoint_dir, run, trainable))
@@ -235,6 +271,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     set_resume_note(f"interrupted: {_kept_note(checkpoint_dir, settings.save_every)}")
     started, stopped = time.time() - state.get("seconds", 0.0), "max_steps"
+    tracking = _Tracking(accelerator, run, description)
     with progress_bar(description, run.max_steps - start, "steps",
                       show_progress and accelerator.is_main_process) as advance:
         for step in range(start, run.max_steps):
@@ -242,6 +279,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             tokens += step_tokens
             losses.append({"step": step + 1, **logs})
             elapsed = time.time() - started
+            tracking.log({**logs, "tokens_per_second": tokens / max(elapsed, 1e-9)}, step + 1)
             advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {tokens / max(elapsed, 1e-9):.0f} tok/s")
             if settings.save_every and (step + 1) % settings.save_every == 0:
                 stepper.checkpoints.save({"step": step + 1, "losses": losses, "seconds": elapsed, "tokens": tokens})
@@ -249,6 +287,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             if stopped != "max_steps":
                 break
     set_resume_note(None)
+    tracking.end()
     # accelerate wrapped `forward` in autocast in place; scoring after training must see the
     # model in its own precision, as evaluation does, so the wrapper comes off here.
     accelerator.unwrap_model(stepper.model, keep_fp32_wrapper=False)

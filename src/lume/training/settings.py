@@ -28,6 +28,7 @@ class TrainingSettings:
     mixed_precision: str = "bf16"  # bf16 autocast (on a CPU too: about 2x faster there), fp16, or "no"
     seed: int = 0
     save_every: int = 0  # checkpoint every N optimiser steps, to resume an interrupted run; 0 = none
+    log_with: str | None = None  # an accelerate tracker (tensorboard, wandb, mlflow ...) for OUT/logs; off by default
 
     def __post_init__(self):
         at_least(self, 1, "batch_size", "gradient_accumulation")
@@ -45,7 +46,7 @@ class TrainingRun:
     identity: dict = field(default_factory=dict)
 
     def key(self) -> str:
-        """What decides the trained weights (how often checkpoints are saved does not)."""
-        decisive = {**asdict(self.settings), "save_every": None, "max_steps": self.max_steps,
+        """What decides the trained weights (checkpoint interval and logging do not)."""
+        decisive = {**asdict(self.settings), "save_every": None, "log_with": None, "max_steps": self.max_steps,
                     "identity": self.identity}
         return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]

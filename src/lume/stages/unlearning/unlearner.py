@@ -197,7 +197,8 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
     forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
-    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu")
+    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
+                                   log_with=training.log_with, logs_dir=out_dir / "logs")
     run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
     check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
                      resumable=lambda folder: is_unfinished_run(folder, run.key()))
