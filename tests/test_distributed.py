@@ -57,3 +57,28 @@ def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_fil
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("unlearned model written") == 1, result.stdout
     assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["processes"] == 2
+
+
+@pytest.mark.slow
+def test_evaluation_on_two_processes_shares_the_work_and_equals_one(tmp_path, tiny_model_dir, data_dir):
+    from lume.stages.evaluation import EvalConfig, evaluate
+    from tests.test_mmlu import make_mmlu
+
+    mmlu = make_mmlu(tmp_path / "mmlu")
+    flags = {"docs_per_task": 2, "max_new_tokens": 8, "mia_set": "validation", "mmlu_dir": str(mmlu),
+             "bootstrap_resamples": 50}
+    alone = evaluate(tiny_model_dir, tmp_path / "one", EvalConfig(data_dir=str(data_dir), progress=False, **flags))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "lume", "evaluate", str(tiny_model_dir),
+               "--out", str(tmp_path / "two"), "--data-dir", str(data_dir)]
+    command += [f"--{key.replace('_', '-')}={value}" for key, value in flags.items() if key != "bootstrap_resamples"]
+    result = subprocess.run(command + ["--setting", "bootstrap_resamples=50"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shared = json.loads((tmp_path / "two" / "summary.json").read_text())
+    for key in ("scores", "task_aggregate", "mia", "mia_semeval", "mmlu", "final", "intervals", "bootstrap"):
+        assert shared.get(key) == alone.get(key), key
+    for name in ("items.jsonl", "mia.jsonl", "mmlu.jsonl"):
+        ids = [json.loads(line)["id"] for line in (tmp_path / "two" / name).read_text().splitlines()]
+        alone_ids = [json.loads(line)["id"] for line in (tmp_path / "one" / name).read_text().splitlines()]
+        assert ids == alone_ids and len(set(ids)) == len(ids), name  # every item once, in the same order

@@ -43,10 +43,11 @@ class ItemStore:
     """Per-item results appended as they finish, so an interrupted run resumes.
 
     The first line records `key` (model, settings); a store with another key is discarded,
-    and a torn last line from a killed process is ignored.
+    and a torn last line from a killed process is ignored. A store that is not `writable` (the
+    other processes of a distributed run) reads the file and keeps new rows in memory only.
     """
 
-    def __init__(self, path: str | Path, key: dict):
+    def __init__(self, path: str | Path, key: dict, writable: bool = True):
         self.path = Path(path)
         self.results: dict[str, dict] = {}
         header = json.dumps({"key": key}, sort_keys=True)
@@ -59,24 +60,27 @@ class ItemStore:
                     except json.JSONDecodeError:
                         break
                     self.results[row["id"]] = row
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path, header + "\n" + "".join(
-            json.dumps(r, ensure_ascii=False) + "\n" for r in self.results.values()))
-        self._out = self.path.open("a", encoding="utf-8")
+        self._out = None
+        if writable:
+            write_text_atomic(self.path, header + "\n" + "".join(
+                json.dumps(r, ensure_ascii=False) + "\n" for r in self.results.values()))
+            self._out = self.path.open("a", encoding="utf-8")
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.results
 
     def add(self, row: dict) -> None:
         self.results[row["id"]] = row
-        self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._out.flush()
+        if self._out is not None:
+            self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._out.flush()
 
     def __enter__(self) -> ItemStore:
         return self
 
     def __exit__(self, *_exc) -> None:
-        self._out.close()
+        if self._out is not None:
+            self._out.close()
 
 
 def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:

@@ -8,6 +8,7 @@ to `OUT/cache/` as they finish, so a rerun after an interruption only does what 
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lume import data as lume_data
 from lume.config import above_zero, at_least, between, one_of
@@ -98,10 +100,21 @@ def _is_evaluation_folder(folder: Path) -> bool:
     return all(entry.name in (*result_files(), "cache") or entry.name.startswith(".") for entry in folder.iterdir())
 
 
-def _open(model, config: EvalConfig, out_dir: Path) -> Evaluation:
+def processes(config: EvalConfig) -> tuple[int, int, str | None]:
+    """(rank, number of processes, device) of a run started on several processes (torchrun,
+    accelerate launch), through accelerate; (0, 1, None) for a lone process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=config.device == "cpu" or not torch.cuda.is_available())
+    return state.process_index, state.num_processes, str(state.device)
+
+
+def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, device: str | None) -> Evaluation:
     """The model (in the first part's dtype), the data and the documents to evaluate: those the
     target was trained on and held out (its manifest), else a seeded selection."""
-    device = config.device or default_device()
+    device = config.device or device or default_device()
     dtypes = part_dtypes(config, device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtypes["generation"], device=device)
     dataset = lume_data.load(config.data_dir, config.source)
@@ -110,7 +123,8 @@ def _open(model, config: EvalConfig, out_dir: Path) -> Evaluation:
         selection = manifest.selection(dataset.documents)
     else:
         selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
-    return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None)
+    return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None,
+                      rank, world)
 
 
 def _header(evaluation: Evaluation) -> dict:
@@ -171,12 +185,16 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     """
     config = config or EvalConfig()
     out_dir = Path(out_dir)
-    inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
-    check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
-    (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
+    rank, world, device = processes(config)
+    if rank == 0:  # on several processes, the main one guards and writes the folder
+        inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
+        check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
+        (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
+    if world > 1:
+        torch.distributed.barrier()
     set_resume_note(f"interrupted: finished items are kept in {out_dir / 'cache'}; the same command resumes")
     started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
-    evaluation = _open(model, config, out_dir)
+    evaluation = _open(model, config, out_dir, rank, world, device)
     header = _header(evaluation)  # the model as loaded for generation
     sections = [cls() for cls in SECTIONS if getattr(config, cls.name, True)]
     for section in sections:
@@ -191,6 +209,7 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     _add_intervals(summary, rows, sections, config)
     timings["total_s"] = time.time() - started
     summary.update(config=asdict(config), versions=_versions(), timings=timings)
-    _write_results(out_dir, summary, rows, sections)
+    if rank == 0:
+        _write_results(out_dir, summary, rows, sections)
     set_resume_note(None)
     return summary

@@ -17,6 +17,7 @@ from lume.models import LoadedModel
 from lume.progress import progress_bar
 from lume.stages.evaluation.sections import Evaluation, Section, number, register_section, with_interval
 
+MIA_BATCH = 4  # documents per forward
 SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the released OLMo targets, which were "
                     "trained on them; this target was not")
 
@@ -61,11 +62,17 @@ class Membership(Section):
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         documents = _documents(evaluation)
         key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set}
+        def work(share, on_row):
+            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in share], batch_size=MIA_BATCH,
+                                     on_done=lambda i, scores: on_row({**share[i], **scores}))
+
         with evaluation.item_store(self, key) as store:
             todo = [d for d in documents if d["id"] not in store]
-            with progress_bar("membership inference", len(todo), "docs", evaluation.config.progress) as advance:
-                membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in todo],
-                                         on_done=lambda i, scores: (store.add({**todo[i], **scores}), advance()))
+            # in the batches one process would form (longest first, MIA_BATCH at a time)
+            lengths = [len(ids) for ids in loaded.tokenizer([d["text"] for d in todo]).input_ids] if todo else []
+            todo = [todo[i] for i in sorted(range(len(todo)), key=lambda i: -lengths[i])]
+            with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:
+                evaluation.share_work(store, todo, work, advance, block=MIA_BATCH)
             rows = [store.results[d["id"]] for d in documents]
         semeval = {**_auc_report([r for r in rows if r["set"] == "semeval"]),
                    "set": f"semeval-{evaluation.config.mia_set}"}

@@ -19,12 +19,19 @@ class MMLU(Section):
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         config = evaluation.config
         subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
-        total = sum(len(questions) for _, questions in subjects.values())
         key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT}
-        with (evaluation.item_store(self, key) as store,
-              progress_bar("MMLU", total - len(store.results), "questions", config.progress) as advance):
-            rows = evaluate_mmlu(loaded.model, loaded.tokenizer, subjects, shots=config.mmlu_shots,
-                                 done=store.results.get, on_result=lambda row: (store.add(row), advance()))
+        def work(share, on_row):
+            by_subject: dict = {}
+            for question in share:
+                by_subject.setdefault(question.subject, (subjects[question.subject][0], []))[1].append(question)
+            evaluate_mmlu(loaded.model, loaded.tokenizer, by_subject, shots=config.mmlu_shots, on_result=on_row)
+
+        questions = [q for _, subject_questions in subjects.values() for q in subject_questions]
+        with evaluation.item_store(self, key) as store:
+            todo = [q for q in questions if q.id not in store]
+            with progress_bar("MMLU", len(todo), "questions", evaluation.progress) as advance:
+                evaluation.share_work(store, todo, work, advance)
+            rows = [store.results[q.id] for q in questions]
         summary = summarise_mmlu(rows)
         return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "shots": config.mmlu_shots,
                          "target_mmlu": config.target_mmlu,

@@ -26,9 +26,13 @@ class Probes(Section):
             if todo:
                 backend = open_backend(config.backend, loaded.model, loaded.tokenizer, loaded.path or loaded.name,
                                        BackendOptions(config.batch_size, config.seed, config.vllm_memory))
-                with progress_bar("generating", len(todo), "items", config.progress) as advance:
-                    score_records(backend, todo, max_new_tokens=config.max_new_tokens, early_exit=config.early_exit,
-                                  on_item=lambda item: (store.add(item), advance()))
+
+                def work(share, on_row):
+                    score_records(backend, share, max_new_tokens=config.max_new_tokens,
+                                  early_exit=config.early_exit, on_item=on_row)
+
+                with progress_bar("generating", len(todo), "items", evaluation.progress) as advance:
+                    evaluation.share_work(store, todo, work, advance)
             items = [store.results[r.id] for r in records]
         return self.summary(items), items
 

@@ -18,9 +18,12 @@ file is imported): a `Section` subclass decorated `@register_section`, with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
+
+import torch
 
 from lume.files import ItemStore
 from lume.models import LoadedModel, load_model
@@ -83,6 +86,8 @@ class Evaluation:
     selection: object  # lume.data.Selection
     out_dir: Path
     has_manifest: bool = False  # the documents are those a lume target was trained on and held out
+    rank: int = 0  # this process, of `world` (torchrun / accelerate launch)
+    world: int = 1
 
     def __post_init__(self):
         self.loaded_dtype = self.dtypes["generation"]
@@ -98,7 +103,32 @@ class Evaluation:
         self.loaded_dtype = wanted
         return self.loaded
 
+    @property
+    def progress(self) -> bool:
+        return self.config.progress and self.rank == 0
+
     def item_store(self, section: Section, key: dict) -> ItemStore:
-        """The section's resumable per-item store, keyed on the model, its dtype and `key`."""
+        """The section's resumable per-item store, keyed on the model, its dtype and `key`
+        (written by the main process only)."""
         model = {"model": self.loaded.fingerprint, "dtype": str(self.loaded.model.dtype)}
-        return ItemStore(self.out_dir / "cache" / section.rows_file, {**model, **key})
+        return ItemStore(self.out_dir / "cache" / section.rows_file, {**model, **key}, writable=self.rank == 0)
+
+    def share_work(self, store: ItemStore, todo: list, work: Callable[[list, Callable[[dict], None]], None],
+                   advance: Callable[[], None], block: int = 1, chunk: int = 64) -> None:
+        """Rows for `todo` from `work(items, on_row)`, into `store`. On several processes each
+        takes its share of every chunk, in whole blocks of `block` items (so that batches, and
+        their floating-point sums, are those of one process: give `todo` in batch order), nothing
+        done twice nor padded with duplicates; the rows are gathered to every process."""
+        if self.world == 1:
+            work(todo, lambda row: (store.add(row), advance()))
+            return
+        span = chunk * block * self.world
+        for start in range(0, len(todo), span):
+            part = todo[start:start + span]
+            mine: list[dict] = []
+            work([item for index, item in enumerate(part) if index // block % self.world == self.rank], mine.append)
+            gathered: list = [None] * self.world
+            torch.distributed.all_gather_object(gathered, mine)
+            for row in (row for rows in gathered for row in rows):
+                store.add(row)
+                advance()
