@@ -62,6 +62,7 @@ class Membership(Section):
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         documents = _documents(evaluation)
         key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set}
+
         def work(share, on_row):
             membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in share], batch_size=MIA_BATCH,
                                      on_done=lambda i, scores: on_row({**share[i], **scores}))

@@ -20,6 +20,7 @@ class MMLU(Section):
         config = evaluation.config
         subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
         key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT}
+
         def work(share, on_row):
             by_subject: dict = {}
             for question in share:
