@@ -40,15 +40,19 @@ def attack_scores(logits: torch.Tensor, input_ids: torch.Tensor, text: str) -> d
 
 
 def membership_attack_scores(model, tokenizer, texts: list[str], *, batch_size: int = 4,
-                             on_done: Callable[[int, dict], None] = lambda _i, _s: None) -> list[dict]:
-    """Every attack's score (`MIA_ATTACKS`) for each text, from one forward pass per document."""
+                             on_done: Callable[[int, dict], None] = lambda _i, _s: None,
+                             token_ids: list[list[int]] | None = None) -> list[dict]:
+    """Every attack's score (`MIA_ATTACKS`) for each text, from one forward pass per document
+    (`token_ids`: the texts already tokenised)."""
     results: list[dict | None] = [None] * len(texts)
 
     def score(index: int, logits: torch.Tensor, ids: torch.Tensor) -> None:
         results[index] = attack_scores(logits, ids, texts[index])
         on_done(index, results[index])
 
-    document_logits(model, [tokenizer(text).input_ids for text in texts], tokenizer.pad_token_id, batch_size, score)
+    if token_ids is None:
+        token_ids = [tokenizer(text).input_ids for text in texts]
+    document_logits(model, token_ids, tokenizer.pad_token_id, batch_size, score)
     return results  # type: ignore[return-value]
 
 

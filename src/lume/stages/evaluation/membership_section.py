@@ -63,15 +63,18 @@ class Membership(Section):
         documents = _documents(evaluation)
         key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set}
 
+        token_ids: dict[str, list[int]] = {}  # each document tokenised once: for the order and the forwards
+
         def work(share, on_row):
             membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in share], batch_size=MIA_BATCH,
+                                     token_ids=[token_ids[d["id"]] for d in share],
                                      on_done=lambda i, scores: on_row({**share[i], **scores}))
 
         with evaluation.item_store(self, key) as store:
             todo = [d for d in documents if d["id"] not in store]
+            token_ids.update((d["id"], loaded.tokenizer(d["text"]).input_ids) for d in todo)
             # in the batches one process would form (longest first, MIA_BATCH at a time)
-            lengths = [len(ids) for ids in loaded.tokenizer([d["text"] for d in todo]).input_ids] if todo else []
-            todo = [todo[i] for i in sorted(range(len(todo)), key=lambda i: -lengths[i])]
+            todo = sorted(todo, key=lambda d: -len(token_ids[d["id"]]))
             with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:
                 evaluation.share_work(store, todo, work, advance, block=MIA_BATCH)
             rows = [store.results[d["id"]] for d in documents]
