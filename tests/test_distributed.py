@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.ddp_worker import digest
+from tests.ddp_worker import PROBE_IDS, digest
+
+TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 
 
 @pytest.fixture(scope="module")
@@ -24,39 +26,117 @@ def split_files(tmp_path_factory, data_dir):
     return folder / "forget.jsonl", folder / "retain.jsonl"
 
 
+def on_two_processes(model_dir, split_files, out: Path, options: dict, check: bool = True):
+    """Run tests/ddp_worker.py under torchrun; each process's record (digest, draws, logits)."""
+    out.parent.mkdir(exist_ok=True)
+    result = subprocess.run([TORCHRUN, "--nproc_per_node", "2", str(Path(__file__).parent / "ddp_worker.py"),
+                             str(model_dir), *map(str, split_files), str(out), json.dumps(options)],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result, [json.loads((out.parent / f"rank-{rank}.json").read_text()) if check else None for rank in (0, 1)]
+
+
+def assert_one_model_saved(out: Path, ranks: list[dict]) -> None:
+    """The two processes drew different examples, trained identical weights, and the folder holds them."""
+    from lume.models import load_model
+
+    assert ranks[0]["draws"] != ranks[1]["draws"]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    saved = load_model(out, dtype="float32", device="cpu").model
+    if not (out / "adapter").is_dir():  # LoRA's folder holds the merged weights instead
+        assert digest(saved.state_dict()) == ranks[0]["digest"]
+    with torch.no_grad():
+        logits = saved(input_ids=torch.tensor(PROBE_IDS)).logits
+    torch.testing.assert_close(logits, torch.tensor(ranks[0]["logits"]), rtol=1e-5, atol=1e-5)
+
+
+UNLEARNING_CASES = {
+    "npo+gd": {"method": "npo+gd", "device": "cpu"},
+    "npo+gd-lora": {"method": "npo+gd", "lora_rank": 4},
+    "kl": {"method": "kl"},
+    "kl-lora": {"method": "kl", "lora_rank": 4},
+    "rmu": {"method": "rmu", "method_settings": {"layer": 1}},
+    "rmu-lora": {"method": "rmu", "method_settings": {"layer": 1}, "lora_rank": 4},
+    "npo+gd-fsdp": {"method": "npo+gd", "fsdp": True},
+    "kl-fsdp": {"method": "kl", "fsdp": True},
+    "rmu-fsdp": {"method": "rmu", "method_settings": {"layer": 1}, "fsdp": True},
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method, device", [("npo+gd", "cpu"), ("simnpo", "default")])
-def test_two_processes_train_one_model_and_save_it(tmp_path, tiny_model_dir, split_files, method, device):
-    """With or without `--device cpu`: on a machine without a GPU, torchrun's processes are one run."""
+@pytest.mark.parametrize("case", UNLEARNING_CASES)
+def test_two_processes_unlearn_one_model_and_save_it(tmp_path, tiny_model_dir, split_files, case):
+    """Without `--device cpu` too: on a machine without a GPU, torchrun's processes are one run."""
     from lume.models import load_model
 
     out = tmp_path / "run" / "out"
-    out.parent.mkdir()
-    torchrun = Path(sys.executable).parent / "torchrun"
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).parent / "ddp_worker.py"),
-                             str(tiny_model_dir), *map(str, split_files), str(out), method, device],
-                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [(out.parent / f"rank-{rank}.txt").read_text() for rank in (0, 1)]
-    assert ranks[0] == ranks[1]  # DDP kept the two processes' weights identical
-    saved = load_model(out, dtype="float32", device="cpu").model
-    assert digest(saved.state_dict()) == ranks[0]  # the folder holds exactly the trained weights
+    _, ranks = on_two_processes(tiny_model_dir, split_files, out, {"stage": "unlearn", **UNLEARNING_CASES[case]})
+    assert_one_model_saved(out, ranks)
     before = load_model(tiny_model_dir, dtype="float32", device="cpu").model
-    assert not torch.equal(before.lm_head.weight, saved.lm_head.weight)
+    assert digest(before.state_dict()) != digest(load_model(out, dtype="float32", device="cpu").model.state_dict())
     report = json.loads((out / "lume_unlearn.json").read_text())
-    assert report["steps"] == 3 and report["processes"] == 2
+    assert report["steps"] == 3 and report["num_processes"] == 2
+    assert report["distributed_type"] == ("FSDP" if "fsdp" in case else "MULTI_CPU")
+
+
+@pytest.mark.slow
+def test_lora_on_sharded_weights_is_refused_in_one_line(tmp_path, tiny_model_dir, split_files):
+    result, _ = on_two_processes(tiny_model_dir, split_files, tmp_path / "run" / "out",
+                                 {"stage": "unlearn", "method": "npo", "lora_rank": 4, "fsdp": True}, check=False)
+    assert result.returncode != 0 and "LoRA with sharded weights (FSDP) is not supported" in result.stderr
+
+
+def test_processes_not_set_up_as_one_run_stop_with_a_clear_error(monkeypatch):
+    """Two processes started, one set up (here: accelerate's state made before the launch was
+    seen): each would train its own copy, so lume stops."""
+    from accelerate.state import AcceleratorState
+
+    from lume.errors import LumeError
+    from lume.training import make_accelerator
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    make_accelerator("no")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    try:
+        with pytest.raises(LumeError, match="2 processes were started but accelerate set up 1 .NO."):
+            make_accelerator("no")
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.slow
+def test_two_processes_memorize_one_target(tmp_path, tiny_model_dir, split_files, data_dir):
+    out = tmp_path / "run" / "target"
+    _, ranks = on_two_processes(tiny_model_dir, split_files, out, {"stage": "memorize", "data_dir": str(data_dir)})
+    assert_one_model_saved(out, ranks)
+    manifest = json.loads((out / "lume_target.json").read_text())
+    assert manifest["result"]["num_processes"] == 2 and manifest["result"]["distributed_type"] == "MULTI_CPU"
+
+
+@pytest.mark.slow
+def test_two_processes_resume_where_they_were_killed(tmp_path, tiny_model_dir, split_files):
+    """Killed after step 2's checkpoint, rerun: the same model as a run never interrupted."""
+    options = {"stage": "unlearn", "method": "npo+gd", "steps": 4, "save_every": 2}
+    _, whole = on_two_processes(tiny_model_dir, split_files, tmp_path / "whole" / "out", options)
+    cut = tmp_path / "cut" / "out"
+    killed, _ = on_two_processes(tiny_model_dir, split_files, cut, {**options, "crash_after": 2}, check=False)
+    assert killed.returncode != 0 and not (cut / "lume_unlearn.json").exists()
+    result, resumed = on_two_processes(tiny_model_dir, split_files, cut, options)
+    assert "resuming from step 2" in result.stdout + result.stderr
+    assert resumed[0]["digest"] == resumed[1]["digest"] == whole[0]["digest"]
+    assert_one_model_saved(cut, resumed)
 
 
 @pytest.mark.slow
 def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_files):
     forget, retain = split_files
-    torchrun = Path(sys.executable).parent / "torchrun"
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "lume", "unlearn", str(tiny_model_dir),
+    result = subprocess.run([TORCHRUN, "--nproc_per_node", "2", "-m", "lume", "unlearn", str(tiny_model_dir),
                              str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("unlearned model written") == 1, result.stdout
-    assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["processes"] == 2
+    assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["num_processes"] == 2
 
 
 @pytest.mark.slow
@@ -68,8 +148,7 @@ def test_evaluation_on_two_processes_shares_the_work_and_equals_one(tmp_path, ti
     flags = {"docs_per_task": 2, "max_new_tokens": 8, "mia_set": "validation", "mmlu_dir": str(mmlu),
              "bootstrap_resamples": 50}
     alone = evaluate(tiny_model_dir, tmp_path / "one", EvalConfig(data_dir=str(data_dir), progress=False, **flags))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    command = [str(torchrun), "--nproc_per_node", "2", "-m", "lume", "evaluate", str(tiny_model_dir),
+    command = [TORCHRUN, "--nproc_per_node", "2", "-m", "lume", "evaluate", str(tiny_model_dir),
                "--out", str(tmp_path / "two"), "--data-dir", str(data_dir)]
     command += [f"--{key.replace('_', '-')}={value}" for key, value in flags.items() if key != "bootstrap_resamples"]
     result = subprocess.run(command + ["--setting", "bootstrap_resamples=50"], capture_output=True, text=True,
@@ -82,3 +161,18 @@ def test_evaluation_on_two_processes_shares_the_work_and_equals_one(tmp_path, ti
         ids = [json.loads(line)["id"] for line in (tmp_path / "two" / name).read_text().splitlines()]
         alone_ids = [json.loads(line)["id"] for line in (tmp_path / "one" / name).read_text().splitlines()]
         assert ids == alone_ids and len(set(ids)) == len(ids), name  # every item once, in the same order
+
+
+@pytest.mark.parametrize("name, distributed_type", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_set_up_what_they_say(name, distributed_type):
+    """The files load with accelerate's own reader; FSDP is version 2 with a full state dict on
+    save, ZeRO-3 saves gathered 16-bit weights (what `get_state_dict` needs)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(Path(__file__).parent.parent / "configs" / "accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.value == distributed_type and config.num_processes == 8
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_version"] == 2
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    if name == "zero3":
+        assert config.deepspeed_config["zero_stage"] == 3 and config.deepspeed_config["zero3_save_16bit_model"]

@@ -60,7 +60,7 @@ def test_logging_is_off_by_default_and_never_changes_the_runs_key():
 
 
 def test_a_tracker_that_cannot_run_here_is_one_clear_line():
-    from lume.training.loop import check_tracker
+    from lume.training.distributed import check_tracker
 
     with pytest.raises(LumeError, match="not a tracker accelerate knows"):
         check_tracker("nope")

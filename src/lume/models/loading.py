@@ -69,9 +69,12 @@ def check_device(device: str | None) -> str | None:
     return device
 
 
-def save_model(model, tokenizer, out_dir: str | Path) -> None:
-    """Save weights and tokenizer as a `from_pretrained` folder, with its fingerprint recorded."""
-    model.save_pretrained(out_dir, safe_serialization=True)
+def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
+    """Save weights and tokenizer as a `from_pretrained` folder, with its fingerprint recorded.
+
+    `state_dict`: the weights gathered from a sharded run (the model's own otherwise).
+    """
+    model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
     record_fingerprint(out_dir)
 

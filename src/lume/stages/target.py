@@ -24,8 +24,9 @@ from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
-from lume.training import (Example, TrainingRun, TrainingSettings, collate, is_unfinished_run, make_accelerator,
-                           prompt_answer_example, train, with_lora, without_autocast)
+from lume.training import (Example, TrainingRun, TrainingSettings, check_lora_placement, collate, distribution,
+                           gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example, train,
+                           with_lora, without_autocast)
 from lume.training.sampling import epoch_batch
 
 
@@ -143,11 +144,13 @@ def _memorisation_check(model, tokenizer, documents: list[Document], config: Mem
     return after_step
 
 
-def _save_target(model, tokenizer, out_dir: Path, config: MemorizeConfig, manifest: TargetManifest) -> None:
+def _save_target(model, weights: dict | None, tokenizer, out_dir: Path, config: MemorizeConfig,
+                 manifest: TargetManifest) -> None:
+    """Write the target (`weights`: its gathered state dict, None with LoRA), then its manifest."""
     if config.training.lora_rank > 0:
         model = model.merge_and_unload()
     model.train(False)
-    save_model(model, tokenizer, out_dir)
+    save_model(model, tokenizer, out_dir, state_dict=weights)
     manifest.write(out_dir)  # written last: its presence means the target is complete
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
 
@@ -166,6 +169,7 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overw
         raise LumeError("no documents selected for training")
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
                                    log_with=training.log_with, logs_dir=out_dir / "logs")
+    check_lora_placement(accelerator, training.lora_rank)
     example_count = sum(len(d.records) for d in selection.chosen)
     steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
                                                  * accelerator.num_processes))
@@ -187,9 +191,10 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overw
         selection, base_model=config.base, data_fingerprint=dataset.fingerprint,
         settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},
         result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
-                "tokens": result.tokens, "history": history, "losses": result.losses})
+                "tokens": result.tokens, "history": history, "losses": result.losses, **distribution(accelerator)})
+    weights = None if training.lora_rank > 0 else gathered_weights(accelerator, model)
     if accelerator.is_main_process:
-        _save_target(accelerator.unwrap_model(model), loaded.tokenizer, out_dir, config, manifest)
+        _save_target(accelerator.unwrap_model(model), weights, loaded.tokenizer, out_dir, config, manifest)
     return manifest
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import torch
 from lume.errors import LumeError, set_resume_note
 from lume.files import write_json_atomic
 from lume.progress import progress_bar
+from lume.training.distributed import make_accelerator
 from lume.training.settings import TrainingRun, TrainingSettings
 
 
@@ -41,41 +41,6 @@ def without_autocast(model):
         yield model
     finally:
         model.forward = wrapped
-
-
-def check_tracker(name: str) -> None:
-    """An accelerate tracker name that this environment can log with; else one clear error."""
-    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
-    from accelerate.utils import LoggerType
-
-    if name not in LOGGER_TYPE_TO_CLASS:
-        raise LumeError(f"log_with {name!r}: not a tracker accelerate knows (choose from "
-                        f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
-    if name in LoggerType.list() and LoggerType(name) not in get_available_trackers():
-        raise LumeError(f"log_with {name!r}: its package is not installed here (pip install {name})")
-
-
-def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: bool = False,
-                     log_with: str | None = None, logs_dir: Path | None = None):
-    """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed.
-
-    Several processes on a machine without a GPU (`torchrun` over gloo) are a CPU run: unless
-    told so, accelerate takes each process for a lone one, and they train separate models.
-    `log_with` names an accelerate tracker, writing under `logs_dir` (off by default).
-    """
-    from accelerate import Accelerator
-
-    cpu = cpu or (not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
-    if log_with:
-        check_tracker(log_with)
-    try:
-        return Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision, cpu=cpu,
-                           log_with=log_with, project_dir=str(logs_dir) if logs_dir else None)
-    except ValueError as error:
-        if "already been initialized" not in str(error):
-            raise
-        raise LumeError("this process already trained with another mixed-precision or device setting; accelerate "
-                        f"allows one per process (asked for mixed_precision={mixed_precision!r}, cpu={cpu})") from None
 
 
 def with_lora(model, settings: TrainingSettings):
@@ -170,7 +135,7 @@ class _Checkpoints:
                          "(lower the learning rate?)")
 
     def save(self, state: dict) -> None:
-        if not all(bool(torch.isfinite(p).all()) for p in self.trainable):
+        if not all_finite(self.accelerator, self.trainable):
             raise self.stop(f"the weights became non-finite at step {state['step']}")
         self.accelerator.wait_for_everyone()
         folder = self.dir / f"step-{state['step']:08d}"
@@ -183,6 +148,13 @@ class _Checkpoints:
                 if not (partial / STATE_NAME).is_file():
                     shutil.rmtree(partial, ignore_errors=True)
         set_resume_note(f"interrupted: {_kept_note(self.dir, self.run.settings.save_every)}")
+
+
+def all_finite(accelerator, weights: list) -> bool:
+    """No NaN or infinity in any process's weights (or shards of them): one answer for all processes."""
+    local = [w.to_local() if hasattr(w, "to_local") else w for w in weights]
+    bad = sum(int((~torch.isfinite(w)).sum()) for w in local)
+    return int(accelerator.reduce(torch.tensor(bad, device=accelerator.device), "sum")) == 0
 
 
 def _prepared(model, run: TrainingRun, accelerator):
@@ -200,7 +172,8 @@ def _prepared(model, run: TrainingRun, accelerator):
     scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
                               num_training_steps=run.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    return model, optimizer, scheduler, trainable
+    # FSDP replaces each weight by its shard (a DTensor): the trainable weights are looked up again
+    return model, optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
 
 
 class _Stepper:

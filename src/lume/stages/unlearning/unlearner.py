@@ -8,7 +8,6 @@ distributed run see different examples.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import shutil
 import time
@@ -25,8 +24,9 @@ from lume.errors import LumeError
 from lume.files import check_output_dir, refuse_overwriting_inputs, write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
 from lume.stages.unlearning.methods import METHODS, Context
-from lume.training import (TrainingRun, TrainingSettings, collate, is_unfinished_run, make_accelerator,
-                           prompt_answer_example, train, with_lora)
+from lume.training import (TrainingRun, TrainingSettings, check_lora_placement, collate, distribution,
+                           gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example,
+                           reference_copy, train, with_lora)
 from lume.training.sampling import drawn_batches
 
 REPORT_NAME = "lume_unlearn.json"
@@ -138,23 +138,26 @@ def _step_loss(method, context: Context, config: UnlearnConfig, forget_examples:
     return step_loss
 
 
-def _save(final, tokenizer, out_dir: Path, config: UnlearnConfig, model_in: str | Path, report: dict) -> None:
+def _save(final, weights: dict | None, tokenizer, out_dir: Path, config: UnlearnConfig, model_in: str | Path,
+          report: dict) -> None:
+    """Write the model (`weights`: its gathered state dict, None with LoRA) and the report, last."""
     if config.training.lora_rank > 0:
         final.save_pretrained(out_dir / "adapter")  # for `lume merge`
         final = final.merge_and_unload()
-    save_model(final, tokenizer, out_dir)
+    save_model(final, tokenizer, out_dir, state_dict=weights)
     if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
         shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
     write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
 
 
-def _prepared_model(loaded, method, settings: TrainingSettings, device):
-    """The model to train (with LoRA, with the method's parameters chosen) and a frozen reference."""
-    model = loaded.model.to(device)
+def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
+    """The model to train (with LoRA, with the method's parameters chosen) and a frozen reference
+    (none with LoRA: the base weights with the adapter switched off are the starting model)."""
+    model = loaded.model.to(accelerator.device)
     reference_model = None
     if method.needs_reference_model and settings.lora_rank == 0:
-        reference_model = copy.deepcopy(model).eval().requires_grad_(False)
+        reference_model = reference_copy(model, accelerator)
     model = with_lora(model, settings)
     if settings.lora_rank == 0:
         method.select_parameters(model)
@@ -181,7 +184,7 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
             "train_seconds": result.seconds, "tokens": result.tokens,
             "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
             "peak_memory_mb": result.peak_memory_mb, "device": str(accelerator.device),
-            "processes": accelerator.num_processes}  # tokens and tokens/s are the main process's
+            **distribution(accelerator)}  # tokens and tokens/s are the main process's
 
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
@@ -198,7 +201,9 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
     forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
-                                   log_with=training.log_with, logs_dir=out_dir / "logs")
+                                   log_with=training.log_with, logs_dir=out_dir / "logs",
+                                   find_unused_parameters=method.leaves_weights_without_gradient)
+    check_lora_placement(accelerator, training.lora_rank)
     run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
     check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
                      resumable=lambda folder: is_unfinished_run(folder, run.key()))
@@ -206,10 +211,11 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
     tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
     forget_examples = _examples(tokenizer, forget, "forget", context_size)
     retain_examples = _examples(tokenizer, retain, "retain", context_size)
-    model, reference_model = _prepared_model(loaded, method, run.settings, accelerator.device)
+    model, reference_model = _prepared_model(loaded, method, run.settings, accelerator)
     context = Context(model, tokenizer, forget_examples,
                       lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
-                      reference_model=reference_model, batch_size=training.batch_size, autocast=accelerator.autocast)
+                      reference_model=reference_model, batch_size=training.batch_size, autocast=accelerator.autocast,
+                      unwrap=accelerator.unwrap_model)
     with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
         method.prepare(context)
     if accelerator.device.type == "cuda":
@@ -219,6 +225,7 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
                    out_dir / "checkpoints", description=f"unlearning ({config.method})",
                    show_progress=config.progress, accelerator=accelerator)
     report = _report(config, method, model_in, loaded, forget, retain, result, started, accelerator)
+    weights = None if training.lora_rank > 0 else gathered_weights(accelerator, model)
     if accelerator.is_main_process:
-        _save(accelerator.unwrap_model(model), tokenizer, out_dir, config, model_in, report)
+        _save(accelerator.unwrap_model(model), weights, tokenizer, out_dir, config, model_in, report)
     return report

@@ -50,6 +50,9 @@ class Method:
     # A frozen copy of the starting model on the retain set (KL, RMU); with LoRA, the base
     # weights with the adapter switched off serve instead of a copy.
     needs_reference_model: ClassVar[bool] = False
+    # The loss reaches only part of the trainable weights (RMU stops at one layer), which DDP
+    # must be told of, or it waits for gradients that never come.
+    leaves_weights_without_gradient: ClassVar[bool] = False
 
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
@@ -72,8 +75,9 @@ class Context:
     """What a loss may use: the model being trained, the frozen starting point, the examples."""
 
     def __init__(self, model, tokenizer, forget_examples: list, collate, reference_model=None,
-                 batch_size: int = 8, autocast=nullcontext):
+                 batch_size: int = 8, autocast=nullcontext, unwrap=lambda model: model):
         self.model = model
+        self.unwrap = unwrap  # the model inside a DDP wrapper, where a LoRA adapter can be switched off
         self.autocast = autocast  # the trained forward's mixed precision, for reference forwards too
         self.tokenizer = tokenizer
         self.forget_examples = forget_examples
@@ -98,9 +102,9 @@ class Context:
         with torch.no_grad(), self.autocast():
             if self.reference_model is not None:
                 yield self.reference_model
-            elif hasattr(self.model, "disable_adapter"):
-                with self.model.disable_adapter():
-                    yield self.model
+            elif hasattr(self.unwrap(self.model), "disable_adapter"):
+                with self.unwrap(self.model).disable_adapter():
+                    yield self.unwrap(self.model)
             else:
                 raise LumeError("this method needs a reference model, which was not set up")
 

@@ -59,6 +59,7 @@ class RMU(Method):
     name = "rmu"
     Settings = RMUSettings
     needs_reference_model = True
+    leaves_weights_without_gradient = True  # nothing above layer ℓ (with LoRA: its adapters) is reached
 
     def select_parameters(self, model) -> None:
         count = model.config.num_hidden_layers
