@@ -227,6 +227,11 @@ def unlearn_command(
     gradient_checkpointing: Checkpointing = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Seed of the training and of each step's forget and retain draws")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(
+        help="Probe the model every N steps (selection data: a document slice, held-out non-members, "
+             "MMLU dev); 0 = never")] = None,
+    select: Annotated[Optional[str], typer.Option(
+        help="The step saved: last, or best on the probes (needs --eval-every)")] = None,
     data_dir: DataDir = None,
     device: Device = None,
     log_with: LogWith = None,
@@ -240,11 +245,12 @@ def unlearn_command(
         method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
         gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device,
-        log_with=log_with), setting)
+        log_with=log_with, eval_every=eval_every, select=select), setting)
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
                      data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)
-    console.print(f"unlearned model written to {model_out} ({report['steps']} steps, "
+    chosen = f", step {report['selection']['step']} chosen" if "selection" in report else ""
+    console.print(f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
                   f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
 
 

@@ -24,7 +24,7 @@ from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
-from lume.training import (Example, TrainingRun, TrainingSettings, check_lora_placement, collate, distribution,
+from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
                            gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example, train,
                            with_lora, without_autocast)
 from lume.training.sampling import epoch_batch
@@ -169,7 +169,7 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overw
         raise LumeError("no documents selected for training")
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
                                    log_with=training.log_with, logs_dir=out_dir / "logs")
-    check_lora_placement(accelerator, training.lora_rank)
+    check_whole_weights(accelerator, ["LoRA"] if training.lora_rank else [])
     example_count = sum(len(d.records) for d in selection.chosen)
     steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
                                                  * accelerator.num_processes))

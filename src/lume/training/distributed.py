@@ -81,12 +81,13 @@ def shards_weights(accelerator) -> bool:
     return False
 
 
-def check_lora_placement(accelerator, lora_rank: int) -> None:
-    """LoRA's adapters are merged into whole weights on save, which sharded weights are not."""
-    if lora_rank > 0 and shards_weights(accelerator):
-        raise LumeError(f"LoRA with sharded weights ({accelerator.distributed_type.value}) is not supported: a LoRA "
-                        "run keeps a frozen copy of the model per GPU, so launch it data-parallel "
-                        "(configs/accelerate/ddp.yaml) or train without LoRA")
+def check_whole_weights(accelerator, needs: list[str]) -> None:
+    """What needs whole weights in one process (LoRA's merge on save, keeping the best step's
+    weights) is refused in one line on sharded weights."""
+    if needs and shards_weights(accelerator):
+        raise LumeError(f"{' and '.join(needs)} with sharded weights ({accelerator.distributed_type.value}) is not "
+                        "supported: launch data-parallel (configs/accelerate/ddp.yaml), where each process holds "
+                        "whole weights (a LoRA run fits one GPU per process)")
 
 
 def reference_copy(model, accelerator):

@@ -94,9 +94,10 @@ def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
     return found
 
 
-def is_unfinished_run(out_dir: Path, key: str) -> bool:
-    """OUT holds nothing but checkpoints (and logs) of a run with this settings key (so resuming is safe)."""
-    if any(entry.name not in ("checkpoints", "logs") for entry in out_dir.iterdir()):
+def is_unfinished_run(out_dir: Path, key: str, also: tuple[str, ...] = ()) -> bool:
+    """OUT holds nothing but checkpoints (and logs, and the stage's own resumable files `also`)
+    of a run with this settings key (so resuming is safe)."""
+    if any(entry.name not in ("checkpoints", "logs", *also) for entry in out_dir.iterdir()):
         return False
     saved = saved_checkpoints(out_dir / "checkpoints")
     return not saved or saved[-1][2]["key"] == key

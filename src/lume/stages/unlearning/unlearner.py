@@ -11,20 +11,23 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from lume import data as lume_data
-from lume.config import above_zero, at_least, coerce_fields
+from lume.config import above_zero, at_least, coerce_fields, one_of
 from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.errors import LumeError
 from lume.files import check_output_dir, refuse_overwriting_inputs, write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
 from lume.stages.unlearning.methods import METHODS, Context
-from lume.training import (TrainingRun, TrainingSettings, check_lora_placement, collate, distribution,
+from lume.stages.unlearning.selection import (BEST_NAME, PROBES_NAME, SELECTIONS, ProbeSettings, Trajectory,
+                                             chosen_step, probe_set)
+from lume.training import (TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
                            gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example,
                            reference_copy, train, with_lora)
 from lume.training.sampling import drawn_batches
@@ -37,6 +40,9 @@ class UnlearnConfig:
     method: str = "npo"
     method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
     steps: int = 40
+    eval_every: int = 0  # probe the model every N steps (and at the last); 0 = never
+    select: str = "last"  # the step saved as the model: the last, or the best on the probes (needs eval_every)
+    probes: ProbeSettings = field(default_factory=ProbeSettings)
     # batch_size: forget examples per step (and as many retain); seed: also the batch draws
     training: TrainingSettings = field(default_factory=TrainingSettings)
     device: str | None = None
@@ -44,6 +50,10 @@ class UnlearnConfig:
 
     def __post_init__(self):
         at_least(self, 1, "steps")
+        at_least(self, 0, "eval_every")
+        one_of(self, "select", SELECTIONS)
+        if self.select == "best" and not self.eval_every:
+            raise LumeError("select 'best' chooses among probed steps: set eval_every too (e.g. --eval-every 5)")
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
         check_device(self.device)
         self.method_settings = method_settings(self.method, self.method_settings)
@@ -148,7 +158,8 @@ def _save(final, weights: dict | None, tokenizer, out_dir: Path, config: Unlearn
     if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
         shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
     write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
+    for folder in ("checkpoints", BEST_NAME):  # only needed to resume
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
 
 
 def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
@@ -187,26 +198,64 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
             **distribution(accelerator)}  # tokens and tokens/s are the main process's
 
 
-def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
-            forget: list[Record] | None = None, retain: list[Record] | None = None,
-            data_dir: str | None = None, overwrite: bool = False) -> dict:
-    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
+def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: list[Record],
+                retain: list[Record], model_in, data_dir: str | None, accelerator) -> Trajectory | None:
+    """Probes every `eval_every` steps on the run's selection data; None when off."""
+    if not config.eval_every:
+        return None
+    dataset = lume_data.load(data_dir)
+    manifest = read_manifest(model_in) if Path(model_in).is_dir() else None
+    held_out = manifest.selection(dataset.documents).held_out if manifest else []
+    mmlu_dir = dataset.data_dir / "mmlu"
+    probes = probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes)
+    key = {"run": run.key(), "probes": asdict(config.probes), "select": config.select, "data": probes.describe()}
+    return Trajectory(out_dir, key, probes, config.select, accelerator)
 
-    OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
-    of the same settings there is resumed from its last checkpoint.
-    """
-    config = config or UnlearnConfig()
-    out_dir, training = Path(out_dir), config.training
-    method = build_method(config.method, config.method_settings)
-    refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
-    forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
+
+def _probing(trajectory: Trajectory | None, config: UnlearnConfig, model, tokenizer, accelerator,
+             on_probe: Callable[[int, dict], None]):
+    """`after_step` for the loop: probe every `eval_every` steps and at the last one."""
+    def after_step(step: int) -> None:
+        if trajectory is None or (step % config.eval_every and step != config.steps):
+            return
+        on_probe(step, trajectory.measure(accelerator.unwrap_model(model), tokenizer, step))
+
+    return after_step
+
+
+def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> dict:
+    """The report's probe rows and chosen step; the chosen step's weights put back into `model`."""
+    if trajectory is None:
+        return {}
+    rows = trajectory.rows()
+    chosen = chosen_step(rows, config.select)
+    trajectory.restore_chosen(model, chosen)
+    return {"probes": rows, "selection": {**chosen, "data": trajectory.probes.describe(),
+                                          "criterion": "final-score formula on the probes; MMLU (dev) at least "
+                                                       "75 % of the starting model's"}}
+
+
+@dataclass
+class _Setup:
+    """What a run needs once the model is loaded: the accelerator, run, tokenizer, examples, model."""
+    accelerator: object
+    run: TrainingRun
+    loaded: object
+    forget_examples: list
+    retain_examples: list
+    model: object
+    context: Context
+
+
+def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, retain, overwrite: bool) -> _Setup:
+    training = config.training
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
                                    log_with=training.log_with, logs_dir=out_dir / "logs",
                                    find_unused_parameters=method.leaves_weights_without_gradient)
-    check_lora_placement(accelerator, training.lora_rank)
+    check_whole_weights(accelerator, ["LoRA"] * (training.lora_rank > 0) + ["select best"] * (config.select == "best"))
     run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
     check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
-                     resumable=lambda folder: is_unfinished_run(folder, run.key()))
+                     resumable=lambda folder: is_unfinished_run(folder, run.key(), also=(PROBES_NAME, BEST_NAME)))
     loaded = load_model(model_in, dtype="float32", device="cpu")
     tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
     forget_examples = _examples(tokenizer, forget, "forget", context_size)
@@ -218,14 +267,39 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
                       unwrap=accelerator.unwrap_model)
     with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
         method.prepare(context)
+    return _Setup(accelerator, run, loaded, forget_examples, retain_examples, model, context)
+
+
+def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
+            forget: list[Record] | None = None, retain: list[Record] | None = None,
+            data_dir: str | None = None, overwrite: bool = False,
+            on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> dict:
+    """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
+
+    OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
+    of the same settings there is resumed from its last checkpoint. With `eval_every`, the
+    model is probed as it trains (`on_probe(step, row)` sees each row; a sweep prunes there).
+    """
+    config = config or UnlearnConfig()
+    out_dir = Path(out_dir)
+    method = build_method(config.method, config.method_settings)
+    refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
+    forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
+    setup = _set_up(model_in, out_dir, config, method, forget, retain, overwrite)
+    accelerator, model, tokenizer = setup.accelerator, setup.model, setup.loaded.tokenizer
+    trajectory = _trajectory(config, out_dir, setup.run, forget, retain, model_in, data_dir, accelerator)
+    after_step = _probing(trajectory, config, model, tokenizer, accelerator, on_probe)
+    after_step(0)
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     started = time.time()
-    result = train(model, run, _step_loss(method, context, config, forget_examples, retain_examples, accelerator),
-                   out_dir / "checkpoints", description=f"unlearning ({config.method})",
+    result = train(model, setup.run, _step_loss(method, setup.context, config, setup.forget_examples,
+                                                setup.retain_examples, accelerator),
+                   out_dir / "checkpoints", description=f"unlearning ({config.method})", after_step=after_step,
                    show_progress=config.progress, accelerator=accelerator)
-    report = _report(config, method, model_in, loaded, forget, retain, result, started, accelerator)
-    weights = None if training.lora_rank > 0 else gathered_weights(accelerator, model)
+    report = {**_report(config, method, model_in, setup.loaded, forget, retain, result, started, accelerator),
+              **_selected(trajectory, config, accelerator.unwrap_model(model))}
+    weights = None if config.training.lora_rank > 0 else gathered_weights(accelerator, model)
     if accelerator.is_main_process:
         _save(accelerator.unwrap_model(model), weights, tokenizer, out_dir, config, model_in, report)
     return report

@@ -1,0 +1,186 @@
+"""Model selection during unlearning: cheap probes every N steps, and the step chosen on them.
+
+The probes score the model as it trains on selection data, kept apart from the final numbers
+wherever the protocol allows (the report states the split):
+
+- forget and retain regurgitation and knowledge on a seeded slice of documents, stratified by
+  task. The forget slice is part of the forget set by LUME's design (forgetting those documents
+  is the goal, and the final forget score is over all of them); the retain slice is part of the
+  retain set the final retain score covers (the protocol scores every retain document);
+- the loss-attack MIA AUC of the forget slice against a seeded subset of the held-out
+  non-members (a target lume built has them; the final MIA uses every held-out document);
+- MMLU accuracy on the dev split, each question 4-shot from its subject's other dev questions:
+  never the test questions of the final score.
+
+The selection score is the protocol's final-score formula on these numbers; a step whose MMLU
+(dev) falls below 75 % of the starting model's is never chosen.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lume.data.mmlu import Question, load_mmlu
+from lume.data.records import Document, Record, build_documents
+from lume.data.selection import select_documents
+from lume.metrics import auc, mia_score, mmlu_flag, task_aggregate, task_means
+from lume.metrics.mia import membership_attack_scores
+from lume.metrics.mmlu import evaluate_mmlu
+from lume.files import ItemStore
+from lume.metrics.probes import score_records, transformers_backend
+from lume.training import without_autocast
+
+SELECTIONS = ("last", "best")
+
+
+@dataclass
+class ProbeSettings:
+    docs_per_task: int = 1  # forget and retain documents per task in the probe slice
+    non_members: int = 8  # held-out documents for the MIA probe
+    mmlu_questions: int = 20  # MMLU dev questions, drawn across subjects
+    seed: int = 0
+
+
+@dataclass
+class ProbeSet:
+    records: list[Record]  # the forget and retain slice's sc and QA rows
+    members: list[str]  # the forget slice's document texts
+    non_members: list[str]
+    mmlu: dict[str, tuple[list[Question], list[Question]]]  # subject -> (shots, dev questions)
+
+    def describe(self) -> dict:
+        """What the probes use, for the report's statement of the selection split."""
+        return {"forget_documents": len({r.doc_id for r in self.records if r.split == "forget"}),
+                "retain_documents": len({r.doc_id for r in self.records if r.split == "retain"}),
+                "mia_members": len(self.members), "mia_non_members": len(self.non_members),
+                "mmlu_dev_questions": sum(len(q) for _, q in self.mmlu.values())}
+
+
+def _dev_questions(mmlu_dir: Path, count: int, seed: int) -> dict[str, tuple[list[Question], list[Question]]]:
+    """`count` seeded dev questions, each with its subject's other dev questions as shots."""
+    subjects = load_mmlu(mmlu_dir, limit=0)
+    dev = [question for shots, _ in subjects.values() for question in shots]
+    chosen = sorted(random.Random(f"{seed}:mmlu-dev").sample(range(len(dev)), min(count, len(dev))))
+    picked: dict[str, tuple[list[Question], list[Question]]] = {}
+    for question in (dev[i] for i in chosen):
+        shots = [q for q in subjects[question.subject][0] if q.id != question.id]
+        picked.setdefault(question.subject, (shots, []))[1].append(question)
+    return picked
+
+
+def probe_set(forget: list[Record], retain: list[Record], held_out: list[Document], mmlu_dir: Path | None,
+              settings: ProbeSettings) -> ProbeSet:
+    """The seeded selection data of a run (the same for every step and every resume)."""
+    chosen = select_documents(build_documents(forget + retain), settings.docs_per_task, 0, settings.seed).chosen
+    non_members = random.Random(f"{settings.seed}:non-members").sample(
+        sorted(held_out, key=lambda d: d.doc_id), min(settings.non_members, len(held_out)))
+    return ProbeSet([r for d in chosen for r in d.records], [d.text for d in chosen if d.split == "forget"],
+                    [d.text for d in non_members],
+                    _dev_questions(mmlu_dir, settings.mmlu_questions, settings.seed) if mmlu_dir else {})
+
+
+def probe(model, tokenizer, probes: ProbeSet) -> dict:
+    """The probe numbers of the model as it is: the 12 task means, MIA AUC, MMLU (dev)."""
+    means = task_means(score_records(transformers_backend(model, tokenizer), probes.records))
+    row = {"scores": {"/".join(key): value for key, value in means.items()},
+           "forget_mean": _mean(v for k, v in means.items() if k[0] == "forget"),
+           "retain_mean": _mean(v for k, v in means.items() if k[0] == "retain"),
+           "task_aggregate": task_aggregate(means), "mia_auc": None, "mmlu_dev": None}
+    if probes.non_members and probes.members:
+        texts = probes.members + probes.non_members
+        losses = [r["loss"] for r in membership_attack_scores(model, tokenizer, texts)]
+        row["mia_auc"] = auc([True] * len(probes.members) + [False] * len(probes.non_members), [-x for x in losses])
+    if probes.mmlu:
+        answers = evaluate_mmlu(model, tokenizer, probes.mmlu, shots=4)
+        row["mmlu_dev"] = sum(a["correct"] for a in answers) / len(answers)
+    return row
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def selection_score(row: dict) -> float:
+    """The final-score formula, the mean of task aggregate, MIA score and MMLU, on the probe
+    numbers (a part the run cannot measure, such as MIA without held-out documents, left out)."""
+    parts = [row["task_aggregate"]]
+    if row["mia_auc"] is not None:
+        parts.append(mia_score(row["mia_auc"]))
+    if row["mmlu_dev"] is not None:
+        parts.append(row["mmlu_dev"])
+    return sum(parts) / len(parts)
+
+
+def eligible(row: dict, start: dict) -> bool:
+    """Not below 75 % of the starting model's MMLU (dev): such a step is never chosen."""
+    return not mmlu_flag(row["mmlu_dev"], start["mmlu_dev"]) if row["mmlu_dev"] is not None else True
+
+
+def chosen_step(rows: list[dict], select: str) -> dict:
+    """The step to keep: the last, or the best-scoring eligible one after step 0 (the last when
+    none is eligible, said in `rule_met`)."""
+    start, trained = rows[0], [r for r in rows if r["step"] > 0]
+    last = max(trained, key=lambda r: r["step"])
+    candidates = [r for r in trained if eligible(r, start)]
+    if select == "last" or not candidates:
+        return {"step": last["step"], "select": select, "rule_met": eligible(last, start)}
+    best = max(candidates, key=lambda r: (r["selection_score"], r["step"]))
+    return {"step": best["step"], "select": select, "rule_met": True}
+
+
+PROBES_NAME = "probes.jsonl"
+BEST_NAME = "selection"
+
+
+class Trajectory:
+    """The probe rows of a run by step (OUT/probes.jsonl, so a resumed run keeps them) and, when
+    selecting the best step, that step's weights (OUT/selection/weights.pt), replaced on each
+    improvement. Every process probes (sharded forwards need them all); the main one writes."""
+
+    def __init__(self, out_dir: Path, key: dict, probes: ProbeSet, select: str, accelerator):
+        self.probes, self.select, self.accelerator = probes, select, accelerator
+        self.weights_file = out_dir / BEST_NAME / "weights.pt"
+        self.store = ItemStore(out_dir / PROBES_NAME, key, writable=accelerator.is_main_process)
+
+    def rows(self) -> list[dict]:
+        return sorted(self.store.results.values(), key=lambda r: r["step"])
+
+    def measure(self, model, tokenizer, step: int) -> dict:
+        """The probe row of `step` (measured once; a resumed run reads it back)."""
+        row_id = f"step-{step:08d}"
+        if row_id in self.store:
+            return self.store.results[row_id]
+        with torch.no_grad(), without_autocast(model):
+            model.eval()
+            row = {"id": row_id, "step": step, **probe(model, tokenizer, self.probes)}
+            model.train()
+        row["selection_score"] = selection_score(row)
+        if self.select == "best" and step > 0 and self._improves(row):
+            self._keep_weights(model)
+        self.store.add(row)
+        return row
+
+    def _improves(self, row: dict) -> bool:
+        rows = self.rows()
+        if not rows or not eligible(row, rows[0]):
+            return False
+        kept = [r for r in rows if r["step"] > 0 and eligible(r, rows[0])]
+        return all(row["selection_score"] >= r["selection_score"] for r in kept)
+
+    def _keep_weights(self, model) -> None:
+        if self.accelerator.is_main_process:
+            self.weights_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.weights_file.with_suffix(".partial")
+            torch.save(model.state_dict(), partial)
+            partial.replace(self.weights_file)
+
+    def restore_chosen(self, model, chosen: dict) -> None:
+        """Put the chosen step's weights back into the model (main process: it alone saves)."""
+        last = self.rows()[-1]["step"]
+        if chosen["step"] != last and self.accelerator.is_main_process:
+            model.load_state_dict(torch.load(self.weights_file, weights_only=True))
