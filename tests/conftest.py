@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -101,4 +102,18 @@ def tiny_model_dir(tmp_path_factory, tokenizer, tiny_model) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
     tiny_model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_target(tmp_path_factory, tiny_model_dir, data_dir):
+    """The tiny model as a lume target: one document per task and split trained, two held out."""
+    from lume import data
+    from lume.data.manifest import TargetManifest
+
+    folder = tmp_path_factory.mktemp("target") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    dataset = data.load(data_dir)
+    selection = data.select_documents(dataset.documents, 1, 2, seed=0)
+    TargetManifest.from_selection(selection, base_model="tiny", data_fingerprint=dataset.fingerprint).write(folder)
     return folder

@@ -1,7 +1,6 @@
 """Probes during unlearning and the checkpoint chosen on them."""
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -11,21 +10,7 @@ from lume.stages.unlearning import UnlearnConfig, unlearn
 from lume.stages.unlearning.selection import chosen_step, selection_score
 from lume.training import TrainingSettings
 
-FAST = TrainingSettings(batch_size=2, learning_rate=1e-3, mixed_precision="no")
-
-
-@pytest.fixture(scope="module")
-def tiny_target(tmp_path_factory, tiny_model_dir, data_dir):
-    """The tiny model as a lume target: one document per task and split trained, two held out."""
-    from lume import data
-    from lume.data.manifest import TargetManifest
-
-    folder = tmp_path_factory.mktemp("target") / "model"
-    shutil.copytree(tiny_model_dir, folder)
-    dataset = data.load(data_dir)
-    selection = data.select_documents(dataset.documents, 1, 2, seed=0)
-    TargetManifest.from_selection(selection, base_model="tiny", data_fingerprint=dataset.fingerprint).write(folder)
-    return folder
+FAST = TrainingSettings(batch_size=2, learning_rate=1e-3)
 
 
 def row(step, score, mmlu):

@@ -285,6 +285,18 @@ def run_command(config: Annotated[Optional[Path], typer.Argument(
     console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
+@app.command("sweep")
+def sweep_command(config: Annotated[Path, typer.Argument(help="YAML sweep config (see configs/demo-sweep.yaml)")]):
+    """Search each method's settings with Optuna on the probes, evaluate each method's best, report.
+
+    Start it again to continue an interrupted sweep, or several times at once (sharing the
+    config's `storage`) to run trials in parallel."""
+    from lume.sweep import load_sweep, sweep
+
+    out = sweep(load_sweep(config))
+    console.print(f"sweep: {out / 'sweep.json'}; report: {out / 'report.md'} and {out / 'report.html'}")
+
+
 @app.command("report")
 def report_command(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (with eval/*) or evaluation folders")],

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from lume import data as lume_data
 from lume.config import build, coerce_fields, merged
@@ -30,6 +32,7 @@ from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.target import MemorizeConfig, memorize, preset
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig, unlearn
+from lume.training.distributed import started_processes
 
 
 @dataclass
@@ -135,11 +138,15 @@ def build_target(config: RunConfig) -> Path:
            "base_fingerprint": model_fingerprint(settings.base),
            "data_fingerprint": lume_data.load(config.data_dir, settings.source).fingerprint}
     folder = cache_dir() / "targets" / _key(key)
-    if not (folder / MANIFEST_NAME).is_file():
-        print(f"building the target model in {folder}")
-        memorize(folder, settings)
-    else:
-        print(f"reusing the target model in {folder}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # several sweep workers: one builds, the others wait and reuse it (the processes of one
+    # distributed run build it together instead)
+    with FileLock(f"{folder}.lock") if started_processes() == 1 else nullcontext():
+        if not (folder / MANIFEST_NAME).is_file():
+            print(f"building the target model in {folder}")
+            memorize(folder, settings)
+        else:
+            print(f"reusing the target model in {folder}")
     return folder
 
 
@@ -184,7 +191,7 @@ def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
 
 
 def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
-               dataset) -> None:
+               dataset, on_probe=lambda _step, _row: None) -> None:
     settings = merged(UnlearnConfig(method=spec["method"]), {k: v for k, v in spec.items() if k != "name"})
     key = {"target": model_fingerprint(target), "data": dataset.fingerprint,
            "settings": {**dataclasses.asdict(settings), "progress": None}}
@@ -193,7 +200,8 @@ def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path,
         return
     print(f"{label}: unlearning")
     forget, retain = _unlearning_sets(target, dataset)
-    unlearn(target, folder, settings, forget=forget, retain=retain, data_dir=data_dir, overwrite=state == "redo")
+    unlearn(target, folder, settings, forget=forget, retain=retain, data_dir=data_dir, overwrite=state == "redo",
+            on_probe=on_probe)
 
 
 def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:

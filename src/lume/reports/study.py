@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 
@@ -12,7 +11,9 @@ from lume.errors import LumeError
 from lume.files import write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
 from lume.reports import ROBUSTNESS_HEADER, robustness_rows
+from lume.reports.figures import png, pyplot as _pyplot
 from lume.reports.leaderboard import markdown, markdown_table
+from lume.reports.selection import selection_parts
 from lume.stages.attacks import RESULT_NAME
 from lume.stages.unlearning import REPORT_NAME
 
@@ -35,22 +36,6 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
             training = json.loads((Path(model_path) / REPORT_NAME).read_text())
         models.append({"label": folder.name, "summary": summary, "mia": mia, "training": training})
     return models
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
-    return buffer.getvalue()
 
 
 def _error(summary: dict, name: str, value: float, flip: bool = False) -> list[float]:
@@ -177,6 +162,11 @@ def write_report(eval_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     models = load_study(eval_dirs)
     text = markdown(models)
     images = figures(models)
+    sweep_file = Path(out_dir) / "sweep.json"
+    selection_text, selection_images = selection_parts(
+        models, json.loads(sweep_file.read_text()) if sweep_file.is_file() else None)
+    text += selection_text
+    images.update(selection_images)
     attacks = load_attacks(out_dir)
     if attacks:
         text += robustness_markdown(attacks)

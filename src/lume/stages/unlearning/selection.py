@@ -18,7 +18,9 @@ The selection score is the protocol's final-score formula on these numbers; a st
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from lume.data.selection import select_documents
 from lume.metrics import auc, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_attack_scores
 from lume.metrics.mmlu import evaluate_mmlu
-from lume.files import ItemStore
+from lume.files import ItemStore, write_json_atomic
 from lume.metrics.probes import score_records, transformers_backend
 from lume.training import without_autocast
 
@@ -142,8 +144,10 @@ class Trajectory:
     selecting the best step, that step's weights (OUT/selection/weights.pt), replaced on each
     improvement. Every process probes (sharded forwards need them all); the main one writes."""
 
-    def __init__(self, out_dir: Path, key: dict, probes: ProbeSet, select: str, accelerator):
+    def __init__(self, out_dir: Path, key: dict, probes: ProbeSet, select: str, accelerator,
+                 start_cache: Path | None = None):
         self.probes, self.select, self.accelerator = probes, select, accelerator
+        self.start_cache = start_cache  # the starting model's probe row, shared by runs from the same model
         self.weights_file = out_dir / BEST_NAME / "weights.pt"
         self.store = ItemStore(out_dir / PROBES_NAME, key, writable=accelerator.is_main_process)
 
@@ -155,10 +159,17 @@ class Trajectory:
         row_id = f"step-{step:08d}"
         if row_id in self.store:
             return self.store.results[row_id]
-        with torch.no_grad(), without_autocast(model):
-            model.eval()
-            row = {"id": row_id, "step": step, **probe(model, tokenizer, self.probes)}
-            model.train()
+        if step == 0 and self.start_cache and self.start_cache.is_file():
+            row = json.loads(self.start_cache.read_text())
+        else:
+            started = time.time()
+            with torch.no_grad(), without_autocast(model):
+                model.eval()
+                row = {"id": row_id, "step": step, **probe(model, tokenizer, self.probes)}
+                model.train()
+            row["seconds"] = time.time() - started
+            if step == 0 and self.start_cache and self.accelerator.is_main_process:
+                write_json_atomic(self.start_cache, row)
         row["selection_score"] = selection_score(row)
         if self.select == "best" and step > 0 and self._improves(row):
             self._keep_weights(model)

@@ -9,6 +9,7 @@ distributed run see different examples.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from lume import data as lume_data
 from lume.config import above_zero, at_least, coerce_fields, one_of
 from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
+from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import check_output_dir, refuse_overwriting_inputs, write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
@@ -209,7 +211,11 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     mmlu_dir = dataset.data_dir / "mmlu"
     probes = probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes)
     key = {"run": run.key(), "probes": asdict(config.probes), "select": config.select, "data": probes.describe()}
-    return Trajectory(out_dir, key, probes, config.select, accelerator)
+    start = {"model": run.identity["model"], "probes": asdict(config.probes), "forget": run.identity["forget"],
+             "retain": run.identity["retain"], "held_out": sorted(d.doc_id for d in held_out),
+             "device": accelerator.device.type}
+    start_key = hashlib.sha256(json.dumps(start, sort_keys=True).encode()).hexdigest()[:16]
+    return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json")
 
 
 def _probing(trajectory: Trajectory | None, config: UnlearnConfig, model, tokenizer, accelerator,

@@ -1,0 +1,154 @@
+"""The report's model-selection parts: each method's path over its probed steps, the chosen
+step, the Pareto frontier across methods, every probe curve, and a sweep's trials."""
+
+from __future__ import annotations
+
+from lume.reports.figures import png, pyplot
+from lume.reports.leaderboard import markdown_table
+
+PROBE_CURVES = (("forget_mean", "forget probes (mean)"), ("retain_mean", "retain probes (mean)"),
+                ("mia_auc", "MIA loss AUC (probe)"), ("mmlu_dev", "MMLU dev accuracy"),
+                ("task_aggregate", "task aggregate (probes)"), ("selection_score", "selection score"))
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (both higher is better), by x."""
+    front, best_y = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    return sorted(front)
+
+
+def probed(models: list[dict]) -> list[dict]:
+    """The unlearned models whose training recorded probes."""
+    return [m for m in models if m["training"] and m["training"].get("probes")]
+
+
+def _position(row: dict) -> tuple[float, float]:
+    return 1 - row["forget_mean"], row["retain_mean"]
+
+
+def trajectories(models: list[dict]):
+    """Each method's path through (forgetting, retain score) over its probed steps, the chosen
+    step starred, and the Pareto frontier of every probed point of every method."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    points = []
+    for entry in models:
+        rows, chosen = entry["training"]["probes"], entry["training"]["selection"]["step"]
+        xs, ys = zip(*(_position(r) for r in rows))
+        line, = axis.plot(xs, ys, marker="o", markersize=3, label=f"{entry['label']} (steps {rows[0]['step']}"
+                                                                  f"–{rows[-1]['step']})")
+        axis.plot(*_position(next(r for r in rows if r["step"] == chosen)), marker="*", markersize=14,
+                  color=line.get_color(), markeredgecolor="black")
+        points += [_position(r) for r in rows if r["step"] > 0]
+    front = pareto_front(points)
+    axis.step(*zip(*front), where="post", color="grey", linestyle="--", label="Pareto frontier")
+    axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
+             title="Unlearning paths over steps (★ chosen step)")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def probe_curves(models: list[dict]):
+    """Every probe number over steps, per method, the chosen step marked."""
+    plt = pyplot()
+    figure, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for axis, (key, title) in zip(axes.flat, PROBE_CURVES):
+        for entry in models:
+            rows, chosen = entry["training"]["probes"], entry["training"]["selection"]["step"]
+            kept = [r for r in rows if r.get(key) is not None]
+            line, = axis.plot([r["step"] for r in kept], [r[key] for r in kept], marker="o", markersize=3,
+                              label=entry["label"])
+            axis.plot([r["step"] for r in kept if r["step"] == chosen], [r[key] for r in kept if r["step"] == chosen],
+                      marker="*", markersize=12, color=line.get_color(), markeredgecolor="black")
+        axis.set(title=title, xlabel="step")
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def selection_markdown(models: list[dict]) -> str:
+    """Which step each method kept, by what rule, on which data."""
+    rows = []
+    for entry in models:
+        training = entry["training"]
+        chosen = training["selection"]
+        row = next(r for r in training["probes"] if r["step"] == chosen["step"])
+        rule = "met" if chosen["rule_met"] else "NOT met by any step: the last kept"
+        rows.append([entry["label"], f"{chosen['step']} of {training['steps']}", chosen["select"],
+                     f"{row['selection_score']:.3f}", rule])
+    data = models[0]["training"]["selection"]["data"]
+    lines = ["", "## Model selection", "",
+             "Each method was probed every few steps; the step kept is the last, or with `select: best` the one "
+             "with the highest selection score (the final-score formula on the probe numbers) among those whose "
+             "MMLU (dev) is at least 75 % of the starting model's.", "",
+             *markdown_table(["model", "step kept", "select", "selection score", "75 % MMLU rule"], rows), "",
+             "Selection data, and how it relates to the final numbers above: "
+             f"forget probes on {data['forget_documents']} forget documents (part of the forget set: by LUME's "
+             "design the forget set itself is scored, its forgetting being the goal); retain probes on "
+             f"{data['retain_documents']} retain documents (part of the retain set, all of which the final retain "
+             f"score covers); MIA on {data['mia_members']} forget documents against {data['mia_non_members']} "
+             "held-out non-members (of those the final MIA uses); MMLU on "
+             f"{data['mmlu_dev_questions']} dev questions, never the test questions of the final score."]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(sweep: dict) -> str:
+    """Every trial and the best per method."""
+    header = ["method", "trial", "state", "settings", "score", "step", "forget", "retain", "MMLU dev"]
+    rows = [[t["method"], str(t["trial"]), t["state"], ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items()),
+             *(_short(t.get(key)) for key in ("value", "step", "forget_mean", "retain_mean", "mmlu_dev"))]
+            for t in sweep["trials"]]
+    best = [[label, str(b["trial"]), ", ".join(f"{k}={_short(v)}" for k, v in b["params"].items()), _short(b["value"])]
+            for label, b in sweep["best"].items()]
+    lines = ["", "## Sweep", "",
+             f"{sweep['sampler']} sampler, {sweep['pruner']} pruner, {sweep['trials_per_method']} trials per method. "
+             "A trial's score is its chosen step's selection score (probes only); the best trial of each method "
+             "was then evaluated in full (the tables above).", "",
+             *markdown_table(["method", "best trial", "settings", "score"], best), "",
+             *markdown_table(header, rows), "",
+             "The Pareto plot shows every finished trial's chosen step at (1 − forget probe mean, retain probe mean)."]
+    return "\n".join(lines) + "\n"
+
+
+def _short(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def sweep_pareto(sweep: dict):
+    """Every finished trial at (forgetting, retain) on its probes, by method; the frontier; the bests."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    finished = [t for t in sweep["trials"] if t.get("forget_mean") is not None]
+    for method in sorted({t["method"] for t in finished}):
+        mine = [t for t in finished if t["method"] == method]
+        axis.scatter([1 - t["forget_mean"] for t in mine], [t["retain_mean"] for t in mine], label=method, s=25)
+        best = next((t for t in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
+        if best:
+            axis.scatter([1 - best["forget_mean"]], [best["retain_mean"]], marker="*", s=200, edgecolors="black")
+    front = pareto_front([(1 - t["forget_mean"], t["retain_mean"]) for t in finished])
+    if front:
+        axis.step(*zip(*front), where="post", color="grey", linestyle="--", label="Pareto frontier")
+    axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
+             title="Sweep trials (★ best per method)")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def selection_parts(models: list[dict], sweep: dict | None) -> tuple[str, dict[str, bytes]]:
+    """The Markdown and figures of model selection and of a sweep, when the study has them."""
+    text, images = "", {}
+    with_probes = probed(models)
+    if with_probes:
+        text += selection_markdown(with_probes)
+        images["trajectories"] = png(trajectories(with_probes))
+        images["probe_curves"] = png(probe_curves(with_probes))
+    if sweep:
+        text += sweep_markdown(sweep)
+        images["sweep_pareto"] = png(sweep_pareto(sweep))
+    return text, images

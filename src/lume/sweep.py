@@ -1,0 +1,230 @@
+"""`sweep`: search each method's settings with Optuna, on the probes, then evaluate the best.
+
+Every trial is an ordinary study step (`RUN/trials/<method>-<settings key>`, keyed and
+resumable like `lume run`'s). A trial's value is the selection score of its chosen step, from
+the probes (selection data, never the final numbers); each probe is reported to Optuna, so a
+pruner can stop a poor trial early. Optuna's storage (SQLite in RUN by default, any database
+URL) holds the trials: several `lume sweep` processes on the same storage share the work, and an
+interrupted sweep continues (a trial whose worker died is retried with the same settings, and
+its step resumes from its last checkpoint). Once the trials are done, each method's best trial
+is evaluated in full and the study report gains the trial table and the Pareto plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from filelock import FileLock
+
+from lume import data as lume_data
+from lume.config import build, coerce_fields
+from lume.errors import InputError, LumeError
+from lume.files import write_json_atomic
+from lume.pipeline import (RunConfig, Steps, TargetConfig, _checked_fields, _evaluated, _key, _method_spec,
+                           _read_yaml, _unlearned, build_target, method_label)
+from lume.reports.study import write_report
+from lume.stages.evaluation import EvalConfig
+from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
+
+SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
+            "qmc": "QMCSampler", "gp": "GPSampler"}
+PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
+           "hyperband": "HyperbandPruner", "successive-halving": "SuccessiveHalvingPruner"}
+SWEEP_NAME = "sweep.json"
+
+
+@dataclass
+class SweepConfig:
+    name: str = "sweep"
+    out: str = "runs/sweep"
+    data_dir: str | None = None
+    target: TargetConfig = field(default_factory=TargetConfig)
+    # each: UnlearnConfig fields (eval_every set, so that trials are scored on the probes), an
+    # optional `name`, and `search`: {dotted field: {low, high[, log]} or {choices: [...]}}
+    methods: list[dict] = field(default_factory=list)
+    trials: int = 8  # per method, finished or pruned, all workers together
+    sampler: str = "tpe"  # one of SAMPLERS (grid: every search entry needs `choices`)
+    pruner: str = "none"  # one of PRUNERS
+    storage: str | None = None  # an Optuna storage URL; default sqlite:///RUN/optuna.db
+    seed: int = 0  # the sampler's
+    evaluation: dict = field(default_factory=lambda: {"mia_set": "validation", "mmlu_limit": 1})
+
+
+def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
+    """`search` entries, each a range or a list of choices of a real UnlearnConfig field."""
+    if not isinstance(search, dict) or not search:
+        raise InputError(path, "expected a mapping of settings to search, e.g. {training.learning_rate: "
+                               "{low: 1.0e-5, high: 1.0e-4, log: true}}", field=f"{where}.search")
+    for name, space in search.items():
+        here = f"{where}.search.{name}"
+        if not isinstance(space, dict) or not ({"choices"} <= set(space) or {"low", "high"} <= set(space)):
+            raise InputError(path, "expected {low: ..., high: ...[, log: true]} or {choices: [...]}", field=here)
+        for value in space.get("choices") or (space["low"], space["high"]):
+            _checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
+                            here, path)
+    return search
+
+
+def with_value(spec: dict, dotted: str, value) -> dict:
+    """A copy of the nested mapping `spec` with `dotted` (e.g. training.learning_rate) set."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**spec, head: value}
+    return {**spec, head: with_value(spec.get(head) or {}, rest, value)}
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """A sweep YAML file, every field checked before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    raw = coerce_fields(SweepConfig, _read_yaml(path), source=path)
+    raw["target"] = build(TargetConfig, raw.get("target") or {}, where="target", source=path)
+    methods = []
+    for index, spec in enumerate(raw.get("methods") or []):
+        where = f"methods[{index}]"
+        search = spec.pop("search", None) if isinstance(spec, dict) else None
+        checked = _method_spec(spec, index, path)
+        if not checked.get("eval_every"):
+            raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
+        methods.append({**checked, "search": _checked_search(search, checked, where, path)})
+    if not methods:
+        raise InputError(path, "no methods to sweep", field="methods")
+    for name, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if raw.get(name, getattr(SweepConfig, name)) not in choices:
+            raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
+    if "evaluation" in raw:
+        raw["evaluation"] = _checked_fields(EvalConfig, raw["evaluation"] or {}, "evaluation", path)
+    return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
+
+
+def _suggest(trial: optuna.Trial, name: str, space: dict):
+    if "choices" in space:
+        return trial.suggest_categorical(name, space["choices"])
+    low, high, log = space["low"], space["high"], bool(space.get("log", False))
+    if isinstance(low, int) and isinstance(high, int):
+        return trial.suggest_int(name, low, high, log=log)
+    return trial.suggest_float(name, float(low), float(high), log=log)
+
+
+@dataclass
+class _Run:
+    """What every trial of the sweep shares."""
+    out: Path
+    steps: Steps
+    target: Path
+    dataset: object
+    data_dir: str | None
+
+
+def _objective(run: _Run, spec: dict):
+    """A trial: the method's settings with the sampled values, unlearned as a study step, scored
+    by its chosen step's selection score; each probe is reported, so the pruner may stop it."""
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: _suggest(trial, name, space) for name, space in spec["search"].items()}
+        settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
+        for name, value in params.items():
+            settings = with_value(settings, name, value)
+        label = f"{method_label(spec)}-{_key(params)[:8]}"
+        folder = run.out / "trials" / label
+        trial.set_user_attr("folder", str(folder))
+
+        def on_probe(step: int, row: dict) -> None:
+            trial.report(row["selection_score"], step)
+            if step and trial.should_prune():
+                raise optuna.TrialPruned()
+
+        with FileLock(f"{folder}.lock"):  # two workers drawing the same settings share one run
+            _unlearned(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
+        report = json.loads((folder / REPORT_NAME).read_text())
+        chosen = next(r for r in report["probes"] if r["step"] == report["selection"]["step"])
+        trial.set_user_attr("chosen", {key: chosen[key] for key in ("step", "forget_mean", "retain_mean", "mia_auc",
+                                                                    "mmlu_dev", "selection_score")})
+        return chosen["selection_score"]
+
+    return objective
+
+
+def _sampler(config: SweepConfig, spec: dict, seed: int) -> optuna.samplers.BaseSampler:
+    sampler_class = getattr(optuna.samplers, SAMPLERS[config.sampler])
+    if config.sampler != "grid":
+        return sampler_class(seed=seed)
+    if any("choices" not in space for space in spec["search"].values()):
+        raise LumeError(f"{method_label(spec)}: the grid sampler needs `choices` for every searched setting")
+    return sampler_class({name: space["choices"] for name, space in spec["search"].items()}, seed=seed)
+
+
+def _study(config: SweepConfig, spec: dict, storage) -> optuna.Study:
+    study = optuna.create_study(study_name=f"{config.name}/{method_label(spec)}", storage=storage,
+                                pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(), direction="maximize",
+                                load_if_exists=True)
+    # seeded by the trials so far: a continued sweep draws new settings, not its first ones again
+    study.sampler = _sampler(config, spec, config.seed + len(study.trials))
+    return study
+
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _run_trials(config: SweepConfig, run: _Run, storage) -> dict[str, optuna.Study]:
+    """Each method's trials until `trials` are finished or pruned (by all workers together)."""
+    studies = {}
+    for spec in config.methods:
+        study = studies[method_label(spec)] = _study(config, spec, storage)
+        left = config.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
+        if left > 0:
+            study.optimize(_objective(run, spec), n_trials=left, catch=(LumeError,),
+                           callbacks=[optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)])
+    return studies
+
+
+def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
+    """Every trial of every method: its settings, state, value and chosen step's probe numbers."""
+    return [{"method": label, "trial": trial.number, "state": trial.state.name, "params": trial.params,
+             "value": trial.value, **trial.user_attrs.get("chosen", {}), "folder": trial.user_attrs.get("folder")}
+            for label, study in studies.items() for trial in study.get_trials(deepcopy=False)]
+
+
+def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) -> None:
+    """Evaluate the target and each method's best trial in full; write sweep.json and the report."""
+    evaluation = {**config.evaluation, "data_dir": config.data_dir}
+    target_summary = _evaluated(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
+    target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
+    best = {label: study.best_trial for label, study in studies.items()
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    for label, trial in best.items():
+        _evaluated(run.steps, Path(trial.user_attrs["folder"]), label, run.out / "eval" / label,
+                   {**evaluation, "target_mmlu": target_mmlu})
+    write_json_atomic(run.out / SWEEP_NAME, {
+        "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials,
+        "best": {label: {"trial": trial.number, "params": trial.params, "value": trial.value}
+                 for label, trial in best.items()},
+        "trials": trial_rows(studies)})
+    write_report([run.out / "eval" / "target"] + [run.out / "eval" / label for label in best], run.out)
+
+
+def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
+    """The shared trial storage; a trial whose worker stopped beating for 3 minutes is retried
+    with the same settings (so its study step resumes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}", heartbeat_interval=60, grace_period=180,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+
+
+def sweep(config: SweepConfig) -> Path:
+    """Run (or join, or continue) the sweep; returns the run folder with its report."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
+    run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)
+    studies = _run_trials(config, run, _storage(config, out))
+    with FileLock(str(out / "sweep.lock")):  # one worker at a time evaluates and reports
+        _finish(config, run, studies)
+    return out

@@ -1,0 +1,59 @@
+"""`lume sweep`: Optuna over method settings, trials as cached study steps, the best evaluated."""
+
+import json
+
+import pytest
+import yaml
+
+from lume.errors import InputError
+from lume.sweep import load_sweep, sweep
+from tests.test_mmlu import make_mmlu
+
+
+def write_config(folder, target, data_dir, trials: int, **extra) -> str:
+    mmlu = make_mmlu(folder / "mmlu")
+    config = {"name": "tiny", "out": str(folder / "run"), "data_dir": str(data_dir), "target": {"model": str(target)},
+              "trials": trials, "sampler": "tpe", "seed": 0,
+              "evaluation": {"mia_set": "validation", "mmlu_dir": str(mmlu), "docs_per_task": 1, "max_new_tokens": 8,
+                             "bootstrap_resamples": 20},
+              "methods": [{"method": "npo+gd", "steps": 2, "eval_every": 1, "select": "best",
+                           "probes": {"mmlu_questions": 4},
+                           "training": {"batch_size": 2},
+                           "search": {"training.learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}}}],
+              **extra}
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopped(tmp_path, tiny_target, data_dir):
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1)))
+    first = json.loads((run / "sweep.json").read_text())
+    assert [t["state"] for t in first["trials"]] == ["COMPLETE"]
+    assert (run / "eval" / "npo+gd" / "summary.json").is_file() and (run / "report.md").is_file()
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=3)))  # continue: two more
+    result = json.loads((run / "sweep.json").read_text())
+    trials = result["trials"]
+    assert len(trials) == 3 and all(t["state"] == "COMPLETE" for t in trials)
+    assert trials[0]["params"] == first["trials"][0]["params"]
+    assert all(1.0e-4 <= t["params"]["training.learning_rate"] <= 3.0e-3 for t in trials)
+    best = max(trials, key=lambda t: t["value"])
+    assert result["best"]["npo+gd"]["trial"] == best["trial"] and best["step"] in (1, 2)
+    summary = json.loads((run / "eval" / "npo+gd" / "summary.json").read_text())
+    assert summary["model"]["path"] == best["folder"]
+    report = (run / "report.md").read_text()
+    assert "## Sweep" in report and "Pareto" in report
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
+    ({"methods": [{"method": "npo", "steps": 2, "search": {"steps": {"low": 1, "high": 3}}}]},
+     "methods\\[0\\].eval_every.*set eval_every"),
+    ({"methods": [{"method": "npo", "eval_every": 1, "search": {"training.learning_rte": {"low": 1, "high": 3}}}]},
+     "learning_rte"),
+    ({"methods": [{"method": "npo", "eval_every": 1, "search": {"steps": [1, 2]}}]}, "expected \\{low"),
+])
+def test_bad_sweep_files_are_refused_before_any_work(tmp_path, data_dir, change, message):
+    path = write_config(tmp_path, tmp_path, data_dir, trials=1, **change)
+    with pytest.raises(InputError, match=message):
+        load_sweep(path)
