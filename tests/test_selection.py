@@ -60,3 +60,16 @@ def test_probes_are_recorded_every_n_steps_and_the_chosen_step_is_the_saved_mode
     chosen = load_model(tmp_path / "best", device="cpu").model.state_dict()
     after_two = load_model(tmp_path / "two", device="cpu").model.state_dict()
     assert all(torch.equal(chosen[k], after_two[k]) for k in chosen)
+
+
+def test_time_between_steps_is_not_training_time(tmp_path):
+    """Probes (and memorisation checks) run between steps: tokens/s counts the training alone."""
+    import time
+
+    from lume.training import TrainingRun, train
+
+    model = torch.nn.Linear(2, 1)
+    step_loss = lambda m, _step: (m(torch.ones(1, 2)).sum(), {"tokens": 1})  # noqa: E731
+    result = train(model, TrainingRun(TrainingSettings(mixed_precision="bf16"), 2), step_loss, tmp_path / "checkpoints",
+                   after_step=lambda _step: time.sleep(1.5), show_progress=False)
+    assert result.steps == 2 and result.seconds < 1.5

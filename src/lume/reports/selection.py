@@ -21,6 +21,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return sorted(front)
 
 
+def draw_front(axis, front: list[tuple[float, float]]) -> None:
+    """The frontier's points ringed and joined (one point alone still shows)."""
+    if front:
+        axis.plot(*zip(*front), linestyle="--", color="grey", marker="o", markersize=13, markerfacecolor="none",
+                  label="Pareto frontier")
+
+
 def probed(models: list[dict]) -> list[dict]:
     """The unlearned models whose training recorded probes."""
     return [m for m in models if m["training"] and m["training"].get("probes")]
@@ -44,8 +51,7 @@ def trajectories(models: list[dict]):
         axis.plot(*_position(next(r for r in rows if r["step"] == chosen)), marker="*", markersize=14,
                   color=line.get_color(), markeredgecolor="black")
         points += [_position(r) for r in rows if r["step"] > 0]
-    front = pareto_front(points)
-    axis.step(*zip(*front), where="post", color="grey", linestyle="--", label="Pareto frontier")
+    draw_front(axis, pareto_front(points))
     axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
              title="Unlearning paths over steps (★ chosen step)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -127,13 +133,12 @@ def sweep_pareto(sweep: dict):
     finished = [t for t in sweep["trials"] if t.get("forget_mean") is not None]
     for method in sorted({t["method"] for t in finished}):
         mine = [t for t in finished if t["method"] == method]
-        axis.scatter([1 - t["forget_mean"] for t in mine], [t["retain_mean"] for t in mine], label=method, s=25)
+        dots = axis.scatter([1 - t["forget_mean"] for t in mine], [t["retain_mean"] for t in mine], label=method, s=25)
         best = next((t for t in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
         if best:
-            axis.scatter([1 - best["forget_mean"]], [best["retain_mean"]], marker="*", s=200, edgecolors="black")
-    front = pareto_front([(1 - t["forget_mean"], t["retain_mean"]) for t in finished])
-    if front:
-        axis.step(*zip(*front), where="post", color="grey", linestyle="--", label="Pareto frontier")
+            axis.scatter([1 - best["forget_mean"]], [best["retain_mean"]], marker="*", s=200, edgecolors="black",
+                         color=dots.get_facecolor()[0])
+    draw_front(axis, pareto_front([(1 - t["forget_mean"], t["retain_mean"]) for t in finished]))
     axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
              title="Sweep trials (★ best per method)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

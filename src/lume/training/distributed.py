@@ -94,7 +94,7 @@ def reference_copy(model, accelerator):
     """A frozen copy of the starting model; under FSDP2 sharded like the trained one (a whole
     copy on each process would undo the sharding). DeepSpeed ZeRO-3 keeps a whole copy."""
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    if accelerator.is_fsdp2:
+    if getattr(accelerator, "is_fsdp2", False):  # accelerate >= 1.6
         from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
         return fsdp2_prepare_model(accelerator, reference)

@@ -229,8 +229,8 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
     """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
 
     `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
-    `after_step(step)` may return a reason to stop early. Resumes from `checkpoint_dir`;
-    time and tokens count every segment of a resumed run.
+    `after_step(step)` may return a reason to stop early; its time is not counted as training
+    time. Resumes from `checkpoint_dir`; time and tokens count every segment of a resumed run.
     """
     from accelerate.utils import set_seed
 
@@ -257,7 +257,9 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             advance(info=f"loss {logs.get('loss', float('nan')):.4f}  {tokens / max(elapsed, 1e-9):.0f} tok/s")
             if settings.save_every and (step + 1) % settings.save_every == 0:
                 stepper.checkpoints.save({"step": step + 1, "losses": losses, "seconds": elapsed, "tokens": tokens})
+            checked = time.time()
             stopped = after_step(step + 1) or stopped
+            started += time.time() - checked  # checks and probes between steps are not training time
             if stopped != "max_steps":
                 break
     set_resume_note(None)

@@ -160,7 +160,7 @@ class Trajectory:
         if row_id in self.store:
             return self.store.results[row_id]
         if step == 0 and self.start_cache and self.start_cache.is_file():
-            row = json.loads(self.start_cache.read_text())
+            row = {**json.loads(self.start_cache.read_text()), "seconds": 0.0, "cached": True}
         else:
             started = time.time()
             with torch.no_grad(), without_autocast(model):

@@ -236,9 +236,10 @@ def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> di
     rows = trajectory.rows()
     chosen = chosen_step(rows, config.select)
     trajectory.restore_chosen(model, chosen)
-    return {"probes": rows, "selection": {**chosen, "data": trajectory.probes.describe(),
-                                          "criterion": "final-score formula on the probes; MMLU (dev) at least "
-                                                       "75 % of the starting model's"}}
+    return {"probes": rows, "probe_seconds": sum(row.get("seconds", 0.0) for row in rows),
+            "selection": {**chosen, "data": trajectory.probes.describe(),
+                          "criterion": "final-score formula on the probes; MMLU (dev) at least 75 % of the "
+                                       "starting model's"}}
 
 
 @dataclass
