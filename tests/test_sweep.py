@@ -57,3 +57,17 @@ def test_bad_sweep_files_are_refused_before_any_work(tmp_path, data_dir, change,
     path = write_config(tmp_path, tmp_path, data_dir, trials=1, **change)
     with pytest.raises(InputError, match=message):
         load_sweep(path)
+
+
+def test_a_pruned_trial_stops_at_its_probe_and_the_sweep_goes_on(tmp_path, tiny_target, data_dir, monkeypatch):
+    """The pruner sees each probe: a trial it prunes stops there (no model written), counts as
+    finished, and the sweep still reports."""
+    import optuna
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2, pruner="median")))
+    result = json.loads((run / "sweep.json").read_text())
+    assert [t["state"] for t in result["trials"]] == ["PRUNED", "PRUNED"] and result["best"] == {}
+    folder = result["trials"][0]["folder"]
+    assert not (tmp_path / "run" / "trials" / folder.split("/")[-1] / "lume_unlearn.json").exists()
+    assert "## Sweep" in (run / "report.md").read_text()

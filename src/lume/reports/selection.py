@@ -155,5 +155,6 @@ def selection_parts(models: list[dict], sweep: dict | None) -> tuple[str, dict[s
         images["probe_curves"] = png(probe_curves(with_probes))
     if sweep:
         text += sweep_markdown(sweep)
-        images["sweep_pareto"] = png(sweep_pareto(sweep))
+        if any(t.get("forget_mean") is not None for t in sweep["trials"]):  # some trial finished
+            images["sweep_pareto"] = png(sweep_pareto(sweep))
     return text, images
