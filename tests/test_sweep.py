@@ -71,3 +71,35 @@ def test_a_pruned_trial_stops_at_its_probe_and_the_sweep_goes_on(tmp_path, tiny_
     folder = result["trials"][0]["folder"]
     assert not (tmp_path / "run" / "trials" / folder.split("/")[-1] / "lume_unlearn.json").exists()
     assert "## Sweep" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path, tiny_target, data_dir, capsys):
+    """A worker killed while unlearning: the next `lume sweep` finds the trial's heartbeat stale,
+    retries it with the same settings, and the run resumes from its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_config(tmp_path, tiny_target, data_dir, trials=1, heartbeat=1)
+    config = yaml.safe_load(path.read_text())
+    config["methods"][0].update(steps=400, eval_every=200)
+    config["methods"][0]["training"]["save_every"] = 5
+    path.write_text(yaml.safe_dump(config))
+    worker = subprocess.Popen([sys.executable, "-m", "lume", "sweep", str(path)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "run" / "trials").glob("*/checkpoints/step-*/lume_state.json")):
+        assert worker.poll() is None and time.time() < deadline, "the worker ended before its first checkpoint"
+        time.sleep(0.1)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    time.sleep(3.5)  # past the grace period of 3 heartbeats
+    run = sweep(load_sweep(path))
+    trials = json.loads((run / "sweep.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"] and trials[0]["params"] == trials[1]["params"]
+    report = json.loads((tmp_path / "run" / "trials" / trials[1]["folder"].split("/")[-1] / "lume_unlearn.json")
+                        .read_text())
+    assert report["steps"] == 400 and "resuming from step" in capsys.readouterr().out

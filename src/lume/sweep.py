@@ -52,6 +52,7 @@ class SweepConfig:
     pruner: str = "none"  # one of PRUNERS
     storage: str | None = None  # an Optuna storage URL; default sqlite:///RUN/optuna.db
     seed: int = 0  # the sampler's
+    heartbeat: int = 60  # seconds between a running trial's heartbeats; silent for 3 of them = its worker died
     evaluation: dict = field(default_factory=lambda: {"mia_set": "validation", "mmlu_limit": 1})
 
 
@@ -209,12 +210,13 @@ def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) ->
 
 
 def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
-    """The shared trial storage; a trial whose worker stopped beating for 3 minutes is retried
-    with the same settings (so its study step resumes)."""
+    """The shared trial storage; a trial whose worker stopped beating is retried with the same
+    settings (so its study step resumes from its last checkpoint)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}", heartbeat_interval=60, grace_period=180,
+            config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}", heartbeat_interval=config.heartbeat,
+            grace_period=3 * config.heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
