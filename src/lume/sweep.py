@@ -96,6 +96,9 @@ def load_sweep(path: str | Path) -> SweepConfig:
         methods.append({**checked, "search": _checked_search(search, checked, where, path)})
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
+    for name in ("trials", "heartbeat"):
+        if raw.get(name, 1) < 1:
+            raise InputError(path, f"must be at least 1, got {raw[name]}", field=name)
     for name, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if raw.get(name, getattr(SweepConfig, name)) not in choices:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
@@ -131,6 +134,7 @@ def _objective(run: _Run, spec: dict):
         settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
         for name, value in params.items():
             settings = with_value(settings, name, value)
+        settings = coerce_fields(UnlearnConfig, settings, source="the sweep")  # e.g. a float drawn for an int
         label = f"{method_label(spec)}-{_key(params)[:8]}"
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from lume.data.mmlu import Question, load_mmlu
 from lume.data.records import Document, Record, build_documents
 from lume.data.selection import select_documents
 from lume.metrics import auc, mia_score, mmlu_flag, task_aggregate, task_means
-from lume.metrics.mia import membership_attack_scores
+from lume.metrics.mia import membership_attack_scores, membership_score
 from lume.metrics.mmlu import evaluate_mmlu
 from lume.files import ItemStore, write_json_atomic
 from lume.metrics.probes import score_records, transformers_backend
@@ -89,22 +90,17 @@ def probe(model, tokenizer, probes: ProbeSet) -> dict:
     """The probe numbers of the model as it is: the 12 task means, MIA AUC, MMLU (dev)."""
     means = task_means(score_records(transformers_backend(model, tokenizer), probes.records))
     row = {"scores": {"/".join(key): value for key, value in means.items()},
-           "forget_mean": _mean(v for k, v in means.items() if k[0] == "forget"),
-           "retain_mean": _mean(v for k, v in means.items() if k[0] == "retain"),
+           "forget_mean": statistics.fmean(v for k, v in means.items() if k[0] == "forget"),
+           "retain_mean": statistics.fmean(v for k, v in means.items() if k[0] == "retain"),
            "task_aggregate": task_aggregate(means), "mia_auc": None, "mmlu_dev": None}
     if probes.non_members and probes.members:
-        texts = probes.members + probes.non_members
-        losses = [r["loss"] for r in membership_attack_scores(model, tokenizer, texts)]
-        row["mia_auc"] = auc([True] * len(probes.members) + [False] * len(probes.non_members), [-x for x in losses])
+        scores = membership_attack_scores(model, tokenizer, probes.members + probes.non_members)
+        row["mia_auc"] = auc([True] * len(probes.members) + [False] * len(probes.non_members),
+                             [membership_score("loss", r) for r in scores])
     if probes.mmlu:
         answers = evaluate_mmlu(model, tokenizer, probes.mmlu, shots=4)
         row["mmlu_dev"] = sum(a["correct"] for a in answers) / len(answers)
     return row
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def selection_score(row: dict) -> float:
