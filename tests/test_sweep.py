@@ -47,7 +47,7 @@ def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopp
 
 @pytest.mark.parametrize("change, message", [
     ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
-    ({"trials": 0}, "field 'trials': must be at least 1, got 0"),
+    ({"heartbeat": 0}, "field 'heartbeat': must be at least 1, got 0"),
     ({"methods": [{"method": "npo", "steps": 2, "search": {"steps": {"low": 1, "high": 3}}}]},
      "methods\\[0\\].eval_every.*set eval_every"),
     ({"methods": [{"method": "npo", "eval_every": 1, "search": {"training.learning_rte": {"low": 1, "high": 3}}}]},
