@@ -8,7 +8,6 @@ to `OUT/cache/` as they finish, so a rerun after an interruption only does what 
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fing
 from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
 from lume.stages.evaluation.membership_section import official_rows
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
+from lume.training.distributed import started_processes
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 MIA_SETS = ("final", "validation")
@@ -103,7 +103,7 @@ def _is_evaluation_folder(folder: Path) -> bool:
 def processes(config: EvalConfig) -> tuple[int, int, str | None]:
     """(rank, number of processes, device) of a run started on several processes (torchrun,
     accelerate launch), through accelerate; (0, 1, None) for a lone process."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if started_processes() <= 1:
         return 0, 1, None
     from accelerate import PartialState
 
