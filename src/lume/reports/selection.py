@@ -34,6 +34,7 @@ def probed(models: list[dict]) -> list[dict]:
 
 
 def _position(row: dict) -> tuple[float, float]:
+    """(forgetting, retain score) of a probe row or a trial: the x and y of the trade-off plots."""
     return 1 - row["forget_mean"], row["retain_mean"]
 
 
@@ -133,12 +134,11 @@ def sweep_pareto(sweep: dict):
     finished = [t for t in sweep["trials"] if t.get("forget_mean") is not None]
     for method in sorted({t["method"] for t in finished}):
         mine = [t for t in finished if t["method"] == method]
-        dots = axis.scatter([1 - t["forget_mean"] for t in mine], [t["retain_mean"] for t in mine], label=method, s=25)
+        dots = axis.scatter(*zip(*(_position(t) for t in mine)), label=method, s=25)
         best = next((t for t in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
         if best:
-            axis.scatter([1 - best["forget_mean"]], [best["retain_mean"]], marker="*", s=200, edgecolors="black",
-                         color=dots.get_facecolor()[0])
-    draw_front(axis, pareto_front([(1 - t["forget_mean"], t["retain_mean"]) for t in finished]))
+            axis.scatter(*_position(best), marker="*", s=200, edgecolors="black", color=dots.get_facecolor()[0])
+    draw_front(axis, pareto_front([_position(t) for t in finished]))
     axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
              title="Sweep trials (★ best per method)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

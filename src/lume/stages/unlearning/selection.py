@@ -173,11 +173,9 @@ class Trajectory:
         return row
 
     def _improves(self, row: dict) -> bool:
-        rows = self.rows()
-        if not rows or not eligible(row, rows[0]):
-            return False
-        kept = [r for r in rows if r["step"] > 0 and eligible(r, rows[0])]
-        return all(row["selection_score"] >= r["selection_score"] for r in kept)
+        """`row` is what `chosen_step` would choose now, so the kept weights are always its choice."""
+        choice = chosen_step([*self.rows(), row], "best")
+        return choice["rule_met"] and choice["step"] == row["step"]
 
     def _keep_weights(self, model) -> None:
         if self.accelerator.is_main_process:
