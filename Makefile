@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast mutants clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,11 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not slow"
 
+# Mutation testing of the methods and metrics against the fast tests (not part of `make test`):
+# every mutant is killed or listed in docs/equivalent-mutants.md with the reason.
+mutants: $(INSTALLED)
+	$(PY) -m pip install -q mutmut==3.8.1
+	$(PY) bench/mutants.py
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs mutants

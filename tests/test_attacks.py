@@ -102,3 +102,32 @@ def test_an_attack_that_changes_nothing_recovers_exactly_zero(tmp_path, data_dir
     assert measured and all(v == 0.0 for v in measured), relearn["recovered"]
     assert relearn["recovered"]["forget/all/regurgitation"] == 0.0
     assert relearn["retain_change"] == 0.0
+
+
+@pytest.mark.slow
+def test_an_attack_that_restores_the_target_recovers_exactly_one(data_dir, smollm2_folder):
+    """The recovery arithmetic on a known answer: an "attacked" model that is the target itself
+    recovers all that unlearning removed (1.0 wherever something was removed), and its retain
+    change is the target's retain scores minus the unlearned model's."""
+    from lume import data
+    from lume.models import load_model
+    from lume.stages.attacks import _Attacker
+
+    target = load_model(smollm2_folder, dtype="float32", device="cpu")
+    unlearned = load_model(smollm2_folder, dtype="float32", device="cpu")
+    quantize_weights(unlearned.model, bits=4)
+    dataset = data.load(data_dir)
+    selection = data.select_documents(dataset.documents, per_task=1, seed=0)
+    config = AttackConfig(data_dir=str(data_dir), mmlu_limit=0, max_new_tokens=24, progress=False)
+    attacker = _Attacker(unlearned, target, selection, config, dataset.data_dir)
+    documents = attacker.forget + attacker.retain
+    report = attacker.report(target.model, documents)
+    base = report["baseline"]
+    removed = [k for k in report["recovered"] if k.count("/") == 2 and k.split("/")[1] != "all"
+               and abs(base["target"][k] - base["unlearned"][k]) > 1e-9]
+    assert removed, base  # 4-bit rounding changed some forget score
+    assert all(report["recovered"][k] == pytest.approx(1.0) for k in removed)
+    assert report["recovered"]["forget/all/regurgitation"] == pytest.approx(1.0)
+    retain = [k for k in base["target"] if k.startswith("retain/")]
+    expected = sum(base["target"][k] - base["unlearned"][k] for k in retain) / len(retain)
+    assert report["retain_change"] == pytest.approx(expected)

@@ -99,7 +99,7 @@ EVALUATE_CASES = [
     (["--mmlu-limit", "0"], "mmlu_limit must be at least 1"),
     (["--docs-per-task", "0"], "docs_per_task must be at least 1"),
     (["--docs-per-task", "-1"], "docs_per_task must be at least 1"),
-    (["--mia-set", "bogus"], "mia_set must be one of final, validation, got 'bogus'"),
+    (["--mia-set", "bogus"], "mia_set must be one of final, validation, none, got 'bogus'"),
     (["--device", "banana"], "unknown device 'banana'"),
     (["--dtype", "float64"], "dtype must be one of"),
     (["--setting", "bootstrap_resamples=-1"], "bootstrap_resamples must be at least 0"),

@@ -69,6 +69,14 @@ def test_limit_samples_per_subject_with_a_seed(tmp_path):
     assert first != load_mmlu(folder, limit=3, seed=2)
 
 
+def test_subject_count_samples_subjects_with_a_seed(tmp_path):
+    folder = make_mmlu(tmp_path)
+    picks = {seed: list(load_mmlu(folder, seed=seed, subject_count=1)) for seed in range(8)}
+    assert all(len(p) == 1 for p in picks.values()) and len({p[0] for p in picks.values()}) == 2
+    assert picks[3] == list(load_mmlu(folder, seed=3, subject_count=1))
+    assert len(load_mmlu(folder, subject_count=5)) == 2  # more than there are: all of them
+
+
 def test_bad_mmlu_row_is_located(tmp_path):
     folder = make_mmlu(tmp_path)
     with (folder / "test" / "college_physics_test.csv").open("a") as handle:

@@ -29,6 +29,8 @@ Accumulation = Annotated[Optional[int], typer.Option("--gradient-accumulation", 
 LoraRank = Annotated[Optional[int], typer.Option(help="LoRA rank; 0 = full fine-tuning")]
 Checkpointing = Annotated[Optional[bool], typer.Option("--gradient-checkpointing/--no-gradient-checkpointing")]
 Device = Annotated[Optional[str], typer.Option(help="cpu to force the CPU")]
+MixedPrecision = Annotated[Optional[str], typer.Option(
+    help="auto (default: bf16 autocast where the device computes bf16 natively, else float32), bf16, fp16 or no")]
 LogWith = Annotated[Optional[str], typer.Option(
     help="Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under OUT/logs; off by default")]
 Setting = Annotated[list[str], typer.Option(
@@ -129,10 +131,12 @@ def evaluate_command(
                                                        help="Stop QA rows that can no longer match")] = None,
     backend: Annotated[Optional[str], typer.Option(help="hf (transformers) or vllm (if installed; GPU)")] = None,
     mia: Annotated[Optional[bool], typer.Option("--mia/--no-mia", help="Membership inference")] = None,
-    mia_set: Annotated[Optional[str], typer.Option(help="final or validation SemEval MIA files")] = None,
+    mia_set: Annotated[Optional[str], typer.Option(
+        help="final or validation SemEval MIA files, or none (a lume target's held-out documents alone)")] = None,
     mmlu: Annotated[Optional[bool], typer.Option("--mmlu/--no-mmlu", help="MMLU 5-shot")] = None,
     mmlu_dir: Annotated[Optional[str], typer.Option(help="Hendrycks-layout MMLU folder")] = None,
     mmlu_limit: Annotated[Optional[int], typer.Option(help="Questions per subject (seeded)")] = None,
+    mmlu_subjects: Annotated[Optional[int], typer.Option(help="Subjects (seeded); default all 57")] = None,
     target_mmlu: Annotated[Optional[float], typer.Option(help="The target model's MMLU, for the 75% flag")] = None,
     dtype: Annotated[Optional[str], typer.Option(
         help="float32, bfloat16, float16 or auto (the checkpoint's) for every part; default: the reference's per "
@@ -148,7 +152,8 @@ def evaluate_command(
     config = configured(EvalConfig(), dict(
         data_dir=str(data_dir) if data_dir else None, source=source, docs_per_task=docs_per_task, seed=seed,
         max_new_tokens=max_new_tokens, batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia,
-        mia_set=mia_set, mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, target_mmlu=target_mmlu, dtype=dtype,
+        mia_set=mia_set, mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, mmlu_subjects=mmlu_subjects,
+        target_mmlu=target_mmlu, dtype=dtype,
         device=device), setting)
     summary = evaluate(model, out, config, overwrite=overwrite)
     console.print(summary_table(summary))
@@ -177,6 +182,7 @@ def memorize_command(
         help="Mean exact match every split must reach")] = None,
     seed: Optional[int] = None,
     device: Device = None,
+    mixed_precision: MixedPrecision = None,
     log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
@@ -189,7 +195,8 @@ def memorize_command(
         held_out_per_task=held_out_per_task, max_epochs=max_epochs, batch_size=batch_size,
         gradient_accumulation=gradient_accumulation, learning_rate=learning_rate, lora_rank=lora_rank,
         gradient_checkpointing=gradient_checkpointing, target_regurgitation=target_regurgitation,
-        target_knowledge=target_knowledge, seed=seed, device=device, log_with=log_with), setting)
+        target_knowledge=target_knowledge, seed=seed, device=device, mixed_precision=mixed_precision,
+        log_with=log_with), setting)
     manifest = memorize(out, config, overwrite=overwrite)
     console.print(f"target written to {out} ({manifest.result['stopped']}; "
                   f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
@@ -214,7 +221,8 @@ def unlearn_command(
         help="MODEL_IN MODEL_OUT (forget/retain from the target's manifest) or, as in SemEval, "
              "MODEL_IN RETAIN FORGET MODEL_OUT (files or folders of .parquet/.jsonl)")],
     method: Annotated[Optional[str], typer.Option(
-        help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd")] = None,
+        help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd, wga, satimp, undial "
+             "(docs/methods.md)")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
     steps: Optional[int] = None,
@@ -234,6 +242,7 @@ def unlearn_command(
         help="The step saved: last, or best on the probes (needs --eval-every)")] = None,
     data_dir: DataDir = None,
     device: Device = None,
+    mixed_precision: MixedPrecision = None,
     log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
@@ -245,7 +254,7 @@ def unlearn_command(
         method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
         gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device,
-        log_with=log_with, eval_every=eval_every, select=select), setting)
+        mixed_precision=mixed_precision, log_with=log_with, eval_every=eval_every, select=select), setting)
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
                      data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)

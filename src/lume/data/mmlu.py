@@ -76,13 +76,16 @@ def _read_csv(path: Path, subject: str) -> list[Question]:
     return questions
 
 
-def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0
+def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0, subject_count: int | None = None
               ) -> dict[str, tuple[list[Question], list[Question]]]:
-    """{subject: (dev examples, test questions)}; `limit` samples test questions per subject."""
+    """{subject: (dev examples, test questions)}; `limit` samples test questions per subject,
+    `subject_count` samples that many subjects (seeded; None = every subject)."""
     folder = Path(folder)
     tests = sorted((folder / "test").glob("*_test.csv"))
     if not tests:
         raise LumeError(f"{folder}: no MMLU test files (expected test/*_test.csv)")
+    if subject_count is not None and subject_count < len(tests):
+        tests = sorted(random.Random(f"{seed}:subjects").sample(tests, subject_count))
     subjects = {}
     for test_file in tests:
         subject = test_file.name[: -len("_test.csv")]

@@ -10,12 +10,16 @@ import torch
 from lume.inference.batching import IGNORE, length_groups, longest_first, right_padded
 
 
+def token_log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-likelihood of each next token, whether it is labelled), both [batch, length − 1]."""
+    targets = labels[:, 1:]
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1), targets != IGNORE
+
+
 def sequence_log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-likelihood summed over each sequence's labelled tokens, how many there are)."""
-    targets = labels[:, 1:]
-    mask = targets != IGNORE
-    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked, mask = token_log_likelihoods(logits, labels)
     return (picked * mask).sum(-1), mask.sum(-1)
 
 

@@ -14,6 +14,7 @@ import os
 import torch
 
 from lume.errors import LumeError
+from lume.training.precision import choose
 
 
 def check_tracker(name: str) -> None:
@@ -37,6 +38,9 @@ def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: 
                      log_with: str | None = None, logs_dir=None, find_unused_parameters: bool = False):
     """accelerate's Accelerator; one process keeps one mixed-precision setting, said clearly if mixed.
 
+    `mixed_precision` "auto" is resolved by the hardware (`lume.training.precision`); the choice
+    and its reason are said in one line and kept as `accelerator.lume_precision` for the reports.
+
     Several processes on a machine without a GPU (`torchrun` over gloo) are a CPU run: unless
     told so, accelerate takes each process for a lone one, and they would train separate models.
     `log_with` names an accelerate tracker, writing under `logs_dir` (off by default).
@@ -48,8 +52,9 @@ def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: 
     cpu = cpu or (not torch.cuda.is_available() and started_processes() > 1)
     if log_with:
         check_tracker(log_with)
+    precision = choose(mixed_precision, cpu)
     try:
-        accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=mixed_precision,
+        accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=precision.used,
                                   cpu=cpu, log_with=log_with, project_dir=str(logs_dir) if logs_dir else None,
                                   kwargs_handlers=[DistributedDataParallelKwargs(
                                       find_unused_parameters=find_unused_parameters)])
@@ -57,17 +62,21 @@ def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: 
         if "already been initialized" not in str(error):
             raise
         raise LumeError("this process already trained with another mixed-precision or device setting; accelerate "
-                        f"allows one per process (asked for mixed_precision={mixed_precision!r}, cpu={cpu})") from None
+                        f"allows one per process (asked for mixed_precision={precision.used!r}, cpu={cpu})") from None
     if accelerator.num_processes != started_processes():
         raise LumeError(f"{started_processes()} processes were started but accelerate set up "
                         f"{accelerator.num_processes} ({accelerator.distributed_type.value}): each would train its "
                         "own copy; launch with `accelerate launch` or `torchrun` and no --device override")
+    accelerator.lume_precision = precision
+    accelerator.print(precision.line())
     return accelerator
 
 
 def distribution(accelerator) -> dict:
-    """How the run was spread, for its report: process count and accelerate's distributed type."""
-    return {"num_processes": accelerator.num_processes, "distributed_type": accelerator.distributed_type.value}
+    """How the run was spread and in what precision, for its report: process count, accelerate's
+    distributed type, and the mixed precision used with what was asked and why."""
+    return {"num_processes": accelerator.num_processes, "distributed_type": accelerator.distributed_type.value,
+            "precision": accelerator.lume_precision.record()}
 
 
 def shards_weights(accelerator) -> bool:

@@ -23,7 +23,7 @@ import torch
 from lume.errors import LumeError, set_resume_note
 from lume.files import write_json_atomic
 from lume.progress import progress_bar
-from lume.training.distributed import make_accelerator
+from lume.training.distributed import make_accelerator, shards_weights
 from lume.training.settings import TrainingRun, TrainingSettings
 
 
@@ -169,7 +169,10 @@ def _prepared(model, run: TrainingRun, accelerator):
             model.enable_input_require_grads()
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    # The fused kernel (CPU and GPU) updates every weight in one pass: on a CPU the per-weight
+    # loop took about a fifth of a SmolLM2 step. Sharded weights keep the default implementation.
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                  fused=not shards_weights(accelerator) and accelerator.device.type in ("cpu", "cuda"))
     scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
                               num_training_steps=run.max_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

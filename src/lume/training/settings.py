@@ -9,8 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from lume.config import at_least, one_of
-
-MIXED_PRECISION = ("bf16", "fp16", "no")
+from lume.training.precision import CHOICES as MIXED_PRECISION
 
 
 @dataclass
@@ -25,7 +24,8 @@ class TrainingSettings:
     lora_rank: int = 0  # 0 = full fine-tuning
     lora_alpha: int = 32
     gradient_checkpointing: bool = False
-    mixed_precision: str = "bf16"  # bf16 autocast (on a CPU too: about 2x faster there), fp16, or "no"
+    # auto: bf16 autocast where the device computes bf16 natively, else float32 ("no"); or bf16, fp16, no
+    mixed_precision: str = "auto"
     seed: int = 0
     save_every: int = 0  # checkpoint every N optimiser steps, to resume an interrupted run; 0 = none
     log_with: str | None = None  # an accelerate tracker (tensorboard, wandb, mlflow ...) for OUT/logs; off by default

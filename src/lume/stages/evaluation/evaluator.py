@@ -31,7 +31,7 @@ from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
-MIA_SETS = ("final", "validation")
+MIA_SETS = ("final", "validation", "none")
 PARTS = ("generation", "mia", "mmlu")
 
 
@@ -47,10 +47,12 @@ class EvalConfig:
     backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU)
     vllm_memory: float = 0.5  # share of GPU memory vLLM may take; the transformers copy stays loaded
     mia: bool = True  # a section runs unless a false field here bears its name
-    mia_set: str = "final"  # final | validation (the SemEval MIA files)
+    # final | validation (the SemEval MIA files) | none (a lume target's held-out documents alone)
+    mia_set: str = "final"
     mmlu: bool = True
     mmlu_dir: str | None = None  # default: DATA_DIR/mmlu
     mmlu_limit: int | None = None  # questions per subject, seeded; None = all
+    mmlu_subjects: int | None = None  # subjects, seeded; None = all 57
     mmlu_shots: int = 5
     target_mmlu: float | None = None
     bootstrap_resamples: int = RESAMPLES  # for the 95 % intervals; 0 = none
@@ -63,7 +65,7 @@ class EvalConfig:
         one_of(self, "backend", BACKENDS)
         one_of(self, "mia_set", MIA_SETS)
         one_of(self, "dtype", (None, *DTYPES, "auto"))
-        at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit")
+        at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit", "mmlu_subjects")
         at_least(self, 0, "mmlu_shots", "bootstrap_resamples")
         between(self, 0, 1, "target_mmlu")
         above_zero(self, "vllm_memory")

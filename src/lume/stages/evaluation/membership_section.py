@@ -10,6 +10,7 @@ manifest (the released OLMo targets were trained on them).
 from __future__ import annotations
 
 from lume import data as lume_data
+from lume.errors import LumeError
 from lume.metrics import MIA_ATTACKS, auc, mia_score
 from lume.metrics.mia import membership_attack_scores, membership_score
 from lume.metrics.uncertainty import mia_replicates
@@ -43,12 +44,17 @@ def official_rows(summary: dict, rows: list[dict]) -> list[dict]:
 
 
 def _documents(evaluation: Evaluation) -> list[dict]:
-    """The SemEval MIA files' documents and, for a lume target, its trained forget and held-out ones."""
+    """The SemEval MIA files' documents (unless `mia_set` is none) and, for a lume target, its
+    trained forget and held-out ones."""
     config, selection = evaluation.config, evaluation.selection
-    official = lume_data.load_mia(evaluation.dataset.data_dir, validation=config.mia_set == "validation")
+    official = [] if config.mia_set == "none" else lume_data.load_mia(evaluation.dataset.data_dir,
+                                                                      validation=config.mia_set == "validation")
     documents = [{"id": f"semeval-{config.mia_set}/{'m' if d.member else 'n'}/{d.id}", "set": "semeval",
                   "member": d.member, "task": d.task, "text": d.text} for d in official]
     if not selection.held_out:  # not a lume target: no documents of its own to test
+        if not documents:
+            raise LumeError("mia_set 'none' leaves no membership documents for a model without held-out "
+                            "documents (no lume_target.json): choose final or validation")
         return documents
     labelled = [(d, True) for d in selection.split("forget")] + [(d, False) for d in selection.held_out]
     return documents + [{"id": f"lume/{d.split}/{d.doc_id}", "set": "held-out", "member": member, "task": d.task,
@@ -78,15 +84,15 @@ class Membership(Section):
             with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:
                 evaluation.share_work(store, todo, work, advance, block=MIA_BATCH)
             rows = [store.results[d["id"]] for d in documents]
-        semeval = {**_auc_report([r for r in rows if r["set"] == "semeval"]),
-                   "set": f"semeval-{evaluation.config.mia_set}"}
+        semeval_rows = [r for r in rows if r["set"] == "semeval"]
+        semeval = {**_auc_report(semeval_rows), "set": f"semeval-{evaluation.config.mia_set}"} if semeval_rows else {}
         held_out = [r for r in rows if r["set"] == "held-out"]
         if not held_out:  # a released target: the SemEval files are its members and non-members
             return {"mia": semeval}, rows
         tasks = sorted({r["task"] for r in held_out})
         official = {**_auc_report(held_out), "set": "held-out",
                     "per_task": {task: _auc_report([r for r in held_out if r["task"] == task]) for task in tasks}}
-        return {"mia": official, "mia_semeval": {**semeval, "note": SEMEVAL_MIA_NOTE}}, rows
+        return {"mia": official, **({"mia_semeval": {**semeval, "note": SEMEVAL_MIA_NOTE}} if semeval else {})}, rows
 
     def replicates(self, summary, rows, seed, resamples):
         return mia_replicates(official_rows(summary, rows), seed, resamples)

@@ -18,7 +18,8 @@ class MMLU(Section):
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         config = evaluation.config
-        subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed)
+        subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed,
+                             config.mmlu_subjects)
         key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT}
 
         def work(share, on_row):
@@ -34,7 +35,8 @@ class MMLU(Section):
                 evaluation.share_work(store, todo, work, advance)
             rows = [store.results[q.id] for q in questions]
         summary = summarise_mmlu(rows)
-        return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "shots": config.mmlu_shots,
+        return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "subjects_sampled": config.mmlu_subjects,
+                         "shots": config.mmlu_shots,
                          "target_mmlu": config.target_mmlu,
                          "below_threshold": mmlu_flag(summary["accuracy"], config.target_mmlu)}}, rows
 
@@ -44,6 +46,8 @@ class MMLU(Section):
     def table_rows(self, summary):
         mmlu = summary["mmlu"]
         limit = mmlu["limit_per_subject"]
-        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "")
+        sampled = mmlu.get("subjects_sampled")
+        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "") + (
+            f", {sampled} subjects" if sampled else "")
         flag = " BELOW 75% OF TARGET" if mmlu["below_threshold"] else ""
         return [("MMLU", note, with_interval(mmlu["accuracy"], summary, "mmlu") + flag)]

@@ -15,8 +15,9 @@ there is imported, so nothing else changes):
   `select_parameters(model)` (freeze what must not change), `forget_pool` (schedule the
   forget examples), and `needs_reference_model` (a frozen copy of the starting model).
 
-`logits`, `nll`, `sequence_log_likelihood` and `retain_kl` below are the building blocks;
-`Context.starting_model()` gives the model as it was before unlearning.
+`logits`, `nll`, `sequence_log_likelihood`, `token_log_likelihood` and `retain_kl` below are the
+building blocks; `Context.starting_model()` gives the model as it was before unlearning.
+`docs/methods.md` gives each method's formula, what it averages over, and its sources.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from lume.errors import LumeError
 from lume.inference.batching import IGNORE
-from lume.inference.likelihood import grouped_logits, sequence_log_likelihoods
+from lume.inference.likelihood import grouped_logits, sequence_log_likelihoods, token_log_likelihoods
 
 METHODS: dict[str, type[Method]] = {}
 
@@ -123,6 +124,11 @@ def nll(model, batch: dict) -> torch.Tensor:
 def sequence_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π(y|x) summed over each sequence's labelled tokens, number of those tokens)."""
     return sequence_log_likelihoods(logits(model, batch), batch["labels"])
+
+
+def token_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log π(y_t|x, y_<t) at each position, whether the position is a labelled token)."""
+    return token_log_likelihoods(logits(model, batch), batch["labels"])
 
 
 def retain_kl(context: Context, retain: dict) -> torch.Tensor:

@@ -1,28 +1,57 @@
-"""IdkDPO (Maini et al., 2024, TOFU): DPO that prefers a refusal over the forget answer:
+"""IdkDPO (Maini et al., 2024, TOFU): DPO with a general refusal set, preferring a refusal over
+the forget answer:
 
-    L = −mean_F log σ(β · [(log π_θ(idk|x) − log π_ref(idk|x)) − (log π_θ(y|x) − log π_ref(y|x))])
+    L = s · mean_F −log σ(β · [(log π_θ(idk|x) − log π_ref(idk|x)) − (log π_θ(y|x) − log π_ref(y|x))])
         + α · NLL_θ(R)
 
+with log π summed over answer tokens and s = 1 (`scaling: dpo`, the DPO and TOFU papers') or
+s = 2/β (`scaling: 2/beta`, open-unlearning's, 20x at β = 0.1). The refusals are a built-in
+set, or one per line of `refusals_file` (TOFU's `idontknow` list, say), taken in turn.
 Both reference terms are fixed, so they are computed once before training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch.nn.functional as F
 
-from lume.training import prompt_answer_example
+from lume.config import one_of
+from lume.errors import LumeError
 from lume.stages.unlearning.methods.base import Method, nll, register, sequence_log_likelihood
+from lume.training import prompt_answer_example
 
 REFUSALS = ("I don't know.", "I'm not sure.", "I have no idea.", "I can't answer that.",
             "That is not something I know.", "I don't have that information.")
+
+
+SCALINGS = {"dpo": lambda beta: 1.0, "2/beta": lambda beta: 2 / beta}
 
 
 @dataclass
 class IdkSettings:
     beta: float = 0.1
     alpha: float = 1.0
+    scaling: str = "dpo"  # dpo (s = 1) or 2/beta (s = 2/β, as open-unlearning)
+    refusals_file: str | None = None  # one refusal a line; None = the built-in set
+
+    def __post_init__(self):
+        one_of(self, "scaling", SCALINGS)
+
+
+def refusals(settings: IdkSettings) -> list[str]:
+    """The refusal texts: the built-in set, or the non-empty lines of `refusals_file`."""
+    if settings.refusals_file is None:
+        return list(REFUSALS)
+    path = Path(settings.refusals_file)
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise LumeError(f"{path}: cannot read the refusals file ({error})") from None
+    if not lines:
+        raise LumeError(f"{path}: the refusals file has no refusal (one a line)")
+    return lines
 
 
 @register
@@ -31,10 +60,11 @@ class IdkDPO(Method):
     Settings = IdkSettings
 
     def prepare(self, context):
-        refusals = [prompt_answer_example(context.tokenizer, example.prompt, REFUSALS[i % len(REFUSALS)])
+        texts = refusals(self.settings)
+        examples = [prompt_answer_example(context.tokenizer, example.prompt, texts[i % len(texts)])
                     for i, example in enumerate(context.forget_examples)]
-        context.precomputed["idk_examples"] = refusals
-        context.precomputed["idk_reference"] = context.forget_log_likelihoods(refusals)
+        context.precomputed["idk_examples"] = examples
+        context.precomputed["idk_reference"] = context.forget_log_likelihoods(examples)
         context.precomputed["forget_reference"] = context.forget_log_likelihoods()
 
     def loss(self, context, forget, retain):
@@ -44,7 +74,8 @@ class IdkDPO(Method):
         rejected, _ = sequence_log_likelihood(context.model, forget)
         reference = context.precomputed
         margin = (chosen - reference["idk_reference"][index]) - (rejected - reference["forget_reference"][index])
-        preference = F.softplus(-self.settings.beta * margin).mean()
+        beta = self.settings.beta
+        preference = SCALINGS[self.settings.scaling](beta) * F.softplus(-beta * margin).mean()
         retain_nll = nll(context.model, retain)
         return preference + self.settings.alpha * retain_nll, {"dpo": preference.item(),
                                                                "retain_nll": retain_nll.item()}

@@ -2,10 +2,14 @@
 
     L = mean_F ‖h_θ^ℓ(x) − c·u‖²  +  α · mean_R ‖h_θ^ℓ(x) − h_ref^ℓ(x)‖²
 
-h^ℓ is the output of decoder layer ℓ, u a fixed random unit vector, c its scale. Only the MLPs
-of layers ℓ−2..ℓ are trained (the paper's choice), so everything above ℓ is left as it was.
-The decoder layers and their MLPs are found from the model's structure (Llama's `layers.N.mlp`,
-GPT-2's `h.N.mlp`, ...), not from one architecture's names.
+h^ℓ is the output of decoder layer ℓ itself, read with a forward hook (the model's last
+`hidden_states` entry is taken after the final norm, not the last layer's output), u a fixed
+random unit vector, c its scale; ‖·‖² is averaged over the hidden size. `tokens` says which
+tokens the means run over: "all" (default, the paper's: every real token, prompt included,
+pooled over the batch; a LUME prompt is part of its document) or "answer" (open-unlearning's:
+the answer tokens, per sequence, then over the batch). Only the MLPs of layers ℓ−2..ℓ are
+trained (the paper's choice), so everything above ℓ is left as it was. The decoder layers and
+their MLPs are found from the model's structure (Llama's `layers.N.mlp`, GPT-2's `h.N.mlp`, ...).
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
+from lume.config import one_of
 from lume.errors import LumeError
+from lume.inference.batching import IGNORE
 from lume.stages.unlearning.methods.base import Method, register
+
+TOKEN_SETS = ("all", "answer")
 
 
 @dataclass
@@ -24,11 +32,18 @@ class RMUSettings:
     steering_coefficient: float = 6.5  # c
     alpha: float = 1200.0  # retain weight
     seed: int = 0
+    tokens: str = "all"  # all (every real token, pooled) or answer (answer tokens, per sequence)
+
+    def __post_init__(self):
+        one_of(self, "tokens", TOKEN_SETS)
 
 
 def decoder_layers(model) -> list[tuple[str, torch.nn.Module]]:
     """(name, module) of each decoder layer: the model's list with one block per hidden layer."""
-    count = model.config.num_hidden_layers
+    inner = model
+    while not hasattr(inner, "config") and hasattr(inner, "module"):  # a DDP wrapper has no config
+        inner = inner.module
+    count = inner.config.num_hidden_layers
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == count:
             return [(f"{name}.{index}", layer) for index, layer in enumerate(module)]
@@ -45,13 +60,28 @@ def mlp_prefix(layer_name: str, layer: torch.nn.Module) -> str:
 
 
 def layer_output(model, batch: dict, layer: int) -> torch.Tensor:
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-    return outputs.hidden_states[layer + 1]  # [0] is the embeddings
+    """The output of decoder layer `layer` on the batch, as the layer returned it."""
+    captured = []
+
+    def keep(_module, _inputs, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = decoder_layers(model)[layer][1].register_forward_hook(keep)
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    finally:
+        handle.remove()
+    return captured[0]
 
 
-def masked_mse(values: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mse(values: torch.Tensor, target: torch.Tensor, batch: dict, tokens: str) -> torch.Tensor:
+    """‖values − target‖² averaged over the hidden size, then over the token set `tokens`."""
     per_token = (values.float() - target.float()).square().mean(-1)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    if tokens == "all":
+        mask = batch["attention_mask"]
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    mask = batch["labels"] != IGNORE
+    return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
 
 
 @register
@@ -80,9 +110,10 @@ class RMU(Method):
         layer = self.settings.layer
         forget_hidden = layer_output(context.model, forget, layer)
         control = context.precomputed["rmu_control"].to(forget_hidden.device)
-        forget_term = masked_mse(forget_hidden, control.expand_as(forget_hidden), forget["attention_mask"])
+        tokens = self.settings.tokens
+        forget_term = masked_mse(forget_hidden, control.expand_as(forget_hidden), forget, tokens)
         with context.starting_model() as reference:
             retain_reference = layer_output(reference, retain, layer)
-        retain_term = masked_mse(layer_output(context.model, retain, layer), retain_reference, retain["attention_mask"])
+        retain_term = masked_mse(layer_output(context.model, retain, layer), retain_reference, retain, tokens)
         loss = forget_term + self.settings.alpha * retain_term
         return loss, {"forget_mse": forget_term.item(), "retain_mse": retain_term.item()}

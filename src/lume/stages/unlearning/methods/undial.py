@@ -1,0 +1,54 @@
+"""UNDIAL (Dong et al., 2025, "UNDIAL: Self-Distillation with Adjusted Logits for Robust
+Unlearning in Large Language Models", NAACL): distil the model towards the starting model's own
+next-token distribution with the answer token's logit lowered by β:
+
+    q_t = softmax(z_ref,t − β · onehot(y_t)),   L = γ · mean_{t ∈ F} CE(q_t, p_θ,t)  +  α · NLL_θ(R)
+
+The mean runs over the answer tokens of the forget batch together. The target never moves (the
+starting model is frozen), so training cannot run away as gradient ascent does. The authors use
+no retain term (α = 0); then none is computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lume.inference.batching import IGNORE
+from lume.stages.unlearning.methods.base import Method, logits, nll, register
+
+
+@dataclass
+class UndialSettings:
+    beta: float = 10.0  # how far the answer token's logit is lowered
+    gamma: float = 1.0  # weight of the distillation term
+    alpha: float = 0.0  # weight of the retain NLL
+
+
+def adjusted_targets(reference_logits: torch.Tensor, targets: torch.Tensor, beta: float) -> torch.Tensor:
+    """softmax(z_ref − β · onehot(y)) at each position."""
+    lowered = reference_logits.float().scatter_add(
+        -1, targets.clamp(min=0).unsqueeze(-1), torch.full_like(targets, -beta, dtype=torch.float).unsqueeze(-1))
+    return torch.softmax(lowered, -1)
+
+
+@register
+class Undial(Method):
+    name = "undial"
+    Settings = UndialSettings
+    needs_reference_model = True
+
+    def loss(self, context, forget, retain):
+        targets = forget["labels"][:, 1:]
+        mask = targets != IGNORE
+        with context.starting_model() as reference:
+            wanted = adjusted_targets(logits(reference, forget)[:, :-1], targets, self.settings.beta)
+        log_probs = torch.log_softmax(logits(context.model, forget)[:, :-1].float(), -1)
+        per_token = -(wanted * log_probs).sum(-1)
+        distillation = (per_token * mask).sum() / mask.sum().clamp(min=1)
+        loss, logs = self.settings.gamma * distillation, {"distillation": distillation.item()}
+        if self.settings.alpha:
+            retain_nll = nll(context.model, retain)
+            loss, logs["retain_nll"] = loss + self.settings.alpha * retain_nll, retain_nll.item()
+        return loss, logs

@@ -1,0 +1,433 @@
+"""Every method's loss against its formula (docs/methods.md), written out here in plain Python.
+
+The model is a bigram table: the next-token distribution depends on the current token, so
+positions differ, and the policy and the reference are different tables. The forget and retain
+batches have different NLLs and rows of different lengths, and every weight is set away from 1,
+so a negated term, a dropped or doubled weight, swapped batches, or a per-token average where
+the formula averages per sequence each change the expected value.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lume.inference.batching import IGNORE
+from lume.stages.unlearning import build_method
+from lume.stages.unlearning.methods import METHODS, Context
+from lume.training import Example, collate
+
+VOCAB, HIDDEN, LAYERS = 6, 4, 3
+# (prompt, answer) token lists; forget and retain differ in tokens, lengths and NLL
+FORGET = [([1, 2], [3, 2, 1]), ([4], [0, 5])]
+RETAIN = [([5, 1], [1, 1, 4]), ([3], [2])]
+REFUSALS = [([1, 2], [5, 5]), ([4], [1])]
+
+
+class Offset(torch.nn.Module):
+    """A stand-in decoder layer: adds its own vector to the hidden state."""
+
+    def __init__(self, vector):
+        super().__init__()
+        self.vector = torch.nn.Parameter(vector)
+
+    def forward(self, hidden):
+        return hidden + self.vector
+
+
+class Bigram(torch.nn.Module):
+    """Logits table[current token]; hidden state after layer i: embed[token] + offsets 0..i."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.table = torch.nn.Parameter(torch.randn(VOCAB, VOCAB, generator=generator) * 2)
+        self.embed = torch.nn.Parameter(torch.randn(VOCAB, HIDDEN, generator=generator))
+        self.layers = torch.nn.ModuleList(Offset(torch.randn(HIDDEN, generator=generator)) for _ in range(LAYERS))
+        self.config = SimpleNamespace(hidden_size=HIDDEN, num_hidden_layers=LAYERS)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, output_hidden_states=False):
+        hidden = self.embed[input_ids]
+        states = [hidden]
+        for layer in self.layers:
+            hidden = layer(hidden)
+            states.append(hidden)
+        logits = self.table[input_ids]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
+        return SimpleNamespace(logits=logits, loss=loss, hidden_states=tuple(states))
+
+
+POLICY, REFERENCE = Bigram(1), Bigram(2)
+
+
+# ---- the formulas' ingredients, in plain Python from the token lists ----
+
+def log_softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    total = top + math.log(sum(math.exp(v - top) for v in row))
+    return [v - total for v in row]
+
+
+def distribution(model: Bigram, token: int) -> list[float]:
+    """log p(· | current token)."""
+    return log_softmax(model.table[token].tolist())
+
+
+def answer_steps(row):
+    """(previous token, answer token) for each answer token of a (prompt, answer) row."""
+    ids = row[0] + row[1]
+    return [(ids[j - 1], ids[j]) for j in range(len(row[0]), len(ids))]
+
+
+def token_log_probs(model, row) -> list[float]:
+    return [distribution(model, previous)[token] for previous, token in answer_steps(row)]
+
+
+def sequence_ll(model, row) -> float:
+    return sum(token_log_probs(model, row))
+
+
+def nll(model, rows) -> float:
+    values = [v for row in rows for v in token_log_probs(model, row)]
+    return -sum(values) / len(values)
+
+
+def kl_reference_policy(rows) -> float:
+    """KL(p_ref ‖ p_θ) per answer token, pooled over the batch."""
+    values = []
+    for row in rows:
+        for previous, _ in answer_steps(row):
+            q, p = distribution(REFERENCE, previous), distribution(POLICY, previous)
+            values.append(sum(math.exp(lq) * (lq - lp) for lq, lp in zip(q, p)))
+    return sum(values) / len(values)
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def npo_term(beta: float) -> float:
+    return 2 / beta * mean(softplus(beta * (sequence_ll(POLICY, r) - sequence_ll(REFERENCE, r))) for r in FORGET)
+
+
+def weighted_ascent(weight) -> float:
+    """mean over every forget answer token of weight(p) · log p (pooled)."""
+    values = [weight(math.exp(lp)) * lp for row in FORGET for lp in token_log_probs(POLICY, row)]
+    return sum(values) / len(values)
+
+
+def undial_term(beta: float) -> float:
+    values = []
+    for row in FORGET:
+        for previous, token in answer_steps(row):
+            lowered = [v - (beta if i == token else 0.0) for i, v in enumerate(REFERENCE.table[previous].tolist())]
+            wanted = [math.exp(v) for v in log_softmax(lowered)]
+            values.append(-sum(q * lp for q, lp in zip(wanted, distribution(POLICY, previous))))
+    return mean(values)
+
+
+def hidden(model: Bigram, token: int, layer: int) -> list[float]:
+    vector = model.embed[token].clone()
+    for index in range(layer + 1):
+        vector += model.layers[index].vector
+    return vector.tolist()
+
+
+def squared(a, b) -> float:
+    return mean((x - y) ** 2 for x, y in zip(a, b))
+
+
+def rmu_terms(layer: int, control: list[float], tokens: str) -> tuple[float, float]:
+    """(forget term, retain term) of RMU over `tokens`: all (every token, pooled) or answer (per row)."""
+    def average(rows, error):
+        if tokens == "all":
+            return mean(error(t) for row in rows for t in row[0] + row[1])
+        return mean(mean(error(t) for t in row[1]) for row in rows)
+
+    forget = average(FORGET, lambda t: squared(hidden(POLICY, t, layer), control))
+    retain = average(RETAIN, lambda t: squared(hidden(POLICY, t, layer), hidden(REFERENCE, t, layer)))
+    return forget, retain
+
+
+# ---- the cases: method, settings, expected loss ----
+
+A, B = 0.7, 0.3  # retain weight α and β, away from 1 so that a dropped or doubled weight shows
+CASES = {
+    "ga": ({}, lambda: -nll(POLICY, FORGET)),
+    "gd": ({"alpha": A}, lambda: -nll(POLICY, FORGET) + A * nll(POLICY, RETAIN)),
+    "sequential-gd": ({"alpha": A}, lambda: -nll(POLICY, FORGET) + A * nll(POLICY, RETAIN)),
+    "kl": ({"alpha": A}, lambda: -nll(POLICY, FORGET) + A * kl_reference_policy(RETAIN)),
+    "npo": ({"beta": B}, lambda: npo_term(B)),
+    "npo+gd": ({"beta": B, "alpha": A}, lambda: npo_term(B) + A * nll(POLICY, RETAIN)),
+    "npo+kl": ({"beta": B, "alpha": A}, lambda: npo_term(B) + A * kl_reference_policy(RETAIN)),
+    "simnpo": ({"beta": 2.5, "gamma": 0.3, "alpha": A},
+               lambda: 2 / 2.5 * mean(softplus(2.5 * sequence_ll(POLICY, r) / len(r[1]) + 0.3) for r in FORGET)
+               + A * nll(POLICY, RETAIN)),
+    "idk": ({"beta": B, "alpha": A}, lambda: idk_term(B, 1.0) + A * nll(POLICY, RETAIN)),
+    "wga": ({"beta": 1.5, "gamma": 0.8, "alpha": A},
+            lambda: 0.8 * weighted_ascent(lambda p: p ** 1.5) + A * nll(POLICY, RETAIN)),
+    "satimp": ({"beta1": 2.0, "beta2": 1.5, "gamma": 0.8, "alpha": A},
+               lambda: 0.8 * weighted_ascent(lambda p: p ** 2.0 * (1 - p) ** 1.5) + A * nll(POLICY, RETAIN)),
+    "undial": ({"beta": 3.0, "gamma": 0.8, "alpha": A}, lambda: 0.8 * undial_term(3.0) + A * nll(POLICY, RETAIN)),
+    "rmu": ({"layer": 1, "alpha": 3.0}, lambda: None),  # needs the control vector: see rmu_expected
+}
+
+
+def idk_term(beta: float, scale: float) -> float:
+    margins = [(sequence_ll(POLICY, refusal) - sequence_ll(REFERENCE, refusal))
+               - (sequence_ll(POLICY, row) - sequence_ll(REFERENCE, row)) for refusal, row in zip(REFUSALS, FORGET)]
+    return scale * mean(softplus(-beta * m) for m in margins)
+
+
+def batch_of(rows) -> tuple[dict, list[Example]]:
+    examples = [Example(p + a, [IGNORE] * len(p) + a, "prompt") for p, a in rows]
+    batch = collate(examples, 0)
+    batch["index"] = torch.arange(len(rows))
+    return batch, examples
+
+
+def loss_of(name: str, settings: dict) -> tuple[float, Context]:
+    """The method's loss on the forget and retain batches, `prepare` run on the reference first."""
+    forget, forget_examples = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    method = build_method(name, settings)
+    context = Context(REFERENCE, None, forget_examples, lambda ex: collate(ex, 0), reference_model=REFERENCE)
+    if name == "idk":  # the refusals' tokens; `prepare` with a real tokenizer is tested below
+        refusal_examples = batch_of(REFUSALS)[1]
+        context.precomputed.update(idk_examples=refusal_examples,
+                                   idk_reference=context.forget_log_likelihoods(refusal_examples),
+                                   forget_reference=context.forget_log_likelihoods())
+    else:
+        method.prepare(context)  # on the starting model, before training moved the policy away
+    context.model = POLICY
+    loss, logs = method.loss(context, forget, retain)
+    assert all(math.isfinite(v) for v in logs.values())
+    return loss.item(), context
+
+
+def test_the_hand_cases_tell_forget_from_retain():
+    assert abs(nll(POLICY, FORGET) - nll(POLICY, RETAIN)) > 0.2
+    assert abs(kl_reference_policy(RETAIN) - kl_reference_policy(FORGET)) > 0.05
+    # per-token and per-sequence averages differ on these rows
+    per_sequence = mean(-mean(token_log_probs(POLICY, row)) for row in FORGET)
+    assert abs(per_sequence - nll(POLICY, FORGET)) > 0.05
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"rmu"}))
+def test_each_loss_equals_its_formula(name):
+    settings, expected = CASES[name]
+    assert loss_of(name, settings)[0] == pytest.approx(expected(), rel=1e-5, abs=1e-6)
+
+
+def test_every_registered_method_has_a_hand_case():
+    assert set(CASES) == set(METHODS)
+
+
+@pytest.mark.parametrize("tokens", ["all", "answer"])
+def test_rmu_on_non_zero_activations_on_both_sides(tokens):
+    value, context = loss_of("rmu", {"layer": 1, "alpha": 3.0, "tokens": tokens})
+    control = context.precomputed["rmu_control"]
+    assert control.norm().item() == pytest.approx(6.5, rel=1e-6) and (control > 0).all()  # c · u, u uniform
+    forget_term, retain_term = rmu_terms(1, control.tolist(), tokens)
+    assert forget_term > 1 and retain_term > 0.1
+    assert value == pytest.approx(forget_term + 3.0 * retain_term, rel=1e-5)
+
+
+def test_rmu_token_sets_differ_and_an_unknown_one_is_refused():
+    from lume.errors import LumeError
+
+    control = loss_of("rmu", {"layer": 1})[1].precomputed["rmu_control"].tolist()
+    assert rmu_terms(1, control, "all")[0] != pytest.approx(rmu_terms(1, control, "answer")[0], rel=1e-3)
+    with pytest.raises(LumeError, match="tokens must be one of all, answer"):
+        build_method("rmu", {"tokens": "prompt"})
+
+
+def test_rmu_reads_the_last_decoder_layers_own_output(tiny_model, tokenizer):
+    """At the last layer, hidden_states[-1] is after the final norm; RMU reads the layer itself."""
+    from lume.stages.unlearning.methods.rmu import layer_output
+
+    batch = collate([Example(tokenizer("Story one begins").input_ids, [IGNORE] * 3, "p")], 0)
+    last = tiny_model.config.num_hidden_layers - 1
+    captured = []
+    handle = tiny_model.model.layers[last].register_forward_hook(lambda _m, _i, output: captured.append(output))
+    with torch.no_grad():
+        outputs = tiny_model(**{k: batch[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+        read = layer_output(tiny_model, batch, last)
+    handle.remove()
+    own = captured[0][0] if isinstance(captured[0], tuple) else captured[0]
+    assert torch.allclose(read, own) and not torch.allclose(read, outputs.hidden_states[-1], atol=1e-3)
+    assert torch.allclose(layer_output(tiny_model, batch, 0), outputs.hidden_states[1], atol=1e-6)
+
+
+def test_idk_scaling_2_over_beta_is_the_peers():
+    value = loss_of("idk", {"beta": B, "alpha": A, "scaling": "2/beta"})[0]
+    assert value == pytest.approx(idk_term(B, 2 / B) + A * nll(POLICY, RETAIN), rel=1e-5)
+
+
+def test_idk_prepare_builds_refusals_on_a_real_tokenizer(tokenizer, tmp_path):
+    """`prepare` puts a refusal after each forget prompt, and its reference terms are the starting model's."""
+    from lume.training import prompt_answer_example
+
+    model = torch.nn.Module()
+    table = torch.randn(len(tokenizer), len(tokenizer), generator=torch.Generator().manual_seed(3))
+    model.forward = lambda input_ids, attention_mask=None, **_: SimpleNamespace(logits=table[input_ids])
+    forget = [prompt_answer_example(tokenizer, "Who wrote the story?", "Anna Lee"),
+              prompt_answer_example(tokenizer, "Where does it end?", "In the harbour")]
+    (tmp_path / "refusals.txt").write_text("I cannot say.\n\nNo comment.\n")
+    method = build_method("idk", {"refusals_file": str(tmp_path / "refusals.txt")})
+    context = Context(model, tokenizer, forget, lambda ex: collate(ex, tokenizer.pad_token_id))
+    method.prepare(context)
+    built = context.precomputed["idk_examples"]
+    for example, refusal, text in zip(forget, built, ["I cannot say.", "No comment."]):
+        prompt_length = len(tokenizer(example.prompt).input_ids)
+        assert refusal.input_ids[:prompt_length] == example.input_ids[:prompt_length]
+        answer = [t for t in refusal.labels if t != IGNORE]
+        assert tokenizer.decode(answer).strip() == text + tokenizer.eos_token
+        assert answer != [t for t in example.labels if t != IGNORE]
+    logp = torch.log_softmax(table, -1)
+    for key, examples in (("idk_reference", built), ("forget_reference", forget)):
+        by_hand = [sum(logp[ids[j - 1], ids[j]].item() for j in range(1, len(ids)) if labels[j] != IGNORE)
+                   for ids, labels in ((e.input_ids, e.labels) for e in examples)]
+        assert context.precomputed[key].tolist() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_idk_refusals_file_and_scaling_are_checked(tmp_path):
+    from lume.errors import LumeError
+    from lume.stages.unlearning.methods.idk import REFUSALS as BUILT_IN, refusals
+
+    assert refusals(METHODS["idk"].Settings()) == list(BUILT_IN)
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(LumeError, match="empty.txt: the refusals file has no refusal"):
+        refusals(METHODS["idk"].Settings(refusals_file=str(tmp_path / "empty.txt")))
+    with pytest.raises(LumeError, match="missing.txt: cannot read the refusals file"):
+        refusals(METHODS["idk"].Settings(refusals_file=str(tmp_path / "missing.txt")))
+    with pytest.raises(LumeError, match="scaling must be one of dpo, 2/beta"):
+        build_method("idk", {"scaling": "tofu"})
+
+
+def test_undial_without_a_retain_weight_computes_no_retain_term():
+    value = loss_of("undial", {"beta": 3.0, "gamma": 0.8, "alpha": 0.0})[0]
+    assert value == pytest.approx(0.8 * undial_term(3.0), rel=1e-5)
+
+
+DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) values
+    "gd": {"alpha": 1.0}, "kl": {"alpha": 1.0}, "npo": {"beta": 0.1, "alpha": 1.0},
+    "simnpo": {"beta": 2.5, "gamma": 0.0, "alpha": 1.0}, "sequential-gd": {"chunks": 5, "alpha": 1.0},
+    "rmu": {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0, "tokens": "all"},
+    "idk": {"beta": 0.1, "alpha": 1.0, "scaling": "dpo", "refusals_file": None},
+    "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
+    "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
+    "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_defaults_are_the_documented_ones(name):
+    from dataclasses import asdict
+
+    assert asdict(METHODS[name].Settings()) == DEFAULTS[name]
+    assert {n: asdict(METHODS[n].Settings()) for n in ("npo+gd", "npo+kl")} == dict.fromkeys(
+        ("npo+gd", "npo+kl"), DEFAULTS["npo"])
+
+
+def test_unlearn_help_offers_every_method():
+    from typer.testing import CliRunner
+
+    from lume.cli import app
+
+    result = CliRunner().invoke(app, ["unlearn", "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert all(name in text for name in METHODS), text
+
+
+LOGGED = {  # the loss parts each method records per step in lume_unlearn.json, and their values
+    "ga": {"forget_nll": lambda: nll(POLICY, FORGET)},
+    "gd": {"forget_nll": lambda: nll(POLICY, FORGET), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "sequential-gd": {"forget_nll": lambda: nll(POLICY, FORGET), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "kl": {"forget_nll": lambda: nll(POLICY, FORGET), "retain_kl": lambda: kl_reference_policy(RETAIN)},
+    "npo": {"npo": lambda: npo_term(B)},
+    "npo+gd": {"npo": lambda: npo_term(B), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "npo+kl": {"npo": lambda: npo_term(B), "retain_kl": lambda: kl_reference_policy(RETAIN)},
+    "simnpo": {"simnpo": lambda: CASES["simnpo"][1]() - A * nll(POLICY, RETAIN),
+               "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "idk": {"dpo": lambda: idk_term(B, 1.0), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "wga": {"weighted_ascent": lambda: weighted_ascent(lambda p: p ** 1.5),
+            "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "satimp": {"weighted_ascent": lambda: weighted_ascent(lambda p: p ** 2.0 * (1 - p) ** 1.5),
+               "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "undial": {"distillation": lambda: undial_term(3.0), "retain_nll": lambda: nll(POLICY, RETAIN)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOGGED))
+def test_each_method_logs_its_loss_parts(name):
+    forget, forget_examples = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    context = loss_of(name, CASES[name][0])[1]  # prepared, with the policy in place
+    logs = build_method(name, CASES[name][0]).loss(context, forget, retain)[1]
+    assert logs.keys() == LOGGED[name].keys()
+    assert all(logs[key] == pytest.approx(value(), rel=1e-5) for key, value in LOGGED[name].items())
+
+
+def test_rmu_logs_its_two_terms():
+    value, context = loss_of("rmu", {"layer": 1, "alpha": 3.0})
+    forget, _ = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    logs = build_method("rmu", {"layer": 1, "alpha": 3.0}).loss(context, forget, retain)[1]
+    expected = rmu_terms(1, context.precomputed["rmu_control"].tolist(), "all")
+    assert [logs["forget_mse"], logs["retain_mse"]] == pytest.approx(list(expected), rel=1e-5)
+
+
+@pytest.fixture
+def one_token_answers(monkeypatch):
+    """Batches whose rows each have one answer token: averages over one token, where a count
+    clamped wrongly (at 2 instead of 1) would halve a term."""
+    import sys
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "FORGET", [([1], [3])])
+    monkeypatch.setattr(module, "RETAIN", [([2], [4])])
+    monkeypatch.setattr(module, "REFUSALS", [([1], [5])])
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"rmu"}))
+def test_each_loss_on_one_token_answers(name, one_token_answers):
+    settings, expected = CASES[name]
+    assert loss_of(name, settings)[0] == pytest.approx(expected(), rel=1e-5, abs=1e-6)
+
+
+def test_rmu_on_one_token_answers(one_token_answers):
+    value, context = loss_of("rmu", {"layer": 1, "alpha": 3.0, "tokens": "answer"})
+    forget_term, retain_term = rmu_terms(1, context.precomputed["rmu_control"].tolist(), "answer")
+    assert value == pytest.approx(forget_term + 3.0 * retain_term, rel=1e-5)
+
+
+@pytest.mark.parametrize("layer, trained", [(0, {0}), (1, {0, 1}), (3, {1, 2, 3})])
+def test_rmu_trains_exactly_the_mlps_of_layers_l_minus_2_to_l(tokenizer, layer, trained):
+    from .conftest import make_tiny_model
+
+    model = make_tiny_model(tokenizer, layers=4)
+    build_method("rmu", {"layer": layer}).select_parameters(model)
+    names = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert names and all(".mlp." in name for name in names)
+    assert {int(name.split(".layers.")[1].split(".")[0]) for name in names} == trained
+
+
+@pytest.mark.parametrize("layer", [-1, 4])
+def test_rmu_refuses_a_layer_outside_the_model(tokenizer, layer):
+    from .conftest import make_tiny_model
+
+    from lume.errors import LumeError
+
+    with pytest.raises(LumeError, match=f"rmu: layer {layer} does not exist"):
+        build_method("rmu", {"layer": layer}).select_parameters(make_tiny_model(tokenizer, layers=4))
