@@ -21,7 +21,7 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check src tests bench
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not slow"

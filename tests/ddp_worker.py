@@ -60,7 +60,8 @@ def as_fsdp_run():
     def make_fsdp_accelerator(*args, **kwargs):
         accelerator = real(*args, **kwargs)
         plugin = shipped_fsdp_plugin()
-        plugin.set_mixed_precision(accelerator.mixed_precision)
+        if accelerator.mixed_precision != "no":  # as accelerate does: float32 needs no FSDP policy
+            plugin.set_mixed_precision(accelerator.mixed_precision)
         PartialState().distributed_type = AcceleratorState().distributed_type = DistributedType.FSDP
         AcceleratorState().fsdp_plugin = plugin
         return accelerator
