@@ -155,6 +155,8 @@ def main(model: str, forget: str, retain: str, out: str, options_json: str) -> N
     record_draws(draws)
     record(out, options, draws)
     run_stage(model, forget, retain, out, options)
+    if torch.distributed.is_initialized():  # as the CLI does: a group left to the exit can abort it
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -193,3 +193,16 @@ def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer
                         lambda config, device: {"generation": "float32", "mia": "float32", "mmlu": "auto"})
     summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False}))
     assert summary["dtypes"] == {"generation": "torch.float32", "mmlu": "torch.bfloat16"}
+
+
+def test_mia_set_none_scores_a_lume_target_on_its_own_documents_and_refuses_other_models(
+        tmp_path, tiny_model_dir, tiny_target, config):
+    from lume.errors import LumeError
+
+    no_files = {**config.__dict__, "mia_set": "none", "mmlu": False}
+    summary = evaluate(tiny_target, tmp_path / "target", EvalConfig(**no_files))
+    assert summary["mia"]["set"] == "held-out" and "mia_semeval" not in summary
+    rows = [json.loads(line) for line in (tmp_path / "target" / "mia.jsonl").read_text().splitlines()]
+    assert rows and all(row["set"] == "held-out" for row in rows)
+    with pytest.raises(LumeError, match="mia_set 'none' leaves no membership documents"):
+        evaluate(tiny_model_dir, tmp_path / "plain", EvalConfig(**no_files))

@@ -353,6 +353,14 @@ def attack_command(
     console.print(f"written: {out}/attacks.json")
 
 
+def _end_process_group() -> None:
+    """Close torch.distributed's process group (torchrun runs) before the interpreter exits: one
+    left to the exit could abort the process ("terminate called without an active exception")."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: a user's mistake is one line on stderr and exit status 2, never a traceback;
     Ctrl-C says what was kept and how to resume (exit status 130)."""
@@ -373,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except (KeyboardInterrupt, click.exceptions.Abort):
         code = 130
+    _end_process_group()
     if code == 130:
         print(f"lume: {resume_note() or 'interrupted before any result was written; nothing to resume'}",
               file=sys.stderr)
