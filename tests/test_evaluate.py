@@ -199,7 +199,7 @@ def test_mia_set_none_scores_a_lume_target_on_its_own_documents_and_refuses_othe
         tmp_path, tiny_model_dir, tiny_target, config):
     from lume.errors import LumeError
 
-    no_files = {**config.__dict__, "mia_set": "none", "mmlu": False}
+    no_files = {**config.__dict__, "mia_set": "none", "mmlu": False, "docs_per_task": None}  # the manifest's
     summary = evaluate(tiny_target, tmp_path / "target", EvalConfig(**no_files))
     assert summary["mia"]["set"] == "held-out" and "mia_semeval" not in summary
     rows = [json.loads(line) for line in (tmp_path / "target" / "mia.jsonl").read_text().splitlines()]
