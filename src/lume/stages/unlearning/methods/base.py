@@ -15,8 +15,8 @@ there is imported, so nothing else changes):
   `select_parameters(model)` (freeze what must not change), `forget_pool` (schedule the
   forget examples), and `needs_reference_model` (a frozen copy of the starting model).
 
-`logits`, `nll`, `sequence_log_likelihood`, `token_log_likelihood` and `retain_kl` below are the
-building blocks; `Context.starting_model()` gives the model as it was before unlearning.
+`logits`, `nll`, `sequence_log_likelihood`, `token_log_likelihood`, `token_mean` and `retain_kl` below are
+the building blocks; `Context.starting_model()` gives the model as it was before unlearning.
 `docs/methods.md` gives each method's formula, what it averages over, and its sources.
 """
 
@@ -131,6 +131,11 @@ def token_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor
     return token_log_likelihoods(logits(model, batch), batch["labels"])
 
 
+def token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` over the positions `mask` marks, pooled over the batch (0 for none)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
 def retain_kl(context: Context, retain: dict) -> torch.Tensor:
     """KL(p_ref ‖ p_θ) per labelled token of the retain batch, averaged over those tokens."""
     with context.starting_model() as reference:
@@ -138,4 +143,4 @@ def retain_kl(context: Context, retain: dict) -> torch.Tensor:
     log_probs = torch.log_softmax(logits(context.model, retain)[:, :-1].float(), -1)
     per_token = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1)
     mask = retain["labels"][:, 1:] != IGNORE
-    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    return token_mean(per_token, mask)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from lume.inference.batching import IGNORE
-from lume.stages.unlearning.methods.base import Method, logits, nll, register
+from lume.stages.unlearning.methods.base import Method, logits, nll, register, token_mean
 
 
 @dataclass
@@ -45,8 +45,7 @@ class Undial(Method):
         with context.starting_model() as reference:
             wanted = adjusted_targets(logits(reference, forget)[:, :-1], targets, self.settings.beta)
         log_probs = torch.log_softmax(logits(context.model, forget)[:, :-1].float(), -1)
-        per_token = -(wanted * log_probs).sum(-1)
-        distillation = (per_token * mask).sum() / mask.sum().clamp(min=1)
+        distillation = token_mean(-(wanted * log_probs).sum(-1), mask)
         loss, logs = self.settings.gamma * distillation, {"distillation": distillation.item()}
         if self.settings.alpha:
             retain_nll = nll(context.model, retain)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lume.stages.unlearning.methods.base import Method, nll, register, token_log_likelihood
+from lume.stages.unlearning.methods.base import Method, nll, register, token_log_likelihood, token_mean
 
 
 @dataclass
@@ -27,7 +27,7 @@ class WGASettings:
 
 def weighted_ascent(log_likelihood: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """mean over the labelled tokens of sg(weight) · log p: minimising it lowers log p where weighted."""
-    return (weights.detach() * log_likelihood * mask).sum() / mask.sum().clamp(min=1)
+    return token_mean(weights.detach() * log_likelihood, mask)
 
 
 @register
