@@ -35,6 +35,26 @@ def lume_rows(doc: str, task: str = "Task1", n_qa: int = 1, split: str | None = 
     return rows
 
 
+def run_cli(capsys, *args) -> tuple[int, str]:
+    """Run `lume ARGS` in this process: (exit status, stderr)."""
+    from lume.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def split_files(tmp_path) -> tuple[Path, Path]:
+    """(retain, forget) JSONL files of two small documents each, for `lume unlearn M R F OUT`."""
+    retain = write_jsonl(tmp_path / "retain.jsonl", lume_rows("r1", split="retain") + lume_rows("r2", split="retain"))
+    forget = write_jsonl(tmp_path / "forget.jsonl", lume_rows("f1", split="forget") + lume_rows("f2", split="forget"))
+    return retain, forget
+
+
 @pytest.fixture(scope="session")
 def smollm2_folder() -> Path:
     """The built-in SmolLM2-135M, converted once to a safetensors folder in lume's cache (slow tests)."""

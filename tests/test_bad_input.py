@@ -5,18 +5,7 @@ import json
 
 import pytest
 
-from lume.cli import main
-from tests.conftest import lume_rows, write_jsonl
-
-
-def run_cli(capsys, *args) -> tuple[int, str]:
-    """Run `lume ARGS` in this process: (exit status, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exited:
-        code = exited.code
-    return code, capsys.readouterr().err
+from tests.conftest import lume_rows, run_cli, write_jsonl
 
 
 def digest(folder) -> str:
@@ -30,15 +19,8 @@ def model_copy(tmp_path, tiny_model_dir):
     return shutil.copytree(tiny_model_dir, tmp_path / "model")
 
 
-@pytest.fixture
-def sets(tmp_path):
-    retain = write_jsonl(tmp_path / "retain.jsonl", lume_rows("r1", split="retain") + lume_rows("r2", split="retain"))
-    forget = write_jsonl(tmp_path / "forget.jsonl", lume_rows("f1", split="forget") + lume_rows("f2", split="forget"))
-    return retain, forget
-
-
-def test_unlearn_into_its_own_input_is_refused_and_the_weights_survive(capsys, model_copy, sets):
-    retain, forget = sets
+def test_unlearn_into_its_own_input_is_refused_and_the_weights_survive(capsys, model_copy, split_files):
+    retain, forget = split_files
     before = digest(model_copy)
     code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, model_copy, "--steps", 1)
     assert code == 2 and "would overwrite the input" in err and len(err.strip().splitlines()) == 1
@@ -49,8 +31,8 @@ def test_unlearn_into_its_own_input_is_refused_and_the_weights_survive(capsys, m
     assert digest(model_copy) == before
 
 
-def test_an_occupied_output_folder_is_refused_unless_overwrite(capsys, tmp_path, model_copy, sets):
-    retain, forget = sets
+def test_an_occupied_output_folder_is_refused_unless_overwrite(capsys, tmp_path, model_copy, split_files):
+    retain, forget = split_files
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -117,10 +99,10 @@ MEMORIZE_CASES = [
                          [("unlearn", *case) for case in UNLEARN_CASES]
                          + [("evaluate", *case) for case in EVALUATE_CASES]
                          + [("memorize", *case) for case in MEMORIZE_CASES])
-def test_bad_values_get_one_line_and_exit_2_before_any_work(capsys, tmp_path, tiny_model_dir, sets, command, flags,
-                                                            message):
+def test_bad_values_get_one_line_and_exit_2_before_any_work(capsys, tmp_path, tiny_model_dir, split_files, command,
+                                                            flags, message):
     out = tmp_path / "out"
-    retain, forget = sets
+    retain, forget = split_files
     args = {"unlearn": ["unlearn", tiny_model_dir, retain, forget, out],
             "evaluate": ["evaluate", tiny_model_dir, "--out", out],
             "memorize": ["memorize", "--base", tiny_model_dir, "--out", out]}[command]

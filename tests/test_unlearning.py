@@ -147,6 +147,9 @@ def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_d
         weights = load_model(merged, device="cpu").model.state_dict()
         base = load_model(tiny_model_dir, device="cpu").model.state_dict()
         assert any(not torch.equal(weights[k], base[k]) for k in base)
+        record = json.loads((merged / "lume_merge.json").read_text())  # written last: the merge finished
+        assert record["combination"] == {"ties": "ties", "linear": "linear"}[combination]
+        assert record["weights"] == [0.5, 0.5] and not (merged / "lume_unfinished.json").exists()
 
 
 def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, sets):

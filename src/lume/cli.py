@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +25,8 @@ DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace what the output folder holds (it is refused otherwise)")]
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="While another lume command writes the output folder, wait for it (default: stop at once)")]
 BatchSize = Annotated[Optional[int], typer.Option(help="Examples per step (unlearning: forget ones, as many retain)")]
 LearningRate = Annotated[Optional[float], typer.Option(help="AdamW's learning rate")]
 Accumulation = Annotated[Optional[int], typer.Option("--gradient-accumulation", help="Micro-steps per step")]
@@ -144,6 +148,7 @@ def evaluate_command(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ...")] = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
+    wait: Wait = False,
 ):
     """Score a model with the official LUME protocol (plus extra attacks beside it)."""
     from lume.reports import summary_table
@@ -155,7 +160,7 @@ def evaluate_command(
         mia_set=mia_set, mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, mmlu_subjects=mmlu_subjects,
         target_mmlu=target_mmlu, dtype=dtype,
         device=device), setting)
-    summary = evaluate(model, out, config, overwrite=overwrite)
+    summary = evaluate(model, out, config, overwrite=overwrite, wait=wait)
     console.print(summary_table(summary))
     console.print(f"written: {out}/summary.json, {out}/items.jsonl")
 
@@ -186,6 +191,7 @@ def memorize_command(
     log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
+    wait: Wait = False,
 ):
     """Fine-tune a base model until it has memorised LUME documents: a target to unlearn from."""
     from lume.stages.target import MemorizeConfig, memorize, preset as memorize_preset
@@ -197,7 +203,7 @@ def memorize_command(
         gradient_checkpointing=gradient_checkpointing, target_regurgitation=target_regurgitation,
         target_knowledge=target_knowledge, seed=seed, device=device, mixed_precision=mixed_precision,
         log_with=log_with), setting)
-    manifest = memorize(out, config, overwrite=overwrite)
+    manifest = memorize(out, config, overwrite=overwrite, wait=wait)
     console.print(f"target written to {out} ({manifest.result['stopped']}; "
                   f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
                   f"{len(manifest.held_out)} held out)")
@@ -246,6 +252,7 @@ def unlearn_command(
     log_with: LogWith = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
+    wait: Wait = False,
 ):
     """Unlearn the forget set from a model with a registered method."""
     from lume.stages.unlearning import UnlearnConfig, unlearn
@@ -257,7 +264,7 @@ def unlearn_command(
         mixed_precision=mixed_precision, log_with=log_with, eval_every=eval_every, select=select), setting)
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
-                     data_dir=str(data_dir) if data_dir else None, overwrite=overwrite)
+                     data_dir=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait)
     chosen = f", step {report['selection']['step']} chosen" if "selection" in report else ""
     console.print(f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
                   f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
@@ -272,6 +279,7 @@ def merge_command(
     weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights, one per adapter")] = None,
     density: Annotated[float, typer.Option(help="TIES: fraction of each adapter's weights kept")] = 0.5,
     overwrite: Overwrite = False,
+    wait: Wait = False,
 ):
     """Merge LoRA adapters into one model (TIES or weighted sum)."""
     from lume.stages.unlearning.merge import merge_adapters
@@ -280,17 +288,18 @@ def merge_command(
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise LumeError(f"--weights {weights!r}: expected comma-separated numbers") from None
-    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density, overwrite=overwrite)
+    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density, overwrite=overwrite,
+                   wait=wait)
     console.print(f"merged model written to {out}")
 
 
 @app.command("run")
 def run_command(config: Annotated[Optional[Path], typer.Argument(
-        help="YAML study config; none = the built-in demo")] = None):
+        help="YAML study config; none = the built-in demo")] = None, wait: Wait = False):
     """A whole study: build or reuse the target, unlearn with each method, evaluate all, report."""
     from lume.pipeline import load_config, run
 
-    out = run(load_config(config))
+    out = run(load_config(config), wait=wait)
     console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
@@ -339,6 +348,7 @@ def attack_command(
     data_dir: DataDir = None,
     setting: Setting = [],
     overwrite: Overwrite = False,
+    wait: Wait = False,
 ):
     """Does the forgotten knowledge come back? Attack an unlearned model and measure what returns."""
     from lume.reports import robustness_table
@@ -348,7 +358,7 @@ def attack_command(
     config = configured(AttackConfig(), dict(data_dir=str(data_dir) if data_dir else None, seed=seed,
                                              relearn_steps=relearn_steps, relearn=relearn, mmlu_limit=mmlu_limit),
                         setting)
-    results = run_attacks(model, target, out, attack, config, overwrite=overwrite)
+    results = run_attacks(model, target, out, attack, config, overwrite=overwrite, wait=wait)
     console.print(robustness_table({model.name: results}))
     console.print(f"written: {out}/attacks.json")
 
@@ -361,29 +371,64 @@ def _end_process_group() -> None:
         distributed.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: a user's mistake is one line on stderr and exit status 2, never a traceback;
-    Ctrl-C says what was kept and how to resume (exit status 130)."""
+# What a full or read-only disk raises: the user's to fix, so one line, not a traceback.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+# SIGTERM (a scheduler, `timeout`, a container stop) and SIGHUP (a closed terminal) stop lume as Ctrl-C does.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+_received: list[int] = []
+
+
+def _stop(signum: int, _frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt  # unwinds as Ctrl-C does: checkpoints stay complete, the note is printed
+
+
+def _run(argv: list[str] | None) -> int:
+    """The command's exit status: a user's mistake or a full disk is one line on stderr and 2."""
     import click
 
     from lume.errors import resume_note
 
     try:
-        # typer returns 130 for Ctrl-C rather than raising it
-        code = app(args=argv, standalone_mode=False)
+        return app(args=argv, standalone_mode=False) or 0  # typer returns 130 for Ctrl-C rather than raising it
     except click.exceptions.Exit as done:
-        code = done.exit_code
+        return done.exit_code
     except click.ClickException as error:
         error.show()
-        code = 2
     except LumeError as error:
         print(f"lume: error: {error}", file=sys.stderr)
-        code = 2
+    except OSError as error:
+        if error.errno not in DISK_ERRORS:
+            raise
+        print(f"lume: error: {error.filename or 'a write'}: {error.strerror}; "
+              f"{resume_note() or 'make room and run the same command again'}", file=sys.stderr)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        code = 130
+        return 130
+    return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: a user's mistake or a full disk is one line on stderr and exit status 2,
+    never a traceback; Ctrl-C, SIGTERM and SIGHUP say what was kept and how to resume (exit
+    status 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
+    from lume.errors import resume_note
+    from lume.outputs import record_command
+
+    record_command(["lume", *(sys.argv[1:] if argv is None else argv)])
+    _received.clear()
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}
+    try:
+        code = _run(argv)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     _end_process_group()
-    if code == 130:
-        print(f"lume: {resume_note() or 'interrupted before any result was written; nothing to resume'}",
+    if code == 130 and _received:
+        code = 128 + _received[0]
+    if code > 128:
+        print(f"lume: interrupted: {resume_note() or 'before any result was written; nothing to resume'}",
               file=sys.stderr)
     if code:
         sys.exit(code)

@@ -1,34 +1,53 @@
-"""Files: atomic writes, resumable per-item result stores, and the guard on output folders."""
+"""Files: atomic writes and resumable per-item result stores (output folders: `lume.outputs`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from lume.errors import LumeError
+from safetensors import SafetensorError
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+@contextmanager
+def writing_to(path: str | Path) -> Iterator[None]:
+    """A failed write inside raises an OSError naming PATH: an OSError from a file object carries
+    no file name, and safetensors' error only the OS error's number, in its text."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    except SafetensorError as error:
+        code = re.search(r"(?:os error|code:) (\d+)", str(error))  # "... No space left on device (os error 28)"
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a file so that readers see the old content or the new one, never a half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give it the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with writing_to(path):
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give it the usual mode
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def write_json_atomic(path: str | Path, value) -> None:
@@ -72,46 +91,14 @@ class ItemStore:
     def add(self, row: dict) -> None:
         self.results[row["id"]] = row
         if self._out is not None:
-            self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._out.flush()
+            with writing_to(self.path):
+                self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self._out.flush()
 
     def __enter__(self) -> ItemStore:
         return self
 
     def __exit__(self, *_exc) -> None:
         if self._out is not None:
-            self._out.close()
-
-
-def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:
-    """An output folder may be neither an input nor a folder that holds one."""
-    resolved = Path(out_dir).resolve()
-    for source in inputs:
-        if source is not None and Path(source).exists() and Path(source).resolve().is_relative_to(resolved):
-            raise LumeError(f"{out_dir}: the {what} would overwrite the input {source}; choose another folder")
-
-
-def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool = False,
-                     resumable: Callable[[Path], bool] = lambda _folder: False, what: str = "output folder") -> Path:
-    """Refuse, before any work, an output folder whose use would destroy or misreport something.
-
-    Never an input (nor a folder holding one); never a file or an unwritable place; an existing
-    non-empty folder only when `resumable(folder)` (an unfinished run of the same settings) or
-    with `overwrite` (then it is emptied first).
-    """
-    out_dir = Path(out_dir)
-    refuse_overwriting_inputs(out_dir, inputs, what)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LumeError(f"{out_dir}: the {what} is a file, not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not resumable(out_dir):
-        if not overwrite:
-            raise LumeError(f"{out_dir}: the {what} already holds other results; choose another folder, "
-                            "or pass --overwrite to replace them")
-        for entry in out_dir.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out_dir).close()
-    except OSError as error:
-        raise LumeError(f"{out_dir}: cannot write the {what} ({error.strerror or error})") from None
-    return out_dir
+            with writing_to(self.path):
+                self._out.close()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from filelock import FileLock
 
 from lume import data as lume_data
 from lume.config import build, coerce_fields, merged
@@ -27,6 +26,7 @@ from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
+from lume.outputs import one_writer
 from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
@@ -145,7 +145,7 @@ def build_target(config: RunConfig) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     # several sweep workers: one builds, the others wait and reuse it (the processes of one
     # distributed run build it together instead)
-    with FileLock(f"{folder}.lock") if started_processes() == 1 else nullcontext():
+    with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
         if not (folder / MANIFEST_NAME).is_file():
             print(f"building the target model in {folder}")
             memorize(folder, settings)
@@ -220,9 +220,14 @@ def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label:
     attack(model, target, folder, config.attacks, settings, overwrite=True)
 
 
-def run(config: RunConfig) -> Path:
-    """Run the study; returns the run folder (with report.md and report.html)."""
-    out = Path(config.out)
+def run(config: RunConfig, wait: bool = False) -> Path:
+    """Run the study; returns the run folder (with report.md and report.html). While another
+    command writes that folder, this one stops (or waits, with `wait`)."""
+    with one_writer(config.out, wait):
+        return _run(config, Path(config.out))
+
+
+def _run(config: RunConfig, out: Path) -> Path:
     labels = [method_label(m) for m in config.methods]
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")

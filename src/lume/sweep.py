@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-from filelock import FileLock
 
 from lume import data as lume_data
 from lume.config import build, coerce_fields
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
+from lume.outputs import one_writer
 from lume.pipeline import (RunConfig, Steps, TargetConfig, _checked_fields, _evaluated, _key, _method_spec,
                            _read_yaml, _unlearned, build_target, method_label)
 from lume.reports.study import write_report
@@ -144,7 +144,7 @@ def _objective(run: _Run, spec: dict):
             if step and trial.should_prune():
                 raise optuna.TrialPruned()
 
-        with FileLock(f"{folder}.lock"):  # two workers drawing the same settings share one run
+        with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             _unlearned(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
         report = json.loads((folder / REPORT_NAME).read_text())
         chosen = next(r for r in report["probes"] if r["step"] == report["selection"]["step"])
@@ -231,6 +231,6 @@ def sweep(config: SweepConfig) -> Path:
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
     run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)
     studies = _run_trials(config, run, _storage(config, out))
-    with FileLock(str(out / "sweep.lock")):  # one worker at a time evaluates and reports
+    with one_writer(out, wait=True):  # one worker at a time evaluates and reports
         _finish(config, run, studies)
     return out

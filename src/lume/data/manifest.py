@@ -10,8 +10,9 @@ from lume.data.records import Document
 from lume.data.selection import Selection
 from lume.errors import InputError
 from lume.files import write_json_atomic
+from lume.outputs import FINISHED_MARKERS, refuse_unfinished
 
-MANIFEST_NAME = "lume_target.json"
+MANIFEST_NAME = FINISHED_MARKERS["memorize"]
 
 
 @dataclass
@@ -43,9 +44,10 @@ class TargetManifest:
 
 
 def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
-    """The manifest in a model folder, or None when there is none."""
+    """The manifest in a model folder, or None when there is none; an unfinished lume output is refused."""
     if model_dir is None:
         return None
+    refuse_unfinished(model_dir)
     path = Path(model_dir) / MANIFEST_NAME
     if not path.is_file():
         return None

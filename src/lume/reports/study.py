@@ -10,6 +10,7 @@ from pathlib import Path
 from lume.errors import LumeError
 from lume.files import write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
+from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, robustness_rows
 from lume.reports.figures import png, pyplot as _pyplot
 from lume.reports.leaderboard import markdown, markdown_table
@@ -23,6 +24,7 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
     models = []
     for folder in eval_dirs:
         folder = Path(folder)
+        refuse_unfinished(folder)
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
             raise LumeError(f"{folder}: no summary.json (not an evaluation folder, or not finished)")

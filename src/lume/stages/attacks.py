@@ -34,19 +34,20 @@ from lume.config import at_least
 from lume.data.manifest import read_manifest
 from lume.data.mmlu import load_mmlu
 from lume.data.records import Document, Record
-from lume.errors import LumeError
-from lume.files import check_output_dir, write_json_atomic
+from lume.errors import LumeError, set_resume_note
+from lume.files import write_json_atomic
 from lume.inference import BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import means_by, task_means
 from lume.metrics.mmlu import evaluate_mmlu, summarise_mmlu
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import load_model
+from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, train
 from lume.training.sampling import drawn_batches
 
 ROBUSTNESS_ATTACKS = ("relearn", "relearn-public", "quantize-8", "quantize-4", "probe")
 QA_PREFIX = "Answer the following question with a short answer.\nQuestion: "
-RESULT_NAME = "attacks.json"
+RESULT_NAME = FINISHED_MARKERS["attack"]
 
 
 def _relearn_training() -> TrainingSettings:
@@ -116,6 +117,7 @@ def fine_tune(model, examples: list[Example], config: AttackConfig, pad_id: int,
 
     train(model, run, step_loss, out_dir / "checkpoints", description="relearning", show_progress=config.progress)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the attacked model is not kept
+    set_resume_note(None)
     return model.eval()
 
 
@@ -243,18 +245,30 @@ class _Attacker:
 
 
 def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
-           config: AttackConfig | None = None, *, overwrite: bool = False) -> dict:
+           config: AttackConfig | None = None, *, overwrite: bool = False, wait: bool = False) -> dict:
     """Run the attacks on an unlearned model and write OUT/attacks.json.
 
-    OUT must not hold either model or finished results (unless `overwrite`).
+    OUT must not hold either model or finished results (unless `overwrite`); while another
+    command writes it, this one stops (or waits, with `wait`).
     """
     config = config or AttackConfig()
     check_attacks(attacks)
-    out_dir = check_output_dir(out_dir, inputs=(model_dir, target_dir), overwrite=overwrite,
-                               resumable=lambda folder: all(e.name in ROBUSTNESS_ATTACKS for e in folder.iterdir()))
+    refuse_overwriting_inputs(out_dir, (model_dir, target_dir))
     manifest = read_manifest(model_dir) or read_manifest(target_dir)
     if manifest is None:
         raise LumeError(f"{model_dir}: no lume_target.json here or in the target; attacks need its documents")
+    with one_writer(out_dir, wait):
+        out_dir = claim(out_dir, "attack", inputs=(model_dir, target_dir), overwrite=overwrite,
+                        resumable=lambda folder: all(e.name in (*ROBUSTNESS_ATTACKS, UNFINISHED_NAME)
+                                                     for e in folder.iterdir()))
+        results = _attacked(Path(model_dir), Path(target_dir), out_dir, attacks, config, manifest)
+        write_json_atomic(out_dir / RESULT_NAME, results)
+        mark_finished(out_dir)
+    return results
+
+
+def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[str], config: AttackConfig,
+              manifest) -> dict:
     dataset = lume_data.load(config.data_dir)
     attacker = _Attacker(load_model(model_dir, dtype="float32", device=None),
                          load_model(target_dir, dtype="float32", device=None),
@@ -271,5 +285,4 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
         else:
             results["attacks"][name] = attacker.probe()
     results["seconds"] = time.time() - started
-    write_json_atomic(out_dir / RESULT_NAME, results)
     return results

@@ -19,13 +19,13 @@ from lume.config import above_zero, at_least, merged, one_of
 from lume.data.manifest import TargetManifest
 from lume.data.records import Document
 from lume.errors import LumeError
-from lume.files import check_output_dir
 from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
+from lume.outputs import claim, mark_finished, one_writer
 from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
-                           gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example, train,
+                           gathered_weights, make_accelerator, prompt_answer_example, train,
                            with_lora, without_autocast)
 from lume.training.sampling import epoch_batch
 
@@ -153,16 +153,23 @@ def _save_target(model, weights: dict | None, tokenizer, out_dir: Path, config: 
     model.train(False)
     save_model(model, tokenizer, out_dir, state_dict=weights)
     manifest.write(out_dir)  # written last: its presence means the target is complete
+    mark_finished(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
 
 
-def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overwrite: bool = False) -> TargetManifest:
+def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overwrite: bool = False,
+             wait: bool = False) -> TargetManifest:
     """Build a target model in OUT_DIR (model files + lume_target.json); resumable.
 
-    OUT_DIR must not hold the base model or other results (unless `overwrite`).
+    OUT_DIR must not hold the base model or other results (unless `overwrite`); while another
+    command writes it, this one stops (or waits for it, with `wait`).
     """
-    config = config or MemorizeConfig()
-    out_dir, training = Path(out_dir), config.training
+    with one_writer(out_dir, wait):
+        return _memorize(Path(out_dir), config or MemorizeConfig(), overwrite)
+
+
+def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetManifest:
+    training = config.training
     dataset = lume_data.load(config.data_dir, config.source)
     selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
                                            training.seed)
@@ -176,8 +183,8 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overw
                                                  * accelerator.num_processes))
     run = _training_run(config, example_count, steps_per_epoch, dataset.fingerprint, selection.chosen,
                         accelerator.mixed_precision)
-    check_output_dir(out_dir, inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
-                     what="target folder", resumable=lambda folder: is_unfinished_run(folder, run.key()))
+    claim(out_dir, "memorize", key=run.key(), inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
+          what="target folder", accelerator=accelerator)
     loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
     examples = training_examples(loaded.tokenizer, selection.chosen)
     model, history = with_lora(loaded.model, training), []

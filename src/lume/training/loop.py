@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lume.errors import LumeError, set_resume_note
-from lume.files import write_json_atomic
+from lume.files import write_json_atomic, writing_to
 from lume.progress import progress_bar
 from lume.training.distributed import make_accelerator, shards_weights
 from lume.training.settings import TrainingRun, TrainingSettings
@@ -94,15 +94,6 @@ def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
     return found
 
 
-def is_unfinished_run(out_dir: Path, key: str, also: tuple[str, ...] = ()) -> bool:
-    """OUT holds nothing but checkpoints (and logs, and the stage's own resumable files `also`)
-    of a run with this settings key (so resuming is safe)."""
-    if any(entry.name not in ("checkpoints", "logs", *also) for entry in out_dir.iterdir()):
-        return False
-    saved = saved_checkpoints(out_dir / "checkpoints")
-    return not saved or saved[-1][2]["key"] == key
-
-
 def _kept_note(checkpoint_dir: Path, save_every: int) -> str:
     saved = saved_checkpoints(checkpoint_dir)
     if saved:
@@ -140,7 +131,8 @@ class _Checkpoints:
             raise self.stop(f"the weights became non-finite at step {state['step']}")
         self.accelerator.wait_for_everyone()
         folder = self.dir / f"step-{state['step']:08d}"
-        self.accelerator.save_state(str(folder / "accelerate"))
+        with writing_to(folder):
+            self.accelerator.save_state(str(folder / "accelerate"))
         if self.accelerator.is_main_process:
             write_json_atomic(folder / STATE_NAME, {"key": self.run.key(), **state})
             for _, older, _ in saved_checkpoints(self.dir)[:-1]:
@@ -148,7 +140,7 @@ class _Checkpoints:
             for partial in self.dir.glob("step-*"):
                 if not (partial / STATE_NAME).is_file():
                     shutil.rmtree(partial, ignore_errors=True)
-        set_resume_note(f"interrupted: {_kept_note(self.dir, self.run.settings.save_every)}")
+        set_resume_note(_kept_note(self.dir, self.run.settings.save_every))
 
 
 def all_finite(accelerator, weights: list) -> bool:
@@ -246,7 +238,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
     state = stepper.checkpoints.resume() or {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
     start, losses, tokens = state["step"], state["losses"], state.get("tokens", 0)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    set_resume_note(f"interrupted: {_kept_note(checkpoint_dir, settings.save_every)}")
+    set_resume_note(_kept_note(checkpoint_dir, settings.save_every))
     started, stopped = time.time() - state.get("seconds", 0.0), "max_steps"
     tracking = _Tracking(accelerator, run, description)
     with progress_bar(description, run.max_steps - start, "steps",
@@ -265,8 +257,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             started += time.time() - checked  # checks and probes between steps are not training time
             if stopped != "max_steps":
                 break
-    set_resume_note(None)
-    tracking.end()
+    tracking.end()  # the resume note stays: the checkpoints are kept until the stage's output is finished
     # accelerate wrapped `forward` in autocast in place; scoring after training must see the
     # model in its own precision, as evaluation does, so the wrapper comes off here.
     accelerator.unwrap_model(stepper.model, keep_fp32_wrapper=False)

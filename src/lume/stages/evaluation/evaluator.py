@@ -21,14 +21,17 @@ from lume import data as lume_data
 from lume.config import above_zero, at_least, between, one_of
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
-from lume.files import check_output_dir, write_json_atomic, write_jsonl_atomic
+from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import final_score
 from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fingerprint
 from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
+from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
 from lume.stages.evaluation.membership_section import official_rows
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
+
+SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
 
 PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 MIA_SETS = ("final", "validation", "none")
@@ -94,12 +97,13 @@ def _versions() -> dict[str, str]:
 
 
 def result_files() -> tuple[str, ...]:
-    return (*(section.rows_file for section in SECTIONS), "summary.json")
+    return (*(section.rows_file for section in SECTIONS), SUMMARY_NAME)
 
 
 def _is_evaluation_folder(folder: Path) -> bool:
     """Holds nothing but an earlier evaluation's files (whose caches are keyed, so reusable)."""
-    return all(entry.name in (*result_files(), "cache") or entry.name.startswith(".") for entry in folder.iterdir())
+    return all(entry.name in (*result_files(), "cache", UNFINISHED_NAME) or entry.name.startswith(".")
+               for entry in folder.iterdir())
 
 
 def processes(config: EvalConfig) -> tuple[int, int, str | None]:
@@ -169,32 +173,36 @@ def _write_results(out_dir: Path, summary: dict, rows: dict[str, list[dict]], se
     """Write this run's files and remove any an earlier run left that this one did not write,
     so that the folder holds exactly this run's results (summary.json last: it marks completion)."""
     written = {section.rows_file: section.saved_rows(rows[section.name]) for section in sections}
-    summary["files"] = [name for name, saved in written.items() if saved] + ["summary.json"]
+    summary["files"] = [name for name, saved in written.items() if saved] + [SUMMARY_NAME]
     for name in result_files()[:-1]:
         if written.get(name):
             write_jsonl_atomic(out_dir / name, written[name])
         else:
             (out_dir / name).unlink(missing_ok=True)
-    write_json_atomic(out_dir / "summary.json", summary)
+    write_json_atomic(out_dir / SUMMARY_NAME, summary)
 
 
 def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None, *,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, wait: bool = False) -> dict:
     """Evaluate a model with the LUME protocol; write OUT's files and return the summary.
 
     OUT may hold an earlier evaluation (its keyed per-item caches are reused); anything else
-    there is refused unless `overwrite`.
+    there is refused unless `overwrite`. While another command writes OUT, this one stops (or
+    waits, with `wait`).
     """
-    config = config or EvalConfig()
-    out_dir = Path(out_dir)
+    with one_writer(out_dir, wait):
+        return _evaluate(model, Path(out_dir), config or EvalConfig(), overwrite)
+
+
+def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig, overwrite: bool) -> dict:
     rank, world, device = processes(config)
     if rank == 0:  # on several processes, the main one guards and writes the folder
         inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
-        check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
-        (out_dir / "summary.json").unlink(missing_ok=True)  # the old results are not this run's
+        claim(out_dir, "evaluate", inputs=inputs, overwrite=overwrite, resumable=_is_evaluation_folder)
+        (out_dir / SUMMARY_NAME).unlink(missing_ok=True)  # the old results are not this run's
     if world > 1:
         torch.distributed.barrier()
-    set_resume_note(f"interrupted: finished items are kept in {out_dir / 'cache'}; the same command resumes")
+    set_resume_note(f"finished items are kept in {out_dir / 'cache'}; the same command resumes")
     started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
     evaluation = _open(model, config, out_dir, rank, world, device)
     header = _header(evaluation)  # the model as loaded for generation
@@ -213,5 +221,6 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
     summary.update(config=asdict(config), versions=_versions(), timings=timings)
     if rank == 0:
         _write_results(out_dir, summary, rows, sections)
+        mark_finished(out_dir)
     set_resume_note(None)
     return summary

@@ -9,21 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from lume.errors import LumeError
-from lume.files import check_output_dir
+from lume.files import write_json_atomic
 from lume.models import load_model, resolve_model_path, save_model
+from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer
 
 COMBINATIONS = {"ties": "ties", "linear": "linear", "sum": "linear"}
 
 
 def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | Path, *,
                    combination: str = "ties", weights: list[float] | None = None, density: float = 0.5,
-                   overwrite: bool = False) -> Path:
-    """Merge the adapters (folders saved by `unlearn --lora-rank`) into BASE and save a full model.
+                   overwrite: bool = False, wait: bool = False) -> Path:
+    """Merge the adapters (folders saved by `unlearn --lora-rank`) into BASE and save a full model
+    with `lume_merge.json` (what was merged, how).
 
-    OUT must not hold the base model, an adapter or other results (unless `overwrite`).
+    OUT must not hold the base model, an adapter or other results (unless `overwrite`); while
+    another command writes it, this one stops (or waits, with `wait`).
     """
-    from peft import PeftModel
-
     if combination not in COMBINATIONS:
         raise LumeError(f"unknown combination {combination!r} (choose from {', '.join(COMBINATIONS)})")
     if not 0 < density <= 1:
@@ -36,7 +37,19 @@ def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | 
     for adapter in adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise LumeError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-    out_dir = check_output_dir(out_dir, inputs=(resolve_model_path(base)[1], *adapters), overwrite=overwrite)
+    with one_writer(out_dir, wait):
+        out_dir = claim(out_dir, "merge", inputs=(resolve_model_path(base)[1], *adapters), overwrite=overwrite)
+        _merge(base, adapters, out_dir, combination, weights, density)
+        write_json_atomic(out_dir / FINISHED_MARKERS["merge"], {
+            "base": str(base), "adapters": [str(a) for a in adapters], "combination": COMBINATIONS[combination],
+            "weights": weights, "density": density})
+        mark_finished(out_dir)
+    return out_dir
+
+
+def _merge(base, adapters: list, out_dir: Path, combination: str, weights: list[float], density: float) -> None:
+    from peft import PeftModel
+
     loaded = load_model(base, dtype="float32", device="cpu")
     names = [f"adapter{i}" for i in range(len(adapters))]
     model = PeftModel.from_pretrained(loaded.model, str(adapters[0]), adapter_name=names[0])
@@ -47,4 +60,3 @@ def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | 
     model.set_adapter("merged")
     merged = model.merge_and_unload()
     save_model(merged, loaded.tokenizer, out_dir)
-    return out_dir

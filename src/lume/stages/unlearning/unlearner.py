@@ -24,17 +24,18 @@ from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
-from lume.files import check_output_dir, refuse_overwriting_inputs, write_json_atomic
+from lume.files import write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
+from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
-from lume.stages.unlearning.selection import (BEST_NAME, PROBES_NAME, SELECTIONS, ProbeSettings, Trajectory,
+from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory,
                                              chosen_step, probe_set)
 from lume.training import (TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
-                           gathered_weights, is_unfinished_run, make_accelerator, prompt_answer_example,
+                           gathered_weights, make_accelerator, prompt_answer_example,
                            reference_copy, train, with_lora)
 from lume.training.sampling import drawn_batches
 
-REPORT_NAME = "lume_unlearn.json"
+REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
 
 @dataclass
@@ -160,6 +161,7 @@ def _save(final, weights: dict | None, tokenizer, out_dir: Path, config: Unlearn
     if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
         shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
     write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    mark_finished(out_dir)
     for folder in ("checkpoints", BEST_NAME):  # only needed to resume
         shutil.rmtree(out_dir / folder, ignore_errors=True)
 
@@ -261,8 +263,8 @@ def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, reta
                                    find_unused_parameters=method.leaves_weights_without_gradient)
     check_whole_weights(accelerator, ["LoRA"] * (training.lora_rank > 0) + ["select best"] * (config.select == "best"))
     run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
-    check_output_dir(out_dir, inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite, what="MODEL_OUT",
-                     resumable=lambda folder: is_unfinished_run(folder, run.key(), also=(PROBES_NAME, BEST_NAME)))
+    claim(out_dir, "unlearn", key=run.key(), inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite,
+          what="MODEL_OUT", accelerator=accelerator)
     loaded = load_model(model_in, dtype="float32", device="cpu")
     tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
     forget_examples = _examples(tokenizer, forget, "forget", context_size)
@@ -279,16 +281,22 @@ def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, reta
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
             forget: list[Record] | None = None, retain: list[Record] | None = None,
-            data_dir: str | None = None, overwrite: bool = False,
+            data_dir: str | None = None, overwrite: bool = False, wait: bool = False,
             on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> dict:
     """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
 
     OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
-    of the same settings there is resumed from its last checkpoint. With `eval_every`, the
-    model is probed as it trains (`on_probe(step, row)` sees each row; a sweep prunes there).
+    of the same settings there is resumed from its last checkpoint; while another command
+    writes it, this one stops (or waits, with `wait`). With `eval_every`, the model is probed
+    as it trains (`on_probe(step, row)` sees each row; a sweep prunes there).
     """
-    config = config or UnlearnConfig()
-    out_dir = Path(out_dir)
+    with one_writer(out_dir, wait):
+        return _unlearn(model_in, Path(out_dir), config or UnlearnConfig(), forget, retain, data_dir, overwrite,
+                        on_probe)
+
+
+def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, data_dir, overwrite: bool,
+             on_probe) -> dict:
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
     forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)

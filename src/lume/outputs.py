@@ -1,0 +1,175 @@
+"""Output folders: one writer at a time, and one definition of "finished" per kind of output.
+
+A command that writes a folder takes its lock first (`one_writer`), checks the folder
+(`check_output_dir`), marks it unfinished (`mark_unfinished`: the kind, the settings key and
+the command line), writes its results, writes the kind's finished marker last and atomically,
+and only then drops the unfinished mark (`mark_finished`). Whatever stops it in between (a
+full disk, a kill, a bug), the folder is either finished or says it is not: readers refuse it
+(`refuse_unfinished`), naming the command that would finish it, and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lume.errors import LumeError, set_resume_note
+from lume.files import write_json_atomic
+
+# The file each kind of output writes last: its presence means the output is complete.
+FINISHED_MARKERS = {
+    "memorize": "lume_target.json",  # a target model
+    "unlearn": "lume_unlearn.json",  # an unlearned model
+    "merge": "lume_merge.json",  # merged adapters
+    "evaluate": "summary.json",  # an evaluation
+    "attack": "attacks.json",  # attacks on an unlearned model
+}
+UNFINISHED_NAME = "lume_unfinished.json"
+_command: list[str] = []  # the command line being run, as its user typed it (set by the CLI)
+
+
+def record_command(words: list[str]) -> None:
+    """Remember the command that writes the outputs: an unfinished output names it as the way to finish."""
+    _command[:] = words
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@contextmanager
+def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
+    """Hold FOLDER's lock (the file FOLDER.lock beside it) while the block runs.
+
+    A second command on the same folder stops at once naming the holder's process id, or
+    waits with `wait`. A lock left by a process that died is taken over, and said so. Only the
+    main process of a distributed run takes it (the others write under it). Re-entrant within
+    a process, so a study step can hold the lock of the stage it runs.
+    """
+    from filelock import SoftFileLock, Timeout
+
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    folder = Path(folder)
+    lock = SoftFileLock(folder.with_name(folder.name + ".lock"), is_singleton=True)
+    holder = lock.pid
+    if holder not in (None, os.getpid()):
+        if not _running(holder):
+            print(f"{folder}: taking over the lock left by process {holder}, which is no longer running",
+                  file=sys.stderr)
+        elif wait:
+            print(f"{folder}: waiting for process {holder}, which is writing here", file=sys.stderr)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise LumeError(f"{folder}: process {lock.pid or holder} is writing here; let it finish, or pass --wait "
+                        "to start when it has") from None
+    except OSError as error:
+        raise LumeError(f"{folder}: cannot write the output folder ({error.strerror or error})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:
+    """An output folder may be neither an input nor a folder that holds one."""
+    resolved = Path(out_dir).resolve()
+    for source in inputs:
+        if source is not None and Path(source).exists() and Path(source).resolve().is_relative_to(resolved):
+            raise LumeError(f"{out_dir}: the {what} would overwrite the input {source}; choose another folder")
+
+
+def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool = False,
+                     resumable: Callable[[Path], bool] = lambda _folder: False, what: str = "output folder") -> Path:
+    """Refuse, before any work, an output folder whose use would destroy or misreport something.
+
+    Never an input (nor a folder holding one); never a file or an unwritable place; an existing
+    non-empty folder only when `resumable(folder)` (an unfinished run of the same settings) or
+    with `overwrite` (then it is emptied first).
+    """
+    out_dir = Path(out_dir)
+    refuse_overwriting_inputs(out_dir, inputs, what)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LumeError(f"{out_dir}: the {what} is a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not resumable(out_dir):
+        if not overwrite:
+            raise LumeError(f"{out_dir}: the {what} already holds other results; choose another folder, "
+                            "or pass --overwrite to replace them")
+        for entry in out_dir.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as error:
+        raise LumeError(f"{out_dir}: cannot write the {what} ({error.strerror or error})") from None
+    return out_dir
+
+
+def _unfinished_mark(folder: Path) -> dict | None:
+    """The unfinished mark of FOLDER, unless the output it announces was finished after all."""
+    try:
+        mark = json.loads((folder / UNFINISHED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return None if (folder / FINISHED_MARKERS.get(mark.get("kind"), UNFINISHED_NAME)).is_file() else mark
+
+
+def mark_unfinished(folder: str | Path, kind: str, key: str | None = None) -> None:
+    """Say, before any result is written, that FOLDER holds KIND's unfinished output."""
+    command = shlex.join(_command or [Path(sys.argv[0]).name, *sys.argv[1:]])
+    write_json_atomic(Path(folder) / UNFINISHED_NAME, {"kind": kind, "key": key, "command": command,
+                                                       "finished_by": FINISHED_MARKERS[kind]})
+
+
+def mark_finished(folder: str | Path) -> None:
+    """Drop the unfinished mark (the kind's finished marker must already be written): nothing is
+    left to resume."""
+    (Path(folder) / UNFINISHED_NAME).unlink(missing_ok=True)
+    set_resume_note(None)
+
+
+def resumes(kind: str, key: str) -> Callable[[Path], bool]:
+    """`resumable` for `check_output_dir`: FOLDER holds an unfinished KIND output of the same settings."""
+    def same_run(folder: Path) -> bool:
+        mark = _unfinished_mark(folder)
+        return mark is not None and mark["kind"] == kind and mark["key"] == key
+
+    return same_run
+
+
+def refuse_unfinished(folder: str | Path) -> None:
+    """A lume output that never finished is not passed off as a result: say which command finishes it."""
+    mark = _unfinished_mark(Path(folder))
+    if mark is not None:
+        raise LumeError(f"{folder}: unfinished `lume {mark['kind']}` output (no {mark['finished_by']}); "
+                        f"run `{mark['command']}` again to finish it")
+
+
+def claim(out_dir: str | Path, kind: str, *, key: str | None = None, inputs: tuple = (), overwrite: bool = False,
+          resumable: Callable[[Path], bool] | None = None, what: str = "output folder", accelerator=None) -> Path:
+    """Check OUT_DIR for KIND's output (resumable: an unfinished one of the same `key`, unless
+    given) and mark it unfinished. With an `accelerator`, every process checks, then the main
+    one marks (after all have checked, so that none takes the mark for an earlier run's)."""
+    out_dir = check_output_dir(out_dir, inputs=inputs, overwrite=overwrite, what=what,
+                               resumable=resumable or resumes(kind, key))
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    if accelerator is None or accelerator.is_main_process:
+        mark_unfinished(out_dir, kind, key)
+    return out_dir
