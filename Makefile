@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/lume run
 
 test: $(INSTALLED)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
 	$(PY) -m pytest -q --durations=10
 
 test-fast: $(INSTALLED)

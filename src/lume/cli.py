@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lume.errors import LumeError
+from lume.registry import plugin_names
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Build, unlearn and evaluate models on the LUME benchmark.")
@@ -133,7 +134,12 @@ def evaluate_command(
     max_new_tokens: Optional[int] = None,
     early_exit: Annotated[Optional[bool], typer.Option("--early-exit/--no-early-exit",
                                                        help="Stop QA rows that can no longer match")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="hf (transformers) or vllm (if installed; GPU)")] = None,
+    backend: Annotated[Optional[str], typer.Option(help=", ".join(
+        ["hf (transformers)", "vllm (if installed; GPU)", *plugin_names("lume.backends")])
+        + ", or package.module:Class")] = None,
+    section: Annotated[Optional[list[str]], typer.Option(
+        help=", ".join(plugin_names("lume.sections") or ["none installed"])
+        + ": a plug-in section to run beside the protocol's, or package.module:Class (repeatable)")] = None,
     mia: Annotated[Optional[bool], typer.Option("--mia/--no-mia", help="Membership inference")] = None,
     mia_set: Annotated[Optional[str], typer.Option(
         help="final or validation SemEval MIA files, or none (a lume target's held-out documents alone)")] = None,
@@ -158,7 +164,7 @@ def evaluate_command(
         data_dir=str(data_dir) if data_dir else None, source=source, docs_per_task=docs_per_task, seed=seed,
         max_new_tokens=max_new_tokens, batch_size=batch_size, early_exit=early_exit, backend=backend, mia=mia,
         mia_set=mia_set, mmlu=mmlu, mmlu_dir=mmlu_dir, mmlu_limit=mmlu_limit, mmlu_subjects=mmlu_subjects,
-        target_mmlu=target_mmlu, dtype=dtype,
+        target_mmlu=target_mmlu, dtype=dtype, sections=section,
         device=device), setting)
     summary = evaluate(model, out, config, overwrite=overwrite, wait=wait)
     console.print(summary_table(summary))
@@ -227,8 +233,9 @@ def unlearn_command(
         help="MODEL_IN MODEL_OUT (forget/retain from the target's manifest) or, as in SemEval, "
              "MODEL_IN RETAIN FORGET MODEL_OUT (files or folders of .parquet/.jsonl)")],
     method: Annotated[Optional[str], typer.Option(
-        help="ga, gd, kl, npo, npo+gd, npo+kl, simnpo, rmu, idk, sequential-gd, wga, satimp, undial "
-             "(docs/methods.md)")] = None,
+        help=", ".join(["ga", "gd", "kl", "npo", "npo+gd", "npo+kl", "simnpo", "rmu", "idk", "sequential-gd", "wga",
+                        "satimp", "undial", *plugin_names("lume.methods")])
+        + " (docs/methods.md), or package.module:Class (docs/plugins.md)")] = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
     steps: Optional[int] = None,
@@ -338,7 +345,8 @@ def attack_command(
     model: Annotated[Path, typer.Argument(help="The unlearned model folder")],
     target: Annotated[Path, typer.Option(help="The target model it was unlearned from")],
     attack: Annotated[list[str], typer.Option(
-        help="relearn, relearn-public, quantize-8, quantize-4, probe (repeatable)")],
+        help=", ".join(["relearn", "relearn-public", "quantize-8", "quantize-4", "probe",
+                        *plugin_names("lume.attacks")]) + ", or package.module:Class (repeatable)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for attacks.json")] = Path("runs/attack"),
     relearn_steps: Optional[int] = None,
     relearn_learning_rate: Optional[float] = None,

@@ -22,7 +22,7 @@ def summary_table(summary: dict, title: str | None = None) -> Table:
         table.add_row(split, task, *(with_interval(scores[f"{split}/{task}/{m}"], summary, f"{split}/{task}/{m}")
                                      for m in ("regurgitation", "knowledge")))
     table.add_section()
-    for section in (cls() for cls in SECTIONS):
+    for section in (cls() for cls in SECTIONS.values()):
         for label, note, value in section.table_rows(summary) if section.present(summary) else []:
             table.add_row(label, note, value, "")
     table.add_row("final", "", with_interval(summary["final"], summary, "final"), "")

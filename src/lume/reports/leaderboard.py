@@ -125,7 +125,8 @@ def semeval_mia(models: list[dict]) -> list[str]:
 
 def extra_sections(models: list[dict]) -> list[str]:
     """The numbers of registered sections that are not part of the final score."""
-    rows = [[entry["label"], label, note, value] for section in (cls() for cls in SECTIONS) if not section.final_part
+    rows = [[entry["label"], label, note, value]
+            for section in (cls() for cls in SECTIONS.values()) if not section.final_part
             for entry in models if section.present(entry["summary"])
             for label, note, value in section.table_rows(entry["summary"])]
     if not rows:

@@ -26,6 +26,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -42,10 +43,10 @@ from lume.metrics.mmlu import evaluate_mmlu, summarise_mmlu
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import load_model
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer, refuse_overwriting_inputs
+from lume.registry import Registry
 from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, train
 from lume.training.sampling import drawn_batches
 
-ROBUSTNESS_ATTACKS = ("relearn", "relearn-public", "quantize-8", "quantize-4", "probe")
 QA_PREFIX = "Answer the following question with a short answer.\nQuestion: "
 RESULT_NAME = FINISHED_MARKERS["attack"]
 
@@ -69,12 +70,6 @@ class AttackConfig:
     def __post_init__(self):
         at_least(self, 1, "relearn_steps", "public_max_tokens", "batch_size", "max_new_tokens")
         at_least(self, 0, "mmlu_limit")
-
-
-def check_attacks(attacks: list[str]) -> None:
-    unknown = [a for a in attacks if a not in ROBUSTNESS_ATTACKS]
-    if unknown:
-        raise LumeError(f"unknown attack {unknown[0]!r} (choose from {', '.join(ROBUSTNESS_ATTACKS)})")
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:
@@ -169,7 +164,7 @@ def _containment(items: list[dict]) -> dict[str, float]:
                     lambda item: item["output"].strip().lower() in item["generation"].lower())
 
 
-class _Attacker:
+class Attacker:
     """The two models, the documents and the scoring every attack shares.
 
     The target and unlearned baselines are scored on exactly the documents the attacked model
@@ -244,6 +239,60 @@ class _Attacker:
             for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
 
 
+class Attack:
+    """An attack (registered in ATTACKS, or a plug-in: docs/plugins.md): `run(attacker, out_dir)`
+    attacks `attacker.unlearned` and returns its result, as a rule `attacker.report(attacked
+    model, documents)`; OUT_DIR/<name> is its own scratch folder."""
+
+    name: ClassVar[str]
+
+    def run(self, attacker: Attacker, out_dir: Path) -> dict:
+        raise NotImplementedError
+
+
+ATTACKS = Registry("attack", Attack, "lume.attacks")
+
+
+@ATTACKS.register
+class Relearn(Attack):
+    name = "relearn"
+
+    def run(self, attacker: Attacker, out_dir: Path) -> dict:
+        return attacker.relearn(self.name, out_dir)
+
+
+@ATTACKS.register
+class RelearnPublic(Relearn):
+    name = "relearn-public"
+
+
+@ATTACKS.register
+class Quantize8(Attack):
+    name, bits = "quantize-8", 8
+
+    def run(self, attacker: Attacker, out_dir: Path) -> dict:
+        return attacker.quantize(self.bits)
+
+
+@ATTACKS.register
+class Quantize4(Quantize8):
+    name, bits = "quantize-4", 4
+
+
+@ATTACKS.register
+class Probe(Attack):
+    name = "probe"
+
+    def run(self, attacker: Attacker, out_dir: Path) -> dict:
+        return attacker.probe()
+
+
+def check_attacks(attacks: list[str]) -> None:
+    """Each a registered attack or `package.module:Class`; an unknown one is refused naming the choices."""
+    for name in attacks:
+        ATTACKS[name]
+
+
 def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
            config: AttackConfig | None = None, *, overwrite: bool = False, wait: bool = False) -> dict:
     """Run the attacks on an unlearned model and write OUT/attacks.json.
@@ -259,8 +308,7 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
         raise LumeError(f"{model_dir}: no lume_target.json here or in the target; attacks need its documents")
     with one_writer(out_dir, wait):
         out_dir = claim(out_dir, "attack", inputs=(model_dir, target_dir), overwrite=overwrite,
-                        resumable=lambda folder: all(e.name in (*ROBUSTNESS_ATTACKS, UNFINISHED_NAME)
-                                                     for e in folder.iterdir()))
+                        resumable=lambda folder: all(e.name in (*ATTACKS, UNFINISHED_NAME) for e in folder.iterdir()))
         results = _attacked(Path(model_dir), Path(target_dir), out_dir, attacks, config, manifest)
         write_json_atomic(out_dir / RESULT_NAME, results)
         mark_finished(out_dir)
@@ -270,7 +318,7 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
 def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[str], config: AttackConfig,
               manifest) -> dict:
     dataset = lume_data.load(config.data_dir)
-    attacker = _Attacker(load_model(model_dir, dtype="float32", device=None),
+    attacker = Attacker(load_model(model_dir, dtype="float32", device=None),
                          load_model(target_dir, dtype="float32", device=None),
                          manifest.selection(dataset.documents), config, dataset.data_dir)
     started = time.time()
@@ -278,11 +326,6 @@ def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[st
                      "baseline": {**attacker.baseline(attacker.forget + attacker.retain),
                                   "unlearned_mmlu": attacker.unlearned_mmlu}}
     for name in attacks:
-        if name in ("relearn", "relearn-public"):
-            results["attacks"][name] = attacker.relearn(name, out_dir)
-        elif name.startswith("quantize-"):
-            results["attacks"][name] = attacker.quantize(int(name.split("-")[1]))
-        else:
-            results["attacks"][name] = attacker.probe()
+        results["attacks"][name] = ATTACKS[name]().run(attacker, out_dir)
     results["seconds"] = time.time() - started
     return results

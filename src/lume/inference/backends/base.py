@@ -11,20 +11,18 @@ A backend turns prompts into the greedy continuations the protocol's one-prompt-
   `keep_going[i](text_so_far)` returning False lets row i stop early (it cannot change the
   row's score, so a backend may ignore it).
 
-Adding one touches one file: `lume/inference/backends/<name>.py` (every file there is imported).
+Adding one touches one file: `lume/inference/backends/<name>.py` (every file there is imported),
+or, from another package, an entry point in the group `lume.backends` (docs/plugins.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from lume.errors import LumeError
 from lume.inference.generation import BATCH_SIZE, Generation
-
-BACKENDS: dict[str, type] = {}
-
+from lume.registry import Registry
 
 @dataclass
 class BackendOptions:
@@ -33,21 +31,20 @@ class BackendOptions:
     vllm_memory: float = 0.5  # share of GPU memory vLLM may take; the transformers copy stays loaded
 
 
+@runtime_checkable
 class Backend(Protocol):
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int,
                  keep_going: Sequence[Callable[[str], bool] | None] | None = None,
                  on_done: Callable[[int, Generation], None] | None = None) -> list[Generation]: ...
 
 
-def register_backend(name: str):
-    def register(cls: type) -> type:
-        BACKENDS[name] = cls
-        return cls
+BACKENDS = Registry("backend", Backend, "lume.backends")  # a class with `generate` is one
 
-    return register
+
+def register_backend(name: str):
+    return BACKENDS.register(name=name)
 
 
 def open_backend(name: str, model, tokenizer, source=None, options: BackendOptions | None = None) -> Backend:
-    if name not in BACKENDS:
-        raise LumeError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    """Backend NAME (registered, or `package.module:Class`) on the loaded model."""
     return BACKENDS[name](model, tokenizer, source, options or BackendOptions())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -53,6 +53,7 @@ class EvalConfig:
     # final | validation (the SemEval MIA files) | none (a lume target's held-out documents alone)
     mia_set: str = "final"
     mmlu: bool = True
+    sections: list[str] = field(default_factory=list)  # plug-in sections to run: names or package.module:Class
     mmlu_dir: str | None = None  # default: DATA_DIR/mmlu
     mmlu_limit: int | None = None  # questions per subject, seeded; None = all
     mmlu_subjects: int | None = None  # subjects, seeded; None = all 57
@@ -65,7 +66,9 @@ class EvalConfig:
 
     def __post_init__(self):
         one_of(self, "source", lume_data.SOURCES)
-        one_of(self, "backend", BACKENDS)
+        BACKENDS[self.backend]  # a registered name or package.module:Class, else refused naming the choices
+        for name in self.sections:
+            SECTIONS[name]
         one_of(self, "mia_set", MIA_SETS)
         one_of(self, "dtype", (None, *DTYPES, "auto"))
         at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit", "mmlu_subjects")
@@ -97,7 +100,7 @@ def _versions() -> dict[str, str]:
 
 
 def result_files() -> tuple[str, ...]:
-    return (*(section.rows_file for section in SECTIONS), SUMMARY_NAME)
+    return (*(section.rows_file for section in SECTIONS.values()), SUMMARY_NAME)
 
 
 def _is_evaluation_folder(folder: Path) -> bool:
@@ -159,7 +162,7 @@ def _add_intervals(summary: dict, rows: dict[str, list[dict]], sections: list[Se
     replicates = {}
     for section in sections:
         replicates.update(section.replicates(summary, rows[section.name], config.seed, config.bootstrap_resamples))
-    finals = [section.final_part for section in SECTIONS if section.final_part]
+    finals = [section.final_part for section in SECTIONS.values() if section.final_part]
     if all(name in replicates for name in finals):
         replicates["final"] = sum(replicates[name] for name in finals) / len(finals)
     mia_rows = official_rows(summary, rows.get("mia", []))
@@ -167,6 +170,13 @@ def _add_intervals(summary: dict, rows: dict[str, list[dict]], sections: list[Se
     summary["bootstrap"] = {"seed": config.seed, "resamples": config.bootstrap_resamples, "confidence": CONFIDENCE,
                             "units": units_fingerprint(rows.get("probes", []), mia_rows, rows.get("mmlu", [])),
                             "replicates": {name: np.round(values, 6).tolist() for name, values in replicates.items()}}
+
+
+def _sections(config: EvalConfig) -> list[Section]:
+    """lume's sections whose flag is on, then those named in `config.sections`, in their order."""
+    chosen = [cls for cls in SECTIONS.values() if cls.runs_by_default and getattr(config, cls.name, True)]
+    chosen += [SECTIONS[name] for name in config.sections if SECTIONS[name] not in chosen]
+    return [cls() for cls in sorted(chosen, key=lambda cls: cls.order)]
 
 
 def _write_results(out_dir: Path, summary: dict, rows: dict[str, list[dict]], sections: list[Section]) -> None:
@@ -206,7 +216,7 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
     started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
     evaluation = _open(model, config, out_dir, rank, world, device)
     header = _header(evaluation)  # the model as loaded for generation
-    sections = [cls() for cls in SECTIONS if getattr(config, cls.name, True)]
+    sections = _sections(config)
     for section in sections:
         step = time.time()
         part, rows[section.name] = section.run(evaluation, evaluation.model_for(section))

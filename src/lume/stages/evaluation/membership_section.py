@@ -64,6 +64,7 @@ def _documents(evaluation: Evaluation) -> list[dict]:
 @register_section
 class Membership(Section):
     name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", "mia_score"
+    runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         documents = _documents(evaluation)

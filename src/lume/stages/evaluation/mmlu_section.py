@@ -15,6 +15,7 @@ from lume.stages.evaluation.sections import Evaluation, Section, register_sectio
 @register_section
 class MMLU(Section):
     name, order, rows_file, dtype_part, final_part = "mmlu", 30, "mmlu.jsonl", "mmlu", "mmlu"
+    runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         config = evaluation.config

@@ -15,6 +15,7 @@ from lume.stages.evaluation.sections import Evaluation, Section, register_sectio
 @register_section
 class Probes(Section):
     name, order, rows_file, dtype_part, final_part = "probes", 10, "items.jsonl", "generation", "task_aggregate"
+    runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         config = evaluation.config

@@ -1,7 +1,9 @@
 """An evaluation is a list of registered sections, each one part of the summary.
 
 The contract, for a new measure (one file `<name>_section.py` in this package; every such
-file is imported): a `Section` subclass decorated `@register_section`, with
+file is imported; from another package, an entry point in the group `lume.sections` or a
+`package.module:Class` reference, see docs/plugins.md): a `Section` subclass decorated
+`@register_section`, with
 
 - `name` (an `EvalConfig` field of that name set to false skips it), `order` (sections run
   in increasing order), `rows_file` (its per-item results in OUT), `dtype_part` (which of
@@ -27,15 +29,7 @@ import torch
 
 from lume.files import ItemStore
 from lume.models import LoadedModel, load_model
-
-SECTIONS: list[type[Section]] = []
-
-
-def register_section(cls: type[Section]) -> type[Section]:
-    SECTIONS.append(cls)
-    SECTIONS.sort(key=lambda section: section.order)
-    return cls
-
+from lume.registry import Registry
 
 def number(value) -> str:
     return "–" if value is None else f"{value:.3f}"
@@ -53,6 +47,9 @@ class Section:
     rows_file: ClassVar[str]
     dtype_part: ClassVar[str]
     final_part: ClassVar[str | None] = None
+    # lume's own sections run unless their EvalConfig flag is off; a plug-in's runs when named
+    # in EvalConfig.sections (`lume evaluate --section NAME`)
+    runs_by_default: ClassVar[bool] = False
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         raise NotImplementedError
@@ -70,6 +67,10 @@ class Section:
     def saved_rows(self, rows: list[dict]) -> list[dict]:
         """The rows as written to `rows_file`."""
         return rows
+
+
+SECTIONS = Registry("section", Section, "lume.sections", order=lambda section: section.order)
+register_section = SECTIONS.register
 
 
 @dataclass

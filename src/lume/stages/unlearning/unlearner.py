@@ -63,14 +63,13 @@ class UnlearnConfig:
 
 
 def method_settings(name: str, settings: dict | None) -> dict:
-    """The settings given for method `name`, each checked against its Settings field."""
-    if name not in METHODS:
-        raise LumeError(f"unknown method {name!r} (choose from {', '.join(sorted(METHODS))})")
+    """The settings given for method `name` (a registered name or `package.module:Class`), each
+    checked against its Settings field; an unknown name is refused, naming the choices."""
     return coerce_fields(METHODS[name].Settings, settings or {}, where="method_settings", source=f"method {name!r}")
 
 
 def build_method(name: str, settings: dict | None = None):
-    checked = method_settings(name, settings)  # refuses an unknown name first
+    checked = method_settings(name, settings)
     return METHODS[name](METHODS[name].Settings(**checked))
 
 

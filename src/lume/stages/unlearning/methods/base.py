@@ -3,7 +3,9 @@
 The contract, for a new method (one file under `lume/stages/unlearning/methods/`; every file
 there is imported, so nothing else changes):
 
-- a subclass of `Method` decorated `@register`, with a unique `name` and a `Settings`
+- a subclass of `Method` decorated `@register` (or, from another package, an entry point in
+  the group `lume.methods`, or named `package.module:Class`; docs/plugins.md), with a unique
+  `name` and a `Settings`
   dataclass (its hyperparameters and their defaults; `--set NAME=VALUE` and YAML
   `method_settings:` fill it, type-checked);
 - `loss(context, forget, retain) -> (loss tensor, logs)`. `forget` and `retain` are
@@ -29,16 +31,9 @@ from typing import ClassVar
 import torch
 
 from lume.errors import LumeError
+from lume.registry import Registry
 from lume.inference.batching import IGNORE
 from lume.inference.likelihood import grouped_logits, sequence_log_likelihoods, token_log_likelihoods
-
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
-    return cls
-
 
 @dataclasses.dataclass
 class NoSettings:
@@ -70,6 +65,10 @@ class Method:
 
     def loss(self, context: Context, forget: dict, retain: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+
+METHODS = Registry("method", Method, "lume.methods")
+register = METHODS.register
 
 
 class Context:

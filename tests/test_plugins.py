@@ -1,0 +1,119 @@
+"""Plug-ins from outside lume: registries refuse clashes and wrong kinds, a `package.module:Class`
+reference works wherever a name does, and an installed package's entry points are found."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lume.errors import LumeError
+from lume.registry import Registry
+from lume.stages.attacks import ATTACKS
+from lume.stages.evaluation import SECTIONS
+from lume.stages.unlearning.methods import METHODS, Method, register
+from tests.conftest import run_cli
+
+PLUGIN = Path(__file__).parents[1] / "examples" / "plugin"
+REFERENCE = "lume_example_plugin.methods:CappedGradientDifference"
+
+
+def test_a_second_class_under_a_taken_name_is_refused_naming_both_places():
+    class Impostor(Method):
+        name = "gd"
+
+    with pytest.raises(LumeError) as refused:
+        register(Impostor)
+    message = str(refused.value)
+    assert "two methods named 'gd'" in message
+    assert "lume.stages.unlearning.methods.gradient.GradientDifference" in message and "gradient.py:" in message
+    assert "test_plugins" in message and "Impostor" in message and __file__ in message
+    assert METHODS["gd"].__name__ == "GradientDifference"
+    register(METHODS["gd"])  # the same class again is no clash
+
+
+def test_a_class_of_the_wrong_kind_is_refused():
+    class NotAMethod:
+        name = "not-a-method"
+
+    with pytest.raises(LumeError, match=r"NotAMethod .* is not a method: it must be a subclass of "
+                                        r"lume.stages.unlearning.methods.base.Method"):
+        register(NotAMethod)
+    with pytest.raises(LumeError, match="is not a section"):
+        SECTIONS.register(METHODS["gd"])
+    assert "not-a-method" not in METHODS
+
+
+def test_every_registry_lists_its_names_in_an_unknown_names_error():
+    for registry, known in ((METHODS, "npo+gd"), (SECTIONS, "mmlu"), (ATTACKS, "quantize-4")):
+        with pytest.raises(LumeError, match=f"unknown {registry.kind} .nope. \\(choose from .*{re.escape(known)}"):
+            registry["nope"]
+    assert list(SECTIONS) == ["probes", "mia", "mmlu"]  # in their order
+
+
+def test_a_reference_names_a_class_anywhere_a_name_is(capsys, tmp_path, tiny_model_dir, split_files, monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGIN / "src"))
+    retain, forget = split_files
+    try:
+        code, err = run_cli(capsys, "unlearn", tiny_model_dir, retain, forget, tmp_path / "out", "--method", REFERENCE,
+                            "--set", "cap=0.5", "--steps", 2, "--device", "cpu")
+        assert code == 0, err
+        report = json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())
+        assert report["method"] == REFERENCE and report["method_settings"] == {"alpha": 1.0, "cap": 0.5}
+        assert "forget_nll" in report["losses"][0]
+    finally:
+        METHODS.pop("capped-gd")
+    for bad, message in (("lume_example_plugin.nowhere:X", "cannot import lume_example_plugin.nowhere"),
+                         ("lume_example_plugin.methods:Missing", "has no 'Missing'"),
+                         ("lume_example_plugin.methods:CappedSettings", "is not a method")):
+        code, err = run_cli(capsys, "unlearn", tiny_model_dir, retain, forget, tmp_path / "bad", "--method", bad)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_broken_entry_point_is_named(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    broken = EntryPoint("broken", "no_such_package.module:Thing", "lume.methods")
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: [broken] if group == "lume.methods" else [])
+    registry = Registry("method", Method, "lume.methods")
+    with pytest.raises(LumeError, match=r"the method plug-in 'broken' = no_such_package.module:Thing .* does not "
+                                        r"load: ModuleNotFoundError"):
+        registry["gd"]
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory) -> Path:
+    """examples/plugin installed (pip, its own pyproject.toml) into a folder of its own; built
+    from a copy, so that the build leaves nothing in the repository."""
+    source, target = tmp_path_factory.mktemp("plugin") / "plugin", tmp_path_factory.mktemp("site")
+    shutil.copytree(PLUGIN, source)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(target), str(source)], check=True, capture_output=True)
+    return target
+
+
+def lume(site: Path, *args) -> subprocess.CompletedProcess:
+    """`lume ARGS` in a process whose Python sees the installed plug-in."""
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "lume", *map(str, args)], env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_an_installed_plugins_method_and_section_run_end_to_end(installed_plugin, tmp_path, tiny_model_dir,
+                                                                 split_files, data_dir):
+    retain, forget = split_files
+    assert "capped-gd" in lume(installed_plugin, "unlearn", "--help").stdout
+    done = lume(installed_plugin, "unlearn", tiny_model_dir, retain, forget, tmp_path / "out", "--method", "capped-gd",
+                "--steps", 2, "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["method"] == "capped-gd"
+    done = lume(installed_plugin, "evaluate", tmp_path / "out", "--out", tmp_path / "eval", "--section", "answer-nll",
+                "--no-mia", "--no-mmlu", "--docs-per-task", 1, "--max-new-tokens", 4, "--data-dir", data_dir)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert set(summary["answer_nll"]) == {"forget", "retain"} and all(v > 0 for v in summary["answer_nll"].values())
+    assert "answer_nll.jsonl" in summary["files"] and "answer NLL (forget)" in done.stdout
