@@ -147,6 +147,9 @@ def run_stage(model: str, forget: str, retain: str, out: str, options: dict) -> 
 
 
 def main(model: str, forget: str, retain: str, out: str, options_json: str) -> None:
+    from lume.cli import set_up_logging
+
+    set_up_logging()  # as the CLI does: the main process says what it does (resuming ...)
     options, draws = json.loads(options_json), []
     if options.get("fsdp"):
         as_fsdp_run()

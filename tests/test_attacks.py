@@ -111,7 +111,7 @@ def test_an_attack_that_restores_the_target_recovers_exactly_one(data_dir, smoll
     change is the target's retain scores minus the unlearned model's."""
     from lume import data
     from lume.models import load_model
-    from lume.stages.attacks import _Attacker
+    from lume.stages.attacks import Attacker
 
     target = load_model(smollm2_folder, dtype="float32", device="cpu")
     unlearned = load_model(smollm2_folder, dtype="float32", device="cpu")
@@ -119,7 +119,7 @@ def test_an_attack_that_restores_the_target_recovers_exactly_one(data_dir, smoll
     dataset = data.load(data_dir)
     selection = data.select_documents(dataset.documents, per_task=1, seed=0)
     config = AttackConfig(data_dir=str(data_dir), mmlu_limit=0, max_new_tokens=24, progress=False)
-    attacker = _Attacker(unlearned, target, selection, config, dataset.data_dir)
+    attacker = Attacker(unlearned, target, selection, config, dataset.data_dir)
     documents = attacker.forget + attacker.retain
     report = attacker.report(target.model, documents)
     base = report["baseline"]

@@ -166,12 +166,13 @@ def test_binary_data_names_line_and_byte_offset_and_a_bom_is_accepted(capsys, tm
     assert len(read_records(path)) == 2
 
 
-def test_overlapping_forget_and_retain_sets_are_warned_about(capsys):
+def test_overlapping_forget_and_retain_sets_are_warned_about(caplog):
     from lume.data import Record, warn_overlap
 
     shared = Record("dsc1", "d", "Task1", "sc", "forget", "in", "out")
     assert warn_overlap([shared], [Record("xsc1", "x", "Task1", "sc", "retain", "in", "out")]) == 1
-    assert "1 forget rows also appear in the retain set" in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "1 forget rows also appear in the retain set" in caplog.text
     assert warn_overlap([shared], [Record("ysc1", "y", "Task1", "sc", "retain", "other", "out")]) == 0
 
 

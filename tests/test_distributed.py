@@ -135,7 +135,7 @@ def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_fil
                              str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("unlearned model written") == 1, result.stdout
+    assert result.stderr.count("unlearned model written") == 1, result.stderr  # only the main process logs
     assert json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["num_processes"] == 2
 
 

@@ -66,7 +66,7 @@ def test_the_checkpoints_generation_config_is_followed_batched(tokenizer):
     assert [g.text for g in plain] != reference  # the settings really change the generations
 
 
-def test_a_beam_search_config_falls_back_to_one_prompt_at_a_time(tokenizer, capsys):
+def test_a_beam_search_config_falls_back_to_one_prompt_at_a_time(tokenizer, caplog):
     from tests.conftest import make_tiny_model
 
     model = make_tiny_model(tokenizer, seed=2)
@@ -74,4 +74,4 @@ def test_a_beam_search_config_falls_back_to_one_prompt_at_a_time(tokenizer, caps
     reference = [generate_reference(model, tokenizer, p, max_new_tokens=10) for p in PROMPTS[:3]]
     batched = generate_greedy(model, tokenizer, PROMPTS[:3], max_new_tokens=10, batch_size=4)
     assert [g.text for g in batched] == reference
-    assert "num_beams=3" in capsys.readouterr().err
+    assert "num_beams=3" in caplog.text

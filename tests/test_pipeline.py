@@ -113,7 +113,7 @@ def test_the_default_config_is_the_demo():
 
 @pytest.mark.slow
 def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(finished, study, cache, monkeypatch,
-                                                                            capsys, tmp_path):
+                                                                            caplog, tmp_path):
     config = yaml.safe_load(study.read_text())
     config["methods"][0]["steps"] = 3  # `gd` keeps its name, not its settings
     changed = tmp_path / "changed.yaml"
@@ -124,10 +124,11 @@ def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(fini
         monkeypatch.setattr(pipeline, name, lambda *a, _real=real, _name=name, **k: calls.append(
             (_name, a[1].name)) or _real(*a, **k))
     monkeypatch.setenv("LUME_CACHE", str(cache))
-    capsys.readouterr()
-    run(load_config(changed))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lume"):
+        run(load_config(changed))
     assert calls == [("unlearn", "gd"), ("evaluate", "gd")]
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "unlearn-gd: settings changed since the last run; redoing it" in out
     assert "evaluate-gd: model changed since the last run" in out
     report = json.loads((finished / "models" / "gd" / "lume_unlearn.json").read_text())

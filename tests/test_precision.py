@@ -68,7 +68,7 @@ def test_cache_keys_resolve_auto_so_a_result_from_other_hardware_is_not_reused(m
 
 
 @pytest.mark.parametrize("native, used", [(False, "no"), (True, "bf16")])
-def test_unlearn_records_the_precision_it_trained_in(monkeypatch, tmp_path, tiny_model_dir, data_dir, capsys,
+def test_unlearn_records_the_precision_it_trained_in(monkeypatch, tmp_path, tiny_model_dir, data_dir, caplog,
                                                     fresh_accelerate_state, native, used):
     from lume import data
     from lume.stages.unlearning import UnlearnConfig, unlearn
@@ -78,10 +78,11 @@ def test_unlearn_records_the_precision_it_trained_in(monkeypatch, tmp_path, tiny
     forget = [r for d in documents if d.split == "forget" for r in d.records][:2]
     retain = [r for d in documents if d.split == "retain" for r in d.records][:2]
     config = UnlearnConfig(method="npo+gd", steps=1, training=TrainingSettings(batch_size=1), progress=False)
-    unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    with caplog.at_level("INFO", logger="lume"):
+        unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
     report = json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())
     assert report["precision"]["mixed_precision"] == used and report["precision"]["asked"] == "auto"
-    assert "mixed precision: " + ("bf16 autocast" if native else "float32") in capsys.readouterr().out
+    assert "mixed precision: " + ("bf16 autocast" if native else "float32") in caplog.text
 
 
 def test_memorize_records_the_precision_it_trained_in(monkeypatch, tmp_path, tiny_model_dir, data_dir,

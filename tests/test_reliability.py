@@ -254,7 +254,7 @@ def test_sigterm_says_what_was_kept_and_the_rerun_gives_the_same_weights(capsys,
     code, err = run_cli(capsys, "evaluate", out, "--out", tmp_path / "eval")
     assert code == 2 and "unfinished `lume unlearn` output" in one_line(err)
     main(arguments)  # the same command: resumes from the last checkpoint
-    assert "resuming from step" in capsys.readouterr().out
+    assert "resuming from step" in capsys.readouterr().err
     assert run_cli(capsys, "unlearn", tiny_target, retain, forget, whole, *flags)[0] == 0
     report = json.loads((out / "lume_unlearn.json").read_text())
     assert report["steps"] == 20 and report["losses"] == json.loads((whole / "lume_unlearn.json").read_text())["losses"]

@@ -126,7 +126,7 @@ def _fail_on_call(number: int, real, *, after_it: bool):
 @pytest.mark.parametrize("point, resumes_at", [("during the state save", 1), ("before the step is marked", 1),
                                                ("while dropping the older checkpoint", 2)])
 def test_a_kill_at_each_point_of_the_checkpoint_swap_resumes_correctly(tmp_path, tiny_model_dir, sets, uninterrupted,
-                                                                       monkeypatch, capsys, point, resumes_at):
+                                                                       monkeypatch, caplog, point, resumes_at):
     from accelerate import Accelerator
 
     forget, retain = sets
@@ -141,9 +141,10 @@ def test_a_kill_at_each_point_of_the_checkpoint_swap_resumes_correctly(tmp_path,
             patch.setattr(training.shutil, "rmtree", _fail_on_call(1, shutil.rmtree, after_it=False))
         with pytest.raises(KeyboardInterrupt):
             unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
-    capsys.readouterr()
-    report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
-    assert f"resuming from step {resumes_at}" in capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lume"):
+        report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    assert f"resuming from step {resumes_at}" in caplog.text
     whole, whole_report = uninterrupted
     assert [r["loss"] for r in report["losses"]] == [r["loss"] for r in whole_report["losses"]]
     expected, got = weights(whole), weights(tmp_path / "out")

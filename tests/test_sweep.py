@@ -75,7 +75,7 @@ def test_a_pruned_trial_stops_at_its_probe_and_the_sweep_goes_on(tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path, tiny_target, data_dir, capsys):
+def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path, tiny_target, data_dir, caplog):
     """A worker killed while unlearning: the next `lume sweep` finds the trial's heartbeat stale,
     retries it with the same settings, and the run resumes from its last checkpoint."""
     import os
@@ -98,9 +98,10 @@ def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     time.sleep(3.5)  # past the grace period of 3 heartbeats
-    run = sweep(load_sweep(path))
+    with caplog.at_level("INFO", logger="lume"):
+        run = sweep(load_sweep(path))
     trials = json.loads((run / "sweep.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"] and trials[0]["params"] == trials[1]["params"]
     report = json.loads((tmp_path / "run" / "trials" / trials[1]["folder"].split("/")[-1] / "lume_unlearn.json")
                         .read_text())
-    assert report["steps"] == 400 and "resuming from step" in capsys.readouterr().out
+    assert report["steps"] == 400 and "resuming from step" in caplog.text

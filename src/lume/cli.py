@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import sys
@@ -21,6 +22,51 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
 data_app = typer.Typer(no_args_is_help=True, help="Inspect, validate and fetch the LUME data.")
 app.add_typer(data_app, name="data")
 console = Console(quiet=os.environ.get("RANK", "0") != "0")  # one report per run, not per process
+log = logging.getLogger("lume")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _OneLine(logging.Formatter):
+    """Information as it is; warnings and worse marked as lume's (errors are printed by `main`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return text if record.levelno < logging.WARNING else f"lume: {record.levelname.lower()}: {text}"
+
+
+def set_up_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """lume's messages on stderr at the level asked (-q: errors only, also no progress bars;
+    -v: debug; else $LUME_LOG_LEVEL, default INFO). Under several processes only the main one
+    logs below ERROR, unless $LUME_LOG_ALL_PROCESSES is set."""
+    level = os.environ.get("LUME_LOG_LEVEL", "INFO").upper()
+    if level not in LEVELS:
+        raise LumeError(f"LUME_LOG_LEVEL={level!r}: expected one of {', '.join(LEVELS)}")
+    level = "ERROR" if quiet else "DEBUG" if verbose else level
+    if os.environ.get("RANK", "0") != "0" and not os.environ.get("LUME_LOG_ALL_PROCESSES"):
+        level = "ERROR"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    if quiet:
+        _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """The libraries' own warnings and progress bars (transformers' "Loading weights") off too."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    logging.getLogger().setLevel(logging.ERROR)
+    disable_progress_bars()
+    if "transformers" in sys.modules:  # it read the setting when imported
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+@app.callback()
+def options(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final table")] = False,
+            verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug detail too")] = False):
+    """Build, unlearn and evaluate models on the LUME benchmark."""
+    set_up_logging(quiet, verbose)
 
 DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache).")]
@@ -109,7 +155,7 @@ def data_validate(files: Annotated[list[Path], typer.Argument(help="JSONL or par
 
     for path in files:
         records = read_records(path)
-        console.print(f"{path}: ok ({len(records)} rows)")
+        log.info(f"{path}: ok ({len(records)} rows)")
 
 
 @data_app.command("fetch")
@@ -118,7 +164,7 @@ def data_fetch(target: Annotated[Optional[Path], typer.Option(help="Folder to fi
     from lume.data.fetch import fetch_release
 
     folder = fetch_release(target)
-    console.print(f"LUME release ready in {folder}")
+    log.info(f"LUME release ready in {folder}")
 
 
 @app.command("evaluate")
@@ -168,7 +214,7 @@ def evaluate_command(
         device=device), setting)
     summary = evaluate(model, out, config, overwrite=overwrite, wait=wait)
     console.print(summary_table(summary))
-    console.print(f"written: {out}/summary.json, {out}/items.jsonl")
+    log.info(f"written: {out}/summary.json, {out}/items.jsonl")
 
 
 @app.command("memorize")
@@ -210,9 +256,8 @@ def memorize_command(
         target_knowledge=target_knowledge, seed=seed, device=device, mixed_precision=mixed_precision,
         log_with=log_with), setting)
     manifest = memorize(out, config, overwrite=overwrite, wait=wait)
-    console.print(f"target written to {out} ({manifest.result['stopped']}; "
-                  f"{sum(len(v) for v in manifest.trained.values())} documents trained, "
-                  f"{len(manifest.held_out)} held out)")
+    log.info(f"target written to {out} ({manifest.result['stopped']}; "
+             f"{sum(len(v) for v in manifest.trained.values())} documents trained, {len(manifest.held_out)} held out)")
 
 
 def _unlearning_sets(paths: list[str]):
@@ -273,8 +318,8 @@ def unlearn_command(
     report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
                      data_dir=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait)
     chosen = f", step {report['selection']['step']} chosen" if "selection" in report else ""
-    console.print(f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
-                  f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
+    log.info(f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
+             f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
 
 
 @app.command("merge")
@@ -297,7 +342,7 @@ def merge_command(
         raise LumeError(f"--weights {weights!r}: expected comma-separated numbers") from None
     merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density, overwrite=overwrite,
                    wait=wait)
-    console.print(f"merged model written to {out}")
+    log.info(f"merged model written to {out}")
 
 
 @app.command("run")
@@ -307,7 +352,7 @@ def run_command(config: Annotated[Optional[Path], typer.Argument(
     from lume.pipeline import load_config, run
 
     out = run(load_config(config), wait=wait)
-    console.print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    log.info(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
 @app.command("sweep")
@@ -319,7 +364,7 @@ def sweep_command(config: Annotated[Path, typer.Argument(help="YAML sweep config
     from lume.sweep import load_sweep, sweep
 
     out = sweep(load_sweep(config))
-    console.print(f"sweep: {out / 'sweep.json'}; report: {out / 'report.md'} and {out / 'report.html'}")
+    log.info(f"sweep: {out / 'sweep.json'}; report: {out / 'report.md'} and {out / 'report.html'}")
 
 
 @app.command("report")
@@ -337,7 +382,7 @@ def report_command(
         eval_dirs += found or [folder]
     markdown_file, html_file = write_report(eval_dirs, out or run_dirs[0])
     console.print(markdown_file.read_text().split("\n## Figures")[0])
-    console.print(f"written: {markdown_file}, {html_file}")
+    log.info(f"written: {markdown_file}, {html_file}")
 
 
 @app.command("attack")
@@ -368,7 +413,7 @@ def attack_command(
                         setting)
     results = run_attacks(model, target, out, attack, config, overwrite=overwrite, wait=wait)
     console.print(robustness_table({model.name: results}))
-    console.print(f"written: {out}/attacks.json")
+    log.info(f"written: {out}/attacks.json")
 
 
 def _end_process_group() -> None:
@@ -426,12 +471,15 @@ def main(argv: list[str] | None = None) -> None:
 
     record_command(["lume", *(sys.argv[1:] if argv is None else argv)])
     _received.clear()
-    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}
+    previous, root_level = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}, logging.root.level
     try:
         code = _run(argv)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        log.handlers.clear()  # the next command (in this process, as in tests) sets up its own
+        log.setLevel(logging.NOTSET)
+        logging.root.setLevel(root_level)
     _end_process_group()
     if code == 130 and _received:
         code = 128 + _received[0]

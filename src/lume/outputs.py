@@ -11,6 +11,7 @@ full disk, a kill, a bug), the folder is either finished or says it is not: read
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -33,6 +34,8 @@ FINISHED_MARKERS = {
 }
 UNFINISHED_NAME = "lume_unfinished.json"
 _command: list[str] = []  # the command line being run, as its user typed it (set by the CLI)
+
+log = logging.getLogger(__name__)
 
 
 def record_command(words: list[str]) -> None:
@@ -69,10 +72,9 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
     holder = lock.pid
     if holder not in (None, os.getpid()):
         if not _running(holder):
-            print(f"{folder}: taking over the lock left by process {holder}, which is no longer running",
-                  file=sys.stderr)
+            log.warning(f"{folder}: taking over the lock left by process {holder}, which is no longer running")
         elif wait:
-            print(f"{folder}: waiting for process {holder}, which is writing here", file=sys.stderr)
+            log.info(f"{folder}: waiting for process {holder}, which is writing here")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=-1 if wait else 0)
@@ -172,4 +174,5 @@ def claim(out_dir: str | Path, kind: str, *, key: str | None = None, inputs: tup
         accelerator.wait_for_everyone()
     if accelerator is None or accelerator.is_main_process:
         mark_unfinished(out_dir, kind, key)
+        log.debug(f"{out_dir}: writing a `lume {kind}` output (settings key {key})")
     return out_dir

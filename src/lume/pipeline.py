@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from lume.stages.target import MemorizeConfig, memorize, preset
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig, unlearn
 from lume.training.distributed import started_processes
 from lume.training.precision import chosen_mixed_precision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,10 +150,10 @@ def build_target(config: RunConfig) -> Path:
     # distributed run build it together instead)
     with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
         if not (folder / MANIFEST_NAME).is_file():
-            print(f"building the target model in {folder}")
+            log.info(f"building the target model in {folder}")
             memorize(folder, settings)
         else:
-            print(f"reusing the target model in {folder}")
+            log.info(f"reusing the target model in {folder}")
     return folder
 
 
@@ -170,7 +173,7 @@ class Steps:
             return "done" if finished else "resume"
         if saved is not None:
             changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
-            print(f"{step}: {', '.join(changed)} changed since the last run; redoing it and what depends on it")
+            log.info(f"{step}: {', '.join(changed)} changed since the last run; redoing it and what depends on it")
         write_json_atomic(record, key)
         return "redo"
 
@@ -180,9 +183,9 @@ def _evaluated(steps: Steps, model: Path, label: str, folder: Path, evaluation: 
     key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
-        print(f"{label}: evaluation already done")
+        log.info(f"{label}: evaluation already done")
         return json.loads((folder / "summary.json").read_text())
-    print(f"{label}: evaluating")
+    log.info(f"{label}: evaluating")
     return evaluate(model, folder, config, overwrite=state == "redo")
 
 
@@ -203,7 +206,7 @@ def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path,
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done":
         return
-    print(f"{label}: unlearning")
+    log.info(f"{label}: unlearning")
     forget, retain = _unlearning_sets(target, dataset)
     unlearn(target, folder, settings, forget=forget, retain=retain, data_dir=data_dir, overwrite=state == "redo",
             on_probe=on_probe)
@@ -216,7 +219,7 @@ def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label:
            "mixed_precision": chosen_mixed_precision(settings.relearn.mixed_precision, None)}
     if steps.state(f"attack-{label}", key, (folder / RESULT_NAME).is_file()) == "done":
         return
-    print(f"{label}: attacking ({', '.join(config.attacks)})")
+    log.info(f"{label}: attacking ({', '.join(config.attacks)})")
     attack(model, target, folder, config.attacks, settings, overwrite=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -13,8 +14,9 @@ _console = Console(stderr=True)
 
 @contextmanager
 def progress_bar(description: str, total: int, unit: str = "items", enabled: bool = True):
-    """Yield `advance(n=1, info="")`; the bar shows `{unit}/s` and the latest info text."""
-    if not enabled or total == 0:
+    """Yield `advance(n=1, info="")`; the bar shows `{unit}/s` and the latest info text. None
+    when lume's logger is set above INFO (`lume -q`)."""
+    if not enabled or total == 0 or logging.getLogger("lume").level > logging.INFO:
         yield lambda n=1, **fields: None
         return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Mapping
 
 from lume.errors import LumeError
+
+log = logging.getLogger(__name__)
 
 
 def place(cls: type) -> str:
@@ -76,6 +79,7 @@ class Registry(Mapping):
                 raise LumeError(f"the {self.kind} plug-in {entry.name!r} = {entry.value} of {package} does not load: "
                                 f"{type(error).__name__}: {error}") from None
             self.register(loaded, name=entry.name)
+            log.debug(f"{self.kind} {entry.name!r}: the plug-in {entry.value}")
 
     def _referenced(self, reference: str) -> type:
         """The class a `package.module:Class` reference names, checked to be of this kind."""

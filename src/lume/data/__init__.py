@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,8 @@ from lume.data.selection import Selection, select_documents
 from lume.errors import LumeError
 
 SOURCES = ("lume", "semeval-train", "semeval-validation")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,8 +70,8 @@ def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
     seen = {r.id for r in retain} | {(r.input, r.output) for r in retain}
     shared = [r for r in forget if r.id in seen or (r.input, r.output) in seen]
     if shared:
-        print(f"lume: warning: {len(shared)} forget rows also appear in the retain set (same id, or the same input "
-              f"and output), e.g. {shared[0].id!r}; the two sets should not overlap", file=sys.stderr)
+        log.warning(f"{len(shared)} forget rows also appear in the retain set (same id, or the same input and "
+                    f"output), e.g. {shared[0].id!r}; the two sets should not overlap")
     return len(shared)
 
 

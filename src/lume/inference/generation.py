@@ -11,7 +11,7 @@ gathered into one cache reserved for the whole generation, which decoding fills 
 from __future__ import annotations
 
 import copy
-import sys
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +25,8 @@ from lume.inference.kv_cache import reserved_cache
 MAX_NEW_TOKENS = 256
 BATCH_SIZE = 64  # rows decoded together: 1.16x faster than 32 on the 63 sc rows of bench/eval_speed.py
 PREFILL_ROWS = 4  # prompts run through the model together before decoding: fastest measured on CPU
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -191,9 +193,8 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], *, max_new_tokens:
 def _generate_one_at_a_time(model, tokenizer, prompts: Sequence[str], config,
                             on_done: Callable[[int, Generation], None] | None) -> list[Generation]:
     """The reference path, for generation configs that batched decoding cannot reproduce."""
-    print(f"lume: the model's generation config sets {', '.join(unbatchable_settings(config))}, which batched "
-          "decoding cannot reproduce; generating one prompt at a time with `generate`, as the reference does",
-          file=sys.stderr)
+    log.warning(f"the model's generation config sets {', '.join(unbatchable_settings(config))}, which batched "
+                "decoding cannot reproduce; generating one prompt at a time with `generate`, as the reference does")
     stop_ids = eos_token_ids(model, tokenizer)
     results = []
     for index, prompt in enumerate(prompts):

@@ -9,6 +9,7 @@ what was trained and what was held out, for membership inference later.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +29,8 @@ from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_w
                            gathered_weights, make_accelerator, prompt_answer_example, train,
                            with_lora, without_autocast)
 from lume.training.sampling import epoch_batch
+
+log = logging.getLogger(__name__)
 
 
 def _memorize_training() -> TrainingSettings:
@@ -136,7 +139,7 @@ def _memorisation_check(model, tokenizer, documents: list[Document], config: Mem
             scores = memorisation_scores(inner, tokenizer, documents)
         inner.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, **scores})
-        accelerator.print(f"epoch {step // steps_per_epoch}: " + ", ".join(
+        log.info(f"epoch {step // steps_per_epoch}: " + ", ".join(
             f"{split} ROUGE-L {s['regurgitation']:.3f} EM {s['knowledge']:.3f}" for split, s in scores.items()))
         met = all(s["regurgitation"] >= config.target_regurgitation and s["knowledge"] >= config.target_knowledge
                   for s in scores.values())
@@ -194,7 +197,7 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetM
                    accelerator=accelerator, after_step=_memorisation_check(
                        model, loaded.tokenizer, selection.chosen, config, steps_per_epoch, accelerator, history))
     stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
-    accelerator.print(f"stopped: {stopped}")
+    log.info(f"stopped: {stopped}")
     manifest = TargetManifest.from_selection(
         selection, base_model=config.base, data_fingerprint=dataset.fingerprint,
         settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},

@@ -9,12 +9,15 @@ model is sharded like the trained one, and the weights saved are the gathered fu
 from __future__ import annotations
 
 import copy
+import logging
 import os
 
 import torch
 
 from lume.errors import LumeError
 from lume.training.precision import choose
+
+log = logging.getLogger(__name__)
 
 
 def check_tracker(name: str) -> None:
@@ -68,7 +71,7 @@ def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: 
                         f"{accelerator.num_processes} ({accelerator.distributed_type.value}): each would train its "
                         "own copy; launch with `accelerate launch` or `torchrun` and no --device override")
     accelerator.lume_precision = precision
-    accelerator.print(precision.line())
+    log.info(precision.line())
     return accelerator
 
 

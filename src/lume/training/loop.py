@@ -10,6 +10,7 @@ and a clean stop on a NaN or infinite loss that keeps the last good checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -25,6 +26,8 @@ from lume.files import write_json_atomic, writing_to
 from lume.progress import progress_bar
 from lume.training.distributed import make_accelerator, shards_weights
 from lume.training.settings import TrainingRun, TrainingSettings
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -119,7 +122,7 @@ class _Checkpoints:
             return None
         step, folder, state = saved[-1]
         self.accelerator.load_state(str(folder / "accelerate"))
-        self.accelerator.print(f"resuming from step {step} ({self.dir})")
+        log.info(f"resuming from step {step} ({self.dir})")
         return state
 
     def stop(self, reason: str) -> LumeError:

@@ -1,0 +1,57 @@
+"""lume's messages go through `logging`: -q leaves errors and the final table, -v adds detail,
+$LUME_LOG_LEVEL sets the default, and only the main process of several logs."""
+
+import logging
+
+import pytest
+
+from lume.cli import main, set_up_logging
+from tests.conftest import run_cli
+
+
+def evaluate(capsys, tiny_model_dir, tmp_path, data_dir, *flags) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `lume FLAGS evaluate` of the tiny model (probes only)."""
+    arguments = [*flags, "evaluate", tiny_model_dir, "--out", tmp_path / "eval", "--no-mia", "--no-mmlu",
+                 "--docs-per-task", 1, "--max-new-tokens", 4, "--data-dir", data_dir, "--overwrite"]
+    try:
+        main([str(a) for a in arguments])
+        code = 0
+    except SystemExit as exited:
+        code = exited.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_quiet_prints_only_the_final_table_and_verbose_adds_detail(capsys, tmp_path, tiny_model_dir, data_dir):
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
+    assert code == 0 and "LUME evaluation of" in out and "written:" in err and "generating" in err
+    assert "writing a `lume evaluate` output" not in err
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir, "-q")
+    assert code == 0 and "LUME evaluation of" in out and err == ""  # no progress bar, no info
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir, "--verbose")
+    assert code == 0 and f"{tmp_path / 'eval'}: writing a `lume evaluate` output" in err
+    code, err = run_cli(capsys, "-q", "evaluate", tmp_path / "missing", "--out", tmp_path / "x")
+    assert code == 2 and err.count("\n") == 1 and "no such model folder" in err  # errors still print
+
+
+def test_the_log_level_comes_from_the_environment(capsys, tmp_path, tiny_model_dir, data_dir, monkeypatch):
+    monkeypatch.setenv("LUME_LOG_LEVEL", "warning")
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
+    assert code == 0 and "written:" not in err and "LUME evaluation of" in out
+    monkeypatch.setenv("LUME_LOG_LEVEL", "chatty")
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
+    assert code == 2 and "LUME_LOG_LEVEL='CHATTY': expected one of DEBUG, INFO, WARNING, ERROR" in err
+
+
+@pytest.mark.parametrize("rank, everyone, level", [("0", "", logging.INFO), ("1", "", logging.ERROR),
+                                                   ("1", "1", logging.INFO)])
+def test_only_the_main_process_logs_unless_asked(monkeypatch, rank, everyone, level):
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("LUME_LOG_ALL_PROCESSES", everyone)
+    monkeypatch.delenv("LUME_LOG_LEVEL", raising=False)
+    set_up_logging()
+    try:
+        assert logging.getLogger("lume").level == level
+    finally:
+        logging.getLogger("lume").handlers.clear()
+        logging.getLogger("lume").setLevel(logging.NOTSET)
