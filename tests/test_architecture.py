@@ -3,13 +3,14 @@ sideways, and none hides inside a function (outside the CLI, which defers its im
 `lume --help` starts fast)."""
 
 import ast
+import re
 from pathlib import Path
 
 import lume
 
-RANK = {"errors": 0, "config": 0, "files": 0, "outputs": 0, "registry": 0, "progress": 0, "data": 1, "models": 2,
-        "inference": 3, "training": 4, "metrics": 5, "stages": 6, "reports": 7, "pipeline": 8, "sweep": 8.5,
-        "cli": 9, "__main__": 9, "__init__": 0}
+RANK = {"errors": 0, "config": 0, "files": 0, "outputs": 0, "registry": 0, "compat": 0, "progress": 0, "data": 1,
+        "models": 2, "inference": 3, "training": 4, "metrics": 5, "stages": 6, "reports": 7, "pipeline": 8,
+        "sweep": 8.5, "cli": 9, "__main__": 9, "__init__": 0}
 ROOT = Path(lume.__file__).parent
 
 
@@ -56,6 +57,16 @@ def test_no_function_is_over_50_lines():
             for path in ROOT.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 50]
     assert not long, long
+
+
+def test_private_library_names_are_used_in_lume_compat_only():
+    """`_prepare_special_tokens`, `DynamicLayer`, `_original_forward` ...: one door, lume/compat.py."""
+    private = re.compile(r"\.(_prepare_special_tokens|_get_logits_processor|_original_forward)\b"
+                         r"|from (transformers|accelerate)[\w.]* import (.*\bDynamicLayer\b|_)")
+    found = [f"{path.relative_to(ROOT)}:{number}" for path in ROOT.rglob("*.py") if path.name != "compat.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if private.search(line) and "from lume.compat import" not in line]
+    assert not found, found
 
 
 def test_every_package_folder_has_an_init_so_a_regular_install_ships_it():

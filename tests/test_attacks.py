@@ -51,7 +51,7 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
     target = tmp_path / "target"
     memorize(target, MemorizeConfig(base=str(tiny_model_dir), data_dir=str(data_dir), docs_per_task=2,
                                     held_out_per_task=1, max_epochs=1, device="cpu", progress=False))
-    config = AttackConfig(data_dir=str(data_dir), relearn_steps=2, mmlu_limit=0, public_max_tokens=32,
+    config = AttackConfig(data_dir=str(data_dir), relearn_steps=2, mmlu=False, public_max_tokens=32,
                           progress=False)
     results = attack(target, target, tmp_path / "out", ["relearn", "relearn-public", "quantize-8", "quantize-4",
                                                         "probe"], config)
@@ -94,7 +94,7 @@ def test_an_attack_that_changes_nothing_recovers_exactly_zero(tmp_path, data_dir
     selection = data.select_documents(data.load(data_dir).documents, per_task=2, seed=0)
     TargetManifest.from_selection(selection, base_model="smollm2-135m", data_fingerprint="-").write(unlearned)
     config = AttackConfig(data_dir=str(data_dir), relearn_steps=1, relearn=TrainingSettings(learning_rate=0.0),
-                          mmlu_limit=0,
+                          mmlu=False,
                           max_new_tokens=24, progress=False)
     results = attack(unlearned, smollm2_folder, tmp_path / "out", ["relearn"], config)
     relearn = results["attacks"]["relearn"]
@@ -118,7 +118,7 @@ def test_an_attack_that_restores_the_target_recovers_exactly_one(data_dir, smoll
     quantize_weights(unlearned.model, bits=4)
     dataset = data.load(data_dir)
     selection = data.select_documents(dataset.documents, per_task=1, seed=0)
-    config = AttackConfig(data_dir=str(data_dir), mmlu_limit=0, max_new_tokens=24, progress=False)
+    config = AttackConfig(data_dir=str(data_dir), mmlu=False, max_new_tokens=24, progress=False)
     attacker = Attacker(unlearned, target, selection, config, dataset.data_dir)
     documents = attacker.forget + attacker.retain
     report = attacker.report(target.model, documents)

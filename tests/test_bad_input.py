@@ -186,3 +186,24 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(capsys, tmp_path, tiny_mode
     code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
     assert code == 130 and f"finished items are kept in {tmp_path / 'eval' / 'cache'}" in err
     assert "the same command resumes" in err
+
+
+@pytest.mark.parametrize("command", [
+    ("evaluate", "MODEL", "--mmlu-limit", 0),
+    ("attack", "MODEL", "--target", "MODEL", "--attack", "probe", "--mmlu-limit", 0),
+])
+def test_one_setting_name_means_one_thing_in_every_command(capsys, tmp_path, tiny_model_dir, command):
+    """mmlu_limit: questions per subject, at least 1, in evaluation and attacks alike (MMLU is
+    switched off with --no-mmlu in both)."""
+    code, err = run_cli(capsys, *(tiny_model_dir if part == "MODEL" else part for part in command),
+                        "--out", tmp_path / "out")
+    assert code == 2 and "mmlu_limit must be at least 1, got 0" in err
+
+
+def test_merge_settings_are_checked_as_every_stages_are(capsys, tmp_path, tiny_model_dir):
+    for flags, message in ((["--combination", "average"], "combination must be one of ties, linear, sum"),
+                           (["--density", "1.5"], "density must be between 0 and 1"),
+                           (["--setting", "density=0"], "density must be above 0")):
+        code, err = run_cli(capsys, "merge", tiny_model_dir, tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m",
+                            *flags)
+        assert code == 2 and message in err, err

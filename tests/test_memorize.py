@@ -117,3 +117,15 @@ def test_length_grouped_batches_keep_every_example_and_cut_padding():
         return sum(4 * max(lengths[i] for i in sequence[k:k + 4]) for k in range(0, 40, 4))
 
     assert padded(grouped) < 0.6 * padded(order)
+
+
+def test_save_every_means_the_same_as_in_unlearning(config):
+    """0 is never (as in `unlearn`); unset is the stage's default, a checkpoint each epoch."""
+    from dataclasses import replace
+
+    def interval(save_every):
+        settings = replace(config.training, save_every=save_every)
+        run = memorize_module._training_run(replace(config, training=settings), 8, 4, "data", [], "no")
+        return run.settings.save_every
+
+    assert (interval(None), interval(0), interval(3)) == (4, 0, 3)

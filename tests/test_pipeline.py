@@ -21,7 +21,7 @@ def study(tmp_path_factory, data_dir, tiny_model_dir):
                      "method_settings": {"beta": 0.5}, "progress": False}],
         "evaluation": {"mia_set": "validation", "mmlu_dir": str(make_mmlu(root / "mmlu")), "max_new_tokens": 8,
                        "progress": False},
-        "attacks": ["quantize-4"], "attack": {"mmlu_limit": 0, "progress": False},
+        "attacks": ["quantize-4"], "attack": {"mmlu": False, "progress": False},
     }
     path = root / "study.yaml"
     path.write_text(yaml.safe_dump(config))

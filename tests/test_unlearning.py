@@ -132,7 +132,7 @@ def test_rmu_changes_only_the_mlps_of_its_layers(tmp_path, tiny_model_dir, sets)
 
 def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_dir, sets):
     from lume.models import load_model
-    from lume.stages.unlearning.merge import merge_adapters
+    from lume.stages.unlearning.merge import MergeConfig, merge_adapters
 
     forget, retain = sets
     for name, lr in (("a", 1e-2), ("b", 1e-3)):
@@ -143,7 +143,7 @@ def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_d
         assert (tmp_path / name / "adapter" / "adapter_config.json").is_file()
     for combination in ("ties", "linear"):
         merged = merge_adapters(tiny_model_dir, [tmp_path / "a" / "adapter", tmp_path / "b" / "adapter"],
-                                tmp_path / f"merged-{combination}", combination=combination)
+                                tmp_path / f"merged-{combination}", MergeConfig(combination=combination))
         weights = load_model(merged, device="cpu").model.state_dict()
         base = load_model(tiny_model_dir, device="cpu").model.state_dict()
         assert any(not torch.equal(weights[k], base[k]) for k in base)

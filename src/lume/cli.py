@@ -327,21 +327,22 @@ def merge_command(
     base: Annotated[str, typer.Argument(help="The model the adapters were trained from")],
     adapters: Annotated[list[Path], typer.Argument(help="Adapter folders (OUT/adapter of `unlearn --lora-rank`)")],
     out: Annotated[Path, typer.Option("--out", "-o")],
-    combination: Annotated[str, typer.Option(help="ties or linear (weighted sum)")] = "ties",
+    combination: Annotated[Optional[str], typer.Option(help="ties (default) or linear (weighted sum)")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Comma-separated weights, one per adapter")] = None,
-    density: Annotated[float, typer.Option(help="TIES: fraction of each adapter's weights kept")] = 0.5,
+    density: Annotated[Optional[float], typer.Option(help="TIES: share of each adapter's weights kept (0.5)")] = None,
+    setting: Setting = [],
     overwrite: Overwrite = False,
     wait: Wait = False,
 ):
     """Merge LoRA adapters into one model (TIES or weighted sum)."""
-    from lume.stages.unlearning.merge import merge_adapters
+    from lume.stages.unlearning.merge import MergeConfig, merge_adapters
 
     try:
         parsed = [float(w) for w in weights.split(",")] if weights else None
     except ValueError:
         raise LumeError(f"--weights {weights!r}: expected comma-separated numbers") from None
-    merge_adapters(base, adapters, out, combination=combination, weights=parsed, density=density, overwrite=overwrite,
-                   wait=wait)
+    config = configured(MergeConfig(), dict(combination=combination, weights=parsed, density=density), setting)
+    merge_adapters(base, adapters, out, config, overwrite=overwrite, wait=wait)
     log.info(f"merged model written to {out}")
 
 
@@ -395,8 +396,8 @@ def attack_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for attacks.json")] = Path("runs/attack"),
     relearn_steps: Optional[int] = None,
     relearn_learning_rate: Optional[float] = None,
-    mmlu_limit: Annotated[Optional[int], typer.Option(
-        help="MMLU questions per subject for the MMLU change; 0 skips")] = None,
+    mmlu: Annotated[Optional[bool], typer.Option("--mmlu/--no-mmlu", help="The MMLU change of each attack")] = None,
+    mmlu_limit: Annotated[Optional[int], typer.Option(help="MMLU questions per subject (seeded; default 1)")] = None,
     seed: Optional[int] = None,
     data_dir: DataDir = None,
     setting: Setting = [],
@@ -409,7 +410,8 @@ def attack_command(
 
     relearn = {"learning_rate": relearn_learning_rate} if relearn_learning_rate is not None else None
     config = configured(AttackConfig(), dict(data_dir=str(data_dir) if data_dir else None, seed=seed,
-                                             relearn_steps=relearn_steps, relearn=relearn, mmlu_limit=mmlu_limit),
+                                             relearn_steps=relearn_steps, relearn=relearn, mmlu=mmlu,
+                                             mmlu_limit=mmlu_limit),
                         setting)
     results = run_attacks(model, target, out, attack, config, overwrite=overwrite, wait=wait)
     console.print(robustness_table({model.name: results}))

@@ -66,7 +66,7 @@ class RunConfig:
     attack: dict = field(default_factory=dict)  # AttackConfig fields
 
 
-def _read_yaml(path: Path):
+def read_yaml(path: Path):
     """The parsed YAML file; a syntax error names its line, bad bytes their offset."""
     text = "".join(line for _, line in text_lines(path))
     try:
@@ -80,7 +80,7 @@ def _read_yaml(path: Path):
         raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
 
 
-def _method_spec(spec, index: int, path: Path) -> dict:
+def method_spec(spec, index: int, path: Path) -> dict:
     """A `methods:` entry: UnlearnConfig fields plus an optional `name`, checked now."""
     where = f"methods[{index}]"
     if not isinstance(spec, dict):
@@ -91,10 +91,10 @@ def _method_spec(spec, index: int, path: Path) -> dict:
     fields = {k: v for k, v in spec.items() if k != "name"}
     if "method" not in fields:
         raise InputError(path, "missing (the method's registered name)", field=f"{where}.method")
-    return {**_checked_fields(UnlearnConfig, fields, where, path), **({"name": name} if name else {})}
+    return {**checked_fields(UnlearnConfig, fields, where, path), **({"name": name} if name else {})}
 
 
-def _checked_fields(cls, values, where: str, path: Path) -> dict:
+def checked_fields(cls, values, where: str, path: Path) -> dict:
     """The given fields of `cls`, coerced to their types (nested settings as mappings), after
     `cls` accepted them all."""
     build(cls, values, where=where, source=path)
@@ -109,14 +109,14 @@ def load_config(path: str | Path | None) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    raw = coerce_fields(RunConfig, _read_yaml(path), source=path)
+    raw = coerce_fields(RunConfig, read_yaml(path), source=path)
     target = build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path)
-    target = dataclasses.replace(target, memorize=_checked_fields(MemorizeConfig, target.memorize,
+    target = dataclasses.replace(target, memorize=checked_fields(MemorizeConfig, target.memorize,
                                                                   "target.memorize", path))
-    raw["methods"] = [_method_spec(spec, i, path) for i, spec in enumerate(raw.get("methods", RunConfig().methods))]
+    raw["methods"] = [method_spec(spec, i, path) for i, spec in enumerate(raw.get("methods", RunConfig().methods))]
     for section, cls in (("evaluation", EvalConfig), ("attack", AttackConfig)):
         if section in raw:
-            raw[section] = _checked_fields(cls, raw[section] or {}, section, path)
+            raw[section] = checked_fields(cls, raw[section] or {}, section, path)
     try:
         check_attacks(raw.get("attacks", []))
     except LumeError as error:
@@ -124,7 +124,8 @@ def load_config(path: str | Path | None) -> RunConfig:
     return dataclasses.replace(RunConfig(), target=target, **raw)
 
 
-def _key(value) -> str:
+def settings_key(value) -> str:
+    """A short hash of settings (JSON, keys sorted): names cached targets and sweep trials."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -144,7 +145,7 @@ def build_target(config: RunConfig) -> Path:
            "mixed_precision": chosen_mixed_precision(settings.training.mixed_precision, settings.device),
            "base_fingerprint": model_fingerprint(settings.base),
            "data_fingerprint": lume_data.load(config.data_dir, settings.source).fingerprint}
-    folder = cache_dir() / "targets" / _key(key)
+    folder = cache_dir() / "targets" / settings_key(key)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # several sweep workers: one builds, the others wait and reuse it (the processes of one
     # distributed run build it together instead)
@@ -178,7 +179,8 @@ class Steps:
         return "redo"
 
 
-def _evaluated(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict) -> dict:
+def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict) -> dict:
+    """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
     config = EvalConfig(**evaluation)
     key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
@@ -197,8 +199,9 @@ def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
     return ([r for r in dataset.records if r.split == "forget"], [r for r in dataset.records if r.split == "retain"])
 
 
-def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
-               dataset, on_probe=lambda _step, _row: None) -> None:
+def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
+                   dataset, on_probe=lambda _step, _row: None) -> None:
+    """The study step "unlearn LABEL" (`spec`: UnlearnConfig fields): skipped, resumed or redone by its key."""
     settings = merged(UnlearnConfig(method=spec["method"]), {k: v for k, v in spec.items() if k != "name"})
     key = {"target": model_fingerprint(target), "data": dataset.fingerprint,
            "settings": {**dataclasses.asdict(settings), "progress": None},
@@ -212,7 +215,8 @@ def _unlearned(steps: Steps, target: Path, spec: dict, label: str, folder: Path,
             on_probe=on_probe)
 
 
-def _attacked(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
+def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
+    """The study step "attack LABEL": skipped when done with the same key, else run."""
     settings = merged(AttackConfig(), {**config.attack, "data_dir": config.data_dir})
     key = {"model": model_fingerprint(model), "target": model_fingerprint(target), "attacks": config.attacks,
            "config": {**dataclasses.asdict(settings), "progress": None},
@@ -238,13 +242,13 @@ def _run(config: RunConfig, out: Path) -> Path:
     dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
-    target_summary = _evaluated(steps, target, "target", out / "eval" / "target", evaluation)
+    target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
-        _unlearned(steps, target, spec, label, model_dir, config.data_dir, dataset)
-        _evaluated(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
+        unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset)
+        evaluated_step(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
         if config.attacks:
-            _attacked(steps, config, target, model_dir, label, out / "attacks" / label)
+            attacked_step(steps, config, target, model_dir, label, out / "attacks" / label)
     write_report([out / "eval" / "target"] + [out / "eval" / label for label in labels], out)
     return out

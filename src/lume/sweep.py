@@ -25,8 +25,8 @@ from lume.config import build, coerce_fields
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
 from lume.outputs import one_writer
-from lume.pipeline import (RunConfig, Steps, TargetConfig, _checked_fields, _evaluated, _key, _method_spec,
-                           _read_yaml, _unlearned, build_target, method_label)
+from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked_fields, evaluated_step, method_label,
+                           method_spec, read_yaml, settings_key, unlearned_step)
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
@@ -66,7 +66,7 @@ def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
         if not isinstance(space, dict) or not ({"choices"} <= set(space) or {"low", "high"} <= set(space)):
             raise InputError(path, "expected {low: ..., high: ...[, log: true]} or {choices: [...]}", field=here)
         for value in space.get("choices") or (space["low"], space["high"]):
-            _checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
+            checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
                             here, path)
     return search
 
@@ -84,13 +84,13 @@ def load_sweep(path: str | Path) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    raw = coerce_fields(SweepConfig, _read_yaml(path), source=path)
+    raw = coerce_fields(SweepConfig, read_yaml(path), source=path)
     raw["target"] = build(TargetConfig, raw.get("target") or {}, where="target", source=path)
     methods = []
     for index, spec in enumerate(raw.get("methods") or []):
         where = f"methods[{index}]"
         search = spec.pop("search", None) if isinstance(spec, dict) else None
-        checked = _method_spec(spec, index, path)
+        checked = method_spec(spec, index, path)
         if not checked.get("eval_every"):
             raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
         methods.append({**checked, "search": _checked_search(search, checked, where, path)})
@@ -103,7 +103,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         if raw.get(name, getattr(SweepConfig, name)) not in choices:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if "evaluation" in raw:
-        raw["evaluation"] = _checked_fields(EvalConfig, raw["evaluation"] or {}, "evaluation", path)
+        raw["evaluation"] = checked_fields(EvalConfig, raw["evaluation"] or {}, "evaluation", path)
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
 
 
@@ -135,7 +135,7 @@ def _objective(run: _Run, spec: dict):
         for name, value in params.items():
             settings = with_value(settings, name, value)
         settings = coerce_fields(UnlearnConfig, settings, source="the sweep")  # e.g. a float drawn for an int
-        label = f"{method_label(spec)}-{_key(params)[:8]}"
+        label = f"{method_label(spec)}-{settings_key(params)[:8]}"
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
 
@@ -145,7 +145,7 @@ def _objective(run: _Run, spec: dict):
                 raise optuna.TrialPruned()
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
-            _unlearned(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
+            unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
         report = json.loads((folder / REPORT_NAME).read_text())
         chosen = next(r for r in report["probes"] if r["step"] == report["selection"]["step"])
         trial.set_user_attr("chosen", {key: chosen[key] for key in ("step", "forget_mean", "retain_mean", "mia_auc",
@@ -198,12 +198,12 @@ def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
 def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) -> None:
     """Evaluate the target and each method's best trial in full; write sweep.json and the report."""
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
-    target_summary = _evaluated(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
+    target_summary = evaluated_step(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     best = {label: study.best_trial for label, study in studies.items()
             if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     for label, trial in best.items():
-        _evaluated(run.steps, Path(trial.user_attrs["folder"]), label, run.out / "eval" / label,
+        evaluated_step(run.steps, Path(trial.user_attrs["folder"]), label, run.out / "eval" / label,
                    {**evaluation, "target_mmlu": target_mmlu})
     write_json_atomic(run.out / SWEEP_NAME, {
         "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials,

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache
 
+from lume.compat import logits_processors, prepare_special_tokens
 from lume.inference.batching import left_padded
 from lume.inference.kv_cache import reserved_cache
 
@@ -68,10 +69,9 @@ def row_processors(model, config, prompt_length: int):
     same transformers code path), applied to that row's real tokens only."""
     row_config = copy.deepcopy(config)
     row_config.max_length = prompt_length + config.max_new_tokens
-    model._prepare_special_tokens(row_config, True, device=model.device)
-    mask = torch.ones(1, prompt_length, dtype=torch.long, device=model.device)
-    return model._get_logits_processor(row_config, input_ids_seq_length=prompt_length, device=model.device,
-                                       model_kwargs={"attention_mask": mask})
+    prepare_special_tokens(model, row_config)
+    return logits_processors(model, row_config, prompt_length,
+                             torch.ones(1, prompt_length, dtype=torch.long, device=model.device))
 
 
 # The classic `clean_up_tokenization_spaces=True` rewrite that the reference decode applied.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache
+
+from lume.compat import DynamicLayer
 
 
 class ReservedLayer(DynamicLayer):

@@ -62,14 +62,15 @@ class AttackConfig:
     relearn_steps: int = 10
     relearn: TrainingSettings = field(default_factory=_relearn_training)  # the relearning attacks' training
     public_max_tokens: int = 256  # public documents are cut to this many tokens
-    mmlu_limit: int = 1  # questions per subject for the MMLU change; 0 skips MMLU
+    mmlu: bool = True  # the MMLU change of each attacked model (as EvalConfig's `mmlu`)
+    mmlu_limit: int | None = 1  # questions per subject, seeded (as EvalConfig's); None = all
     batch_size: int = BATCH_SIZE
     max_new_tokens: int = MAX_NEW_TOKENS  # the protocol's; lower only for quick looks
     progress: bool = True
 
     def __post_init__(self):
         at_least(self, 1, "relearn_steps", "public_max_tokens", "batch_size", "max_new_tokens")
-        at_least(self, 0, "mmlu_limit")
+        at_least(self, 1, "mmlu_limit")
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:
@@ -177,7 +178,7 @@ class Attacker:
         self.tokenizer = unlearned.tokenizer
         self.forget, self.retain = selection.split("forget"), selection.split("retain")
         self.relearned, self.measured = split_for_relearning(self.forget, config.seed)
-        self.mmlu = load_mmlu(data_dir / "mmlu", config.mmlu_limit, config.seed) if config.mmlu_limit else None
+        self.mmlu = load_mmlu(data_dir / "mmlu", config.mmlu_limit, config.seed) if config.mmlu else None
         self._baselines: dict[tuple, dict] = {}
         self.unlearned_mmlu = self.mmlu_of(unlearned.model)
 

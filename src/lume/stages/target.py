@@ -49,7 +49,7 @@ class MemorizeConfig:
     target_regurgitation: float = 0.95  # stop once every split reaches both targets
     target_knowledge: float = 0.9
     group_by_length: bool = True  # batches of similar lengths (less padding, same examples per epoch)
-    # training.seed also picks the documents; training.save_every 0 = a checkpoint each epoch
+    # training.seed also picks the documents; training.save_every None (default) = a checkpoint each epoch
     training: TrainingSettings = field(default_factory=_memorize_training)
     dtype: str | None = None
     device: str | None = None
@@ -104,7 +104,7 @@ def memorisation_scores(model, tokenizer, documents: list[Document]) -> dict[str
 def _training_run(config: MemorizeConfig, examples: int, steps_per_epoch: int, data_fingerprint: str,
                   documents: list[Document], mixed_precision: str) -> TrainingRun:
     settings = replace(config.training, mixed_precision=mixed_precision,
-                       save_every=config.training.save_every or steps_per_epoch)
+                       save_every=steps_per_epoch if config.training.save_every is None else config.training.save_every)
     return TrainingRun(settings, steps_per_epoch * config.max_epochs,
                        {"base": config.base, "base_fingerprint": model_fingerprint(config.base),
                         "data": data_fingerprint, "documents": [d.doc_id for d in documents], "examples": examples})

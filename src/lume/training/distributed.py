@@ -27,7 +27,8 @@ def check_tracker(name: str) -> None:
 
     if name not in LOGGER_TYPE_TO_CLASS:
         raise LumeError(f"log_with {name!r}: not a tracker accelerate knows (choose from "
-                        f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))})")
+                        f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))}; a tracker of your own is registered with "
+                        "accelerate.tracking.register_tracker_class, accelerate 1.15 or later)")
     if name in LoggerType.list() and LoggerType(name) not in get_available_trackers():
         raise LumeError(f"log_with {name!r}: its package is not installed here (pip install {name})")
 

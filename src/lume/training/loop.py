@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from lume.compat import original_forward
 from lume.errors import LumeError, set_resume_note
 from lume.files import write_json_atomic, writing_to
 from lume.progress import progress_bar
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 def without_autocast(model):
     """The model without accelerate's mixed-precision wrapper for a while: scoring in the middle
     of training (memorisation checks) sees the precision evaluation uses."""
-    original = model.__dict__.get("_original_forward")
+    original = original_forward(model)
     if original is None:
         yield model
         return

@@ -27,7 +27,9 @@ class TrainingSettings:
     # auto: bf16 autocast where the device computes bf16 natively, else float32 ("no"); or bf16, fp16, no
     mixed_precision: str = "auto"
     seed: int = 0
-    save_every: int = 0  # checkpoint every N optimiser steps, to resume an interrupted run; 0 = none
+    # checkpoint every N optimiser steps, to resume an interrupted run; 0 = never (in every stage);
+    # None = the stage's default (memorize: each epoch; unlearn and relearning: never)
+    save_every: int | None = None
     log_with: str | None = None  # an accelerate tracker (tensorboard, wandb, mlflow ...) for OUT/logs; off by default
 
     def __post_init__(self):

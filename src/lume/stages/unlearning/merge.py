@@ -6,8 +6,10 @@ model; peft's `add_weighted_adapter` does the arithmetic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from lume.config import above_zero, between, one_of
 from lume.errors import LumeError
 from lume.files import write_json_atomic
 from lume.models import load_model, resolve_model_path, save_model
@@ -16,22 +18,30 @@ from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer
 COMBINATIONS = {"ties": "ties", "linear": "linear", "sum": "linear"}
 
 
-def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | Path, *,
-                   combination: str = "ties", weights: list[float] | None = None, density: float = 0.5,
-                   overwrite: bool = False, wait: bool = False) -> Path:
+@dataclass
+class MergeConfig:
+    combination: str = "ties"  # ties | linear (a weighted sum; "sum" is the same)
+    weights: list[float] | None = None  # one per adapter; None = equal weights
+    density: float = 0.5  # TIES: the fraction of each adapter's weights kept
+
+    def __post_init__(self):
+        one_of(self, "combination", COMBINATIONS)
+        above_zero(self, "density")
+        between(self, 0, 1, "density")
+
+
+def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | Path,
+                   config: MergeConfig | None = None, *, overwrite: bool = False, wait: bool = False) -> Path:
     """Merge the adapters (folders saved by `unlearn --lora-rank`) into BASE and save a full model
     with `lume_merge.json` (what was merged, how).
 
     OUT must not hold the base model, an adapter or other results (unless `overwrite`); while
     another command writes it, this one stops (or waits, with `wait`).
     """
-    if combination not in COMBINATIONS:
-        raise LumeError(f"unknown combination {combination!r} (choose from {', '.join(COMBINATIONS)})")
-    if not 0 < density <= 1:
-        raise LumeError(f"density must be above 0 and at most 1, got {density}")
+    config = config or MergeConfig()
     if len(adapters) < 2:
         raise LumeError("give at least two adapters to merge")
-    weights = weights or [1.0 / len(adapters)] * len(adapters)
+    weights = config.weights or [1.0 / len(adapters)] * len(adapters)
     if len(weights) != len(adapters):
         raise LumeError(f"{len(weights)} weights for {len(adapters)} adapters")
     for adapter in adapters:
@@ -39,10 +49,10 @@ def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | 
             raise LumeError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     with one_writer(out_dir, wait):
         out_dir = claim(out_dir, "merge", inputs=(resolve_model_path(base)[1], *adapters), overwrite=overwrite)
-        _merge(base, adapters, out_dir, combination, weights, density)
+        _merge(base, adapters, out_dir, config.combination, weights, config.density)
         write_json_atomic(out_dir / FINISHED_MARKERS["merge"], {
-            "base": str(base), "adapters": [str(a) for a in adapters], "combination": COMBINATIONS[combination],
-            "weights": weights, "density": density})
+            "base": str(base), "adapters": [str(a) for a in adapters], "combination": COMBINATIONS[config.combination],
+            "weights": weights, "density": config.density})
         mark_finished(out_dir)
     return out_dir
 
