@@ -74,6 +74,20 @@ def test_a_reference_names_a_class_anywhere_a_name_is(capsys, tmp_path, tiny_mod
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_study_takes_a_reference_and_labels_it_by_the_methods_name(tmp_path, monkeypatch):
+    from lume.pipeline import load_config, method_label
+
+    monkeypatch.syspath_prepend(str(PLUGIN / "src"))
+    study = tmp_path / "study.yaml"
+    study.write_text(f"methods:\n  - method: {REFERENCE}\n    method_settings: {{cap: 2}}\n")
+    try:
+        spec = load_config(study).methods[0]
+        assert spec["method"] == REFERENCE and spec["method_settings"] == {"cap": 2.0}  # checked against its Settings
+        assert method_label(spec) == "capped-gd"  # folders and reports, not the reference
+    finally:
+        METHODS.pop("capped-gd")
+
+
 def test_a_broken_entry_point_is_named(monkeypatch):
     from importlib.metadata import EntryPoint
 

@@ -32,7 +32,7 @@ from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.target import MemorizeConfig, memorize, preset
-from lume.stages.unlearning import REPORT_NAME, UnlearnConfig, unlearn
+from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, unlearn
 from lume.training.distributed import started_processes
 from lume.training.precision import chosen_mixed_precision
 
@@ -130,7 +130,9 @@ def settings_key(value) -> str:
 
 
 def method_label(spec: dict) -> str:
-    return spec.get("name") or spec["method"]
+    """The method's label in folders and reports: its `name`, else the method's registered name
+    (a `package.module:Class` reference is labelled by its class's name, not the reference)."""
+    return spec.get("name") or METHODS[spec["method"]].name
 
 
 def build_target(config: RunConfig) -> Path:
