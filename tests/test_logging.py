@@ -55,3 +55,17 @@ def test_only_the_main_process_logs_unless_asked(monkeypatch, rank, everyone, le
     finally:
         logging.getLogger("lume").handlers.clear()
         logging.getLogger("lume").setLevel(logging.NOTSET)
+
+
+def test_a_root_logger_configured_by_a_library_does_not_print_lines_twice(capsys, tmp_path, tiny_model_dir,
+                                                                          data_dir):
+    import io
+
+    elsewhere = io.StringIO()
+    handler = logging.StreamHandler(elsewhere)
+    logging.root.addHandler(handler)  # as a library's logging.basicConfig would
+    try:
+        code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
+    finally:
+        logging.root.removeHandler(handler)
+    assert code == 0 and err.count("written:") == 1 and "written:" not in elsewhere.getvalue()

@@ -47,6 +47,7 @@ def set_up_logging(quiet: bool = False, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     log.handlers[:] = [handler]
+    log.propagate = False  # a library that configured the root logger would print each line twice
     log.setLevel(level)
     if quiet:
         _quiet_libraries()
@@ -481,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
             signal.signal(number, handler)
         log.handlers.clear()  # the next command (in this process, as in tests) sets up its own
         log.setLevel(logging.NOTSET)
+        log.propagate = True
         logging.root.setLevel(root_level)
     _end_process_group()
     if code == 130 and _received:
