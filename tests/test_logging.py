@@ -52,9 +52,10 @@ def test_only_the_main_process_logs_unless_asked(monkeypatch, rank, everyone, le
     set_up_logging()
     try:
         assert logging.getLogger("lume").level == level
-    finally:
+    finally:  # as `lume.cli.main` leaves it
         logging.getLogger("lume").handlers.clear()
         logging.getLogger("lume").setLevel(logging.NOTSET)
+        logging.getLogger("lume").propagate = True
 
 
 def test_a_root_logger_configured_by_a_library_does_not_print_lines_twice(capsys, tmp_path, tiny_model_dir,

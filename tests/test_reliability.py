@@ -187,7 +187,7 @@ def test_a_second_writer_stops_naming_the_holder_or_waits_with_wait(capsys, tmp_
     process.kill()
     process.wait()
     code, err = run_cli(capsys, *command)  # the dead holder's lock is taken over
-    assert code == 0 and f"taking over the lock left by process {process.pid}, which is no longer running" in err
+    assert code == 0 and f"took over the lock left by process {process.pid}, which is no longer running" in err
     process = holder(out, 3)
     started = time.time()
     code, err = run_cli(capsys, *command, "--wait")
@@ -270,3 +270,19 @@ def test_sighup_stops_like_ctrl_c(capsys, tmp_path, tiny_model_dir, monkeypatch)
     assert code == 128 + signal.SIGHUP
     assert f"lume: interrupted: finished items are kept in {tmp_path / 'eval' / 'cache'}" in err
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the handler is lume's only while it runs
+
+
+def test_a_read_only_place_is_one_line_saying_what_to_do(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    import lume.stages.evaluation.evaluator as evaluator
+
+    monkeypatch.setattr(evaluator, "mark_finished", lambda folder: (_ for _ in ()).throw(
+        OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / "x"))))
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval", "--no-mia", "--no-mmlu",
+                        "--docs-per-task", 1, "--max-new-tokens", 4)
+    line = one_line(err)
+    assert code == 2 and f"{tmp_path / 'eval' / 'x'}: Read-only file system" in line
+    monkeypatch.setattr("lume.cli.app", lambda **_: (_ for _ in ()).throw(OSError(errno.EACCES, "Permission denied",
+                                                                                   "/data/runs")))
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir)
+    assert code == 2 and one_line(err) == ("lume: error: /data/runs: Permission denied; make it writable and run the "
+                                           "same command again")

@@ -427,8 +427,9 @@ def _end_process_group() -> None:
         distributed.destroy_process_group()
 
 
-# What a full or read-only disk raises: the user's to fix, so one line, not a traceback.
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+# What a full or read-only disk raises: the user's to fix, so one line (and what to do), not a traceback.
+DISK_ERRORS = {errno.ENOSPC: "make room", errno.EDQUOT: "make room", errno.EROFS: "make it writable",
+               errno.EACCES: "make it writable"}
 # SIGTERM (a scheduler, `timeout`, a container stop) and SIGHUP (a closed terminal) stop lume as Ctrl-C does.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -459,7 +460,7 @@ def _run(argv: list[str] | None) -> int:
         if error.errno not in DISK_ERRORS:
             raise
         print(f"lume: error: {error.filename or 'a write'}: {error.strerror}; "
-              f"{resume_note() or 'make room and run the same command again'}", file=sys.stderr)
+              f"{resume_note() or DISK_ERRORS[error.errno] + ' and run the same command again'}", file=sys.stderr)
     except (KeyboardInterrupt, click.exceptions.Abort):
         return 130
     return 2
@@ -469,10 +470,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: a user's mistake or a full disk is one line on stderr and exit status 2,
     never a traceback; Ctrl-C, SIGTERM and SIGHUP say what was kept and how to resume (exit
     status 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
-    from lume.errors import resume_note
+    from lume.errors import resume_note, set_resume_note
     from lume.outputs import record_command
 
     record_command(["lume", *(sys.argv[1:] if argv is None else argv)])
+    set_resume_note(None)  # an earlier command's, in this process, is not this one's
     _received.clear()
     previous, root_level = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}, logging.root.level
     try:

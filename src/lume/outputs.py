@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import SoftFileLock, Timeout
+
 from lume.errors import LumeError, set_resume_note
 from lume.files import write_json_atomic
 
@@ -44,6 +46,7 @@ def record_command(words: list[str]) -> None:
 
 
 def _running(pid: int) -> bool:
+    """Whether process PID exists on this host (filelock itself never breaks another host's lock)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -62,19 +65,15 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
     main process of a distributed run takes it (the others write under it). Re-entrant within
     a process, so a study step can hold the lock of the stage it runs.
     """
-    from filelock import SoftFileLock, Timeout
-
     if os.environ.get("RANK", "0") != "0":
         yield
         return
     folder = Path(folder)
     lock = SoftFileLock(folder.with_name(folder.name + ".lock"), is_singleton=True)
     holder = lock.pid
-    if holder not in (None, os.getpid()):
-        if not _running(holder):
-            log.warning(f"{folder}: taking over the lock left by process {holder}, which is no longer running")
-        elif wait:
-            log.info(f"{folder}: waiting for process {holder}, which is writing here")
+    stale = holder not in (None, os.getpid()) and not _running(holder)
+    if holder not in (None, os.getpid()) and not stale and wait:
+        log.info(f"{folder}: waiting for process {holder}, which is writing here")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=-1 if wait else 0)
@@ -83,6 +82,8 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
                         "to start when it has") from None
     except OSError as error:
         raise LumeError(f"{folder}: cannot write the output folder ({error.strerror or error})") from None
+    if stale:
+        log.warning(f"{folder}: took over the lock left by process {holder}, which is no longer running")
     try:
         yield
     finally:

@@ -10,6 +10,7 @@ given wherever a name is (CLI, YAML, sweep). `docs/plugins.md` walks through wri
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -30,9 +31,7 @@ def place(cls: type) -> str:
 
 def plugin_names(group: str) -> list[str]:
     """The names installed packages offer in an entry-point group, without loading them (for `--help`)."""
-    from importlib.metadata import entry_points
-
-    return sorted(entry.name for entry in entry_points(group=group))
+    return sorted(entry.name for entry in importlib.metadata.entry_points(group=group))
 
 
 class Registry(Mapping):
@@ -69,9 +68,7 @@ class Registry(Mapping):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from importlib.metadata import entry_points
-
-        for entry in entry_points(group=self.group):
+        for entry in importlib.metadata.entry_points(group=self.group):
             try:
                 loaded = entry.load()
             except Exception as error:  # a broken plug-in is named, not a traceback
