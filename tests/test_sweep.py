@@ -95,6 +95,8 @@ def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path
     while not list((tmp_path / "run" / "trials").glob("*/checkpoints/step-*/lume_state.json")):
         assert worker.poll() is None and time.time() < deadline, "the worker ended before its first checkpoint"
         time.sleep(0.1)
+    time.sleep(1.5)  # past the trial's first heartbeat (every second): a trial without one is never stale
+    assert worker.poll() is None, "the worker finished its 400 steps before it could be killed"
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     time.sleep(3.5)  # past the grace period of 3 heartbeats
