@@ -320,8 +320,8 @@ def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[st
               manifest) -> dict:
     dataset = lume_data.load(config.data_dir)
     attacker = Attacker(load_model(model_dir, dtype="float32", device=None),
-                         load_model(target_dir, dtype="float32", device=None),
-                         manifest.selection(dataset.documents), config, dataset.data_dir)
+                        load_model(target_dir, dtype="float32", device=None),
+                        manifest.selection(dataset.documents), config, dataset.data_dir)
     started = time.time()
     results: dict = {"model": str(model_dir), "target": str(target_dir), "config": asdict(config), "attacks": {},
                      "baseline": {**attacker.baseline(attacker.forget + attacker.retain),
