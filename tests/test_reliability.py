@@ -20,12 +20,13 @@ from lume.stages.unlearning.methods.gradient import GradientDifference
 from tests.conftest import run_cli
 
 
-def full_disk(path: str = "the disk"):
-    """A write that fails as on a full disk."""
-    def write(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+def failing(code: int, path=None):
+    """A call that fails with the OS error CODE (naming PATH, when given), as a write on a full
+    (ENOSPC) or read-only (EROFS) disk does."""
+    def call(*args, **kwargs):
+        raise OSError(code, os.strerror(code), *([str(path)] if path is not None else []))
 
-    return write
+    return call
 
 
 def safetensors_full(*args, **kwargs):
@@ -60,9 +61,9 @@ def test_a_full_disk_while_saving_an_unlearned_model_is_one_line_and_the_rerun_f
         if point == "the weights":
             patch.setattr("transformers.modeling_utils.safe_save_file", safetensors_full)
         elif point == "the manifest copy":
-            patch.setattr(unlearner.shutil, "copy", full_disk(out / "lume_target.json"))
+            patch.setattr(unlearner.shutil, "copy", failing(errno.ENOSPC, out / "lume_target.json"))
         else:
-            patch.setattr(unlearner, "write_json_atomic", full_disk(out / "lume_unlearn.json"))
+            patch.setattr(unlearner, "write_json_atomic", failing(errno.ENOSPC, out / "lume_unlearn.json"))
         code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, out, *UNLEARN)
     line = one_line(err)
     assert code == 2 and "No space left on device" in line and str(out) in line
@@ -113,7 +114,7 @@ def test_a_full_disk_during_an_evaluation_keeps_the_finished_items_and_the_rerun
     command = ("evaluate", tiny_model_dir, "--out", out, "--docs-per-task", 1, "--max-new-tokens", 4, "--no-mia",
                "--no-mmlu", "--data-dir", data_dir)
     with monkeypatch.context() as patch:
-        patch.setattr(evaluator, "write_json_atomic", full_disk(out / "summary.json"))
+        patch.setattr(evaluator, "write_json_atomic", failing(errno.ENOSPC, out / "summary.json"))
         code, err = run_cli(capsys, *command)
     line = one_line(err)
     assert code == 2 and f"{out / 'summary.json'}: No space left on device" in line
@@ -138,10 +139,7 @@ def test_a_model_that_cannot_fit_is_refused_before_writing_and_says_how_much_is_
 def test_other_os_errors_are_not_passed_off_as_a_full_disk(capsys, tmp_path, tiny_model_dir, monkeypatch):
     import lume.stages.evaluation.evaluator as evaluator
 
-    def broken(*args, **kwargs):
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(evaluator, "load_model", broken)
+    monkeypatch.setattr(evaluator, "load_model", failing(errno.EIO))
     with pytest.raises(OSError, match="Input/output error"):  # a fault, with its traceback
         run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
 
@@ -275,14 +273,12 @@ def test_sighup_stops_like_ctrl_c(capsys, tmp_path, tiny_model_dir, monkeypatch)
 def test_a_read_only_place_is_one_line_saying_what_to_do(capsys, tmp_path, tiny_model_dir, monkeypatch):
     import lume.stages.evaluation.evaluator as evaluator
 
-    monkeypatch.setattr(evaluator, "mark_finished", lambda folder: (_ for _ in ()).throw(
-        OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / "x"))))
+    monkeypatch.setattr(evaluator, "mark_finished", failing(errno.EROFS, tmp_path / "eval" / "x"))
     code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval", "--no-mia", "--no-mmlu",
                         "--docs-per-task", 1, "--max-new-tokens", 4)
     line = one_line(err)
     assert code == 2 and f"{tmp_path / 'eval' / 'x'}: Read-only file system" in line
-    monkeypatch.setattr("lume.cli.app", lambda **_: (_ for _ in ()).throw(OSError(errno.EACCES, "Permission denied",
-                                                                                   "/data/runs")))
+    monkeypatch.setattr("lume.cli.app", failing(errno.EACCES, "/data/runs"))
     code, err = run_cli(capsys, "evaluate", tiny_model_dir)
     assert code == 2 and one_line(err) == ("lume: error: /data/runs: Permission denied; make it writable and run the "
                                            "same command again")

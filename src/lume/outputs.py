@@ -71,8 +71,9 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
     folder = Path(folder)
     lock = SoftFileLock(folder.with_name(folder.name + ".lock"), is_singleton=True)
     holder = lock.pid
-    stale = holder not in (None, os.getpid()) and not _running(holder)
-    if holder not in (None, os.getpid()) and not stale and wait:
+    another = holder not in (None, os.getpid())  # a process other than this one holds it, or held it
+    stale = another and not _running(holder)
+    if another and not stale and wait:
         log.info(f"{folder}: waiting for process {holder}, which is writing here")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
