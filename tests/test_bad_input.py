@@ -178,14 +178,19 @@ def test_overlapping_forget_and_retain_sets_are_warned_about(caplog):
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(capsys, tmp_path, tiny_model_dir, monkeypatch):
     import lume.stages.evaluation.evaluator as evaluation
+    from lume.stages.evaluation.probe_section import Probes
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluation, "load_model", interrupted)
+    monkeypatch.setattr(Probes, "run", interrupted)  # once the model is loaded, while items are scored
     code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
-    assert code == 130 and f"finished items are kept in {tmp_path / 'eval' / 'cache'}" in err
+    assert code == 130 and f"the items finished so far are kept in {tmp_path / 'eval' / 'cache'}" in err
     assert "the same command resumes" in err
+    monkeypatch.setattr(evaluation, "load_model", interrupted)  # before any work: nothing kept, nothing left
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "early")
+    assert code == 130 and "before any result was written; nothing to resume" in err
+    assert not (tmp_path / "early").exists()
 
 
 @pytest.mark.parametrize("command", [

@@ -71,3 +71,15 @@ def test_the_released_target_configs_run_the_four_baselines(name):
     config = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     assert config.target.model == name and [m["method"] for m in config.methods] == ["ga", "gd", "kl", "npo"]
     assert config.evaluation == {"mia_set": "final"}
+
+
+def test_the_semeval_top_config_runs_every_recipe_on_olmo_1b_with_its_published_settings():
+    from pathlib import Path
+
+    from lume.stages.unlearning.recipes import RECIPES
+
+    config = load_config(Path(__file__).parent.parent / "configs" / "semeval-top.yaml")
+    assert config.target.model == "lume-olmo-1b" and config.evaluation == {"mia_set": "final"}
+    recipes = [m for m in config.methods if "recipe" in m]
+    assert sorted(m["recipe"] for m in recipes) == sorted(RECIPES)
+    assert all(set(m) == {"recipe", "recipe_target"} and m["recipe_target"] == "auto" for m in recipes)

@@ -12,11 +12,8 @@ from lume.stages.unlearning.methods.base import nll
 from lume.stages.unlearning.methods.rmu import layer_output, masked_mse
 from lume.training import TrainingSettings, collate, prompt_answer_example
 
-from .conftest import make_tiny_model
-
-ROWS = 4  # forget rows, and as many retain rows
+from .conftest import BEHAVIOUR_ROWS as ROWS
 STEPS = 6
-FIT_STEPS, FIT_RATE = 60, 1e-2
 # method: (settings, least rise of the forget NLL, most rise of the retain NLL), in nats per token,
 # after STEPS steps at RATE. GA and NPO have no retain term, so their retain band is wide; the
 # others must keep retain nearly where it was. SatImp weights saturated tokens (p near 1, as on a
@@ -36,38 +33,16 @@ EXPECTED = {  # measured: about twice these (bf16 autocast and float32 alike)
     "wga": ({}, 2.0, 0.2),
     "satimp": ({"alpha": 0.0}, 0.5, 2.0),
     "undial": ({}, 0.7, 0.2),
+    "npo+kl+gd": ({}, 2.0, 0.3),
+    "adaptive-gd": ({}, 2.0, 0.2),
+    "ce-u": ({}, 1.5, 0.2),  # no retain term, but its target keeps the other tokens' proportions
+    "pdu": ({}, 2.0, 0.3),
+    "altpo": ({}, 0.5, 0.2),
 }
-
-
-@pytest.fixture(scope="module")
-def rows(data_dir):
-    """Short QA rows: ROWS forget, ROWS retain."""
-    from lume import data
-
-    records = sorted(data.load(data_dir).records, key=lambda r: len(r.input) + len(r.output))
-    pick = lambda split: [r for r in records if r.split == split and "qa" in r.id][:ROWS]  # noqa: E731
-    return pick("forget"), pick("retain")
 
 
 def examples_of(tokenizer, records):
     return [prompt_answer_example(tokenizer, r.input, r.output) for r in records]
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory, tokenizer, rows):
-    """The tiny model after plain fine-tuning on the forget and retain rows (it knows them)."""
-    torch.manual_seed(0)
-    model = make_tiny_model(tokenizer, seed=1).train()
-    batch = collate(examples_of(tokenizer, rows[0] + rows[1]), tokenizer.pad_token_id)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=FIT_RATE)
-    for _ in range(FIT_STEPS):
-        model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    folder = tmp_path_factory.mktemp("fitted")
-    model.eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def nlls(folder, tokenizer, rows) -> tuple[float, float]:
@@ -123,3 +98,44 @@ def test_rmu_moves_the_forget_activations_toward_the_control_vector(fitted, toke
 
     assert distance(after, forget) < 0.5 * distance(before, forget)
     assert distance(after, retain, before) < 0.25 * distance(after, forget)  # retain moved far less
+
+
+def test_adaptive_rmu_steers_each_task_towards_its_own_scaled_direction(fitted, tokenizer, rows, tmp_path):
+    """Adaptive RMU: one direction per task, its length adaptive_scale times the task's mean
+    activation norm at the layer, measured at each epoch's start and kept in checkpoints."""
+    from dataclasses import replace
+
+    from lume.models import load_model
+
+    forget = [replace(r, task=task) for r, task in zip(rows[0], ["Task1", "Task1", "Task2", "Task2"])]
+    settings = {"layer": 1, "alpha": 10.0, "adaptive_scale": 2.0}
+    config = UnlearnConfig(method="rmu", method_settings=settings, steps=STEPS, progress=False,
+                           training=TrainingSettings(batch_size=ROWS, learning_rate=1e-2, save_every=STEPS))
+    unlearn(fitted, tmp_path / "rmu", config, forget=forget, retain=rows[1])
+    method = build_method("rmu", settings)
+    examples = [replace(e, record=r) for e, r in zip(examples_of(tokenizer, forget), forget)]
+    before = load_model(fitted, device="cpu").model
+    context = Context(before, tokenizer, examples, lambda ex: collate(ex, tokenizer.pad_token_id), batch_size=2)
+    method.prepare(context)
+    directions = context.precomputed["rmu_directions"]
+    assert set(directions) == {"Task1", "Task2"}
+    assert not torch.allclose(directions["Task1"], directions["Task2"])
+    norms = method.activation_norms(context)
+    for task in ("Task1", "Task2"):
+        batch = collate([e for e in examples if e.record.task == task], tokenizer.pad_token_id)
+        with torch.no_grad():
+            hidden = layer_output(before, batch, 1)
+        mask = batch["attention_mask"]
+        by_hand = ((hidden.norm(dim=-1) * mask).sum(-1) / mask.sum(-1)).mean().item()
+        assert norms[task] == pytest.approx(2.0 * by_hand, rel=1e-5)
+    after = load_model(tmp_path / "rmu", device="cpu").model
+    for task in ("Task1", "Task2"):
+        batch = collate([e for e in examples if e.record.task == task], tokenizer.pad_token_id)
+        target = norms[task] * directions[task]
+
+        def distance(model, batch=batch, target=target):
+            with torch.no_grad():
+                hidden = layer_output(model, batch, 1)
+                return masked_mse(hidden, target.expand_as(hidden), batch, "all").item()
+
+        assert distance(after) < 0.7 * distance(before)

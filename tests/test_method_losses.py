@@ -135,6 +135,35 @@ def undial_term(beta: float) -> float:
     return mean(values)
 
 
+def per_example_gd(alpha: float) -> float:
+    """(−Σ_F NLL_i + α Σ_R NLL_j) / (|F| + |R|), each NLL_i one row's token mean."""
+    row_nll = lambda row: -mean(token_log_probs(POLICY, row))  # noqa: E731
+    return (-sum(row_nll(r) for r in FORGET) + alpha * sum(row_nll(r) for r in RETAIN)) / (len(FORGET) + len(RETAIN))
+
+
+def ce_u_term(skip_first: int) -> float:
+    """mean over the forget answer tokens after each row's first `skip_first` of
+    CE(softmax(z_θ with the true token at −∞), p_θ)."""
+    values = []
+    for row in FORGET:
+        for previous, token in answer_steps(row)[skip_first:]:
+            logits = POLICY.table[previous].tolist()
+            others = [math.exp(v) for i, v in enumerate(logits) if i != token]
+            wanted = [0.0 if i == token else math.exp(v) / sum(others) for i, v in enumerate(logits)]
+            values.append(-sum(q * lp for q, lp in zip(wanted, distribution(POLICY, previous))))
+    return mean(values) if values else 0.0  # one-token answers: nothing left after the first
+
+
+def flattening() -> float:
+    """mean over the forget answer positions of (max logit − mean logit)²."""
+    values = []
+    for row in FORGET:
+        for previous, _ in answer_steps(row):
+            logits = POLICY.table[previous].tolist()
+            values.append((max(logits) - mean(logits)) ** 2)
+    return mean(values)
+
+
 def hidden(model: Bigram, token: int, layer: int) -> list[float]:
     vector = model.embed[token].clone()
     for index in range(layer + 1):
@@ -179,6 +208,13 @@ CASES = {
                lambda: 0.8 * weighted_ascent(lambda p: p ** 2.0 * (1 - p) ** 1.5) + A * nll(POLICY, RETAIN)),
     "undial": ({"beta": 3.0, "gamma": 0.8, "alpha": A}, lambda: 0.8 * undial_term(3.0) + A * nll(POLICY, RETAIN)),
     "rmu": ({"layer": 1, "alpha": 3.0}, lambda: None),  # needs the control vector: see rmu_expected
+    "npo+kl+gd": ({"beta": B, "npo_weight": 0.6, "kl_weight": 0.8, "nll_weight": A},
+                  lambda: 0.6 * npo_term(B) + 0.8 * kl_reference_policy(RETAIN) + A * nll(POLICY, RETAIN)),
+    "adaptive-gd": ({"base_weight": 1.3}, lambda: -nll(POLICY, FORGET) + 1.3 * nll(POLICY, RETAIN)),
+    "ce-u": ({"skip_first": 1, "alpha": A}, lambda: ce_u_term(1) + A * nll(POLICY, RETAIN)),
+    "pdu": ({"gamma": 0.8, "alpha": A, "retain_loss_eps": 0.1},
+            lambda: 0.8 * flattening() + A * (nll(POLICY, RETAIN) - 0.1)),
+    "altpo": ({"beta": B, "alpha": A}, lambda: idk_term(B, 2 / B) + A * nll(POLICY, RETAIN)),
 }
 
 
@@ -201,10 +237,10 @@ def loss_of(name: str, settings: dict) -> tuple[float, Context]:
     retain, _ = batch_of(RETAIN)
     method = build_method(name, settings)
     context = Context(REFERENCE, None, forget_examples, lambda ex: collate(ex, 0), reference_model=REFERENCE)
-    if name == "idk":  # the refusals' tokens; `prepare` with a real tokenizer is tested below
+    if name in ("idk", "altpo"):  # the refusals' (alternates') tokens; `prepare` with a real tokenizer: below
         refusal_examples = batch_of(REFUSALS)[1]
-        context.precomputed.update(idk_examples=refusal_examples,
-                                   idk_reference=context.forget_log_likelihoods(refusal_examples),
+        context.precomputed.update(chosen_examples=refusal_examples,
+                                   chosen_reference=context.forget_log_likelihoods(refusal_examples),
                                    forget_reference=context.forget_log_likelihoods())
     else:
         method.prepare(context)  # on the starting model, before training moved the policy away
@@ -286,7 +322,7 @@ def test_idk_prepare_builds_refusals_on_a_real_tokenizer(tokenizer, tmp_path):
     method = build_method("idk", {"refusals_file": str(tmp_path / "refusals.txt")})
     context = Context(model, tokenizer, forget, lambda ex: collate(ex, tokenizer.pad_token_id))
     method.prepare(context)
-    built = context.precomputed["idk_examples"]
+    built = context.precomputed["chosen_examples"]
     for example, refusal, text in zip(forget, built, ["I cannot say.", "No comment."]):
         prompt_length = len(tokenizer(example.prompt).input_ids)
         assert refusal.input_ids[:prompt_length] == example.input_ids[:prompt_length]
@@ -294,7 +330,7 @@ def test_idk_prepare_builds_refusals_on_a_real_tokenizer(tokenizer, tmp_path):
         assert tokenizer.decode(answer).strip() == text + tokenizer.eos_token
         assert answer != [t for t in example.labels if t != IGNORE]
     logp = torch.log_softmax(table, -1)
-    for key, examples in (("idk_reference", built), ("forget_reference", forget)):
+    for key, examples in (("chosen_reference", built), ("forget_reference", forget)):
         by_hand = [sum(logp[ids[j - 1], ids[j]].item() for j in range(1, len(ids)) if labels[j] != IGNORE)
                    for ids, labels in ((e.input_ids, e.labels) for e in examples)]
         assert context.precomputed[key].tolist() == pytest.approx(by_hand, rel=1e-5)
@@ -320,13 +356,20 @@ def test_undial_without_a_retain_weight_computes_no_retain_term():
 
 
 DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) values
-    "gd": {"alpha": 1.0}, "kl": {"alpha": 1.0}, "npo": {"beta": 0.1, "alpha": 1.0},
+    "gd": {"alpha": 1.0, "average": "tokens"}, "kl": {"alpha": 1.0}, "npo": {"beta": 0.1, "alpha": 1.0},
     "simnpo": {"beta": 2.5, "gamma": 0.0, "alpha": 1.0}, "sequential-gd": {"chunks": 5, "alpha": 1.0},
-    "rmu": {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0, "tokens": "all"},
+    "rmu": {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0, "tokens": "all",
+            "adaptive_scale": 0.0},
     "idk": {"beta": 0.1, "alpha": 1.0, "scaling": "dpo", "refusals_file": None},
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
     "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
+    "npo+kl+gd": {"beta": 0.1, "npo_weight": 1.0, "kl_weight": 1.0, "nll_weight": 1.0},
+    "adaptive-gd": {"base_weight": 1.2, "max_weight": 2.3},
+    "ce-u": {"skip_first": 1, "alpha": 0.0},
+    "pdu": {"gamma": 1.0, "alpha": 1.0, "retain_loss_eps": 0.3, "dual_step_size": 1.0, "dual_warmup_steps": 0,
+            "primal_dual": True},
+    "altpo": {"beta": 0.1, "alpha": 1.0, "alternates_file": None},
 }
 
 
@@ -366,6 +409,13 @@ LOGGED = {  # the loss parts each method records per step in lume_unlearn.json, 
     "satimp": {"weighted_ascent": lambda: weighted_ascent(lambda p: p ** 2.0 * (1 - p) ** 1.5),
                "retain_nll": lambda: nll(POLICY, RETAIN)},
     "undial": {"distillation": lambda: undial_term(3.0), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "npo+kl+gd": {"npo": lambda: npo_term(B), "retain_kl": lambda: kl_reference_policy(RETAIN),
+                  "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "adaptive-gd": {"forget_nll": lambda: nll(POLICY, FORGET), "retain_nll": lambda: nll(POLICY, RETAIN),
+                    "retain_weight": lambda: 1.3},
+    "ce-u": {"ce_u": lambda: ce_u_term(1), "retain_nll": lambda: nll(POLICY, RETAIN)},
+    "pdu": {"flattening": flattening, "retain_nll": lambda: nll(POLICY, RETAIN), "dual": lambda: A},
+    "altpo": {"altpo": lambda: idk_term(B, 2 / B), "retain_nll": lambda: nll(POLICY, RETAIN)},
 }
 
 
@@ -431,3 +481,75 @@ def test_rmu_refuses_a_layer_outside_the_model(tokenizer, layer):
 
     with pytest.raises(LumeError, match=f"rmu: layer {layer} does not exist"):
         build_method("rmu", {"layer": layer}).select_parameters(make_tiny_model(tokenizer, layers=4))
+
+
+def test_gd_averaged_per_example_over_both_batches():
+    """AILS-NTUA's weighting: each example's token-mean NLL, forget ones −1, retain ones α."""
+    value = loss_of("gd", {"alpha": A, "average": "examples"})[0]
+    assert value == pytest.approx(per_example_gd(A), rel=1e-5)
+    assert value != pytest.approx(CASES["gd"][1](), rel=1e-3)
+
+
+def test_ce_u_without_skipping_averages_every_answer_token():
+    assert loss_of("ce-u", {"skip_first": 0})[0] == pytest.approx(ce_u_term(0), rel=1e-5)
+    assert ce_u_term(0) != pytest.approx(ce_u_term(1), rel=1e-3)
+
+
+def test_adaptive_gd_raises_the_retain_weight_with_the_retain_loss_after_the_first_epoch():
+    from lume.stages.unlearning.methods.adaptive_gd import retain_weight
+
+    forget, _ = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    context = loss_of("adaptive-gd", {})[1]
+    method = build_method("adaptive-gd", {})
+    context.steps_per_epoch = 2
+    for step in (0, 1):  # the first epoch measures the mean retain loss
+        context.step = step
+        assert method.loss(context, forget, retain)[1]["retain_weight"] == 1.2
+    assert method.state_dict() == {"total": pytest.approx(2 * nll(POLICY, RETAIN), rel=1e-5), "count": 2}
+    method.load_state_dict({"total": 2 * (nll(POLICY, RETAIN) - 0.5), "count": 2})  # a lower mean: Δ = 0.5
+    context.step = 2
+    value, logs = method.loss(context, forget, retain)
+    expected_weight = min(max(round(0.3 * 6 ** 0.5 + 0.8, 1), 1.2), 2.3)
+    assert logs["retain_weight"] == pytest.approx(expected_weight) == pytest.approx(1.5)
+    assert value.item() == pytest.approx(-nll(POLICY, FORGET) + 1.5 * nll(POLICY, RETAIN), rel=1e-5)
+    assert retain_weight(0.1, 0.2, 1.2, 2.3) == 1.2 and retain_weight(5.0, 0.0, 1.2, 2.3) == 2.3
+
+
+def test_pdu_moves_its_dual_variable_after_the_warm_up_and_keeps_it_in_checkpoints():
+    forget, _ = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    context = loss_of("pdu", {})[1]
+    method = build_method("pdu", {"alpha": A, "retain_loss_eps": 0.1, "dual_step_size": 2.0, "dual_warmup_steps": 1})
+    context.step = 0  # warm-up: λ stays
+    method.loss(context, forget, retain)
+    assert method.state_dict() == {"dual": A}
+    context.step = 1
+    method.loss(context, forget, retain)
+    moved = A + 2.0 * (nll(POLICY, RETAIN) - 0.1)
+    assert method.state_dict()["dual"] == pytest.approx(moved, rel=1e-5)
+    value = method.loss(context, forget, retain)[0].item()  # the next loss uses the moved λ
+    assert value == pytest.approx(flattening() + moved * (nll(POLICY, RETAIN) - 0.1), rel=1e-5)
+    restored = build_method("pdu", {})
+    restored.load_state_dict({"dual": 3.5})
+    assert restored.dual == 3.5
+
+
+def test_altpo_alternates_are_other_forget_rows_answers_of_the_same_kind(tmp_path):
+    from lume.data.records import Record
+    from lume.errors import LumeError
+    from lume.stages.unlearning.methods.altpo import read_alternates, swapped_alternates
+
+    def row(row_id, task, output):
+        return Record(row_id, row_id[:2], task, "sc" if row_id.endswith("sc1") else "qa", "forget", "?", output)
+
+    rows = [row("d1qa0", "Task2", "1901"), row("d2qa0", "Task2", "1902"), row("d1qa1", "Task2", "Oslo"),
+            row("d2qa1", "Task2", "Rome"), row("s1sc1", "Task1", "ends well.")]
+    alternates = swapped_alternates(rows)
+    assert alternates == {"d1qa0": "1902", "d2qa0": "1901", "d1qa1": "Rome", "d2qa1": "Oslo",
+                          "s1sc1": "1901"}  # alone in its kind: another row's answer
+    with pytest.raises(LumeError, match="every forget row has the same answer"):
+        swapped_alternates([rows[0], row("d3qa0", "Task2", "1901")])
+    (tmp_path / "alt.jsonl").write_text('{"id": "d1qa0", "alternate": "1899"}\n\n{"id": "d2qa0"}\n')
+    with pytest.raises(LumeError, match="alt.jsonl:3: expected an object with text fields id and alternate"):
+        read_alternates(tmp_path / "alt.jsonl")

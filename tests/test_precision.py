@@ -8,16 +8,6 @@ import pytest
 from lume.training import TrainingSettings, precision
 
 
-@pytest.fixture
-def fresh_accelerate_state():
-    """accelerate keeps one mixed-precision setting per process: start and leave a clean one."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def pretend(monkeypatch, native: bool, kind: str = "cpu"):
     monkeypatch.setattr(precision, "native_bf16", lambda _kind: native)
     monkeypatch.setattr(precision, "device_type", lambda _cpu: kind)

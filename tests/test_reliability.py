@@ -118,7 +118,7 @@ def test_a_full_disk_during_an_evaluation_keeps_the_finished_items_and_the_rerun
         code, err = run_cli(capsys, *command)
     line = one_line(err)
     assert code == 2 and f"{out / 'summary.json'}: No space left on device" in line
-    assert f"finished items are kept in {out / 'cache'}; the same command resumes" in line
+    assert f"the items finished so far are kept in {out / 'cache'}; the same command resumes" in line
     code, err = run_cli(capsys, "report", out)
     assert code == 2 and "unfinished `lume evaluate` output (no summary.json)" in one_line(err)
     assert run_cli(capsys, *command)[0] == 0 and (out / "summary.json").is_file()
@@ -261,12 +261,12 @@ def test_sigterm_says_what_was_kept_and_the_rerun_gives_the_same_weights(capsys,
 
 
 def test_sighup_stops_like_ctrl_c(capsys, tmp_path, tiny_model_dir, monkeypatch):
-    import lume.stages.evaluation.evaluator as evaluator
+    from lume.stages.evaluation.probe_section import Probes
 
-    monkeypatch.setattr(evaluator, "load_model", lambda *a, **k: os.kill(os.getpid(), signal.SIGHUP))
+    monkeypatch.setattr(Probes, "run", lambda *a, **k: os.kill(os.getpid(), signal.SIGHUP))
     code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
     assert code == 128 + signal.SIGHUP
-    assert f"lume: interrupted: finished items are kept in {tmp_path / 'eval' / 'cache'}" in err
+    assert f"lume: interrupted: the items finished so far are kept in {tmp_path / 'eval' / 'cache'}" in err
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the handler is lume's only while it runs
 
 

@@ -8,7 +8,6 @@ import torch
 
 from lume.errors import LumeError
 from lume.inference.batching import IGNORE
-from lume.inference.likelihood import sequence_log_likelihoods
 from lume.training import TrainingSettings, collate
 from lume.stages.unlearning import UnlearnConfig, build_method, unlearn
 from lume.stages.unlearning.methods import METHODS, Method, register
@@ -36,37 +35,54 @@ def test_npo_loss_off_the_reference_point():
     assert npo_loss(torch.tensor([-500.0]), torch.tensor([-2.0]), 0.1).item() >= 0
 
 
-def test_sequence_log_likelihood_sums_only_labelled_tokens():
-    logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
-    labels = torch.tensor([[IGNORE, 1, 0]])
-    total, count = sequence_log_likelihoods(logits, labels)
-    assert total.item() == pytest.approx(math.log(0.5) + math.log(0.25)) and count.item() == 2
+def test_answers_sum_only_each_rows_labelled_tokens():
+    from lume.inference.answers import Answers
+
+    found = Answers(torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]])), torch.tensor([1, 0, 1]),
+                    torch.tensor([0, 0, 2]), 3)
+    total = found.per_row(found.log_likelihoods())
+    assert total.tolist() == pytest.approx([math.log(0.5) + math.log(0.25), 0.0, math.log(0.1)])
+    assert found.counts().tolist() == [2, 0, 1] and found.rank_in_row().tolist() == [0, 1, 0]
 
 
-def test_length_grouped_forward_matches_one_padded_forward(tiny_model):
-    """Rows of very different lengths run in separate forwards; every labelled position's
-    logits, the NLL (as transformers computes it) and the gradients are those of one forward."""
+@pytest.mark.parametrize("packed", [True, False])
+def test_answer_logits_match_one_padded_forward(tiny_model, packed, monkeypatch):
+    """Rows of very different lengths, from two batches, in one packed forward (or, for a model
+    that does not keep packed rows apart, one forward per length group): every labelled
+    position's logits, the NLL (as transformers computes it) and the gradients are those of
+    one padded forward per batch."""
+    from lume.inference import answers as answers_module
+    from lume.inference.answers import answer_logits
+    from lume.stages.unlearning.methods.base import nll, prime
     from lume.training import Example
-    from lume.inference.batching import length_groups
-    from lume.stages.unlearning.methods.base import logits, nll
 
-    lengths = [30, 5, 28, 4, 12]
-    examples = [Example(list(range(3, 3 + n)), [IGNORE] + list(range(4, 3 + n)), "p") for n in lengths]
-    batch = collate(examples, 0)
-    assert length_groups(lengths) == [[0, 2], [4], [1, 3]]
+    monkeypatch.setattr(answers_module, "packs_exactly", lambda model: packed)
+    monkeypatch.setattr(answers_module, "PACK_TOKENS", 40)  # two packed sequences, one with padding
+    examples = [Example(list(range(3, 3 + n)), [IGNORE] * (n // 2) + list(range(3 + n // 2, 3 + n)), "p")
+                for n in (30, 5, 28, 4, 12)]
+    first, second = collate(examples[:3], 0), collate(examples[3:], 0)
     model = tiny_model.float()
-    full = model(**batch)
-    mask = batch["attention_mask"].bool()
-    assert torch.allclose(logits(model, batch)[mask], full.logits[mask], atol=1e-5)
-    model.zero_grad()
-    grouped = nll(model, batch)
-    grouped.backward()
-    grouped_grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    model(**batch).loss.backward()
-    assert grouped.item() == pytest.approx(full.loss.item(), abs=1e-5)
-    assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(grouped_grads, model.parameters()))
-    model.zero_grad()
+    for batch, found in zip((first, second), answer_logits(model, [first, second])):
+        full = model(**batch)
+        labelled = batch["labels"][:, 1:] != IGNORE
+        assert torch.allclose(found.logits, full.logits[:, :-1][labelled], atol=1e-4)
+        assert found.targets.tolist() == batch["labels"][:, 1:][labelled].tolist()
+        model.zero_grad()
+        prime(model, [first, second])
+        together = nll(model, batch)
+        together.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        full.loss.backward()
+        assert together.item() == pytest.approx(full.loss.item(), abs=1e-5)
+        assert all(torch.allclose(a, p.grad, atol=1e-4) for a, p in zip(grads, model.parameters()))
+        model.zero_grad()
+
+
+def test_a_model_that_keeps_packed_rows_apart_is_packed(tiny_model):
+    from lume.inference.answers import packs_exactly
+
+    assert packs_exactly(tiny_model)
 
 
 def test_sequential_chunks_cover_the_forget_set_in_order():
@@ -178,14 +194,15 @@ def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_m
 
 
 def test_forget_and_retain_draws_are_independent_per_step_and_process():
-    from lume.stages.unlearning import draw_batch_indices
+    from lume.stages.unlearning.schedule import ScheduleSettings, plan
 
-    first = draw_batch_indices(0, 5, 0, range(100), 100, 8)
-    assert first == draw_batch_indices(0, 5, 0, range(100), 100, 8)
-    assert first != draw_batch_indices(0, 5, 1, range(100), 100, 8)
-    assert first != draw_batch_indices(0, 6, 0, range(100), 100, 8)
+    draws = plan(ScheduleSettings(), None, 100, 100, 8, 1, 2)
+    first = draws.indices(0, 5, 0, range(100))
+    assert first == draws.indices(0, 5, 0, range(100))
+    assert first != draws.indices(0, 5, 1, range(100))
+    assert first != draws.indices(0, 6, 0, range(100))
     assert first[0] != first[1]
-    assert all(i in range(40, 50) for i in draw_batch_indices(0, 5, 0, range(40, 50), 100, 8)[0])
+    assert all(i in range(40, 50) for i in draws.indices(0, 5, 0, range(40, 50))[0])
 
 
 @pytest.mark.slow
@@ -205,3 +222,25 @@ def test_semeval_positional_interface(tmp_path, tiny_model_dir, data_dir):
     report = json.loads((out / "lume_unlearn.json").read_text())
     assert report["method_settings"]["beta"] == 0.2 and report["forget"]["records"] == 12
     assert (out / "model.safetensors").is_file()
+
+
+def test_reference_quantities_are_computed_for_the_forget_examples_the_run_draws_only(tiny_model, tokenizer):
+    """NPO's reference log-likelihoods: a short run on a large forget set needs a few of them."""
+    from lume.stages.unlearning.methods import Context
+    from lume.stages.unlearning.schedule import ScheduleSettings, plan
+    from lume.stages.unlearning.unlearner import drawn_forget_examples
+    from lume.training import TrainingSettings, prompt_answer_example
+
+    examples = [prompt_answer_example(tokenizer, f"Question {i}?", f"Answer {i}") for i in range(40)]
+    training = TrainingSettings(batch_size=2, seed=3)
+    schedule = plan(ScheduleSettings(), 3, len(examples), 10, 2, 1, 1)
+    method = build_method("npo")
+    drawn = drawn_forget_examples(schedule, method, training, 0, len(examples))
+    used = {i for step in range(3) for i in schedule.indices(3, step, 0, range(40))[0]}
+    assert drawn == sorted(used) and len(drawn) <= 6
+    context = Context(tiny_model.float(), tokenizer, examples, lambda ex: collate(ex, tokenizer.pad_token_id))
+    context.drawn = drawn
+    values = context.forget_log_likelihoods()
+    assert torch.isfinite(values[drawn]).all() and torch.isnan(values).sum() == 40 - len(drawn)
+    context.drawn = None
+    assert torch.allclose(context.forget_log_likelihoods()[drawn], values[drawn], atol=1e-5)

@@ -85,6 +85,18 @@ MixedPrecision = Annotated[Optional[str], typer.Option(
     help="auto (default: bf16 autocast where the device computes bf16 natively, else float32), bf16, fp16 or no")]
 LogWith = Annotated[Optional[str], typer.Option(
     help="Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under OUT/logs; off by default")]
+MethodName = Annotated[Optional[str], typer.Option(
+    "--method", help=", ".join(["ga", "gd", "kl", "npo", "npo+gd", "npo+kl", "npo+kl+gd", "simnpo", "rmu", "idk",
+                                "altpo", "sequential-gd", "adaptive-gd", "wga", "satimp", "undial", "ce-u", "pdu",
+                                *plugin_names("lume.methods")])
+    + " (docs/methods.md), or package.module:Class (docs/plugins.md)")]
+RecipeName = Annotated[Optional[str], typer.Option(
+    "--recipe", help="A SemEval-2025 system instead of a method: " + ", ".join(
+        ["ails-ntua", "zjuklab", "sha256", "adaptive-rmu", *plugin_names("lume.recipes")])
+    + " (docs/recipes.md); the other options given override its settings")]
+RecipeTarget = Annotated[Optional[str], typer.Option(
+    "--recipe-target", help="Which of the recipe's settings: auto (by MODEL_IN), olmo-1b, olmo-7b or lume "
+                            "(a target lume built)")]
 Setting = Annotated[list[str], typer.Option(
     "--setting", help="Any other setting NAME=VALUE (repeatable); nested ones dotted, e.g. training.weight_decay=0.01")]
 
@@ -106,17 +118,17 @@ def _name_values(values: list[str], option: str) -> dict:
     return parsed
 
 
-def configured(defaults, given: dict, settings: list[str]):
-    """`defaults` (a config dataclass, its defaults or a preset) with the options given on the
-    command line (None = not given) and every `--setting`; a given TrainingSettings field goes
-    to the config's `training`. Values are checked as a YAML file's are."""
+def given_values(cls, given: dict, settings: list[str]) -> dict:
+    """The options given on the command line (None = not given) and every `--setting`, as
+    checked fields of config dataclass `cls`; a given TrainingSettings field goes to its
+    `training`. Values are checked as a YAML file's are."""
     import dataclasses
 
-    from lume.config import coerce_fields, merged
+    from lume.config import coerce_fields
     from lume.training import TrainingSettings
 
     values = {key: value for key, value in given.items() if value is not None}
-    own = {f.name for f in dataclasses.fields(defaults)}
+    own = {f.name for f in dataclasses.fields(cls)}
     training = {key: values.pop(key) for key in list(values)
                 if key not in own and key in {f.name for f in dataclasses.fields(TrainingSettings)}}
     if training:
@@ -124,7 +136,15 @@ def configured(defaults, given: dict, settings: list[str]):
     extra = _name_values(settings, "--setting")
     for key, value in extra.items():
         values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
-    return merged(defaults, coerce_fields(type(defaults), values, source="the command line"))
+    return coerce_fields(cls, values, source="the command line")
+
+
+def configured(defaults, given: dict, settings: list[str]):
+    """`defaults` (a config dataclass, its defaults or a preset) with the options given on the
+    command line and every `--setting` (see `given_values`)."""
+    from lume.config import merged
+
+    return merged(defaults, given_values(type(defaults), given, settings))
 
 
 @data_app.command("info")
@@ -278,10 +298,9 @@ def unlearn_command(
     paths: Annotated[list[str], typer.Argument(
         help="MODEL_IN MODEL_OUT (forget/retain from the target's manifest) or, as in SemEval, "
              "MODEL_IN RETAIN FORGET MODEL_OUT (files or folders of .parquet/.jsonl)")],
-    method: Annotated[Optional[str], typer.Option(
-        help=", ".join(["ga", "gd", "kl", "npo", "npo+gd", "npo+kl", "simnpo", "rmu", "idk", "sequential-gd", "wga",
-                        "satimp", "undial", *plugin_names("lume.methods")])
-        + " (docs/methods.md), or package.module:Class (docs/plugins.md)")] = None,
+    method: MethodName = None,
+    recipe: RecipeName = None,
+    recipe_target: RecipeTarget = None,
     set_: Annotated[list[str], typer.Option(
         "--set", help="Method setting NAME=VALUE (repeatable), e.g. beta=0.2")] = [],
     steps: Optional[int] = None,
@@ -307,20 +326,41 @@ def unlearn_command(
     overwrite: Overwrite = False,
     wait: Wait = False,
 ):
-    """Unlearn the forget set from a model with a registered method."""
-    from lume.stages.unlearning import UnlearnConfig, unlearn
+    """Unlearn the forget set from a model with a registered method, or with a recipe (a whole
+    SemEval-2025 system: its method, which weights train, data schedule, runs and merge)."""
+    given = dict(method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
+                 learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
+                 gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device,
+                 mixed_precision=mixed_precision, log_with=log_with, eval_every=eval_every, select=select)
+    report = _unlearned(paths, method, recipe, recipe_target, given, setting,
+                        dict(data_dir=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait))
+    log.info(_unlearned_line(report, paths[-1]))
 
-    config = configured(UnlearnConfig(method=method or UnlearnConfig.method), dict(
-        method_settings=_name_values(set_, "--set") or None, steps=steps, batch_size=batch_size,
-        learning_rate=learning_rate, gradient_accumulation=gradient_accumulation, lora_rank=lora_rank,
-        gradient_checkpointing=gradient_checkpointing, save_every=save_every, seed=seed, device=device,
-        mixed_precision=mixed_precision, log_with=log_with, eval_every=eval_every, select=select), setting)
-    model_in, model_out, forget, retain = _unlearning_sets(paths)
-    report = unlearn(model_in, model_out, config, forget=forget, retain=retain,
-                     data_dir=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait)
+
+def _unlearned_line(report: dict, model_out: str) -> str:
+    if "runs" in report:  # a recipe whose runs were merged
+        return (f"unlearned model written to {model_out} (recipe {report['recipe']}: {len(report['runs'])} runs of "
+                f"{report['steps']} steps in all, merged by {report['merge']['combination']})")
     chosen = f", step {report['selection']['step']} chosen" if "selection" in report else ""
-    log.info(f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
-             f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
+    return (f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
+            f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
+
+
+def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, setting: list[str], options: dict) -> dict:
+    """`lume unlearn`'s run: with a method, or with a recipe whose settings the given options override."""
+    from lume.stages.unlearning import UnlearnConfig, unlearn
+    from lume.stages.unlearning.recipes.run import unlearn_with_recipe
+
+    model_in, model_out, forget, retain = _unlearning_sets(paths)
+    if recipe:
+        if method:
+            raise LumeError("--method and --recipe: give one (a recipe names its own method)")
+        return unlearn_with_recipe(model_in, model_out, recipe, given_values(UnlearnConfig, given, setting),
+                                   target=recipe_target or "auto", forget=forget, retain=retain, **options)
+    if recipe_target:
+        raise LumeError("--recipe-target chooses a recipe's settings: give --recipe too")
+    config = configured(UnlearnConfig(method=method or UnlearnConfig.method), given, setting)
+    return unlearn(model_in, model_out, config, forget=forget, retain=retain, **options)
 
 
 @app.command("merge")
@@ -349,11 +389,14 @@ def merge_command(
 
 @app.command("run")
 def run_command(config: Annotated[Optional[Path], typer.Argument(
-        help="YAML study config; none = the built-in demo")] = None, wait: Wait = False):
+        help="YAML study config; none = the built-in demo")] = None, wait: Wait = False,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Redo the steps whose folders hold results they cannot resume; empty a folder that "
+                                "is not a lume study")] = False):
     """A whole study: build or reuse the target, unlearn with each method, evaluate all, report."""
     from lume.pipeline import load_config, run
 
-    out = run(load_config(config), wait=wait)
+    out = run(load_config(config), wait=wait, overwrite=overwrite)
     log.info(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 

@@ -9,12 +9,34 @@ rather than after the target model has been built.
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Iterable
 from pathlib import Path
 
 from lume.errors import InputError, LumeError
+
+# Upper bounds of sizes that would only exhaust memory (a batch of millions fails after minutes)
+MAX_BATCH = 4096
+MAX_NEW_TOKENS_LIMIT = 32768
+MAX_SEED = 2**32 - 1  # numpy's seeds (accelerate seeds it too) stop there
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
+
+
+def shown(value) -> str:
+    """A value as an error message quotes it: cut short, so that a huge value (a YAML alias bomb
+    under a text field) never floods the line or the memory."""
+    return _SHOWN.repr(value)
+
+
+def shown_name(key) -> str:
+    """A field name as an error message names it (cut short when absurdly long)."""
+    text = str(key) if isinstance(key, (str, int, float, bool)) or key is None else shown(key)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _type_name(expected) -> str:
@@ -29,11 +51,11 @@ def _coerce(expected, value, name: str):
         if dataclasses.is_dataclass(value):
             return dataclasses.asdict(value)
         if not isinstance(value, dict):
-            raise LumeError(f"{name}: expected a mapping of {expected.__name__} fields, got {value!r}")
+            raise LumeError(f"{name}: expected a mapping of {expected.__name__} fields, got {shown(value)}")
         types_of = typing.get_type_hints(expected)
         unknown = [key for key in value if key not in types_of]
         if unknown:
-            raise LumeError(f"{name}.{unknown[0]}: unknown field (expected one of {', '.join(sorted(types_of))})")
+            raise LumeError(f"{name}.{shown_name(unknown[0])}: unknown field ({choices_of(types_of)})")
         return {key: _coerce(types_of[key], item, f"{name}.{key}") for key, item in value.items()}
     origin, args = typing.get_origin(expected), typing.get_args(expected)
     if origin in (typing.Union, types.UnionType):
@@ -42,20 +64,35 @@ def _coerce(expected, value, name: str):
         return _coerce(next(a for a in args if a is not type(None)), value, name)
     if origin is list:
         if not isinstance(value, list):
-            raise LumeError(f"{name}: expected a list, got {value!r}")
+            raise LumeError(f"{name}: expected a list, got {shown(value)}")
         return [_coerce(args[0], item, f"{name}[{i}]") for i, item in enumerate(value)] if args else value
     target = origin or expected
-    if target is float and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if target is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if target in (bool, int, float, str, dict, list) and (
+    if target is float:
+        return _number(value, name)
+    if target in (bool, int, str, dict, list) and (
             not isinstance(value, target) or (target is int and isinstance(value, bool))):
-        raise LumeError(f"{name}: expected {_type_name(target)}, got {value!r}")
+        raise LumeError(f"{name}: expected {_type_name(target)}, got {shown(value)}")
     return value
+
+
+def _number(value, name: str) -> float:
+    """A finite float from a number or its text (`1e-5` is text to YAML 1.1); inf and nan are refused."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise LumeError(f"{name}: expected a number, got {shown(value)}")
+    if not math.isfinite(number):
+        raise LumeError(f"{name}: expected a finite number, got {shown(value)}")
+    return float(number)
+
+
+def choices_of(names) -> str:
+    """`expected one of a, b, c`, or that there is nothing to set."""
+    return f"expected one of {', '.join(sorted(names))}" if names else "there are no settings here to set"
 
 
 def merged(settings, overrides: dict):
@@ -79,7 +116,7 @@ def coerce_fields(cls, values, *, where: str = "", source: str | Path = "<settin
     for key, value in values.items():
         field_name = f"{where}.{key}" if where else str(key)
         if key not in names:
-            raise InputError(source, f"unknown field (expected one of {', '.join(sorted(names))})", field=field_name)
+            raise InputError(source, f"unknown field ({choices_of(names)})", field=shown_name(field_name))
         try:
             coerced[key] = _coerce(hints[key], value, field_name)
         except LumeError as error:
@@ -101,25 +138,39 @@ def at_least(config, minimum: float, *names: str) -> None:
     """Each named setting is None or at least `minimum`."""
     for name in names:
         value = getattr(config, name)
-        if value is not None and value < minimum:
-            raise LumeError(f"{name} must be at least {minimum}, got {value}")
+        if value is not None and not value >= minimum:
+            raise LumeError(f"{name} must be at least {minimum}, got {shown(value)}")
+
+
+def at_most(config, maximum: float, *names: str) -> None:
+    """Each named setting is None or at most `maximum` (sizes that would exhaust memory first)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value <= maximum:
+            raise LumeError(f"{name} must be at most {maximum}, got {shown(value)}")
+
+
+def seed_range(config, *names: str) -> None:
+    """Seeds are whole numbers from 0 to 2³² − 1 (what every seeded library accepts)."""
+    at_least(config, 0, *names)
+    at_most(config, MAX_SEED, *names)
 
 
 def above_zero(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if value is not None and not value > 0:
-            raise LumeError(f"{name} must be above 0, got {value}")
+            raise LumeError(f"{name} must be above 0, got {shown(value)}")
 
 
 def between(config, low: float, high: float, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if value is not None and not low <= value <= high:
-            raise LumeError(f"{name} must be between {low} and {high}, got {value}")
+            raise LumeError(f"{name} must be between {low} and {high}, got {shown(value)}")
 
 
 def one_of(config, name: str, choices: Iterable) -> None:
     value, choices = getattr(config, name), tuple(choices)
     if value not in choices:
-        raise LumeError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise LumeError(f"{name} must be one of {', '.join(map(str, choices))}, got {shown(value)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -12,6 +13,10 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
+from lume.errors import InputError
+
+
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -50,6 +55,47 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             raise
 
 
+def read_json(path: str | Path, expect: type = dict, what: str = "lume file"):
+    """A JSON file lume wrote, as `expect` (dict or list); anything else (unreadable, not UTF-8,
+    truncated, another type) is one InputError naming the file and what is wrong with it."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, f"missing (the {what} was deleted?)") from None
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"damaged {what}: not UTF-8 text (byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise InputError(path, f"damaged {what}: not JSON ({error.msg})", line=error.lineno) from None
+    except OSError as error:
+        raise InputError(path, f"cannot read the {what} ({error.strerror or error})") from None
+    if not isinstance(value, expect):
+        raise InputError(path, f"damaged {what}: expected a JSON {'object' if expect is dict else 'list'}, "
+                               f"found {type(value).__name__}")
+    return value
+
+
+def read_jsonl(path: str | Path, what: str = "lume file") -> list[dict]:
+    """The JSON objects of a JSON-lines file lume wrote, one a line; as `read_json`, one line names a fault."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(path, f"missing (the {what} was deleted?)") from None
+    except UnicodeDecodeError as error:
+        raise InputError(path, f"damaged {what}: not UTF-8 text (byte {error.start})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(path, f"damaged {what}: not JSON ({error.msg})", line=number) from None
+        if not isinstance(row, dict):
+            raise InputError(path, f"damaged {what}: expected a JSON object", line=number)
+        rows.append(row)
+    return rows
+
+
 def write_json_atomic(path: str | Path, value) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
@@ -71,19 +117,29 @@ class ItemStore:
         self.results: dict[str, dict] = {}
         header = json.dumps({"key": key}, sort_keys=True)
         if self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-            if lines and lines[0] == header:
-                for line in lines[1:]:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        break
-                    self.results[row["id"]] = row
+            self._read(header)
         self._out = None
         if writable:
             write_text_atomic(self.path, header + "\n" + "".join(
                 json.dumps(r, ensure_ascii=False) + "\n" for r in self.results.values()))
             self._out = self.path.open("a", encoding="utf-8")
+
+    def _read(self, header: str) -> None:
+        """The finished rows of a store of the same key, up to the first damaged line (a torn
+        last line, bad bytes, a row without an id): the rest is recomputed, said in a warning."""
+        lines = self.path.read_bytes().splitlines()
+        if not lines or lines[0] != header.encode():
+            return
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                if number < len(lines):  # only a last line torn by a kill is expected
+                    log.warning(f"{self.path}:{number}: a damaged cache line; the items from there on are redone")
+                break
+            self.results[row["id"]] = row
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self.results

@@ -10,7 +10,6 @@ full disk, a kill, a bug), the folder is either finished or says it is not: read
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -23,8 +22,8 @@ from pathlib import Path
 
 from filelock import SoftFileLock, Timeout
 
-from lume.errors import LumeError, set_resume_note
-from lume.files import write_json_atomic
+from lume.errors import InputError, LumeError, set_resume_note
+from lume.files import read_json, write_json_atomic
 
 # The file each kind of output writes last: its presence means the output is complete.
 FINISHED_MARKERS = {
@@ -69,7 +68,9 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
         yield
         return
     folder = Path(folder)
-    lock = SoftFileLock(folder.with_name(folder.name + ".lock"), is_singleton=True)
+    lock_file = folder.with_name(folder.name + ".lock")
+    lock = SoftFileLock(lock_file, is_singleton=True)
+    _clear_unreadable(lock, lock_file)
     holder = lock.pid
     another = holder not in (None, os.getpid())  # a process other than this one holds it, or held it
     stale = another and not _running(holder)
@@ -85,10 +86,44 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
         raise LumeError(f"{folder}: cannot write the output folder ({error.strerror or error})") from None
     if stale:
         log.warning(f"{folder}: took over the lock left by process {holder}, which is no longer running")
+    existed = folder.exists()
     try:
         yield
+    except BaseException:
+        _drop_if_nothing_written(folder, existed)
+        raise
     finally:
         lock.release()
+
+
+def _drop_if_nothing_written(folder: Path, existed: bool) -> None:
+    """A command that failed before writing any result leaves no unfinished mark behind (nothing
+    is there to resume), nor the folder it made."""
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+        if [entry.name for entry in entries] == [UNFINISHED_NAME]:
+            entries[0].unlink()
+            if not existed:
+                folder.rmdir()
+    except OSError:
+        pass  # a read-only or vanished folder: nothing to tidy
+
+
+UNREADABLE_LOCK_AGE = 10.0  # seconds: a lock file still without a process id by then never gets one
+
+
+def _clear_unreadable(lock: SoftFileLock, lock_file: Path) -> None:
+    """A lock file that names no process (empty, or garbage) after its writer had time to write
+    it was left by a crash or by hand: nobody holds it, so it is removed (and said so)."""
+    import time
+
+    try:
+        age = time.time() - lock_file.stat().st_mtime
+    except OSError:
+        return
+    if lock.pid is None and age > UNREADABLE_LOCK_AGE and not lock.is_locked:
+        log.warning(f"{lock_file}: a lock naming no process; removed it")
+        lock_file.unlink(missing_ok=True)
 
 
 def refuse_overwriting_inputs(out_dir: str | Path, inputs: tuple, what: str = "output folder") -> None:
@@ -125,13 +160,23 @@ def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool
     return out_dir
 
 
+_DAMAGED_MARK = {"kind": None, "key": None, "command": None, "finished_by": None}
+
+
 def _unfinished_mark(folder: Path) -> dict | None:
-    """The unfinished mark of FOLDER, unless the output it announces was finished after all."""
-    try:
-        mark = json.loads((folder / UNFINISHED_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The unfinished mark of FOLDER, unless the output it announces was finished after all; a
+    damaged mark still says unfinished (with no kind, key or command)."""
+    path = folder / UNFINISHED_NAME
+    if not path.is_file():
         return None
-    return None if (folder / FINISHED_MARKERS.get(mark.get("kind"), UNFINISHED_NAME)).is_file() else mark
+    try:
+        mark = read_json(path, what="unfinished mark")
+    except InputError:
+        return dict(_DAMAGED_MARK)
+    if not all(isinstance(mark.get(name), str) for name in ("kind", "command", "finished_by")) \
+            or mark["kind"] not in FINISHED_MARKERS:
+        return dict(_DAMAGED_MARK)
+    return None if (folder / FINISHED_MARKERS[mark["kind"]]).is_file() else mark
 
 
 def mark_unfinished(folder: str | Path, kind: str, key: str | None = None) -> None:
@@ -160,6 +205,9 @@ def resumes(kind: str, key: str) -> Callable[[Path], bool]:
 def refuse_unfinished(folder: str | Path) -> None:
     """A lume output that never finished is not passed off as a result: say which command finishes it."""
     mark = _unfinished_mark(Path(folder))
+    if mark is not None and mark["kind"] is None:
+        raise LumeError(f"{folder}: unfinished lume output ({UNFINISHED_NAME} is damaged, so which command wrote it "
+                        "is unknown); run that command again with --overwrite to redo it")
     if mark is not None:
         raise LumeError(f"{folder}: unfinished `lume {mark['kind']}` output (no {mark['finished_by']}); "
                         f"run `{mark['command']}` again to finish it")

@@ -20,19 +20,21 @@ from pathlib import Path
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged
+from lume.config import build, coerce_fields, merged, shown
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
-from lume.files import write_json_atomic
+from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
-from lume.outputs import one_writer
+from lume.outputs import check_output_dir, one_writer
 from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.target import MemorizeConfig, memorize, preset
 from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, unlearn
+from lume.stages.unlearning.recipes import RECIPES, recipe_configs, target_kind
+from lume.stages.unlearning.recipes.run import unlearn_with_recipe
 from lume.training.distributed import started_processes
 from lume.training.precision import chosen_mixed_precision
 
@@ -70,7 +72,7 @@ def read_yaml(path: Path):
     """The parsed YAML file; a syntax error names its line, bad bytes their offset."""
     text = "".join(line for _, line in text_lines(path))
     try:
-        return yaml.safe_load(text) or {}
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # the C parser: fast
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         context = f" ({error.context} on line {error.context_mark.line + 1})" if error.context_mark else ""
@@ -80,18 +82,58 @@ def read_yaml(path: Path):
         raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
 
 
+MAX_METHODS = 200  # entries of a study's `methods`: checked before each one is
+RECIPE_KEYS = ("recipe", "recipe_target")  # a recipe entry's own keys; the rest override its runs
+
+
 def method_spec(spec, index: int, path: Path) -> dict:
-    """A `methods:` entry: UnlearnConfig fields plus an optional `name`, checked now."""
+    """A `methods:` entry, checked now: UnlearnConfig fields (`method` and its settings), or a
+    `recipe` (with an optional `recipe_target`, and UnlearnConfig fields overriding its runs'),
+    plus an optional `name`."""
     where = f"methods[{index}]"
     if not isinstance(spec, dict):
-        raise InputError(path, f"expected a mapping with at least `method`, got {spec!r}", field=where)
+        raise InputError(path, f"expected a mapping with `method` or `recipe`, got {shown(spec)}", field=where)
     name = spec.get("name")
     if name is not None and not isinstance(name, str):
-        raise InputError(path, f"expected text, got {name!r}", field=f"{where}.name")
-    fields = {k: v for k, v in spec.items() if k != "name"}
+        raise InputError(path, f"expected text, got {shown(name)}", field=f"{where}.name")
+    fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
+    named = {"name": name} if name else {}
+    if "recipe" in spec:
+        return {**_recipe_spec(spec, fields, where, path), **named}
     if "method" not in fields:
-        raise InputError(path, "missing (the method's registered name)", field=f"{where}.method")
-    return {**checked_fields(UnlearnConfig, fields, where, path), **({"name": name} if name else {})}
+        raise InputError(path, "missing (a method's registered name, or give `recipe`)", field=f"{where}.method")
+    return {**checked_fields(UnlearnConfig, fields, where, path), **named}
+
+
+def _recipe_spec(spec: dict, overrides: dict, where: str, path: Path) -> dict:
+    """A recipe entry: the recipe known, its target kind valid, the overrides valid on every run."""
+    if "method" in overrides:
+        raise InputError(path, "a recipe names its own method: give `method` or `recipe`, not both",
+                         field=f"{where}.method")
+    recipe_target = spec.get("recipe_target", "auto")
+    try:
+        name = RECIPES[spec["recipe"]].name if isinstance(spec["recipe"], str) else None
+        if name is None:
+            raise LumeError(f"expected a recipe's name, got {shown(spec['recipe'])}")
+        for kind in RECIPES[name].runs if recipe_target == "auto" else [target_kind(None, recipe_target)]:
+            for run_name, config in RECIPES[name].runs[kind].items():
+                build(UnlearnConfig, merged_fields(config, overrides), where=f"{where} ({kind} {run_name})",
+                      source=path)
+    except InputError:
+        raise
+    except LumeError as error:
+        raise InputError(path, str(error), field=f"{where}.recipe") from None
+    return {"recipe": spec["recipe"], "recipe_target": recipe_target,
+            **coerce_fields(UnlearnConfig, overrides, where=where, source=path)}
+
+
+def merged_fields(base: dict, overrides: dict) -> dict:
+    """Nested mappings of fields, `overrides` over `base` (mappings merged key by key)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged_fields(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
 
 
 def checked_fields(cls, values, where: str, path: Path) -> dict:
@@ -113,7 +155,14 @@ def load_config(path: str | Path | None) -> RunConfig:
     target = build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path)
     target = dataclasses.replace(target, memorize=checked_fields(MemorizeConfig, target.memorize,
                                                                   "target.memorize", path))
-    raw["methods"] = [method_spec(spec, i, path) for i, spec in enumerate(raw.get("methods", RunConfig().methods))]
+    methods = raw.get("methods", RunConfig().methods)
+    if len(methods) > MAX_METHODS:
+        raise InputError(path, f"{len(methods)} methods; a study runs at most {MAX_METHODS}", field="methods")
+    raw["methods"] = [method_spec(spec, i, path) for i, spec in enumerate(methods)]
+    labels = [method_label(spec) for spec in raw["methods"]]
+    twice = next((label for label in labels if labels.count(label) > 1), None)
+    if twice is not None:
+        raise InputError(path, f"two methods are labelled {twice!r}; give each a distinct `name`", field="methods")
     for section, cls in (("evaluation", EvalConfig), ("attack", AttackConfig)):
         if section in raw:
             raw[section] = checked_fields(cls, raw[section] or {}, section, path)
@@ -130,9 +179,11 @@ def settings_key(value) -> str:
 
 
 def method_label(spec: dict) -> str:
-    """The method's label in folders and reports: its `name`, else the method's registered name
-    (a `package.module:Class` reference is labelled by its class's name, not the reference)."""
-    return spec.get("name") or METHODS[spec["method"]].name
+    """The method's label in folders and reports: its `name`, else the recipe's or the method's
+    registered name (a `package.module:Class` reference is labelled by its class's name)."""
+    if spec.get("name"):
+        return spec["name"]
+    return RECIPES[spec["recipe"]].name if "recipe" in spec else METHODS[spec["method"]].name
 
 
 def build_target(config: RunConfig) -> Path:
@@ -171,7 +222,11 @@ class Steps:
     def state(self, step: str, key: dict, finished: bool) -> str:
         """"done", "resume" (an unfinished run of the same key) or "redo" (saying why in one line)."""
         record = self.folder / f"{step}.json"
-        saved = json.loads(record.read_text()) if record.is_file() else None
+        try:
+            saved = read_json(record, what="study step record") if record.is_file() else None
+        except InputError as error:  # it only serves to skip finished work: redo the step
+            log.warning(f"{error}; redoing the step")
+            saved = {}
         if saved == key:
             return "done" if finished else "resume"
         if saved is not None:
@@ -181,16 +236,17 @@ class Steps:
         return "redo"
 
 
-def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict) -> dict:
+def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict,
+                   overwrite: bool = False) -> dict:
     """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
     config = EvalConfig(**evaluation)
     key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
         log.info(f"{label}: evaluation already done")
-        return json.loads((folder / "summary.json").read_text())
+        return read_json(folder / "summary.json", what="evaluation summary")
     log.info(f"{label}: evaluating")
-    return evaluate(model, folder, config, overwrite=state == "redo")
+    return evaluate(model, folder, config, overwrite=overwrite or state == "redo")
 
 
 def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
@@ -202,19 +258,33 @@ def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
 
 
 def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
-                   dataset, on_probe=lambda _step, _row: None) -> None:
-    """The study step "unlearn LABEL" (`spec`: UnlearnConfig fields): skipped, resumed or redone by its key."""
-    settings = merged(UnlearnConfig(method=spec["method"]), {k: v for k, v in spec.items() if k != "name"})
-    key = {"target": model_fingerprint(target), "data": dataset.fingerprint,
-           "settings": {**dataclasses.asdict(settings), "progress": None},
-           "mixed_precision": chosen_mixed_precision(settings.training.mixed_precision, settings.device)}
+                   dataset, on_probe=lambda _step, _row: None, overwrite: bool = False) -> None:
+    """The study step "unlearn LABEL" (`spec`: UnlearnConfig fields, or a recipe and the fields
+    overriding its runs): skipped, resumed or redone by its key."""
+    fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
+    if "recipe" in spec:
+        kind, configs = recipe_configs(spec["recipe"], target, fields, spec.get("recipe_target", "auto"))
+        settings = {run: {**dataclasses.asdict(config), "progress": None} for run, config in configs.items()}
+        precision = {run: chosen_mixed_precision(c.training.mixed_precision, c.device) for run, c in configs.items()}
+        described = {"recipe": RECIPES[spec["recipe"]].name, "target_kind": kind, "runs": settings}
+    else:
+        config = merged(UnlearnConfig(method=spec["method"]), fields)
+        described = {**dataclasses.asdict(config), "progress": None}
+        precision = chosen_mixed_precision(config.training.mixed_precision, config.device)
+    key = {"target": model_fingerprint(target), "data": dataset.fingerprint, "settings": described,
+           "mixed_precision": precision}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done":
         return
     log.info(f"{label}: unlearning")
     forget, retain = _unlearning_sets(target, dataset)
-    unlearn(target, folder, settings, forget=forget, retain=retain, data_dir=data_dir, overwrite=state == "redo",
-            on_probe=on_probe)
+    options = dict(forget=forget, retain=retain, data_dir=data_dir, overwrite=overwrite or state == "redo",
+                   on_probe=on_probe)
+    if "recipe" in spec:
+        unlearn_with_recipe(target, folder, spec["recipe"], fields, target=spec.get("recipe_target", "auto"),
+                            **options)
+    else:
+        unlearn(target, folder, config, **options)
 
 
 def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
@@ -229,14 +299,20 @@ def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, la
     attack(model, target, folder, config.attacks, settings, overwrite=True)
 
 
-def run(config: RunConfig, wait: bool = False) -> Path:
+
+def run(config: RunConfig, wait: bool = False, overwrite: bool = False) -> Path:
     """Run the study; returns the run folder (with report.md and report.html). While another
-    command writes that folder, this one stops (or waits, with `wait`)."""
+    command writes that folder, this one stops (or waits, with `wait`). A folder that holds
+    anything but a lume study is refused, and a step whose folder holds results it cannot resume
+    is refused too; `overwrite` replaces both."""
     with one_writer(config.out, wait):
-        return _run(config, Path(config.out))
+        out = Path(config.out)
+        if out.is_dir() and not (out / "steps").is_dir() and any(out.iterdir()):
+            check_output_dir(out, overwrite=overwrite, what="study folder")  # not a study: refused, or emptied
+        return _run(config, out, overwrite)
 
 
-def _run(config: RunConfig, out: Path) -> Path:
+def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
     labels = [method_label(m) for m in config.methods]
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")
@@ -244,12 +320,13 @@ def _run(config: RunConfig, out: Path) -> Path:
     dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
-    target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation)
+    target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation, overwrite)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
-        unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset)
-        evaluated_step(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu})
+        unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset, overwrite=overwrite)
+        evaluated_step(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu},
+                       overwrite)
         if config.attacks:
             attacked_step(steps, config, target, model_dir, label, out / "attacks" / label)
     write_report([out / "eval" / "target"] + [out / "eval" / label for label in labels], out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgress
                            TimeElapsedColumn, TimeRemainingColumn)
 
 _console = Console(stderr=True)
+_clock = time.monotonic
 
 
 @contextmanager
@@ -25,9 +27,14 @@ def progress_bar(description: str, total: int, unit: str = "items", enabled: boo
     with Progress(*columns, console=_console, transient=False) as progress:
         task = progress.add_task(description, total=total, rate="", info="")
 
+        started = _clock()
+
         def advance(n: int = 1, info: str = "") -> None:
             progress.advance(task, n)
-            speed = progress.tasks[0].speed
-            progress.update(task, rate=f"{speed:.2f} {unit}/s" if speed else "", info=info)
+            # the mean rate since the start: work finishing in bursts (a batch of generations)
+            # makes rich's recent-window speed jump far above it
+            elapsed = _clock() - started
+            done = progress.tasks[0].completed
+            progress.update(task, rate=f"{done / elapsed:.2f} {unit}/s" if elapsed > 0 and done else "", info=info)
 
         yield advance

@@ -81,6 +81,9 @@ class Registry(Mapping):
     def _referenced(self, reference: str) -> type:
         """The class a `package.module:Class` reference names, checked to be of this kind."""
         module_name, _, attribute = reference.partition(":")
+        if not module_name or module_name.startswith(".") or not attribute:
+            raise LumeError(f"{self.kind} {reference!r}: expected package.module:Class (an importable module, "
+                            "not a relative one, and a class name)")
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:

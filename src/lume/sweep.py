@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import optuna
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields
+from lume.config import MAX_SEED, build, coerce_fields, shown
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
 from lume.outputs import one_writer
@@ -65,10 +66,28 @@ def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
         here = f"{where}.search.{name}"
         if not isinstance(space, dict) or not ({"choices"} <= set(space) or {"low", "high"} <= set(space)):
             raise InputError(path, "expected {low: ..., high: ...[, log: true]} or {choices: [...]}", field=here)
+        _check_space(space, here, path)
         for value in space.get("choices") or (space["low"], space["high"]):
             checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
-                            here, path)
+                           f"{where}.search", path)
     return search
+
+
+def _check_space(space: dict, where: str, path: Path) -> None:
+    """A range is two numbers, low below high, positive when log-spaced; choices a non-empty list."""
+    if "choices" in space:
+        if not isinstance(space["choices"], list) or not space["choices"]:
+            raise InputError(path, f"choices: expected a non-empty list, got {shown(space['choices'])}", field=where)
+        return
+    low, high = space["low"], space["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise InputError(path, f"low and high must be numbers, got {shown(low)} and {shown(high)}", field=where)
+    if not low < high:
+        raise InputError(path, f"low ({low}) must be below high ({high})", field=where)
+    if not isinstance(space.get("log", False), bool):
+        raise InputError(path, f"log: expected true or false, got {shown(space['log'])}", field=where)
+    if space.get("log") and low <= 0:
+        raise InputError(path, f"a log-spaced range needs low above 0, got {low}", field=where)
 
 
 def with_value(spec: dict, dotted: str, value) -> dict:
@@ -90,6 +109,9 @@ def load_sweep(path: str | Path) -> SweepConfig:
     for index, spec in enumerate(raw.get("methods") or []):
         where = f"methods[{index}]"
         search = spec.pop("search", None) if isinstance(spec, dict) else None
+        if isinstance(spec, dict) and "recipe" in spec:
+            raise InputError(path, "a sweep searches a method's settings: give `method` (a recipe's runs are set by "
+                                   "its paper; run it in a study)", field=f"{where}.recipe")
         checked = method_spec(spec, index, path)
         if not checked.get("eval_every"):
             raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
@@ -104,7 +126,33 @@ def load_sweep(path: str | Path) -> SweepConfig:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if "evaluation" in raw:
         raw["evaluation"] = checked_fields(EvalConfig, raw["evaluation"] or {}, "evaluation", path)
+    if raw.get("storage") is not None:
+        check_storage(raw["storage"], path)
+    if not 0 <= raw.get("seed", 0) <= MAX_SEED:
+        raise InputError(path, f"must be between 0 and {MAX_SEED}, got {raw['seed']}", field="seed")
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
+
+
+DRIVERS = {"postgresql": "lume[postgres]", "mysql": "a MySQL driver (pip install pymysql)"}
+
+
+def check_storage(url: str, path: Path | str = "the sweep") -> None:
+    """A storage URL that parses and whose database driver is installed; else one line."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:  # before ArgumentError, of which it is a kind
+        raise InputError(path, f"no database dialect for {url.split(':')[0]!r}", field="storage") from None
+    except (ArgumentError, ValueError) as error:
+        raise InputError(path, f"not a database URL ({str(error).splitlines()[0]})", field="storage") from None
+    except ImportError as error:
+        backend = parsed.get_backend_name()
+        advice = DRIVERS.get(backend, f"the {backend} driver")
+        raise InputError(path, f"the {backend} driver is not installed ({error.name or error}); install "
+                               f"{advice}", field="storage") from None
 
 
 def _suggest(trial: optuna.Trial, name: str, space: dict):
@@ -168,8 +216,9 @@ def _study(config: SweepConfig, spec: dict, storage) -> optuna.Study:
     study = optuna.create_study(study_name=f"{config.name}/{method_label(spec)}", storage=storage,
                                 pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(), direction="maximize",
                                 load_if_exists=True)
-    # seeded by the trials so far: a continued sweep draws new settings, not its first ones again
-    study.sampler = _sampler(config, spec, config.seed + len(study.trials))
+    # seeded by the trials so far: a continued sweep draws new settings, not its first ones again.
+    # The grid gives trial n the n-th point of one seeded order: every worker must share that order.
+    study.sampler = _sampler(config, spec, config.seed + (0 if config.sampler == "grid" else len(study.trials)))
     return study
 
 
@@ -216,12 +265,36 @@ def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) ->
 def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
     """The shared trial storage; a trial whose worker stopped beating is retried with the same
     settings (so its study step resumes from its last checkpoint)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}", heartbeat_interval=config.heartbeat,
-            grace_period=3 * config.heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    url = config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+    # a host that does not answer is said within seconds, not after the system's TCP timeout
+    engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}} if url.startswith(("postgresql", "mysql")) else {}
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=config.heartbeat, grace_period=3 * config.heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except IntegrityError:  # workers starting together both set up a new database: the loser joins
+            time.sleep(0.2 * (attempt + 1))
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            raise LumeError(f"storage {_without_password(url)}: cannot use the database ({reason})") from None
+    raise LumeError(f"storage {_without_password(url)}: workers kept colliding while setting up the database")
+
+
+CONNECT_TIMEOUT = 10  # seconds a sweep waits for its storage database to answer
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL was refused earlier; never print a password
+        return "(the storage URL)"
 
 
 def sweep(config: SweepConfig) -> Path:

@@ -37,7 +37,7 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
             offset += len(raw)
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[dict, dict]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[dict, dict]]:
     """Yield (row, location) for each non-blank line of a JSONL file."""
     for number, line in text_lines(path):
         if not line.strip():
@@ -68,7 +68,7 @@ def _rows(path: Path) -> Iterator[tuple[dict, dict]]:
         raise InputError(path, "no such file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file")
-    return _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
+    return _parquet_rows(path) if path.suffix == ".parquet" else jsonl_rows(path)
 
 
 def _split_from_name(path: Path) -> str | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lume.data.records import Document
 from lume.data.selection import Selection
 from lume.errors import InputError
-from lume.files import write_json_atomic
+from lume.files import read_json, write_json_atomic
 from lume.outputs import FINISHED_MARKERS, refuse_unfinished
 
 MANIFEST_NAME = FINISHED_MARKERS["memorize"]
@@ -51,7 +50,13 @@ def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
     path = Path(model_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
+    fields = read_json(path, what="target manifest")
     try:
-        return TargetManifest(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as error:
+        manifest = TargetManifest(**fields)
+    except TypeError as error:
         raise InputError(path, f"not a lume target manifest: {error}") from None
+    if not (isinstance(manifest.trained, dict) and isinstance(manifest.held_out, list)
+            and all(isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in manifest.trained.values())
+            and all(isinstance(i, str) for i in manifest.held_out)):
+        raise InputError(path, "not a lume target manifest: trained and held_out must list document ids")
+    return manifest

@@ -10,11 +10,11 @@ changed.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from lume.data.paths import cache_dir
-from lume.files import write_json_atomic
+from lume.errors import InputError
+from lume.files import read_json, write_json_atomic
 
 RECORD_NAME = "lume_fingerprint.json"
 # Besides *.safetensors: files that change what a model generates (config, generation config,
@@ -47,11 +47,14 @@ def _cache_record(folder: Path) -> Path:
 
 
 def _read(record: Path, stats: dict) -> str | None:
+    """The recorded fingerprint, when the record is intact and the files are as recorded (a
+    damaged record is only a cache miss: the fingerprint is computed again)."""
     try:
-        saved = json.loads(record.read_text())
-    except (OSError, json.JSONDecodeError):
+        saved = read_json(record, what="fingerprint record")
+    except InputError:
         return None
-    return saved.get("fingerprint") if saved.get("files") == stats else None
+    found = saved.get("fingerprint")
+    return found if saved.get("files") == stats and isinstance(found, str) else None
 
 
 def record_fingerprint(folder: str | Path) -> str:

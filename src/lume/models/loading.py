@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
@@ -190,9 +191,11 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, dtype: str | None = 
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=resolve_dtype(dtype, device), use_safetensors=True,
             trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError, ArithmeticError, KeyError, TypeError, AttributeError) as error:
+        # a truncated weights file, a config that builds no model (num_attention_heads: 0), a missing key
         where = "a local folder or the hub" if isinstance(source, str) else "its folder"
-        raise LumeError(f"cannot load model {name_or_path!r} from {where}: {str(error).splitlines()[0]}") from None
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LumeError(f"cannot load model {name_or_path!r} from {where}: {type(error).__name__}: {detail}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

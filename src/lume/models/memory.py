@@ -12,15 +12,19 @@ from lume.errors import LumeError
 
 def parameter_count(folder: Path) -> int | None:
     """Parameters in the folder's safetensors files, read from their headers (no weights loaded)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         return None
     total = 0
     for file in files:
-        with safe_open(str(file), "pt") as handle:
-            total += sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+        try:
+            with safe_open(str(file), "pt") as handle:
+                total += sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+        except (SafetensorError, OSError) as error:
+            raise LumeError(f"cannot load model from {folder}: {file.name} is damaged or truncated "
+                            f"({str(error).splitlines()[0]})") from None
     return total
 
 

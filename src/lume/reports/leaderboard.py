@@ -9,6 +9,7 @@ from lume.metrics.uncertainty import paired_difference
 from lume.models.released import RELEASED
 from lume.reports import mia_set_label, number, with_interval
 from lume.stages.evaluation import SECTIONS
+from lume.stages.unlearning.recipes import RECIPES, target_kind
 
 # LUME / SemEval-2025 Task 4 paper, final protocol (published, not ours), per released target.
 PUBLISHED = {
@@ -16,8 +17,14 @@ PUBLISHED = {
            ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
            ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
            ("NPO", 0.188, 0.021, 0.080, 0.463, False),
-           ("best team, 7B (sequential GD on chunks)", 0.706, 0.827, 0.847, 0.443, False)],
-    "1B": [("best team, 1B", 0.688, 0.964, 0.857, 0.242, False)],
+           ("AILS-NTUA, 1st (recipe ails-ntua)", 0.706, 0.827, 0.847, 0.443, False),
+           ("ZJUKLAB, 2nd (recipe zjuklab)", 0.487, 0.944, 0.048, 0.471, False),
+           ("SHA256 (recipe sha256; excluded, MMLU below 0.371)", 0.711, None, None, None, True),
+           ("Mr. Snuffleupagus (recipe adaptive-rmu)", 0.376, None, None, None, False)],
+    "1B": [("AILS-NTUA, 1st (recipe ails-ntua)", 0.688, 0.964, 0.857, 0.242, False),
+           ("SHA256, 2nd (recipe sha256)", 0.652, 0.973, 0.741, 0.243, False),
+           ("Mr. Snuffleupagus (recipe adaptive-rmu)", 0.485, None, None, None, False),
+           ("ZJUKLAB (recipe zjuklab)", 0.483, None, None, None, False)],
 }
 SHORT_NAMES = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
 
@@ -143,10 +150,45 @@ def published(models: list[dict]) -> list[str]:
         title = f"## Published numbers for this target (OLMo-{sizes[0]}, from the LUME paper; not computed here)"
     else:
         title = "## Published numbers (OLMo-7B target, from the LUME paper; a different target, for scale)"
-    rows = [[name, f"{final:.3f}", f"{aggregate:.3f}", f"{mia_value:.3f}",
-             f"{mmlu:.3f}{' (below threshold)' if below else ''}"]
+    rows = [[name, number(final), number(aggregate), number(mia_value),
+             number(mmlu) + (" (below threshold)" if below and mmlu is not None else "")]
             for name, final, aggregate, mia_value, mmlu, below in PUBLISHED[sizes[0] if sizes else "7B"]]
     return ["", title, ""] + markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"], rows)
+
+
+def recipe_of(training: dict | None) -> tuple[str, str] | None:
+    """(recipe, target kind) of an unlearning report that came from a recipe, else None."""
+    if not training:
+        return None
+    name = training.get("recipe") or training.get("config", {}).get("recipe")
+    if name not in RECIPES:
+        return None
+    return name, training.get("target_kind") or target_kind(training.get("model_in", ""))
+
+
+def published_recipes(models: list[dict]) -> list[str]:
+    """Each recipe's numbers here beside its team's published leaderboard ones for the same
+    released target (labelled as published; none for a target lume built)."""
+    rows = []
+    for entry in models:
+        found = recipe_of(entry["training"])
+        published = RECIPES[found[0]].published.get(found[1]) if found else None
+        if not published:
+            continue
+        summary = entry["summary"]
+        ours = [summary["final"], summary["task_aggregate"], summary.get("mia", {}).get("mia_score"),
+                summary.get("mmlu", {}).get("accuracy")]
+        theirs = [published[k] for k in ("final", "task_aggregate", "mia_score", "mmlu")]
+        rows.append([f"{entry['label']} ({found[0]}, {found[1]})", *(number(v) for v in ours),
+                     *(number(v) for v in theirs)])
+    if not rows:
+        return []
+    return ["", "## Recipes beside their teams' published numbers", "",
+            "lume's run of each recipe on this target, and the team's own numbers on the SemEval-2025 Task 4 "
+            "leaderboard for the same released target (published, not computed here; – where the leaderboard gives "
+            "the final score only).", ""] + markdown_table(
+        ["model", "final", "task aggregate", "MIA score", "MMLU", "published final", "published task aggregate",
+         "published MIA score", "published MMLU"], rows)
 
 
 def markdown(models: list[dict]) -> str:
@@ -169,5 +211,5 @@ def markdown(models: list[dict]) -> str:
               "match). Forget numbers should fall, retain numbers stay.", ""]
     lines += task_numbers(models) + differences(models, target) + membership_finding(models, target)
     lines += semeval_mia(models) + extra_sections(models)
-    lines += published(models)
+    lines += published_recipes(models) + published(models)
     return "\n".join(lines) + "\n"

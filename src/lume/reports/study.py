@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
-from lume.errors import LumeError
-from lume.files import write_text_atomic
+from lume.config import shown
+from lume.errors import InputError, LumeError
+from lume.files import read_json, read_jsonl, write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
 from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, robustness_rows
@@ -28,16 +28,38 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
             raise LumeError(f"{folder}: no summary.json (not an evaluation folder, or not finished)")
-        summary = json.loads(summary_file.read_text())
+        summary = checked_summary(summary_file, read_json(summary_file, what="evaluation summary"))
         mia_file = folder / "mia.jsonl"  # only when this evaluation wrote it, never an older run's
-        mia = ([json.loads(line) for line in mia_file.read_text().splitlines()]
-               if "mia.jsonl" in summary.get("files", []) else [])
+        mia = read_jsonl(mia_file, what="membership rows") if "mia.jsonl" in summary.get("files", []) else []
         model_path = summary["model"].get("path")
         training = None
         if model_path and (Path(model_path) / REPORT_NAME).is_file():
-            training = json.loads((Path(model_path) / REPORT_NAME).read_text())
+            training = read_json(Path(model_path) / REPORT_NAME, what="unlearning report")
         models.append({"label": folder.name, "summary": summary, "mia": mia, "training": training})
     return models
+
+
+def checked_summary(path: Path, summary: dict) -> dict:
+    """The summary, once the numbers a report reads are numbers (or absent); else one line naming
+    the field (a summary edited by hand, or damaged)."""
+    def number(value, field: str) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(path, f"expected a number, got {shown(value)}", field=field)
+
+    for name in ("final", "task_aggregate"):
+        number(summary.get(name), name)
+    for part, names in (("mia", ("auc_loss", "mia_score")), ("mmlu", ("accuracy",))):
+        if not isinstance(summary.get(part, {}), dict):
+            raise InputError(path, f"expected a mapping, got {shown(summary[part])}", field=part)
+        for name in names:
+            number(summary.get(part, {}).get(name), f"{part}.{name}")
+    if not isinstance(summary.get("scores", {}), dict) or not isinstance(summary.get("model"), dict):
+        raise InputError(path, "expected mappings `scores` and `model`", field="scores")
+    for key, value in summary.get("scores", {}).items():
+        number(value, f"scores.{key}")
+    if not isinstance(summary.get("files", []), list):
+        raise InputError(path, f"expected a list, got {shown(summary['files'])}", field="files")
+    return summary
 
 
 def _error(summary: dict, name: str, value: float, flip: bool = False) -> list[float]:
@@ -107,8 +129,11 @@ def training_losses(models: list[dict]):
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for entry in models:
-        losses = entry["training"]["losses"]
-        axis.plot([r["step"] for r in losses], [r["loss"] for r in losses], label=entry["label"])
+        runs = entry["training"].get("runs") or {"": entry["training"]}  # a merging recipe: each of its runs
+        for run, training in runs.items():
+            losses = training["losses"]
+            axis.plot([r["step"] for r in losses], [r["loss"] for r in losses],
+                      label=f"{entry['label']}: {run}" if run else entry["label"])
     axis.set(xlabel="step", ylabel="training loss", title="Unlearning loss")
     axis.legend(fontsize=7)
     return figure
@@ -128,7 +153,7 @@ def figures(models: list[dict]) -> dict[str, bytes]:
 
 def load_attacks(run_dir: Path) -> dict[str, dict]:
     """{model label: attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
-    return {path.parent.name: json.loads(path.read_text())
+    return {path.parent.name: read_json(path, what="attack results")
             for path in sorted(Path(run_dir).glob(f"attacks/*/{RESULT_NAME}"))}
 
 
@@ -166,7 +191,7 @@ def write_report(eval_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     images = figures(models)
     sweep_file = Path(out_dir) / "sweep.json"
     selection_text, selection_images = selection_parts(
-        models, json.loads(sweep_file.read_text()) if sweep_file.is_file() else None)
+        models, read_json(sweep_file, what="sweep results") if sweep_file.is_file() else None)
     text += selection_text
     images.update(selection_images)
     attacks = load_attacks(out_dir)

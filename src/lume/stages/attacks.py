@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 
 from lume import data as lume_data
-from lume.config import at_least
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, at_least, at_most, seed_range
 from lume.data.manifest import read_manifest
 from lume.data.mmlu import load_mmlu
 from lume.data.records import Document, Record
@@ -71,6 +71,9 @@ class AttackConfig:
     def __post_init__(self):
         at_least(self, 1, "relearn_steps", "public_max_tokens", "batch_size", "max_new_tokens")
         at_least(self, 1, "mmlu_limit")
+        at_most(self, MAX_BATCH, "batch_size")
+        at_most(self, MAX_NEW_TOKENS_LIMIT, "max_new_tokens", "public_max_tokens")
+        seed_range(self, "seed")
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:

@@ -27,7 +27,7 @@ from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_
 from lume.outputs import claim, mark_finished, one_writer
 from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
                            gathered_weights, make_accelerator, prompt_answer_example, train,
-                           with_lora, without_autocast)
+                           scoped, without_autocast)
 from lume.training.sampling import epoch_batch
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class MemorizeConfig:
     data_dir: str | None = None
     source: str = "lume"
     docs_per_task: int | None = None  # per task and split; None = every document
+    qa_repeats: int = 1  # each QA example this many times an epoch (short: the cheapest way to exact answers)
     held_out_per_task: int = 32  # never trained: non-members for membership inference (cheap: never trained)
     max_epochs: int = 20
     min_epochs: int = 1  # no memorisation check before this epoch (early checks are slow and futile)
@@ -58,7 +59,7 @@ class MemorizeConfig:
     def __post_init__(self):
         one_of(self, "source", lume_data.SOURCES)
         one_of(self, "dtype", (None, *DTYPES))
-        at_least(self, 1, "docs_per_task", "max_epochs")
+        at_least(self, 1, "docs_per_task", "max_epochs", "qa_repeats")
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
         # a memorisation target above 1 is never met: train for max_epochs
         at_least(self, 0, "held_out_per_task", "min_epochs", "target_regurgitation", "target_knowledge")
@@ -83,11 +84,11 @@ def document_example(tokenizer, document: Document) -> Example:
     return prompt_answer_example(tokenizer, document.sc.input, document.sc.output, prompt_loss=True)
 
 
-def training_examples(tokenizer, documents: list[Document]) -> list[Example]:
+def training_examples(tokenizer, documents: list[Document], qa_repeats: int = 1) -> list[Example]:
     examples = []
     for document in documents:
         examples.append(document_example(tokenizer, document))
-        examples += [prompt_answer_example(tokenizer, qa.input, qa.output) for qa in document.qa]
+        examples += [prompt_answer_example(tokenizer, qa.input, qa.output) for qa in document.qa] * qa_repeats
     return examples
 
 
@@ -181,7 +182,7 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetM
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
                                    log_with=training.log_with, logs_dir=out_dir / "logs")
     check_whole_weights(accelerator, ["LoRA"] if training.lora_rank else [])
-    example_count = sum(len(d.records) for d in selection.chosen)
+    example_count = sum(1 + len(d.qa) * config.qa_repeats for d in selection.chosen)
     steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
                                                  * accelerator.num_processes))
     run = _training_run(config, example_count, steps_per_epoch, dataset.fingerprint, selection.chosen,
@@ -189,8 +190,8 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetM
     claim(out_dir, "memorize", key=run.key(), inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
           what="target folder", accelerator=accelerator)
     loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
-    examples = training_examples(loaded.tokenizer, selection.chosen)
-    model, history = with_lora(loaded.model, training), []
+    examples = training_examples(loaded.tokenizer, selection.chosen, config.qa_repeats)
+    model, history = scoped(loaded.model, training), []
     result = train(model, run, _epoch_batches(examples, config, steps_per_epoch, accelerator,
                                               loaded.tokenizer.pad_token_id),
                    out_dir / "checkpoints", description="memorizing", show_progress=config.progress,

@@ -15,7 +15,8 @@ class Example:
 
     input_ids: list[int]
     labels: list[int]
-    prompt: str = ""  # the text before the answer, for methods that swap answers (IdkDPO)
+    prompt: str = ""  # the text before the answer, for methods that swap answers (IdkDPO, AltPO)
+    record: object = None  # the data row it was made from (unlearning: its id, task, answer)
 
 
 def prompt_answer_example(tokenizer, prompt: str, answer: str, prompt_loss: bool = False) -> Example:

@@ -9,7 +9,6 @@ and a clean stop on a NaN or infinite loss that keeps the last good checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -22,11 +21,11 @@ from pathlib import Path
 import torch
 
 from lume.compat import original_forward
-from lume.errors import LumeError, set_resume_note
-from lume.files import write_json_atomic, writing_to
+from lume.errors import InputError, LumeError, set_resume_note
+from lume.files import read_json, write_json_atomic, writing_to
 from lume.progress import progress_bar
 from lume.training.distributed import make_accelerator, shards_weights
-from lume.training.settings import TrainingRun, TrainingSettings
+from lume.training.settings import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +44,6 @@ def without_autocast(model):
         yield model
     finally:
         model.forward = wrapped
-
-
-def with_lora(model, settings: TrainingSettings):
-    """Wrap the model in a LoRA adapter on all linear layers when `lora_rank` > 0."""
-    if settings.lora_rank <= 0:
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, target_modules="all-linear",
-                        lora_dropout=0.0, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
 
 
 @dataclass
@@ -90,9 +78,15 @@ def saved_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path, dict]]:
     """
     found = []
     for folder in sorted(checkpoint_dir.glob("step-*")) if checkpoint_dir.is_dir() else []:
+        if not (folder / STATE_NAME).is_file():
+            continue  # cut off mid-save
         try:
-            state = json.loads((folder / STATE_NAME).read_text())
-        except (OSError, json.JSONDecodeError):
+            state = read_json(folder / STATE_NAME, what="checkpoint state")
+        except InputError as error:
+            log.warning(f"{error}; that checkpoint is not used")
+            continue
+        if not isinstance(state.get("step"), int) or not isinstance(state.get("key"), str):
+            log.warning(f"{folder / STATE_NAME}: damaged checkpoint state (no step or key); not used")
             continue
         found.append((state["step"], folder, state))
     return found
@@ -114,16 +108,23 @@ class _Checkpoints:
     A kill at any point leaves the last complete checkpoint intact and findable.
     """
 
-    def __init__(self, accelerator, checkpoint_dir: Path, run: TrainingRun, trainable: list):
+    def __init__(self, accelerator, checkpoint_dir: Path, run: TrainingRun, trainable: list, stateful=None):
         self.accelerator, self.dir, self.run, self.trainable = accelerator, checkpoint_dir, run, trainable
+        self.stateful = stateful  # what else keeps state between steps (a method's loss), saved beside the weights
 
     def resume(self) -> dict | None:
         saved = saved_checkpoints(self.dir)
         if not saved or saved[-1][2]["key"] != self.run.key():
             return None
         step, folder, state = saved[-1]
-        self.accelerator.load_state(str(folder / "accelerate"))
+        try:
+            self.accelerator.load_state(str(folder / "accelerate"))
+        except Exception as error:  # truncated weights, a pickle torch refuses to load, a missing file
+            raise LumeError(f"{folder}: damaged checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                            "delete that folder to start over") from None
         log.info(f"resuming from step {step} ({self.dir})")
+        if self.stateful is not None and "method_state" in state:
+            self.stateful.load_state_dict(state["method_state"])
         return state
 
     def stop(self, reason: str) -> LumeError:
@@ -137,6 +138,8 @@ class _Checkpoints:
         folder = self.dir / f"step-{state['step']:08d}"
         with writing_to(folder):
             self.accelerator.save_state(str(folder / "accelerate"))
+        if self.stateful is not None:
+            state = {**state, "method_state": self.stateful.state_dict()}
         if self.accelerator.is_main_process:
             write_json_atomic(folder / STATE_NAME, {"key": self.run.key(), **state})
             for _, older, _ in saved_checkpoints(self.dir)[:-1]:
@@ -154,10 +157,39 @@ def all_finite(accelerator, weights: list) -> bool:
     return int(accelerator.reduce(torch.tensor(bad, device=accelerator.device), "sum")) == 0
 
 
-def _prepared(model, run: TrainingRun, accelerator):
-    """The model, optimiser and scheduler after accelerate's prepare, and the trainable weights."""
+def _warmup(settings, steps: int) -> int:
+    return settings.warmup_steps or math.ceil(settings.warmup_ratio * steps)
+
+
+def _lr_schedule(optimizer, run: TrainingRun):
+    """The learning-rate schedule; with segments, the scheduler's shape (warm-up and decay)
+    starts again at the start of each, as a fresh trainer per segment would have it."""
     from transformers import get_scheduler
 
+    settings = run.settings
+    if not run.segments:
+        return get_scheduler(settings.scheduler, optimizer, num_warmup_steps=_warmup(settings, run.max_steps),
+                             num_training_steps=run.max_steps)
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    shapes, starts = [], []
+    for start, length in zip(run.segment_starts(), run.segments):
+        shape = get_scheduler(settings.scheduler, probe, num_warmup_steps=_warmup(settings, length),
+                              num_training_steps=length)
+        if not hasattr(shape, "lr_lambdas"):
+            raise LumeError(f"scheduler {settings.scheduler!r} cannot restart per segment (it is not a "
+                            "step function of the step number)")
+        shapes.append(shape.lr_lambdas[0])
+        starts.append(start)
+
+    def factor(step: int) -> float:
+        segment = max(i for i, start in enumerate(starts) if start <= step)
+        return shapes[segment](step - starts[segment])
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _prepared(model, run: TrainingRun, accelerator):
+    """The model, optimiser and scheduler after accelerate's prepare, and the trainable weights."""
     settings = run.settings
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -169,8 +201,7 @@ def _prepared(model, run: TrainingRun, accelerator):
     # loop took about a fifth of a SmolLM2 step. Sharded weights keep the default implementation.
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay,
                                   fused=not shards_weights(accelerator) and accelerator.device.type in ("cpu", "cuda"))
-    scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps,
-                              num_training_steps=run.max_steps)
+    scheduler = _lr_schedule(optimizer, run)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     # FSDP replaces each weight by its shard (a DTensor): the trainable weights are looked up again
     return model, optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
@@ -183,9 +214,12 @@ class _Stepper:
         self.settings, self.accelerator, self.step_loss = run.settings, accelerator, step_loss
         self.model, self.optimizer, self.scheduler, self.trainable = _prepared(model, run, accelerator)
         self.checkpoints = checkpoints(self.trainable)
+        self.restarts = set(run.segment_starts()[1:])
 
     def __call__(self, step: int) -> tuple[dict, int]:
         """Run optimiser step `step`; return its mean logs and the tokens it processed."""
+        if step in self.restarts:  # a new segment starts with fresh AdamW moments
+            self.optimizer.optimizer.state.clear()
         logs, tokens, accumulation = {}, 0, self.settings.gradient_accumulation
         for micro in range(accumulation):
             with self.accelerator.accumulate(self.model):
@@ -224,12 +258,14 @@ class _Tracking:
 
 def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
           checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
-          description: str = "training", show_progress: bool = True, accelerator=None) -> TrainResult:
+          description: str = "training", show_progress: bool = True, accelerator=None, stateful=None) -> TrainResult:
     """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
 
     `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
     `after_step(step)` may return a reason to stop early; its time is not counted as training
     time. Resumes from `checkpoint_dir`; time and tokens count every segment of a resumed run.
+    `stateful` (a method whose loss keeps state, such as a dual variable) has its `state_dict()`
+    saved in each checkpoint and given back to `load_state_dict` on resume.
     """
     from accelerate.utils import set_seed
 
@@ -238,7 +274,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
                                                   log_with=settings.log_with, logs_dir=checkpoint_dir.parent / "logs")
     set_seed(settings.seed)
     stepper = _Stepper(model, run, accelerator, step_loss,
-                       lambda trainable: _Checkpoints(accelerator, checkpoint_dir, run, trainable))
+                       lambda trainable: _Checkpoints(accelerator, checkpoint_dir, run, trainable, stateful))
     state = stepper.checkpoints.resume() or {"step": 0, "losses": [], "seconds": 0.0, "tokens": 0}
     start, losses, tokens = state["step"], state["losses"], state.get("tokens", 0)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +298,8 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             if stopped != "max_steps":
                 break
     tracking.end()  # the resume note stays: the checkpoints are kept until the stage's output is finished
+    if not all_finite(accelerator, stepper.trainable):  # a finite last loss does not make finite weights
+        raise stepper.checkpoints.stop(f"the weights became non-finite by step {len(losses)}, the last")
     # accelerate wrapped `forward` in autocast in place; scoring after training must see the
     # model in its own precision, as evaluation does, so the wrapper comes off here.
     accelerator.unwrap_model(stepper.model, keep_fp32_wrapper=False)

@@ -31,9 +31,10 @@ def epoch_batch(seed: int, micro_step: int, micro_per_epoch: int, lengths: list[
     return [order[(index * width + k) % len(order)] for k in range(width)]
 
 
-def drawn_batches(seed: int, micro_step: int, process_index: int, pools: list[range], batch_size: int
+def drawn_batches(seed: int, micro_step: int, process_index: int, pools: list[range], batch_size: int | list[int]
                   ) -> list[list[int]]:
-    """For one micro-step of one process, `batch_size` indices drawn from each pool in turn
-    (forget, then retain): independent of every other step and process."""
+    """For one micro-step of one process, `batch_size` indices (one size per pool, or one for all)
+    drawn from each pool in turn (forget, then retain): independent of every other step and process."""
     draw = random.Random(f"{seed}:{micro_step}:{process_index}")
-    return [[draw.choice(pool) for _ in range(batch_size)] for pool in pools]
+    sizes = batch_size if isinstance(batch_size, list) else [batch_size] * len(pools)
+    return [[draw.choice(pool) for _ in range(size)] for pool, size in zip(pools, sizes)]

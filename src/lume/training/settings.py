@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from lume.config import at_least, one_of
+from lume.config import MAX_BATCH, at_least, at_most, between, one_of, seed_range
 from lume.training.precision import CHOICES as MIXED_PRECISION
 
 
@@ -18,11 +18,18 @@ class TrainingSettings:
     learning_rate: float = 5e-5
     scheduler: str = "constant"  # any transformers scheduler name: linear, cosine, constant ...
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # the warm-up as a share of the run's steps, when warmup_steps is 0
     weight_decay: float = 0.0  # AdamW's
     max_grad_norm: float = 1.0  # gradient clipping; 0 = none
     gradient_accumulation: int = 1
     lora_rank: int = 0  # 0 = full fine-tuning
     lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    # which weights train (lume.training.scope): decoder layers (negative from the last; None = all
+    # weights) and, within them, modules by name (mlp, self_attn, down_proj ...; None = all); with
+    # LoRA, the linear layers among them get the adapters
+    layers: list[int] | None = None
+    modules: list[str] | None = None
     gradient_checkpointing: bool = False
     # auto: bf16 autocast where the device computes bf16 natively, else float32 ("no"); or bf16, fp16, no
     mixed_precision: str = "auto"
@@ -34,7 +41,10 @@ class TrainingSettings:
 
     def __post_init__(self):
         at_least(self, 1, "batch_size", "gradient_accumulation")
+        at_most(self, MAX_BATCH, "batch_size", "gradient_accumulation")
+        seed_range(self, "seed")
         at_least(self, 0, "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_rank", "save_every")
+        between(self, 0, 1, "lora_dropout", "warmup_ratio")
         one_of(self, "mixed_precision", MIXED_PRECISION)
 
 
@@ -46,9 +56,19 @@ class TrainingRun:
     settings: TrainingSettings
     max_steps: int
     identity: dict = field(default_factory=dict)
+    # lengths of consecutive segments, each starting with fresh optimiser moments and its own
+    # learning-rate schedule (a new trainer per chunk of the forget set); None = one segment
+    segments: list[int] | None = None
+
+    def segment_starts(self) -> list[int]:
+        """The step each segment starts at ([0] for one segment)."""
+        starts = [0]
+        for length in (self.segments or [])[:-1]:
+            starts.append(starts[-1] + length)
+        return starts
 
     def key(self) -> str:
         """What decides the trained weights (checkpoint interval and logging do not)."""
         decisive = {**asdict(self.settings), "save_every": None, "log_with": None, "max_steps": self.max_steps,
-                    "identity": self.identity}
+                    "identity": self.identity, **({"segments": self.segments} if self.segments else {})}
         return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lume import data as lume_data
-from lume.config import above_zero, at_least, between, one_of
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, above_zero, at_least, at_most, between, one_of, seed_range
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
@@ -72,6 +72,9 @@ class EvalConfig:
         one_of(self, "mia_set", MIA_SETS)
         one_of(self, "dtype", (None, *DTYPES, "auto"))
         at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit", "mmlu_subjects")
+        at_most(self, MAX_BATCH, "batch_size")
+        at_most(self, MAX_NEW_TOKENS_LIMIT, "max_new_tokens")
+        seed_range(self, "seed")
         at_least(self, 0, "mmlu_shots", "bootstrap_resamples")
         between(self, 0, 1, "target_mmlu")
         above_zero(self, "vllm_memory")
@@ -212,10 +215,10 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
         (out_dir / SUMMARY_NAME).unlink(missing_ok=True)  # the old results are not this run's
     if world > 1:
         torch.distributed.barrier()
-    set_resume_note(f"finished items are kept in {out_dir / 'cache'}; the same command resumes")
     started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
     evaluation = _open(model, config, out_dir, rank, world, device)
     header = _header(evaluation)  # the model as loaded for generation
+    set_resume_note(f"the items finished so far are kept in {out_dir / 'cache'}; the same command resumes")
     sections = _sections(config)
     for section in sections:
         step = time.time()

@@ -39,22 +39,33 @@ def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | 
     another command writes it, this one stops (or waits, with `wait`).
     """
     config = config or MergeConfig()
+    check_adapters(adapters, config)
+    with one_writer(out_dir, wait):
+        out_dir = claim(out_dir, "merge", inputs=(resolve_model_path(base)[1], *adapters), overwrite=overwrite)
+        record = merge_into(base, adapters, out_dir, config)
+        write_json_atomic(out_dir / FINISHED_MARKERS["merge"], record)
+        mark_finished(out_dir)
+    return out_dir
+
+
+def check_adapters(adapters: list, config: MergeConfig) -> None:
+    """At least two adapter folders, as many weights as adapters (when given)."""
     if len(adapters) < 2:
         raise LumeError("give at least two adapters to merge")
-    weights = config.weights or [1.0 / len(adapters)] * len(adapters)
-    if len(weights) != len(adapters):
-        raise LumeError(f"{len(weights)} weights for {len(adapters)} adapters")
+    if config.weights is not None and len(config.weights) != len(adapters):
+        raise LumeError(f"{len(config.weights)} weights for {len(adapters)} adapters")
     for adapter in adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise LumeError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-    with one_writer(out_dir, wait):
-        out_dir = claim(out_dir, "merge", inputs=(resolve_model_path(base)[1], *adapters), overwrite=overwrite)
-        _merge(base, adapters, out_dir, config.combination, weights, config.density)
-        write_json_atomic(out_dir / FINISHED_MARKERS["merge"], {
-            "base": str(base), "adapters": [str(a) for a in adapters], "combination": COMBINATIONS[config.combination],
-            "weights": weights, "density": config.density})
-        mark_finished(out_dir)
-    return out_dir
+
+
+def merge_into(base, adapters: list, out_dir: Path, config: MergeConfig) -> dict:
+    """Merge the adapters into BASE and save the full model in OUT_DIR (already claimed); what
+    was merged, how."""
+    weights = config.weights or [1.0 / len(adapters)] * len(adapters)
+    _merge(base, adapters, out_dir, config.combination, weights, config.density)
+    return {"base": str(base), "adapters": [str(a) for a in adapters], "combination": COMBINATIONS[config.combination],
+            "weights": weights, "density": config.density}
 
 
 def _merge(base, adapters: list, out_dir: Path, combination: str, weights: list[float], density: float) -> None:

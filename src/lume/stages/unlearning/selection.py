@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from lume.config import at_least, seed_range
 from lume.data.mmlu import Question, load_mmlu
 from lume.data.records import Document, Record, build_documents
 from lume.data.selection import select_documents
-from lume.metrics import auc, mia_score, mmlu_flag, task_aggregate, task_means
+from lume.metrics import AGGREGATE_ORDER, auc, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_attack_scores, membership_score
 from lume.metrics.mmlu import evaluate_mmlu
 from lume.files import ItemStore, write_json_atomic
@@ -46,6 +47,10 @@ class ProbeSettings:
     non_members: int = 8  # held-out documents for the MIA probe
     mmlu_questions: int = 20  # MMLU dev questions, drawn across subjects
     seed: int = 0
+
+    def __post_init__(self):
+        at_least(self, 0, "docs_per_task", "non_members", "mmlu_questions")
+        seed_range(self, "seed")
 
 
 @dataclass
@@ -89,10 +94,14 @@ def probe_set(forget: list[Record], retain: list[Record], held_out: list[Documen
 def probe(model, tokenizer, probes: ProbeSet) -> dict:
     """The probe numbers of the model as it is: the 12 task means, MIA AUC, MMLU (dev)."""
     means = task_means(score_records(transformers_backend(model, tokenizer), probes.records))
+    def split_mean(split: str) -> float | None:
+        values = [v for k, v in means.items() if k[0] == split]
+        return statistics.fmean(values) if values else None
+
+    complete = all(key in means for key in AGGREGATE_ORDER)  # sets that lack a task have no aggregate
     row = {"scores": {"/".join(key): value for key, value in means.items()},
-           "forget_mean": statistics.fmean(v for k, v in means.items() if k[0] == "forget"),
-           "retain_mean": statistics.fmean(v for k, v in means.items() if k[0] == "retain"),
-           "task_aggregate": task_aggregate(means), "mia_auc": None, "mmlu_dev": None}
+           "forget_mean": split_mean("forget"), "retain_mean": split_mean("retain"),
+           "task_aggregate": task_aggregate(means) if complete else None, "mia_auc": None, "mmlu_dev": None}
     if probes.non_members and probes.members:
         scores = membership_attack_scores(model, tokenizer, probes.members + probes.non_members)
         row["mia_auc"] = auc([True] * len(probes.members) + [False] * len(probes.non_members),
@@ -106,12 +115,12 @@ def probe(model, tokenizer, probes: ProbeSet) -> dict:
 def selection_score(row: dict) -> float:
     """The final-score formula, the mean of task aggregate, MIA score and MMLU, on the probe
     numbers (a part the run cannot measure, such as MIA without held-out documents, left out)."""
-    parts = [row["task_aggregate"]]
+    parts = [row["task_aggregate"]] if row["task_aggregate"] is not None else []
     if row["mia_auc"] is not None:
         parts.append(mia_score(row["mia_auc"]))
     if row["mmlu_dev"] is not None:
         parts.append(row["mmlu_dev"])
-    return sum(parts) / len(parts)
+    return sum(parts) / len(parts) if parts else 0.0
 
 
 def eligible(row: dict, start: dict) -> bool:

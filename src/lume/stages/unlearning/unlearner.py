@@ -28,12 +28,13 @@ from lume.files import write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
 from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
+from lume.stages.unlearning.methods.base import prime
+from lume.stages.unlearning.schedule import Plan, ScheduleSettings, plan
 from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory,
                                              chosen_step, probe_set)
 from lume.training import (TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
                            gathered_weights, make_accelerator, prompt_answer_example,
-                           reference_copy, train, with_lora)
-from lume.training.sampling import drawn_batches
+                           reference_copy, scoped, train)
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
@@ -42,7 +43,8 @@ REPORT_NAME = FINISHED_MARKERS["unlearn"]
 class UnlearnConfig:
     method: str = "npo"
     method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
-    steps: int = 40
+    steps: int | None = None  # optimiser steps; None = the schedule's length (draws: 40; epochs, chunks: their passes)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)  # which examples each step trains on
     eval_every: int = 0  # probe the model every N steps (and at the last); 0 = never
     select: str = "last"  # the step saved as the model: the last, or the best on the probes (needs eval_every)
     probes: ProbeSettings = field(default_factory=ProbeSettings)
@@ -50,6 +52,7 @@ class UnlearnConfig:
     training: TrainingSettings = field(default_factory=TrainingSettings)
     device: str | None = None
     progress: bool = True
+    recipe: str | None = None  # the recipe these settings came from (recorded in the report; set by --recipe)
 
     def __post_init__(self):
         at_least(self, 1, "steps")
@@ -99,18 +102,11 @@ def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list
     return pick("forget"), pick("retain")
 
 
-def draw_batch_indices(seed: int, micro_step: int, process_index: int, forget_pool: range, retain_size: int,
-                       batch_size: int) -> tuple[list[int], list[int]]:
-    """Forget and retain example indices for one micro-step of one process, drawn independently."""
-    forget, retain = drawn_batches(seed, micro_step, process_index, [forget_pool, range(retain_size)], batch_size)
-    return forget, retain
-
-
 def _examples(tokenizer, records: list[Record], split: str, context: int | None) -> list:
     """Training examples of the records; one beyond the model's context is refused by name."""
     examples = []
     for record in records:
-        example = prompt_answer_example(tokenizer, record.input, record.output)
+        example = replace(prompt_answer_example(tokenizer, record.input, record.output), record=record)
         if context and len(example.input_ids) > context:
             raise LumeError(f"{split} record {record.id!r} is {len(example.input_ids)} tokens long, beyond the "
                             f"model's context of {context} tokens; shorten or drop it")
@@ -119,15 +115,32 @@ def _examples(tokenizer, records: list[Record], split: str, context: int | None)
 
 
 def _training_run(config: UnlearnConfig, method, model_fingerprint: str, forget: list[Record],
-                  retain: list[Record], mixed_precision: str) -> TrainingRun:
-    return TrainingRun(replace(config.training, mixed_precision=mixed_precision), config.steps,
+                  retain: list[Record], mixed_precision: str, schedule: Plan) -> TrainingRun:
+    return TrainingRun(replace(config.training, mixed_precision=mixed_precision), schedule.steps,
                        {"method": config.method, "method_settings": asdict(method.settings),
-                        "model": model_fingerprint, "forget": _fingerprint(forget), "retain": _fingerprint(retain)})
+                        "schedule": asdict(config.schedule), "model": model_fingerprint,
+                        "forget": _fingerprint(forget), "retain": _fingerprint(retain)}, schedule.segments())
 
 
-def _step_loss(method, context: Context, config: UnlearnConfig, forget_examples: list, retain_examples: list,
-               accelerator):
-    """The loss of one micro-step: independent forget and retain draws, then the method's loss."""
+def _plan(config: UnlearnConfig, forget: list[Record], retain: list[Record], processes: int) -> Plan:
+    training = config.training
+    return plan(config.schedule, config.steps, len(forget), len(retain), training.batch_size,
+                training.gradient_accumulation, processes, [r.doc_id for r in forget], training.seed)
+
+
+def drawn_forget_examples(schedule: Plan, method, training: TrainingSettings, process: int, size: int) -> list[int]:
+    """The forget examples this process's micro-steps will draw, in order of first use: the only
+    ones whose reference quantities a run needs (the draws are seeded, so known in advance)."""
+    drawn: dict[int, None] = {}
+    for micro in range(schedule.steps * training.gradient_accumulation):
+        pool = method.forget_pool(micro // training.gradient_accumulation, schedule.steps, size)
+        drawn.update(dict.fromkeys(schedule.indices(training.seed, micro, process, pool)[0]))
+    return sorted(drawn)
+
+
+def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, forget_examples: list,
+               retain_examples: list, accelerator):
+    """The loss of one micro-step: the schedule's forget and retain examples, then the method's loss."""
     pad_id = context.tokenizer.pad_token_id
 
     def batch_of(examples: list, indices: list[int]) -> dict:
@@ -137,12 +150,15 @@ def _step_loss(method, context: Context, config: UnlearnConfig, forget_examples:
 
     def step_loss(model, micro_step: int):
         training = config.training
-        pool = method.forget_pool(micro_step // training.gradient_accumulation, config.steps, len(forget_examples))
-        forget_indices, retain_indices = draw_batch_indices(training.seed, micro_step, accelerator.process_index, pool,
-                                                            len(retain_examples), training.batch_size)
+        pool = method.forget_pool(micro_step // training.gradient_accumulation, schedule.steps, len(forget_examples))
+        forget_indices, retain_indices = schedule.indices(training.seed, micro_step, accelerator.process_index, pool)
         forget_batch = batch_of(forget_examples, forget_indices)
         retain_batch = batch_of(retain_examples, retain_indices)
-        context.model = model
+        context.model, context.step = model, micro_step // training.gradient_accumulation
+        batches = {"forget": forget_batch, "retain": retain_batch}
+        primed = [batches[name] for name in method.policy_batches]
+        if primed:
+            prime(model, primed, pad_id)
         loss, logs = method.loss(context, forget_batch, retain_batch)
         tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
         return loss, {"loss": loss.item(), **logs, "tokens": tokens}
@@ -172,7 +188,7 @@ def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
     reference_model = None
     if method.needs_reference_model and settings.lora_rank == 0:
         reference_model = reference_copy(model, accelerator)
-    model = with_lora(model, settings)
+    model = scoped(model, settings)
     if settings.lora_rank == 0:
         method.select_parameters(model)
     return model, reference_model
@@ -219,11 +235,11 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json")
 
 
-def _probing(trajectory: Trajectory | None, config: UnlearnConfig, model, tokenizer, accelerator,
+def _probing(trajectory: Trajectory | None, config: UnlearnConfig, last_step: int, model, tokenizer, accelerator,
              on_probe: Callable[[int, dict], None]):
     """`after_step` for the loop: probe every `eval_every` steps and at the last one."""
     def after_step(step: int) -> None:
-        if trajectory is None or (step % config.eval_every and step != config.steps):
+        if trajectory is None or (step % config.eval_every and step != last_step):
             return
         on_probe(step, trajectory.measure(accelerator.unwrap_model(model), tokenizer, step))
 
@@ -248,6 +264,7 @@ class _Setup:
     """What a run needs once the model is loaded: the accelerator, run, tokenizer, examples, model."""
     accelerator: object
     run: TrainingRun
+    schedule: Plan
     loaded: object
     forget_examples: list
     retain_examples: list
@@ -261,7 +278,9 @@ def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, reta
                                    log_with=training.log_with, logs_dir=out_dir / "logs",
                                    find_unused_parameters=method.leaves_weights_without_gradient)
     check_whole_weights(accelerator, ["LoRA"] * (training.lora_rank > 0) + ["select best"] * (config.select == "best"))
-    run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision)
+    schedule = _plan(config, forget, retain, accelerator.num_processes)
+    run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision,
+                        schedule)
     claim(out_dir, "unlearn", key=run.key(), inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite,
           what="MODEL_OUT", accelerator=accelerator)
     loaded = load_model(model_in, dtype="float32", device="cpu")
@@ -273,9 +292,12 @@ def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, reta
                       lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
                       reference_model=reference_model, batch_size=training.batch_size, autocast=accelerator.autocast,
                       unwrap=accelerator.unwrap_model)
+    context.steps_per_epoch = plan(ScheduleSettings(kind="epochs"), None, len(forget), len(retain),
+                                   training.batch_size, training.gradient_accumulation, accelerator.num_processes).steps
+    context.drawn = drawn_forget_examples(schedule, method, training, accelerator.process_index, len(forget))
     with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
         method.prepare(context)
-    return _Setup(accelerator, run, loaded, forget_examples, retain_examples, model, context)
+    return _Setup(accelerator, run, schedule, loaded, forget_examples, retain_examples, model, context)
 
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
@@ -302,15 +324,15 @@ def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, dat
     setup = _set_up(model_in, out_dir, config, method, forget, retain, overwrite)
     accelerator, model, tokenizer = setup.accelerator, setup.model, setup.loaded.tokenizer
     trajectory = _trajectory(config, out_dir, setup.run, forget, retain, model_in, data_dir, accelerator)
-    after_step = _probing(trajectory, config, model, tokenizer, accelerator, on_probe)
+    after_step = _probing(trajectory, config, setup.run.max_steps, model, tokenizer, accelerator, on_probe)
     after_step(0)
     if accelerator.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(accelerator.device)
     started = time.time()
-    result = train(model, setup.run, _step_loss(method, setup.context, config, setup.forget_examples,
+    result = train(model, setup.run, _step_loss(method, setup.context, config, setup.schedule, setup.forget_examples,
                                                 setup.retain_examples, accelerator),
                    out_dir / "checkpoints", description=f"unlearning ({config.method})", after_step=after_step,
-                   show_progress=config.progress, accelerator=accelerator)
+                   show_progress=config.progress, accelerator=accelerator, stateful=method)
     report = {**_report(config, method, model_in, setup.loaded, forget, retain, result, started, accelerator),
               **_selected(trajectory, config, accelerator.unwrap_model(model))}
     weights = None if config.training.lora_rank > 0 else gathered_weights(accelerator, model)

@@ -17,9 +17,15 @@ there is imported, so nothing else changes):
   `select_parameters(model)` (freeze what must not change), `forget_pool` (schedule the
   forget examples), and `needs_reference_model` (a frozen copy of the starting model).
 
-`logits`, `nll`, `sequence_log_likelihood`, `token_log_likelihood`, `token_mean` and `retain_kl` below are
-the building blocks; `Context.starting_model()` gives the model as it was before unlearning.
-`docs/methods.md` gives each method's formula, what it averages over, and its sources.
+- `state_dict()` / `load_state_dict()` for a loss that keeps state between steps (a dual
+  variable, adaptive coefficients): saved in every checkpoint, given back on resume; and
+  `policy_batches`, the batches whose answer logits the trained model's loss reads (both by
+  default: they then come from one packed forward per step; a method that reads fewer says so).
+
+`answers`, `nll`, `sequence_log_likelihood`, `token_log_likelihood`, `token_mean` and `retain_kl`
+below are the building blocks (all in terms of the logits that predict the labelled tokens,
+`lume.inference.answers`); `Context.starting_model()` gives the model as it was before
+unlearning. `docs/methods.md` gives each method's formula, what it averages over, and its sources.
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ from typing import ClassVar
 import torch
 
 from lume.errors import LumeError
+from lume.inference.answers import Answers, answer_logits
 from lume.registry import Registry
-from lume.inference.batching import IGNORE
-from lume.inference.likelihood import grouped_logits, sequence_log_likelihoods, token_log_likelihoods
+
 
 @dataclasses.dataclass
 class NoSettings:
@@ -49,6 +55,9 @@ class Method:
     # The loss reaches only part of the trainable weights (RMU stops at one layer), which DDP
     # must be told of, or it waits for gradients that never come.
     leaves_weights_without_gradient: ClassVar[bool] = False
+    # The batches whose answer logits the loss reads from the trained model: computed together,
+    # in one packed forward, before the loss runs (a batch left out is computed when asked for).
+    policy_batches: ClassVar[tuple[str, ...]] = ("forget", "retain")
 
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
@@ -65,6 +74,14 @@ class Method:
 
     def loss(self, context: Context, forget: dict, retain: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """What the loss keeps between steps (a dual variable, adaptive coefficients), as JSON
+        values: saved in every checkpoint, so a resumed run continues where it stopped."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back what `state_dict` returned (on resume)."""
 
 
 METHODS = Registry("method", Method, "lume.methods")
@@ -85,16 +102,24 @@ class Context:
         self.reference_model = reference_model
         self.batch_size = batch_size
         self.precomputed: dict = {}  # what `prepare` computed once, by name
+        self.step = 0  # the optimiser step being taken (0-based), for losses that change over the run
+        self.steps_per_epoch = 1  # optimiser steps per pass over the forget set
+        self.drawn: list[int] | None = None  # the forget examples this process's steps will draw (None: any)
 
     @torch.no_grad()
     def forget_log_likelihoods(self, examples: list | None = None) -> torch.Tensor:
-        """log π(y|x) of each forget example under the model as it is now (before training)."""
+        """log π(y|x) of each forget example (or of `examples`, one per forget example) under the
+        model as it is now (before training): computed for the examples the run's steps draw
+        only, NaN for the others (a short run on a large forget set reads a few)."""
         examples = self.forget_examples if examples is None else examples
-        values = []
-        for start in range(0, len(examples), self.batch_size):
-            batch = self.collate(examples[start:start + self.batch_size])
-            values.append(sequence_log_likelihood(self.model, batch)[0])
-        return torch.cat(values)
+        wanted = range(len(examples)) if self.drawn is None else self.drawn
+        values = torch.full((len(examples),), float("nan"))
+        wanted = list(wanted)
+        for start in range(0, len(wanted), self.batch_size):
+            rows = wanted[start:start + self.batch_size]
+            batch = self.collate([examples[i] for i in rows])
+            values[rows] = sequence_log_likelihood(self.model, batch)[0].float().cpu()
+        return values.to(next(iter(self.model.parameters()), values).device)
 
     @contextmanager
     def starting_model(self):
@@ -109,37 +134,58 @@ class Context:
                 raise LumeError("this method needs a reference model, which was not set up")
 
 
-def logits(model, batch: dict) -> torch.Tensor:
-    """The model's logits on a batch (one forward per group of similar lengths: little padding)."""
-    return grouped_logits(model, batch)
+def _cache_key(model) -> tuple:
+    return id(model), torch.is_grad_enabled()
+
+
+def prime(model, batches: list[dict], pad_id: int = 0) -> None:
+    """Compute the batches' answer logits under `model` in one packed forward and keep them in
+    the batches, for `answers` to return (for the same model, with gradients on or off as now)."""
+    for batch, found in zip(batches, answer_logits(model, batches, pad_id)):
+        batch["_answers"] = (_cache_key(model), found)
+
+
+def answers(model, batch: dict) -> Answers:
+    """The logits that predict the batch's labelled tokens, under `model` (primed ones reused)."""
+    cached = batch.get("_answers")
+    if cached is not None and cached[0] == _cache_key(model):
+        return cached[1]
+    (found,) = answer_logits(model, [batch])
+    batch["_answers"] = (_cache_key(model), found)
+    return found
 
 
 def nll(model, batch: dict) -> torch.Tensor:
     """Mean negative log-likelihood over the labelled tokens of the batch."""
-    total, count = sequence_log_likelihood(model, batch)
-    return -total.sum() / count.sum().clamp(min=1)
+    return -token_mean(token_log_likelihood(model, batch))
 
 
 def sequence_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(log π(y|x) summed over each sequence's labelled tokens, number of those tokens)."""
-    return sequence_log_likelihoods(logits(model, batch), batch["labels"])
+    found = answers(model, batch)
+    return found.per_row(found.log_likelihoods()), found.counts()
 
 
-def token_log_likelihood(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log π(y_t|x, y_<t) at each position, whether the position is a labelled token)."""
-    return token_log_likelihoods(logits(model, batch), batch["labels"])
+def token_log_likelihood(model, batch: dict) -> torch.Tensor:
+    """log π(y_t|x, y_<t) of each labelled token of the batch, row by row."""
+    return answers(model, batch).log_likelihoods()
 
 
-def token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The mean of `values` over the positions `mask` marks, pooled over the batch (0 for none)."""
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+def token_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of per-token `values` over the batch's labelled tokens together (0 for none)."""
+    return values.sum() / max(values.numel(), 1)
 
 
 def retain_kl(context: Context, retain: dict) -> torch.Tensor:
     """KL(p_ref ‖ p_θ) per labelled token of the retain batch, averaged over those tokens."""
+    return retain_kl_and_nll(context, retain)[0]
+
+
+def retain_kl_and_nll(context: Context, retain: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL(p_ref ‖ p_θ) and NLL_θ, both per labelled token of the retain batch and averaged over
+    those tokens, from one forward of each model."""
     with context.starting_model() as reference:
-        reference_log_probs = torch.log_softmax(logits(reference, retain)[:, :-1].float(), -1)
-    log_probs = torch.log_softmax(logits(context.model, retain)[:, :-1].float(), -1)
-    per_token = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1)
-    mask = retain["labels"][:, 1:] != IGNORE
-    return token_mean(per_token, mask)
+        reference_log_probs = answers(reference, retain).log_probs()
+    found = answers(context.model, retain)
+    per_token = (reference_log_probs.exp() * (reference_log_probs - found.log_probs())).sum(-1)
+    return token_mean(per_token), -token_mean(found.log_likelihoods())

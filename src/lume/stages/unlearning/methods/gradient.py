@@ -1,7 +1,9 @@
 """The LUME gradient baselines (protocol.md, "Unlearning baselines").
 
 GA:  minimise -NLL_θ(F)
-GD:  -NLL_θ(F) + α · NLL_θ(R)
+GD:  -NLL_θ(F) + α · NLL_θ(R)                      (average: tokens, each batch's pooled tokens)
+     (−Σ_{i∈F} NLL_i + α · Σ_{j∈R} NLL_j) / (|F| + |R|)   (average: examples, NLL_i one example's
+                                                  token mean: AILS-NTUA's per-example weights)
 KL:  -NLL_θ(F) + α · KL(p_ref ‖ p_θ) on R, per real answer token
 """
 
@@ -9,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lume.stages.unlearning.methods.base import Method, nll, register, retain_kl
+from lume.config import one_of
+from lume.stages.unlearning.methods.base import Method, nll, register, retain_kl, sequence_log_likelihood
+
+AVERAGES = ("tokens", "examples")
 
 
 @dataclass
@@ -17,9 +22,24 @@ class RetainWeight:
     alpha: float = 1.0  # weight α of the retain term
 
 
+@dataclass
+class GDSettings(RetainWeight):
+    average: str = "tokens"  # tokens: each batch's pooled tokens; examples: per-example means, over both batches
+
+    def __post_init__(self):
+        one_of(self, "average", AVERAGES)
+
+
+def example_nlls(model, batch: dict):
+    """Each example's mean negative log-likelihood over its labelled tokens."""
+    total, count = sequence_log_likelihood(model, batch)
+    return -total / count.clamp(min=1)
+
+
 @register
 class GradientAscent(Method):
     name = "ga"
+    policy_batches = ("forget",)
 
     def loss(self, context, forget, retain):
         forget_nll = nll(context.model, forget)
@@ -29,9 +49,14 @@ class GradientAscent(Method):
 @register
 class GradientDifference(Method):
     name = "gd"
-    Settings = RetainWeight
+    Settings = GDSettings
 
     def loss(self, context, forget, retain):
+        if self.settings.average == "examples":
+            forget_nlls, retain_nlls = example_nlls(context.model, forget), example_nlls(context.model, retain)
+            count = len(forget_nlls) + len(retain_nlls)
+            loss = (-forget_nlls.sum() + self.settings.alpha * retain_nlls.sum()) / count
+            return loss, {"forget_nll": forget_nlls.mean().item(), "retain_nll": retain_nlls.mean().item()}
         forget_nll, retain_nll = nll(context.model, forget), nll(context.model, retain)
         loss = -forget_nll + self.settings.alpha * retain_nll
         return loss, {"forget_nll": forget_nll.item(), "retain_nll": retain_nll.item()}

@@ -56,28 +56,38 @@ def refusals(settings: IdkSettings) -> list[str]:
 
 @register
 class IdkDPO(Method):
+    """Preference optimisation of a chosen answer over the forget answer; the chosen answers
+    (here refusals) and the term's scale are what a subclass changes (AltPO)."""
+
     name = "idk"
     Settings = IdkSettings
+    log_name = "dpo"
+
+    def chosen_answers(self, context) -> list[str]:
+        """The preferred answer of each forget example, in order."""
+        texts = refusals(self.settings)
+        return [texts[i % len(texts)] for i in range(len(context.forget_examples))]
+
+    def scale(self) -> float:
+        return SCALINGS[self.settings.scaling](self.settings.beta)
 
     def prepare(self, context):
-        texts = refusals(self.settings)
-        examples = [prompt_answer_example(context.tokenizer, example.prompt, texts[i % len(texts)])
-                    for i, example in enumerate(context.forget_examples)]
-        context.precomputed["idk_examples"] = examples
-        context.precomputed["idk_reference"] = context.forget_log_likelihoods(examples)
+        examples = [prompt_answer_example(context.tokenizer, example.prompt, answer)
+                    for example, answer in zip(context.forget_examples, self.chosen_answers(context))]
+        context.precomputed["chosen_examples"] = examples
+        context.precomputed["chosen_reference"] = context.forget_log_likelihoods(examples)
         context.precomputed["forget_reference"] = context.forget_log_likelihoods()
 
     def loss(self, context, forget, retain):
         index = forget["index"]
-        refusals = context.collate([context.precomputed["idk_examples"][i] for i in index.tolist()])
-        chosen, _ = sequence_log_likelihood(context.model, refusals)
+        preferred = context.collate([context.precomputed["chosen_examples"][i] for i in index.tolist()])
+        chosen, _ = sequence_log_likelihood(context.model, preferred)
         rejected, _ = sequence_log_likelihood(context.model, forget)
         reference = context.precomputed
-        margin = (chosen - reference["idk_reference"][index]) - (rejected - reference["forget_reference"][index])
-        beta = self.settings.beta
-        preference = SCALINGS[self.settings.scaling](beta) * F.softplus(-beta * margin).mean()
+        margin = (chosen - reference["chosen_reference"][index]) - (rejected - reference["forget_reference"][index])
+        preference = self.scale() * F.softplus(-self.settings.beta * margin).mean()
         retain_nll = nll(context.model, retain)
-        return preference + self.settings.alpha * retain_nll, {"dpo": preference.item(),
+        return preference + self.settings.alpha * retain_nll, {self.log_name: preference.item(),
                                                                "retain_nll": retain_nll.item()}
 
 

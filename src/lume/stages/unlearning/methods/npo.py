@@ -2,6 +2,9 @@
 
     L = (2/β) · mean_F log(1 + (π_θ(y|x) / π_ref(y|x))^β)      [+ α · NLL_θ(R)  or  + α · KL on R]
 
+and `npo+kl+gd`, the weighted sum of all three that ZJUKLAB trained each of its two LoRA
+models with (SemEval-2025 Task 4, arXiv 2503.21088):  w_npo · NPO + w_kl · KL on R + w_nll · NLL_θ(R).
+
 with log π summed over answer tokens. π_ref on the forget set is the starting model's and never
 changes, so it is computed once in `prepare` and no second copy of the model is kept.
 At π_θ = π_ref the loss is (2/β)·log 2.
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from lume.stages.unlearning.methods.base import Method, nll, register, retain_kl, sequence_log_likelihood
+from lume.stages.unlearning.methods.base import (Method, nll, register, retain_kl, retain_kl_and_nll,
+                                                 sequence_log_likelihood)
 
 
 @dataclass
@@ -31,6 +35,7 @@ def npo_loss(log_likelihood, reference_log_likelihood, beta: float):
 class NPO(Method):
     name = "npo"
     Settings = NPOSettings
+    policy_batches = ("forget",)
 
     def prepare(self, context):
         context.precomputed["npo_reference"] = context.forget_log_likelihoods()
@@ -48,6 +53,7 @@ class NPO(Method):
 @register
 class NPOGradientDifference(NPO):
     name = "npo+gd"
+    policy_batches = ("forget", "retain")
 
     def loss(self, context, forget, retain):
         forget_term, retain_nll = self.forget_term(context, forget), nll(context.model, retain)
@@ -59,7 +65,31 @@ class NPOGradientDifference(NPO):
 class NPOKL(NPO):
     name = "npo+kl"
     needs_reference_model = True
+    policy_batches = ("forget", "retain")
 
     def loss(self, context, forget, retain):
         forget_term, kl = self.forget_term(context, forget), retain_kl(context, retain)
         return forget_term + self.settings.alpha * kl, {"npo": forget_term.item(), "retain_kl": kl.item()}
+
+
+@dataclass
+class NPOMixSettings:
+    beta: float = 0.1
+    npo_weight: float = 1.0  # w_npo (ZJUKLAB's ga_ratio)
+    kl_weight: float = 1.0  # w_kl on the retain batch (their gd_ratio)
+    nll_weight: float = 1.0  # w_nll on the retain batch (their gk_ratio)
+
+
+@register
+class NPOKLGD(NPO):
+    name = "npo+kl+gd"
+    Settings = NPOMixSettings
+    needs_reference_model = True
+    policy_batches = ("forget", "retain")
+
+    def loss(self, context, forget, retain):
+        settings = self.settings
+        forget_term = self.forget_term(context, forget)
+        kl, retain_nll = retain_kl_and_nll(context, retain)
+        loss = settings.npo_weight * forget_term + settings.kl_weight * kl + settings.nll_weight * retain_nll
+        return loss, {"npo": forget_term.item(), "retain_kl": kl.item(), "retain_nll": retain_nll.item()}

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lume.inference.batching import IGNORE
-from lume.stages.unlearning.methods.base import Method, logits, nll, register, token_mean
+from lume.stages.unlearning.methods.base import Method, answers, nll, register, token_mean
 
 
 @dataclass
@@ -39,13 +38,15 @@ class Undial(Method):
     Settings = UndialSettings
     needs_reference_model = True
 
+    @property
+    def policy_batches(self):
+        return ("forget", "retain") if self.settings.alpha else ("forget",)
+
     def loss(self, context, forget, retain):
-        targets = forget["labels"][:, 1:]
-        mask = targets != IGNORE
+        found = answers(context.model, forget)
         with context.starting_model() as reference:
-            wanted = adjusted_targets(logits(reference, forget)[:, :-1], targets, self.settings.beta)
-        log_probs = torch.log_softmax(logits(context.model, forget)[:, :-1].float(), -1)
-        distillation = token_mean(-(wanted * log_probs).sum(-1), mask)
+            wanted = adjusted_targets(answers(reference, forget).logits, found.targets, self.settings.beta)
+        distillation = token_mean(-(wanted * found.log_probs()).sum(-1))
         loss, logs = self.settings.gamma * distillation, {"distillation": distillation.item()}
         if self.settings.alpha:
             retain_nll = nll(context.model, retain)

@@ -25,9 +25,9 @@ class WGASettings:
     alpha: float = 1.0  # weight of the retain NLL
 
 
-def weighted_ascent(log_likelihood: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def weighted_ascent(log_likelihood: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """mean over the labelled tokens of sg(weight) · log p: minimising it lowers log p where weighted."""
-    return token_mean(weights.detach() * log_likelihood, mask)
+    return token_mean(weights.detach() * log_likelihood)
 
 
 @register
@@ -39,8 +39,8 @@ class WGA(Method):
         return probability ** self.settings.beta
 
     def loss(self, context, forget, retain):
-        log_likelihood, mask = token_log_likelihood(context.model, forget)
-        forget_term = weighted_ascent(log_likelihood, mask, self.token_weights(log_likelihood.exp()))
+        log_likelihood = token_log_likelihood(context.model, forget)
+        forget_term = weighted_ascent(log_likelihood, self.token_weights(log_likelihood.exp()))
         retain_nll = nll(context.model, retain)
         loss = self.settings.gamma * forget_term + self.settings.alpha * retain_nll
         return loss, {"weighted_ascent": forget_term.item(), "retain_nll": retain_nll.item()}

@@ -1,0 +1,44 @@
+"""Mr. Snuffleupagus at SemEval-2025 Task 4 (Dosajh and Sanghi, 2025; github.com/ArjunDosajh/
+Mr.Snuffleupagus-SemEval-2025-Task-4): adaptive RMU, representation misdirection whose steering
+coefficient follows the size of the forget activations.
+
+- One random direction per task; each task's coefficient is 3 (OLMo-1B) or 5 (OLMo-7B) times
+  the mean norm of its forget activations at the steered layer, measured at each epoch's start
+  (`rmu` with `adaptive_scale`).
+- The steered layer is 14 of OLMo-1B's 16 (26 of OLMo-7B's 32); only the MLP down-projections of
+  that layer and the two below it train; retain weight 900.
+- The text is the whole row (prompt and answer: `tokens: all`); AdamW at 5e-5 with a constant
+  rate and no clipping, 8 (1B) or 12 (7B) forget rows and as many retain rows a step.
+"""
+
+from __future__ import annotations
+
+from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+
+
+def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_rate: float = 5e-5) -> dict:
+    return {"method": "rmu", "method_settings": {"layer": layer, "adaptive_scale": scale, "alpha": 900.0,
+                                                 "tokens": "all"},
+            "schedule": {"kind": "epochs", "epochs": epochs},
+            "training": {"batch_size": batch_size, "learning_rate": learning_rate, "scheduler": "constant",
+                         "max_grad_norm": 0.0, "modules": ["down_proj"]}}
+
+
+@register_recipe
+class AdaptiveRMU(Recipe):
+    name = "adaptive-rmu"
+    source = "Dosajh and Sanghi, SemEval-2025 Task 4; settings from the authors' unlearn_submission.py"
+    runs = {
+        "olmo-7b": {"adaptive-rmu": _rmu(26, 5.0, 12)},
+        "olmo-1b": {"adaptive-rmu": _rmu(14, 3.0, 8)},
+        "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3)},
+    }
+    published = {"olmo-7b": {"final": 0.376, "task_aggregate": None, "mia_score": None, "mmlu": None},
+                 "olmo-1b": {"final": 0.485, "task_aggregate": None, "mia_score": None, "mmlu": None}}
+    notes = (
+        "The script trains for up to 100 epochs, saving a model after each; which epoch was submitted is not in "
+        "the code, and lume runs one. It measures a task's coefficient on that task's first batch of each epoch; "
+        "lume on all of the task's forget examples at the epoch's start. Its batches hold one task each; lume's "
+        "mix tasks, each row steered towards its own task's target. It averages the squared error over every "
+        "position, padding included; lume over the real tokens. For a small target lume built (`lume`), lume's "
+        "settings: layer 20 of SmolLM2's 30, 3 epochs at 1e-3, 4 rows a step.")

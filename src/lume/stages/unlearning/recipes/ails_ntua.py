@@ -1,0 +1,47 @@
+"""AILS-NTUA, first on both SemEval-2025 Task 4 leaderboards (Premptis et al., 2025,
+"Parameter-Efficient Unlearning for Large Language Models using Data Chunking", arXiv
+2503.02443): sequential unlearning with gradient difference (their SUGD).
+
+- The forget set is cut into chunks of 32 examples, unlearned one after another; each forget
+  example is followed by 7 retain examples taken cyclically over the retain set (the next ones
+  for each chunk), and each chunk is trained for 7 epochs, in order, by a fresh trainer (new
+  AdamW moments, the learning rate decaying linearly to 0 within the chunk).
+- The loss is the mean over a step's examples of −1 × NLL for a forget example and 0.5 × NLL for
+  a retain one, each NLL its example's token mean (`gd` with `average: examples`, α = 0.5).
+- Layer-focused: only the last 8 decoder layers train (embeddings, output layer and the rest
+  frozen), at a learning rate of 1e-5.
+"""
+
+from __future__ import annotations
+
+from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+
+LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
+PUBLISHED = {"method": "gd", "method_settings": {"alpha": 0.5, "average": "examples"},
+             "schedule": {"kind": "chunks", "chunk_size": 32, "retain_per_forget": 7, "epochs": 7,
+                          "restart_per_chunk": True},
+             "training": {"batch_size": 1, "learning_rate": 1e-5, "scheduler": "linear", "layers": LAST_EIGHT}}
+
+
+@register_recipe
+class AILSNTUA(Recipe):
+    name = "ails-ntua"
+    source = ("Premptis et al., SemEval-2025 Task 4 (arXiv 2503.02443); settings from the authors' "
+              "configs/sequential_args.json and SUGD notebooks (github.com/iraklis07/llm-unlearning)")
+    runs = {
+        "olmo-7b": {"sugd": PUBLISHED},
+        "olmo-1b": {"sugd": PUBLISHED},
+        "lume": {"sugd": {**PUBLISHED, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "retain_per_forget": 3,
+                                                    "epochs": 2},
+                          "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 1e-4}}},
+    }
+    published = {"olmo-7b": {"final": 0.706, "task_aggregate": 0.827, "mia_score": 0.847, "mmlu": 0.443},
+                 "olmo-1b": {"final": 0.688, "task_aggregate": 0.964, "mia_score": 0.857, "mmlu": 0.242}}
+    notes = (
+        "The authors' published configuration is for OLMo-7B; they give none for OLMo-1B, so lume uses the same "
+        "(the last 8 of its 16 layers). Their code also offers LoRA (rank 16, alpha 64 on q, v, up and down "
+        "projections), switched off in that configuration. Their trainer takes one example per optimiser step "
+        "(batch size 1), so a forget example and its 7 retain examples are 8 steps there; lume's unlearning step "
+        "always holds forget and retain examples together, so here they are one step of 1 forget + 7 retain "
+        "examples, with the same loss for the group. For a small target lume built (`lume`), lume's settings: "
+        "chunks of 16, 3 retain examples per forget one, 2 epochs per chunk, 2 forget examples a step at 1e-4.")

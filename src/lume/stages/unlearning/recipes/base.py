@@ -1,0 +1,82 @@
+"""What a recipe is: a complete unlearning system from a paper, as a composition of lume's parts.
+
+A recipe names, for each kind of target, its runs (each one `UnlearnConfig`'s fields: the
+method and its settings, which weights train and whether through LoRA, the data schedule, the
+training settings) and, for a system that merges models, how the runs' LoRA adapters are merged
+(`MergeConfig`'s fields). Nothing in a recipe trains by itself: `lume unlearn --recipe NAME`
+runs its runs with the ordinary unlearning stage and merges with `lume merge`'s code.
+
+The kinds of target: `olmo-1b` and `olmo-7b`, the organisers' released targets, whose settings
+are the papers' (or the authors' code's, said where); `lume`, a small target lume built (the
+demo's), whose settings lume chose (scaled to its size, tuned with `lume sweep`; said in the
+recipe's `notes`). A new recipe is one file in this folder with a `Recipe` subclass decorated
+`@register_recipe` (or, from another package, an entry point in the group `lume.recipes`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from lume.config import build, merged
+from lume.errors import LumeError
+from lume.models.released import COMPLETE, RELEASED
+from lume.registry import Registry
+from lume.stages.unlearning.unlearner import UnlearnConfig
+
+TARGET_KINDS = ("olmo-1b", "olmo-7b", "lume")
+
+
+class Recipe:
+    name: ClassVar[str]
+    source: ClassVar[str]  # the paper (and the code the settings were read from)
+    # target kind -> run name -> UnlearnConfig fields (nested settings as mappings)
+    runs: ClassVar[dict[str, dict[str, dict]]]
+    merge: ClassVar[dict | None] = None  # MergeConfig fields: the runs' LoRA adapters merged into one model
+    notes: ClassVar[str] = ""  # what the paper leaves out and what lume chose
+    # target kind -> the team's published leaderboard numbers (final, task_aggregate, mia_score,
+    # mmlu; None where the leaderboard gives only some), shown beside lume's, labelled as published
+    published: ClassVar[dict[str, dict[str, float | None]]] = {}
+
+    @classmethod
+    def configs(cls, kind: str, overrides: dict | None = None) -> dict[str, UnlearnConfig]:
+        """Each run's settings for a target of `kind`, with `overrides` (UnlearnConfig fields,
+        nested ones as mappings) over every run's."""
+        if kind not in cls.runs:
+            raise LumeError(f"recipe {cls.name!r} has no settings for a {kind} target "
+                            f"(it has: {', '.join(cls.runs)})")
+        configs = {}
+        for run_name, fields in cls.runs[kind].items():
+            config = build(UnlearnConfig, fields, where=f"{cls.name}.{kind}.{run_name}", source=f"recipe {cls.name}")
+            configs[run_name] = merged(config, overrides or {})
+        return configs
+
+
+RECIPES = Registry("recipe", Recipe, "lume.recipes")
+register_recipe = RECIPES.register
+
+
+def target_kind(model_in, asked: str = "auto") -> str:
+    """Which of a recipe's settings fit MODEL_IN: `asked`, or (auto) the released target it is
+    (by name, or a folder lume downloaded it into), else `lume`."""
+    if asked != "auto":
+        if asked not in TARGET_KINDS:
+            raise LumeError(f"recipe target {asked!r}: expected auto or one of {', '.join(TARGET_KINDS)}")
+        return asked
+    if str(model_in) in RELEASED:
+        return f"olmo-{RELEASED[str(model_in)].size.lower()}"
+    source = Path(model_in) / COMPLETE
+    if source.is_file():
+        repo = json.loads(source.read_text(encoding="utf-8")).get("hub")
+        for target in RELEASED.values():
+            if target.repo == repo:
+                return f"olmo-{target.size.lower()}"
+    return "lume"
+
+
+def recipe_configs(name: str, model_in, overrides: dict | None = None, asked: str = "auto"
+                   ) -> tuple[str, dict[str, UnlearnConfig]]:
+    """(target kind, each run's settings) of recipe NAME for MODEL_IN."""
+    kind = target_kind(model_in, asked)
+    return kind, RECIPES[name].configs(kind, overrides)

@@ -1,0 +1,89 @@
+"""`unlearn_with_recipe`: a recipe's runs through the ordinary unlearning stage, then its merge.
+
+A one-run recipe is one `unlearn` into OUT (its report records the recipe). A recipe that
+merges trains each run into OUT/runs/<run>/ (each an ordinary, resumable unlearning output
+with its LoRA adapter), merges the adapters into the starting model in OUT, and writes
+`lume_unlearn.json` last, holding each run's report and the merge. Rerun, it skips the runs
+already finished with the same settings and resumes the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from lume.data.manifest import MANIFEST_NAME
+from lume.errors import LumeError
+from lume.files import write_json_atomic
+from lume.models import model_fingerprint, resolve_model_path
+from lume.outputs import claim, mark_finished, one_writer, refuse_overwriting_inputs
+from lume.stages.unlearning.merge import MergeConfig, check_adapters, merge_into
+from lume.stages.unlearning.recipes.base import RECIPES, recipe_configs
+from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, unlearn
+
+RUNS_DIR = "runs"
+
+
+def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = None, *, target: str = "auto",
+                        forget=None, retain=None, data_dir: str | None = None, overwrite: bool = False,
+                        wait: bool = False, on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> dict:
+    """Unlearn MODEL_IN into OUT_DIR with recipe NAME, its settings for MODEL_IN's kind of target
+    (`target`: auto, olmo-1b, olmo-7b or lume) with `overrides` (UnlearnConfig fields) over
+    every run's; returns the report written to OUT_DIR/lume_unlearn.json."""
+    recipe = RECIPES[name]
+    kind, configs = recipe_configs(name, model_in, overrides, target)
+    configs = {run: replace(config, recipe=recipe.name) for run, config in configs.items()}
+    common = dict(forget=forget, retain=retain, data_dir=data_dir)
+    if recipe.merge is None:
+        (config,) = configs.values()
+        return unlearn(model_in, out_dir, config, overwrite=overwrite, wait=wait, on_probe=on_probe, **common)
+    for run, config in configs.items():
+        if config.training.lora_rank <= 0:
+            raise LumeError(f"recipe {name!r} merges LoRA adapters: run {run!r} needs lora_rank above 0")
+    merge = MergeConfig(**recipe.merge)
+    with one_writer(out_dir, wait):
+        return _merged(model_in, Path(out_dir), recipe, kind, configs, merge, overwrite, on_probe, common)
+
+
+def _key(model_in, configs: dict[str, UnlearnConfig], merge: MergeConfig) -> str:
+    settings = {"model": model_fingerprint(model_in), "merge": asdict(merge),
+                "runs": {run: {**asdict(config), "progress": None} for run, config in configs.items()}}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finished_report(folder: Path, config: UnlearnConfig) -> dict | None:
+    """The report of a run already finished in FOLDER with these settings, else None."""
+    try:
+        report = json.loads((folder / REPORT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = isinstance(report, dict) and report.get("config") == asdict(config)
+    return report if same else None
+
+
+def _merged(model_in, out_dir: Path, recipe, kind: str, configs: dict[str, UnlearnConfig], merge: MergeConfig,
+            overwrite: bool, on_probe, common: dict) -> dict:
+    source = resolve_model_path(model_in)[1]
+    refuse_overwriting_inputs(out_dir, (source,), "MODEL_OUT")
+    claim(out_dir, "unlearn", key=_key(model_in, configs, merge), inputs=(source,), overwrite=overwrite,
+          what="MODEL_OUT")
+    reports = {}
+    for run, config in configs.items():
+        folder = out_dir / RUNS_DIR / run
+        reports[run] = _finished_report(folder, config) or unlearn(model_in, folder, config, overwrite=True,
+                                                                  on_probe=on_probe, **common)
+    adapters = [out_dir / RUNS_DIR / run / "adapter" for run in configs]
+    check_adapters(adapters, merge)
+    record = merge_into(model_in, adapters, out_dir, merge)
+    if source is not None and (Path(source) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
+        shutil.copy(Path(source) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+    report = {"recipe": recipe.name, "target_kind": kind, "source": recipe.source, "method": f"recipe {recipe.name}",
+              "runs": reports, "merge": record, "steps": sum(r["steps"] for r in reports.values()),
+              "seconds": sum(r["seconds"] for r in reports.values()), "losses": []}
+    write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    mark_finished(out_dir)
+    return report

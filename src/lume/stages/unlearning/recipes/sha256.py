@@ -1,0 +1,45 @@
+"""SHA256, second on the 1B SemEval-2025 Task 4 leaderboard (Agrawal and Huang, 2025, "Selective
+Amnesia: Constrained Unlearning for Large Language Models via Knowledge Isolation", arXiv
+2504.12996): causal tracing located the subject-attribute associations of OLMo in the MLPs of
+its early layers, so only those train, with gradient difference whose retain weight rises
+when the retain loss does.
+
+- Only the MLP weights of decoder layers 0 to 5 train (everything else frozen).
+- Loss −NLL(F) + m · NLL(R), m = 1.2 in the first epoch, then 1.2 to 2.3 as the retain loss rises
+  above its first-epoch mean (`adaptive-gd`).
+- 8 epochs, 12 examples a micro-step (forget and retain mixed), 10 micro-steps a step, AdamW at
+  1.5e-5, the learning rate decaying linearly.
+"""
+
+from __future__ import annotations
+
+from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+
+PUBLISHED = {"method": "adaptive-gd", "schedule": {"kind": "epochs", "epochs": 8},
+             "training": {"batch_size": 6, "gradient_accumulation": 10, "learning_rate": 1.5e-5,
+                          "scheduler": "linear", "layers": [0, 1, 2, 3, 4, 5], "modules": ["mlp"]}}
+
+
+@register_recipe
+class SHA256(Recipe):
+    name = "sha256"
+    source = ("Agrawal and Huang, SemEval-2025 Task 4 (arXiv 2504.12996); settings from the authors' unlearn.py and "
+              "README (github.com/LAB-FLAIR/Constrained-Unlearning-for-LLM)")
+    runs = {
+        "olmo-7b": {"constrained-gd": PUBLISHED},
+        "olmo-1b": {"constrained-gd": PUBLISHED},
+        "lume": {"constrained-gd": {**PUBLISHED, "schedule": {"kind": "epochs", "epochs": 3},
+                                    "training": {**PUBLISHED["training"], "batch_size": 4, "gradient_accumulation": 1,
+                                                 "learning_rate": 1e-4}}},
+    }
+    # 7B: 0.711 before the leaderboard excluded it (MMLU below 0.371, 75 % of the target's)
+    published = {"olmo-7b": {"final": 0.711, "task_aggregate": None, "mia_score": None, "mmlu": None},
+                 "olmo-1b": {"final": 0.652, "task_aggregate": 0.973, "mia_score": 0.741, "mmlu": 0.243}}
+    notes = (
+        "Their batches of 12 mix forget and retain rows drawn from one shuffled set; lume's steps hold 6 forget and 6 "
+        "retain examples. They keep the checkpoint with the lowest validation loss (every 4 steps); lume keeps the "
+        "last (use eval_every and select: best for lume's selection on the probes). They wrap each prompt in the "
+        "chat template; lume trains on the raw prompt, as evaluation sees it. Their first-epoch mean divides summed "
+        "batch means by the number of examples (a smaller number than the mean); lume takes the mean itself. The "
+        "README and the paper name layers 0-5 for both targets. For a small target lume built (`lume`), lume's "
+        "settings: 3 epochs, 4 forget and 4 retain examples a step at 1e-4, the same layers.")

@@ -1,0 +1,52 @@
+"""ZJUKLAB, second on the 7B SemEval-2025 Task 4 leaderboard (Xu et al., 2025, "Unlearning via
+Model Merging", arXiv 2503.21088): two LoRA models trained with the same loss at different
+weights, one that forgets too much and one too little, merged with TIES.
+
+- Each model: LoRA of rank 32, alpha 32, dropout 0.05 on every linear layer but the output one;
+  loss w_npo · NPO (β = 0.1) + w_kl · KL on the retain batch + w_nll · NLL on the retain batch
+  (`npo+kl+gd`); 5 epochs over the forget set, each forget example with one retain example; AdamW
+  at 1e-4 with weight decay 0.01, warmed up for the first epoch, then decaying linearly.
+- The over-forgetting model: weights 0.4 / 0.4 / 0.2, 1 example a micro-step, 4 micro-steps a
+  step. The under-forgetting one: 0.3 / 0.3 / 0.4, 2 examples a micro-step, 4 micro-steps.
+- TIES merge of the two adapters into the target, density 0.8, weights 1 and 1.
+"""
+
+from __future__ import annotations
+
+from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+
+TRAINING = {"learning_rate": 1e-4, "weight_decay": 0.01, "scheduler": "linear", "warmup_ratio": 0.2,
+            "gradient_accumulation": 4, "lora_rank": 32, "lora_alpha": 32, "lora_dropout": 0.05}
+SCHEDULE = {"kind": "epochs", "epochs": 5}
+
+
+def _model(npo: float, kl: float, nll: float, batch_size: int, **training) -> dict:
+    return {"method": "npo+kl+gd", "method_settings": {"beta": 0.1, "npo_weight": npo, "kl_weight": kl,
+                                                       "nll_weight": nll},
+            "schedule": SCHEDULE, "training": {**TRAINING, "batch_size": batch_size, **training}}
+
+
+PUBLISHED = {"over-forgetting": _model(0.4, 0.4, 0.2, 1), "under-forgetting": _model(0.3, 0.3, 0.4, 2)}
+
+
+@register_recipe
+class ZJUKLAB(Recipe):
+    name = "zjuklab"
+    source = ("Xu et al., SemEval-2025 Task 4 (arXiv 2503.21088); settings from the authors' "
+              "semeval25/unlearn-merging.py (github.com/zjunlp/unlearn)")
+    runs = {
+        "olmo-7b": PUBLISHED,
+        "olmo-1b": PUBLISHED,
+        "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, gradient_accumulation=1, learning_rate=1e-3),
+                 "under-forgetting": _model(0.3, 0.3, 0.4, 4, gradient_accumulation=1, learning_rate=1e-3)},
+    }
+    merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
+    published = {"olmo-7b": {"final": 0.487, "task_aggregate": 0.944, "mia_score": 0.048, "mmlu": 0.471},
+                 "olmo-1b": {"final": 0.483, "task_aggregate": None, "mia_score": None, "mmlu": None}}
+    notes = (
+        "The authors' script uses the same settings for both targets. Their KL term averages over every position of "
+        "the retain batch (prompt and padding too); lume's over the answer tokens, as the protocol defines the KL "
+        "baseline. Their script pairs forget example i with retain example i mod |R|; lume cycles through the whole "
+        "retain set (the LUME forget and retain sets are about the same size). They train in float16 with a paged "
+        "32-bit AdamW; lume in its own precision with AdamW. For a small target lume built (`lume`), lume's "
+        "settings: the same weights and merge, 2 and 4 examples a step without accumulation, at 1e-3.")

@@ -1,0 +1,144 @@
+"""Which forget and retain examples each step of an unlearning run trains on.
+
+Three schedules, each seeded so that a resumed or repeated run sees the same examples, and
+each giving every process of a distributed run its own share:
+
+- `draws` (the default): each step draws `batch_size` forget examples (from the method's
+  `forget_pool`) and `batch_size · retain_per_forget` retain examples, independently;
+- `epochs`: each epoch visits every forget example once, in a seeded shuffled order, with the
+  retain examples taken in turn from a seeded shuffled order (cycling over the retain set);
+- `chunks` (AILS-NTUA's data chunking): the forget set, its documents in a seeded shuffled order
+  and each document's rows together (as the SemEval files hold them), is cut into chunks of
+  `chunk_size`; each chunk is trained for `epochs` passes in order before the next begins, each
+  forget example with `retain_per_forget` retain examples taken cyclically over the retain set
+  (the same ones at every pass over that chunk, the next ones for the next chunk). With
+  `restart_per_chunk`, each chunk starts with fresh optimiser moments and its own learning-rate
+  schedule, as a new trainer per chunk has it.
+
+For `epochs` and `chunks` the run's length follows from the data: `epochs` passes (per chunk)
+of `batch_size` forget examples per micro-step.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from lume.config import above_zero, at_least, one_of
+from lume.errors import LumeError
+from lume.training.sampling import drawn_batches
+
+KINDS = ("draws", "epochs", "chunks")
+DEFAULT_STEPS = 40  # the `draws` schedule's length when `steps` is not given
+
+
+@dataclass
+class ScheduleSettings:
+    kind: str = "draws"  # draws | epochs | chunks (see lume.stages.unlearning.schedule)
+    retain_per_forget: int = 1  # retain examples per forget example in a step
+    epochs: float = 1.0  # epochs and chunks: passes over the forget set (over each chunk)
+    chunk_size: int = 32  # chunks: forget examples per chunk
+    restart_per_chunk: bool = False  # chunks: fresh optimiser moments and learning-rate schedule per chunk
+
+    def __post_init__(self):
+        one_of(self, "kind", KINDS)
+        at_least(self, 1, "retain_per_forget", "chunk_size")
+        above_zero(self, "epochs")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A run's schedule on its data: its length, its segments, and each micro-step's examples."""
+
+    settings: ScheduleSettings
+    forget_count: int
+    retain_count: int
+    batch_size: int  # forget examples per micro-step and process
+    micro_steps_per_step: int  # gradient accumulation
+    processes: int
+    steps: int
+    order: tuple[int, ...] = ()  # chunks: the forget examples in chunking order
+
+    def chunks(self) -> list[range]:
+        size = self.settings.chunk_size
+        return [range(start, min(start + size, self.forget_count)) for start in range(0, self.forget_count, size)]
+
+    def chunk_steps(self) -> list[int]:
+        """Optimiser steps per chunk: `epochs` passes over it, `batch_size` per micro-step and process."""
+        per_step = self.batch_size * self.micro_steps_per_step * self.processes
+        return [max(1, math.ceil(len(chunk) * self.settings.epochs / per_step)) for chunk in self.chunks()]
+
+    def segments(self) -> list[int] | None:
+        return self.chunk_steps() if self.settings.kind == "chunks" and self.settings.restart_per_chunk else None
+
+    def indices(self, seed: int, micro_step: int, process: int, forget_pool: range) -> tuple[list[int], list[int]]:
+        """The forget and retain example indices of one micro-step of one process."""
+        retain_size = self.batch_size * self.settings.retain_per_forget
+        if self.settings.kind == "draws":
+            forget, retain = drawn_batches(seed, micro_step, process, [forget_pool, range(self.retain_count)],
+                                           [self.batch_size, retain_size])
+            return forget, retain
+        if self.settings.kind == "epochs":
+            first = (micro_step * self.processes + process) * self.batch_size
+            forget = [self._epoch_order(seed, (first + k) // self.forget_count)[(first + k) % self.forget_count]
+                      for k in range(self.batch_size)]
+            retain_order = _shuffled(self.retain_count, f"{seed}:retain")
+            return forget, [retain_order[(first * self.settings.retain_per_forget + k) % self.retain_count]
+                            for k in range(retain_size)]
+        return self._chunk_indices(micro_step, process)
+
+    def _epoch_order(self, seed: int, epoch: int) -> list[int]:
+        return _shuffled(self.forget_count, f"{seed}:epoch:{epoch}")
+
+    def _chunk_indices(self, micro_step: int, process: int) -> tuple[list[int], list[int]]:
+        """Chunk by chunk, in order; forget example i of a chunk with its own retain examples."""
+        ratio, chunks, retain_start, start = self.settings.retain_per_forget, self.chunks(), 0, 0
+        for chunk, steps in zip(chunks, self.chunk_steps()):
+            micro = steps * self.micro_steps_per_step
+            if micro_step < start + micro or chunk is chunks[-1]:
+                first = ((micro_step - start) * self.processes + process) * self.batch_size
+                positions = [(first + k) % len(chunk) for k in range(self.batch_size)]
+                retain = [(retain_start + i * ratio + r) % self.retain_count for i in positions for r in range(ratio)]
+                return [self.order[chunk[i]] for i in positions], retain
+            start += micro
+            retain_start += len(chunk) * ratio
+        raise AssertionError("unreachable: the last chunk takes every later micro-step")
+
+
+def _shuffled(count: int, salt: str) -> list[int]:
+    order = list(range(count))
+    random.Random(salt).shuffle(order)
+    return order
+
+
+def document_order(documents: list[str], seed: int) -> tuple[int, ...]:
+    """Example indices with each document's examples together (in their order), the documents in
+    a seeded shuffled order."""
+    names = sorted(set(documents))
+    random.Random(f"{seed}:chunks").shuffle(names)
+    rank = {name: i for i, name in enumerate(names)}
+    return tuple(sorted(range(len(documents)), key=lambda i: (rank[documents[i]], i)))
+
+
+def plan(settings: ScheduleSettings, steps: int | None, forget_count: int, retain_count: int, batch_size: int,
+         micro_steps_per_step: int, processes: int, forget_documents: list[str] | None = None, seed: int = 0) -> Plan:
+    """The schedule on this data; `steps` (None: the schedule's own length) is refused for
+    `chunks`, whose length is its chunks' passes. `forget_documents` (each forget example's
+    document) groups the chunks' examples by document; without it, each example is its own."""
+    order = document_order(forget_documents or [str(i) for i in range(forget_count)], seed) \
+        if settings.kind == "chunks" else ()
+    partial = Plan(settings, forget_count, retain_count, batch_size, micro_steps_per_step, processes, 0, order)
+    if settings.kind == "chunks":
+        if steps is not None:
+            raise LumeError("the chunks schedule's length is its chunks' passes (schedule.epochs per chunk): "
+                            "leave steps unset")
+        length = sum(partial.chunk_steps())
+    elif steps is not None:
+        length = steps
+    elif settings.kind == "epochs":
+        per_step = batch_size * micro_steps_per_step * processes
+        length = max(1, math.ceil(forget_count * settings.epochs / per_step))
+    else:
+        length = DEFAULT_STEPS
+    return Plan(settings, forget_count, retain_count, batch_size, micro_steps_per_step, processes, length, order)

@@ -1,0 +1,250 @@
+"""Recipes: the SemEval-2025 systems configured as their papers (and the authors' code) say,
+the parts they are made of (which weights train, data chunks, fresh optimisers per chunk), and
+a behaviour case each on a tiny model fitted to a few rows."""
+
+import json
+
+import pytest
+import torch
+
+from lume.errors import LumeError
+from lume.stages.unlearning import UnlearnConfig
+from lume.stages.unlearning.recipes import RECIPES, target_kind
+from lume.stages.unlearning.recipes.run import unlearn_with_recipe
+from lume.stages.unlearning.schedule import ScheduleSettings, plan
+from lume.training import TrainingSettings, scoped
+
+from .conftest import make_tiny_model
+from .test_method_behaviour import nlls
+
+LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
+
+
+def configs(name: str, kind: str) -> dict[str, UnlearnConfig]:
+    return RECIPES[name].configs(kind)
+
+
+@pytest.mark.parametrize("kind", ["olmo-1b", "olmo-7b"])
+def test_ails_ntua_is_sequential_gradient_difference_on_chunks_in_the_last_eight_layers(kind):
+    (config,) = configs("ails-ntua", kind).values()
+    assert (config.method, config.method_settings) == ("gd", {"alpha": 0.5, "average": "examples"})
+    assert (config.schedule.kind, config.schedule.chunk_size, config.schedule.retain_per_forget,
+            config.schedule.epochs, config.schedule.restart_per_chunk) == ("chunks", 32, 7, 7, True)
+    training = config.training
+    assert (training.learning_rate, training.batch_size, training.scheduler, training.layers, training.lora_rank) \
+        == (1e-5, 1, "linear", LAST_EIGHT, 0)
+
+
+@pytest.mark.parametrize("kind", ["olmo-1b", "olmo-7b"])
+def test_zjuklab_trains_two_lora_models_at_different_weights_and_ties_merges_them(kind):
+    runs = configs("zjuklab", kind)
+    assert list(runs) == ["over-forgetting", "under-forgetting"]
+    weights = [(c.method_settings["npo_weight"], c.method_settings["kl_weight"], c.method_settings["nll_weight"])
+               for c in runs.values()]
+    assert weights == [(0.4, 0.4, 0.2), (0.3, 0.3, 0.4)]
+    assert [(c.training.batch_size, c.training.gradient_accumulation) for c in runs.values()] == [(1, 4), (2, 4)]
+    for config in runs.values():
+        assert config.method == "npo+kl+gd" and config.method_settings["beta"] == 0.1
+        training = config.training
+        assert (training.lora_rank, training.lora_alpha, training.lora_dropout, training.layers, training.modules) \
+            == (32, 32, 0.05, None, None)
+        assert (training.learning_rate, training.weight_decay, training.scheduler, training.warmup_ratio) \
+            == (1e-4, 0.01, "linear", 0.2)
+        assert (config.schedule.kind, config.schedule.epochs, config.schedule.retain_per_forget) == ("epochs", 5, 1)
+    assert RECIPES["zjuklab"].merge == {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
+
+
+@pytest.mark.parametrize("kind", ["olmo-1b", "olmo-7b"])
+def test_sha256_trains_the_mlps_of_layers_0_to_5_with_an_adaptive_retain_weight(kind):
+    (config,) = configs("sha256", kind).values()
+    from dataclasses import asdict
+
+    from lume.stages.unlearning import build_method
+
+    assert config.method == "adaptive-gd"
+    assert asdict(build_method(config.method, config.method_settings).settings) == {"base_weight": 1.2,
+                                                                                     "max_weight": 2.3}
+    training = config.training
+    assert (training.layers, training.modules, training.lora_rank) == ([0, 1, 2, 3, 4, 5], ["mlp"], 0)
+    assert (training.learning_rate, training.batch_size, training.gradient_accumulation) == (1.5e-5, 6, 10)
+    assert (config.schedule.kind, config.schedule.epochs) == ("epochs", 8)
+
+
+@pytest.mark.parametrize("kind, layer, scale, batch", [("olmo-1b", 14, 3.0, 8), ("olmo-7b", 26, 5.0, 12)])
+def test_adaptive_rmu_steers_its_layer_with_per_task_coefficients(kind, layer, scale, batch):
+    (config,) = configs("adaptive-rmu", kind).values()
+    assert config.method == "rmu"
+    assert config.method_settings == {"layer": layer, "adaptive_scale": scale, "alpha": 900.0, "tokens": "all"}
+    training = config.training
+    assert (training.modules, training.learning_rate, training.batch_size, training.max_grad_norm,
+            training.scheduler) == (["down_proj"], 5e-5, batch, 0.0, "constant")
+
+
+def trained(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ails-ntua", lambda n: any(f".layers.{i}." in n for i in range(8, 16))),
+    ("sha256", lambda n: ".mlp." in n and any(f".layers.{i}." in n for i in range(6))),
+    ("adaptive-rmu", lambda n: n.endswith("mlp.down_proj.weight") and any(f".layers.{i}." in n for i in (12, 13, 14))),
+])
+def test_exactly_the_recipes_weights_train_on_a_model_shaped_like_olmo_1b(tokenizer, name, expected):
+    from lume.stages.unlearning import build_method
+
+    (config,) = configs(name, "olmo-1b").values()
+    model = make_tiny_model(tokenizer, layers=16)
+    scoped(model, config.training)
+    build_method(config.method, config.method_settings).select_parameters(model)
+    names = {n for n, _ in model.named_parameters()}
+    assert trained(model) == {n for n in names if expected(n)} and trained(model)
+
+
+def test_zjuklab_adapts_every_linear_layer_but_the_output_one(tokenizer):
+    config = configs("zjuklab", "olmo-1b")["over-forgetting"]
+    model = scoped(make_tiny_model(tokenizer, layers=2), config.training)
+    adapted = {n.split(".lora_A")[0] for n in trained(model) if ".lora_A." in n}
+    linear = {n for n, m in make_tiny_model(tokenizer, layers=2).named_modules() if isinstance(m, torch.nn.Linear)}
+    assert {a.removeprefix("base_model.model.") for a in adapted} == linear - {"lm_head"}
+    assert all(".lora_" in n for n in trained(model))
+
+
+def test_which_weights_train_refuses_a_layer_the_model_lacks(tokenizer):
+    with pytest.raises(LumeError, match="layer 4 does not exist: the model has 2 decoder layers"):
+        scoped(make_tiny_model(tokenizer, layers=2), TrainingSettings(layers=[4]))
+    with pytest.raises(LumeError, match="no weight trains"):
+        scoped(make_tiny_model(tokenizer, layers=2), TrainingSettings(layers=[0], modules=["nothing_here"]))
+
+
+def test_chunks_run_in_order_each_for_its_epochs_with_the_next_retain_examples():
+    """AILS-NTUA's data chunking: the forget rows, each document's together and the documents in a
+    seeded order, chunk after chunk, every row of a chunk `epochs` times, each with its own
+    retain examples taken cyclically (the next ones for the next chunk)."""
+    from lume.stages.unlearning.schedule import document_order
+
+    settings = ScheduleSettings(kind="chunks", chunk_size=3, retain_per_forget=2, epochs=2, restart_per_chunk=True)
+    documents = ["b", "a", "b", "c", "a"]
+    schedule = plan(settings, None, forget_count=5, retain_count=7, batch_size=1, micro_steps_per_step=1,
+                    processes=1, forget_documents=documents, seed=4)
+    order = document_order(documents, 4)
+    assert sorted(order) == list(range(5)) and schedule.order == order
+    assert [documents[i] for i in order] in (["a", "a", "b", "b", "c"], ["a", "a", "c", "b", "b"],
+                                             ["b", "b", "a", "a", "c"], ["b", "b", "c", "a", "a"],
+                                             ["c", "a", "a", "b", "b"], ["c", "b", "b", "a", "a"])
+    assert document_order(list(documents), 4) == order  # seeded: the same order every run
+    assert schedule.chunk_steps() == [6, 4] and schedule.steps == 10 and schedule.segments() == [6, 4]
+    draws = [schedule.indices(0, step, 0, range(5)) for step in range(10)]
+    assert [f for f, _ in draws] == [[order[i]] for i in (0, 1, 2, 0, 1, 2, 3, 4, 3, 4)]
+    assert [r for _, r in draws[:3]] == [[0, 1], [2, 3], [4, 5]]
+    assert draws[3][1] == draws[0][1]  # the same retain examples at each pass over a chunk
+    assert [r for _, r in draws[6:8]] == [[6, 0], [1, 2]]  # the next chunk goes on cycling
+    with pytest.raises(LumeError, match="leave steps unset"):
+        plan(settings, 12, 5, 7, 1, 1, 1)
+
+
+def test_epochs_visit_every_forget_example_once_per_epoch_and_cycle_the_retain_set():
+    schedule = plan(ScheduleSettings(kind="epochs", epochs=2), None, forget_count=6, retain_count=4, batch_size=2,
+                    micro_steps_per_step=1, processes=1)
+    assert schedule.steps == 6
+    forget = [i for step in range(6) for i in schedule.indices(3, step, 0, range(6))[0]]
+    assert sorted(forget[:6]) == list(range(6)) == sorted(forget[6:]) and forget[:6] != forget[6:]
+    retain = [i for step in range(6) for i in schedule.indices(3, step, 0, range(6))[1]]
+    assert sorted(retain[:4]) == list(range(4)) and retain[4:8] == retain[:4]
+    two = plan(ScheduleSettings(kind="epochs"), None, 6, 4, 1, 1, 2)  # two processes share each epoch
+    assert sorted(two.indices(0, 0, 0, range(6))[0] + two.indices(0, 0, 1, range(6))[0]
+                  + two.indices(0, 1, 0, range(6))[0] + two.indices(0, 1, 1, range(6))[0]
+                  + two.indices(0, 2, 0, range(6))[0] + two.indices(0, 2, 1, range(6))[0]) == list(range(6))
+
+
+def test_a_fresh_optimiser_per_segment_equals_separate_trainers(tiny_model, tmp_path, fresh_accelerate_state):
+    """Segments [2, 2] train as two trainers of 2 steps, the second from the first's weights with
+    new AdamW moments and its learning rate schedule started again."""
+    import copy
+
+    from lume.training import TrainingRun, train
+
+    ids = torch.tensor([[5, 9, 12, 7, 3, 8]])
+
+    def step_loss(model, micro_step):
+        loss = model(input_ids=ids, labels=ids).loss
+        return loss, {"loss": loss.item()}
+
+    settings = TrainingSettings(learning_rate=1e-2, scheduler="linear", mixed_precision="no")  # exact
+    together = copy.deepcopy(tiny_model).float().train()
+    train(together, TrainingRun(settings, 4, segments=[2, 2]), step_loss, tmp_path / "a", show_progress=False)
+    apart = copy.deepcopy(tiny_model).float().train()
+    train(apart, TrainingRun(settings, 2), step_loss, tmp_path / "b", show_progress=False)
+    train(apart, TrainingRun(settings, 2), step_loss, tmp_path / "c", show_progress=False)
+    one = copy.deepcopy(tiny_model).float().train()
+    train(one, TrainingRun(settings, 4), step_loss, tmp_path / "d", show_progress=False)
+    a, b, c = (dict(m.named_parameters()) for m in (together, apart, one))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=1e-4) for k in a)
+
+
+def test_the_target_kind_follows_the_model():
+    assert target_kind("lume-olmo-1b") == "olmo-1b" and target_kind("lume-olmo-7b") == "olmo-7b"
+    assert target_kind("some/folder") == "lume" and target_kind("x", "olmo-7b") == "olmo-7b"
+    with pytest.raises(LumeError, match="recipe target 'olmo-3b'"):
+        target_kind("x", "olmo-3b")
+
+
+# recipe: overrides for the tiny fitted model (its rows are few and short), least forget NLL
+# rise and most retain NLL rise, in nats per token (measured: about twice these)
+BEHAVIOUR = {
+    "ails-ntua": ({"schedule": {"chunk_size": 2, "retain_per_forget": 3, "epochs": 10},
+                   "training": {"learning_rate": 3e-3, "layers": [-2, -1]}}, 2.0, 0.2),
+    "sha256": ({"schedule": {"epochs": 20}, "training": {"learning_rate": 3e-3, "layers": [0, 1], "batch_size": 4}},
+               2.0, 0.2),
+    "adaptive-rmu": ({"method_settings": {"layer": 1, "alpha": 10.0}, "schedule": {"epochs": 30},
+                      "training": {"learning_rate": 1e-2, "batch_size": 4}}, 0.5, 0.2),
+    "zjuklab": ({"schedule": {"epochs": 6}, "training": {"learning_rate": 1e-2, "lora_rank": 8}}, 2.0, 0.2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEHAVIOUR))
+def test_each_recipe_raises_the_forget_nll_and_keeps_the_retain_nll(name, fitted, tokenizer, rows, tmp_path):
+    overrides, least_rise, most_retain_rise = BEHAVIOUR[name]
+    forget_before, retain_before = nlls(fitted, tokenizer, rows)
+    report = unlearn_with_recipe(fitted, tmp_path / name, name, {**overrides, "progress": False},
+                                 forget=rows[0], retain=rows[1])
+    forget_after, retain_after = nlls(tmp_path / name, tokenizer, rows)
+    assert forget_after - forget_before >= least_rise, (forget_before, forget_after)
+    assert retain_after - retain_before <= most_retain_rise, (retain_before, retain_after)
+    saved = json.loads((tmp_path / name / "lume_unlearn.json").read_text())
+    if RECIPES[name].merge:
+        assert list(saved["runs"]) == list(RECIPES[name].runs["lume"]) and saved["merge"]["density"] == 0.8
+    else:
+        assert saved["config"]["recipe"] == name
+    assert report["steps"] == saved["steps"]
+
+
+def test_every_recipe_has_a_behaviour_case():
+    assert set(BEHAVIOUR) == set(RECIPES)
+
+
+def test_unlearn_help_lists_the_recipes_and_the_new_methods():
+    from typer.testing import CliRunner
+
+    from lume.cli import app
+
+    result = CliRunner().invoke(app, ["unlearn", "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    text = " ".join(result.output.split())
+    assert all(name in text for name in [*RECIPES, "altpo", "ce-u", "pdu"]), text
+
+
+def test_the_report_puts_a_recipes_published_numbers_beside_lumes_labelled_as_published():
+    from lume.reports.leaderboard import published_recipes
+
+    summary = {"final": 0.5, "task_aggregate": 0.6, "mia": {"mia_score": 0.7}, "mmlu": {"accuracy": 0.2}}
+    released = {"label": "ails", "summary": summary,
+                "training": {"config": {"recipe": "ails-ntua"}, "model_in": "lume-olmo-1b"}}
+    merged = {"label": "zju", "summary": summary,
+              "training": {"recipe": "zjuklab", "target_kind": "olmo-1b", "runs": {}}}
+    ours = {"label": "demo", "summary": summary, "training": {"config": {"recipe": "ails-ntua"}, "model_in": "x"}}
+    lines = published_recipes([released, merged, ours, {"label": "target", "summary": summary, "training": None}])
+    table = "\n".join(lines)
+    assert "published" in table.lower()
+    assert "| ails (ails-ntua, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.688 | 0.964 | 0.857 | 0.242 |" in table
+    assert "| zju (zjuklab, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.483 | – | – | – |" in table
+    assert "demo" not in table  # a target lume built has no published numbers
