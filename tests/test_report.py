@@ -1,6 +1,6 @@
 """The report's intervals, paired differences and plain statements, on hand-made summaries."""
 
-from lume.reports.leaderboard import difference, membership_finding, mmlu_rule
+from lume.reports.leaderboard import difference, forgetting_finding, membership_finding, mmlu_rule
 
 
 def entry(label: str, auc: float, auc_replicates: list[float], mmlu: float, mmlu_replicates: list[float],
@@ -31,3 +31,25 @@ def test_the_mmlu_rule_says_whether_it_holds_significantly():
     assert mmlu_rule(far_below, target) == " ⚠ below 75 % of target (significant)"
     assert mmlu_rule(just_below, target) == " ⚠ below 75 % of target (not significant)"
     assert mmlu_rule(entry("c", 1.0, [1.0] * 4, 0.4, [0.4] * 4), target) == ""
+
+
+def split_entry(label: str, forget: list[float], retain: list[float], aggregate_low: float = 0.5) -> dict:
+    """A summary whose forget and retain means are the replicates' first values."""
+    scores = {f"{split}/Task{t}/{kind}": values[0] for split, values in (("forget", forget), ("retain", retain))
+              for t in (1, 2, 3) for kind in ("regurgitation", "knowledge")}
+    return {"label": label, "summary": {"final": 0.5, "scores": scores,
+                                        "intervals": {"task_aggregate": [aggregate_low, 1]},
+                                        "bootstrap": {"units": "same", "replicates": {"forget/mean": forget,
+                                                                                      "retain/mean": retain}}}}
+
+
+def test_the_forgetting_finding_names_who_forgets_and_keeps_beyond_the_intervals():
+    target = split_entry("target", [0.9, 0.88, 0.92, 0.9], [0.95, 0.93, 0.97, 0.95])
+    keeper = split_entry("keeper", [0.1, 0.05, 0.15, 0.1], [0.9, 0.88, 0.92, 0.9])  # retain −0.05 ± 0.02
+    damager = split_entry("damager", [0.0, 0.0, 0.0, 0.0], [0.85, 0.7, 0.95, 0.85])  # retain interval reaches −0.2
+    idle = split_entry("idle", [0.9, 0.8, 1.0, 0.9], [0.95, 0.93, 0.97, 0.95])  # forget interval holds 0
+    noisy = split_entry("noisy", [0.1, 0.05, 0.15, 0.1], [0.9, 0.88, 0.92, 0.9], aggregate_low=0.0)
+    line = forgetting_finding([target, keeper, damager, idle, noisy], target)[1]
+    assert "forgets and keeps: keeper;" in line
+    assert "forgets, damages: damager;" in line and "does not forget: idle;" in line
+    assert "task aggregate not beyond 0: noisy " in line

@@ -37,17 +37,25 @@ def _replicates(entry: dict, name: str):
     return entry["summary"].get("bootstrap", {}).get("replicates", {}).get(name)
 
 
-def difference(first: dict, second: dict, name: str) -> str:
-    """first − second on `name`, with its paired 95 % interval; `*` when it excludes 0."""
+def paired(first: dict, second: dict, name: str) -> tuple[float, float, float, bool] | None:
+    """first − second on `name`: the point, its paired 95 % interval and whether that excludes 0;
+    None where either lacks replicates or they were drawn over different data."""
     a, b = _replicates(first, name), _replicates(second, name)
     units = [entry["summary"].get("bootstrap", {}).get("units") for entry in (first, second)]
-    same_units = units[0] == units[1]
-    if a is None or b is None or not same_units:
-        return "–"
-    point = _point(first["summary"], name) - _point(second["summary"], name)
+    if a is None or b is None or units[0] != units[1]:
+        return None
     result = paired_difference(a, b)
     low, high = result["interval"]
-    return f"{point:+.3f} [{low:+.3f}, {high:+.3f}]{' *' if result['significant'] else ''}"
+    return _point(first["summary"], name) - _point(second["summary"], name), low, high, result["significant"]
+
+
+def difference(first: dict, second: dict, name: str) -> str:
+    """first − second on `name`, with its paired 95 % interval; `*` when it excludes 0."""
+    found = paired(first, second, name)
+    if found is None:
+        return "–"
+    point, low, high, significant = found
+    return f"{point:+.3f} [{low:+.3f}, {high:+.3f}]{' *' if significant else ''}"
 
 
 def _point(summary: dict, name: str) -> float:
@@ -117,6 +125,37 @@ def membership_finding(models: list[dict], target: dict | None) -> list[str]:
                 "95 % interval; the others did not."]
     return ["", f"Membership: no method moved the MIA AUC from the target's ({auc:.3f}) beyond its 95 % interval: "
             "the forget documents can still be told apart from never-seen ones as well as before unlearning."]
+
+
+RETAIN_TOLERANCE = 0.15  # how far below the target's the retain mean may fall for a method that "keeps"
+
+
+def _forgets_and_keeps(entry: dict, target: dict) -> str:
+    """forgets-and-keeps, damages, keeps-only or unknown, each beyond its interval."""
+    forget, retain = paired(entry, target, "forget/mean"), paired(entry, target, "retain/mean")
+    if forget is None or retain is None:
+        return "unknown"
+    forgets, keeps = forget[2] < 0, retain[1] > -RETAIN_TOLERANCE
+    verdicts = {(True, True): "forgets and keeps", (True, False): "forgets, damages"}
+    return verdicts.get((forgets, keeps), "does not forget")
+
+
+def forgetting_finding(models: list[dict], target: dict | None) -> list[str]:
+    """Said plainly: which methods forget (forget mean below the target's) and keep (retain mean
+    within RETAIN_TOLERANCE of it), both beyond their paired 95 % intervals, with a task
+    aggregate whose interval excludes 0."""
+    methods = [m for m in models if m is not target and m["summary"]["final"] is not None]
+    if target is None or not methods:
+        return []
+    verdicts = {m["label"]: _forgets_and_keeps(m, target) for m in methods}
+    for m in methods:
+        low = (m["summary"].get("intervals", {}).get("task_aggregate") or [0])[0]
+        if verdicts[m["label"]] == "forgets and keeps" and not low > 0:
+            verdicts[m["label"]] = "forgets and keeps, task aggregate not beyond 0"
+    groups = {verdict: [label for label, v in verdicts.items() if v == verdict] for verdict in verdicts.values()}
+    said = "; ".join(f"{verdict}: {', '.join(labels)}" for verdict, labels in groups.items())
+    return ["", f"Forgetting: {said} (forget mean below the target's, retain mean within {RETAIN_TOLERANCE} of it, "
+            "each beyond its paired 95 % interval)."]
 
 
 def semeval_mia(models: list[dict]) -> list[str]:
@@ -209,7 +248,8 @@ def markdown(models: list[dict]) -> str:
               "## Task numbers", "",
               "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "
               "match). Forget numbers should fall, retain numbers stay.", ""]
-    lines += task_numbers(models) + differences(models, target) + membership_finding(models, target)
+    lines += task_numbers(models) + differences(models, target) + forgetting_finding(models, target)
+    lines += membership_finding(models, target)
     lines += semeval_mia(models) + extra_sections(models)
     lines += published_recipes(models) + published(models)
     return "\n".join(lines) + "\n"

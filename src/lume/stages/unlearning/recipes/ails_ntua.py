@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from lume.stages.target import DEMO_LAYERS
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
 
 LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
@@ -31,9 +32,10 @@ class AILSNTUA(Recipe):
     runs = {
         "olmo-7b": {"sugd": PUBLISHED},
         "olmo-1b": {"sugd": PUBLISHED},
-        "lume": {"sugd": {**PUBLISHED, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "retain_per_forget": 3,
-                                                    "epochs": 2},
-                          "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 1e-4}}},
+        # the demo target's: chunks of 16, its 12 trained layers, 3 epochs a chunk at 4e-4 (tuned on it)
+        "lume": {"sugd": {**PUBLISHED, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "epochs": 3},
+                          "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 4e-4,
+                                       "layers": DEMO_LAYERS}}},
     }
     published = {"olmo-7b": {"final": 0.706, "task_aggregate": 0.827, "mia_score": 0.847, "mmlu": 0.443},
                  "olmo-1b": {"final": 0.688, "task_aggregate": 0.964, "mia_score": 0.857, "mmlu": 0.242}}
@@ -44,4 +46,6 @@ class AILSNTUA(Recipe):
         "(batch size 1), so a forget example and its 7 retain examples are 8 steps there; lume's unlearning step "
         "always holds forget and retain examples together, so here they are one step of 1 forget + 7 retain "
         "examples, with the same loss for the group. For a small target lume built (`lume`), lume's settings: "
-        "chunks of 16, 3 retain examples per forget one, 2 epochs per chunk, 2 forget examples a step at 1e-4.")
+        "chunks of 16, 7 retain examples per forget one, 3 epochs per chunk, 2 forget examples a step at 4e-4, only "
+        "the layers the demo target trained (its last 12 of 30), tuned by full evaluations on the demo target "
+        "(bench/README.md).")
