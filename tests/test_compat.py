@@ -6,7 +6,6 @@ from importlib.metadata import version
 import torch
 
 from lume.compat import missing_private_names, original_forward
-from tests.test_precision import fresh_accelerate_state  # noqa: F401 (a fixture)
 
 
 def test_every_private_transformers_name_exists():

@@ -1,4 +1,5 @@
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -6,6 +7,7 @@ import sys
 import pytest
 
 import lume.inference.backends.hf as scoring
+import lume.stages.evaluation.membership_section as membership
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.metrics import AGGREGATE_ORDER
 from tests.test_mmlu import make_mmlu
@@ -186,12 +188,13 @@ def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer
     folder = tmp_path / "bf16-model"
     make_tiny_model(tokenizer).to(torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False, "dtype": "auto"}))
+    no_likelihoods = {**config.__dict__, "mia": False, "extraction": False}
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**no_likelihoods, "dtype": "auto"}))
     assert summary["dtypes"] == {"generation": "torch.bfloat16", "mmlu": "torch.bfloat16"}
     # the GPU defaults, on this CPU: generation in one dtype, MMLU in the checkpoint's
     monkeypatch.setattr(evaluation, "part_dtypes",
                         lambda config, device: {"generation": "float32", "mia": "float32", "mmlu": "auto"})
-    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False}))
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**no_likelihoods))
     assert summary["dtypes"] == {"generation": "torch.float32", "mmlu": "torch.bfloat16"}
 
 
@@ -206,3 +209,28 @@ def test_mia_set_none_scores_a_lume_target_on_its_own_documents_and_refuses_othe
     assert rows and all(row["set"] == "held-out" for row in rows)
     with pytest.raises(LumeError, match="mia_set 'none' leaves no membership documents"):
         evaluate(tiny_model_dir, tmp_path / "plain", EvalConfig(**no_files))
+
+
+def test_every_attack_has_an_auc_with_an_interval_and_the_reference_is_the_base_model(
+        tmp_path, tiny_model_dir, tiny_target, config, monkeypatch):
+    """The tiny target's base is itself here: the Reference attack's calibrated losses are all 0,
+    so it cannot tell members from anyone; the base's losses are cached for the next model."""
+    from lume.data.manifest import read_manifest
+    from lume.metrics import MIA_ATTACKS
+
+    target = tmp_path / "target"
+    shutil.copytree(tiny_target, target)
+    manifest = read_manifest(target)
+    manifest.base_model = str(tiny_model_dir)
+    manifest.write(target)
+    monkeypatch.setenv("LUME_CACHE", str(tmp_path / "cache"))
+    settings = EvalConfig(**{**config.__dict__, "mia_set": "none", "mmlu": False, "docs_per_task": None})
+    summary = evaluate(target, tmp_path / "eval", settings)
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "mia.jsonl").read_text().splitlines()]
+    assert rows and all(abs(row["reference"]) < 1e-5 for row in rows) and "auc_reference" in summary["mia"]
+    assert set(summary["intervals"]) >= {"mia_auc"} | {f"mia_auc_{a}" for a in MIA_ATTACKS if a != "loss"}
+    loads = []
+    real = membership.load_model
+    monkeypatch.setattr(membership, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    again = evaluate(target, tmp_path / "again", settings)
+    assert not loads and again["mia"]["auc_reference"] == summary["mia"]["auc_reference"]  # from the cache

@@ -2,7 +2,8 @@ import pytest
 
 import lume.stages.target as memorize_module
 from lume.data.manifest import read_manifest
-from lume.stages.target import MemorizeConfig, memorize
+from lume.errors import LumeError
+from lume.stages.target import MemorizeConfig, memorize, memorize_oracle
 from lume.training import saved_checkpoints
 
 
@@ -20,7 +21,7 @@ def test_held_out_documents_never_reach_training(tmp_path, config, monkeypatch):
     seen = []
     real = memorize_module.training_examples
     monkeypatch.setattr(memorize_module, "training_examples",
-                        lambda tok, docs: seen.extend(docs) or real(tok, docs))
+                        lambda tok, docs, *rest: seen.extend(docs) or real(tok, docs, *rest))
     manifest = memorize(tmp_path / "target", config)
     held_out = set(manifest.held_out)
     assert len(held_out) == 3 and seen
@@ -129,3 +130,24 @@ def test_save_every_means_the_same_as_in_unlearning(config):
         return run.settings.save_every
 
     assert (interval(None), interval(0), interval(3)) == (4, 0, 3)
+
+
+def test_the_oracle_is_the_target_retrained_without_its_forget_documents(tmp_path, config, monkeypatch):
+    trained = []
+    real = memorize_module.training_examples
+    monkeypatch.setattr(memorize_module, "training_examples",
+                        lambda tok, docs, *rest: trained.append(docs) or real(tok, docs, *rest))
+    out = tmp_path / "target"
+    target = memorize(out, config, oracle=True)
+    oracle = read_manifest(out / "oracle")
+    assert [d.doc_id for d in trained[1]] == target.trained["retain"]  # the oracle saw the retain documents only
+    assert oracle.left_out == target.trained["forget"] and not target.left_out
+    assert oracle.trained == target.trained and oracle.held_out == target.held_out  # scored on the same ones
+    assert oracle.settings["max_epochs"] == target.settings["max_epochs"]
+    assert oracle.result["steps"] < target.result["steps"]  # half the examples, the same epochs
+    memorize(out, config, oracle=True)  # both finished: nothing is trained again
+    assert len(trained) == 2
+    with pytest.raises(LumeError, match="is itself an oracle"):
+        memorize_oracle(out / "oracle")
+    with pytest.raises(LumeError, match="not a target lume built"):
+        memorize_oracle(config.base)

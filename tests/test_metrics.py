@@ -135,3 +135,50 @@ def test_each_resampled_aggregate_is_the_protocols_harmonic_mean():
         mean = sum((int(docs[i][-1]) + 1) / 4 for i in picked) / 3
         numbers.append(1 - mean if split == "forget" else mean)
     assert replicates["task_aggregate"][2] == pytest.approx(statistics.harmonic_mean(numbers))
+
+
+def test_the_output_layer_gradient_norm_is_autograds():
+    import torch
+
+    from lume.metrics.mia import output_gradient_norm
+
+    torch.manual_seed(0)
+    tokens, width, vocabulary = 7, 5, 11
+    hidden, weight = torch.randn(tokens, width), torch.randn(vocabulary, width, requires_grad=True)
+    targets = torch.tensor([3, 1, 3, 0, 10, 1, 3])  # repeated targets exercise the [y_t = y_s] term
+    torch.nn.functional.cross_entropy(hidden @ weight.T, targets).backward()
+    probs = torch.softmax(hidden @ weight.detach().T, -1)
+    assert output_gradient_norm(probs, targets, hidden) == pytest.approx(weight.grad.norm().item(), rel=1e-5)
+
+
+def test_exact_memorisation_and_extraction_strength_on_known_predictions():
+    import torch
+
+    from lume.metrics.extraction import exact_memorisation, extraction_strength
+
+    targets = torch.tensor([5, 6, 7, 8, 9])
+    all_right, last_two = targets.clone(), torch.tensor([0, 6, 0, 8, 9])  # wrong at positions 0 and 2
+    assert exact_memorisation(all_right, targets) == 1.0 and extraction_strength(all_right, targets) == 1.0
+    assert exact_memorisation(last_two, targets) == pytest.approx(3 / 5)
+    assert extraction_strength(last_two, targets) == pytest.approx(1 - 3 / 5)  # the shortest prefix: 3 tokens
+    none = torch.tensor([0, 0, 0, 0, 0])
+    assert exact_memorisation(none, targets) == 0.0 and extraction_strength(none, targets) == 0.0
+
+
+def test_extraction_reads_the_continuation_the_model_would_reproduce(tokenizer, tiny_model):
+    """A model's own greedy continuation, given as the answer, is reproduced token for token."""
+    import torch
+
+    from lume.stages.evaluation.extraction_section import extraction_rows
+
+    prompt = "Once upon a time"
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        greedy = tiny_model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    continuation = tokenizer.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True)
+    rows = []
+    documents = [{"id": "d", "split": "forget", "task": "Task1", "input": prompt, "output": continuation},
+                 {"id": "e", "split": "retain", "task": "Task1", "input": prompt, "output": "zebra quantum " * 4}]
+    extraction_rows(tiny_model, tokenizer, documents, rows.append)
+    ours = next(r for r in rows if r["id"] == "d")
+    assert ours["exact_memorisation"] > next(r for r in rows if r["id"] == "e")["exact_memorisation"]

@@ -1,6 +1,6 @@
 """The report's intervals, paired differences and plain statements, on hand-made summaries."""
 
-from lume.reports.leaderboard import difference, forgetting_finding, membership_finding, mmlu_rule
+from lume.reports.leaderboard import beyond_official, difference, forgetting_finding, membership_finding, mmlu_rule
 
 
 def entry(label: str, auc: float, auc_replicates: list[float], mmlu: float, mmlu_replicates: list[float],
@@ -53,3 +53,20 @@ def test_the_forgetting_finding_names_who_forgets_and_keeps_beyond_the_intervals
     assert "forgets and keeps: keeper;" in line
     assert "forgets, damages: damager;" in line and "does not forget: idle;" in line
     assert "task aggregate not beyond 0: noisy " in line
+
+
+def test_the_oracle_table_compares_every_model_with_the_oracle():
+    from lume.metrics.aggregate import AGGREGATE_ORDER
+
+    def model(label, auc, score, losses):
+        mia = [{"id": f"d{i}", "set": "held-out", "member": True, "loss": loss} for i, loss in enumerate(losses)]
+        return {"label": label, "mia": mia, "summary": {"mia": {"auc_loss": auc},
+                                                        "scores": {"/".join(k): score for k in AGGREGATE_ORDER}}}
+
+    oracle = model("oracle", 0.5, 0.2, [3.0, 3.1, 3.2])
+    target = model("target", 1.0, 0.9, [0.1, 0.2, 0.3])
+    lines = beyond_official([target, oracle])
+    row = next(line for line in lines if line.startswith("| target"))
+    assert "+100.0 %" in row and "0.700" in row  # privleak (1 − 0.5) / 0.5; every number 0.7 from the oracle's
+    assert row.endswith(f"{2 / 20:.3f} |")  # KS p-value of two separated samples of 3: 2 / C(6, 3)
+    assert beyond_official([target]) == []  # no oracle, no table

@@ -262,6 +262,9 @@ def memorize_command(
     device: Device = None,
     mixed_precision: MixedPrecision = None,
     log_with: LogWith = None,
+    oracle: Annotated[bool, typer.Option(
+        "--oracle", help="Also build its retrained oracle in OUT/oracle: the same settings, the forget documents "
+                         "left out (a target already built so is kept)")] = False,
     setting: Setting = [],
     overwrite: Overwrite = False,
     wait: Wait = False,
@@ -276,9 +279,10 @@ def memorize_command(
         gradient_checkpointing=gradient_checkpointing, target_regurgitation=target_regurgitation,
         target_knowledge=target_knowledge, seed=seed, device=device, mixed_precision=mixed_precision,
         log_with=log_with), setting)
-    manifest = memorize(out, config, overwrite=overwrite, wait=wait)
+    manifest = memorize(out, config, oracle=oracle, overwrite=overwrite, wait=wait)
     log.info(f"target written to {out} ({manifest.result['stopped']}; "
-             f"{sum(len(v) for v in manifest.trained.values())} documents trained, {len(manifest.held_out)} held out)")
+             f"{sum(len(v) for v in manifest.trained.values())} documents trained, {len(manifest.held_out)} held out)"
+             + (f"; its oracle in {out}/oracle" if oracle else ""))
 
 
 def _unlearning_sets(paths: list[str]):

@@ -27,11 +27,11 @@ from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
-from lume.outputs import check_output_dir, one_writer
+from lume.outputs import UNFINISHED_NAME, check_output_dir, one_writer
 from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
-from lume.stages.target import MemorizeConfig, memorize, preset
+from lume.stages.target import ORACLE_DIR, MemorizeConfig, memorize, memorize_oracle, preset
 from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, unlearn
 from lume.stages.unlearning.recipes import RECIPES, recipe_configs, target_kind
 from lume.stages.unlearning.recipes.run import unlearn_with_recipe
@@ -46,6 +46,9 @@ class TargetConfig:
     model: str | None = None  # an existing target folder or lume-olmo-7b / -1b; else one is built
     preset: str | None = "demo"
     memorize: dict = field(default_factory=dict)  # MemorizeConfig fields over the preset
+    # also build and evaluate the target's retrained oracle (lume.stages.target.memorize_oracle): the
+    # "ideal" row of the report; a target lume built only; about half the target's training time
+    oracle: bool = False
 
 
 @dataclass
@@ -212,6 +215,17 @@ def build_target(config: RunConfig) -> Path:
     return folder
 
 
+def build_oracle(target: Path) -> Path:
+    """The target's retrained oracle, built once (TARGET/oracle); several sweep workers wait for one."""
+    folder = target / ORACLE_DIR
+    if not (target / MANIFEST_NAME).is_file():
+        raise LumeError(f"target.oracle: {target} is not a target lume built; only those have an oracle here")
+    if not (folder / MANIFEST_NAME).is_file() or (folder / UNFINISHED_NAME).exists():
+        log.info(f"building the target's oracle in {folder}")
+        memorize_oracle(target, wait=True)
+    return folder
+
+
 class Steps:
     """Each step of a study keyed on everything that decides its result, recorded in
     RUN/steps/<step>.json when it starts. A finished step with the same key is skipped; a
@@ -317,12 +331,19 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
     labels = [method_label(m) for m in config.methods]
     if len(set(labels)) != len(labels):
         raise LumeError("two methods share a name; give each a distinct `name`")
+    if {"target", "oracle"} & set(labels):
+        raise LumeError("a method named target or oracle: those names are the report's; give it another `name`")
     steps = Steps(out)
     dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
     target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation, overwrite)
     target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
+    evaluated = [out / "eval" / "target"]
+    if config.target.oracle:
+        evaluated_step(steps, build_oracle(target), "oracle", out / "eval" / "oracle",
+                       {**evaluation, "target_mmlu": target_mmlu}, overwrite)
+        evaluated.append(out / "eval" / "oracle")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
         unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset, overwrite=overwrite)
@@ -330,5 +351,5 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
                        overwrite)
         if config.attacks:
             attacked_step(steps, config, target, model_dir, label, out / "attacks" / label)
-    write_report([out / "eval" / "target"] + [out / "eval" / label for label in labels], out)
+    write_report(evaluated + [out / "eval" / label for label in labels], out)
     return out

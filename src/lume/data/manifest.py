@@ -18,9 +18,11 @@ MANIFEST_NAME = FINISHED_MARKERS["memorize"]
 class TargetManifest:
     base_model: str
     data_fingerprint: str
-    trained: dict[str, list[str]]  # split -> document ids
+    trained: dict[str, list[str]]  # split -> document ids: those it is scored on, all trained but left_out
     held_out: list[str]
     settings: dict = field(default_factory=dict)
+    # of the trained documents, those this model never saw: an oracle's forget documents (lume.stages.target)
+    left_out: list[str] = field(default_factory=list)
     result: dict = field(default_factory=dict)
 
     @classmethod
@@ -57,6 +59,7 @@ def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
         raise InputError(path, f"not a lume target manifest: {error}") from None
     if not (isinstance(manifest.trained, dict) and isinstance(manifest.held_out, list)
             and all(isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in manifest.trained.values())
-            and all(isinstance(i, str) for i in manifest.held_out)):
+            and isinstance(manifest.left_out, list)
+            and all(isinstance(i, str) for i in manifest.held_out + manifest.left_out)):
         raise InputError(path, "not a lume target manifest: trained and held_out must list document ids")
     return manifest

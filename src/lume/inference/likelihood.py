@@ -54,12 +54,20 @@ def _distributed() -> bool:
 
 @torch.inference_mode()
 def document_logits(model, token_ids: list[list[int]], pad_id: int, batch_size: int,
-                    on_document: Callable[[int, torch.Tensor, torch.Tensor], None]) -> None:
-    """`on_document(index, logits, ids)` for each document, from batched right-padded forwards
-    (longest first): its logits are those of a forward pass on the document alone."""
-    for chunk in longest_first([len(ids) for ids in token_ids], batch_size):
-        batch = right_padded([token_ids[i] for i in chunk], pad_id, model.device)
-        logits = model(**batch).logits
-        for row, index in enumerate(chunk):
-            length = len(token_ids[index])
-            on_document(index, logits[row, :length], batch["input_ids"][row, :length])
+                    on_document: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]) -> None:
+    """`on_document(index, logits, ids, hidden)` for each document, from batched right-padded
+    forwards (longest first): its logits, and the hidden states the output layer read, are
+    those of a forward pass on the document alone."""
+    read: list[torch.Tensor] = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda _m, inputs, _o: read.append(inputs[0]))
+    try:
+        for chunk in longest_first([len(ids) for ids in token_ids], batch_size):
+            batch = right_padded([token_ids[i] for i in chunk], pad_id, model.device)
+            read.clear()
+            logits = model(**batch).logits
+            hidden = read[-1]
+            for row, index in enumerate(chunk):
+                length = len(token_ids[index])
+                on_document(index, logits[row, :length], batch["input_ids"][row, :length], hidden[row, :length])
+    finally:
+        hook.remove()

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from lume.metrics.aggregate import AGGREGATE_ORDER
-from lume.metrics.mia import mia_score
+from lume.metrics.mia import MIA_ATTACKS, membership_score, mia_score
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -60,19 +60,26 @@ def probe_replicates(items: list[dict], seed: int, resamples: int = RESAMPLES) -
 
 
 def mia_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
-    """The loss-attack AUC and the MIA score, per resample of members and of non-members."""
+    """Every attack's AUC (the loss attack's as `mia_auc`, the others as `mia_auc_<attack>`) and
+    the MIA score, per resample of members and of non-members."""
     members = sorted((r for r in rows if r["member"]), key=lambda r: r["id"])
     others = sorted((r for r in rows if not r["member"]), key=lambda r: r["id"])
     if not members or not others:
         return {}
     member_draws = _draws("mia/members", [r["id"] for r in members], seed, resamples)
     other_draws = _draws("mia/non-members", [r["id"] for r in others], seed, resamples)
-    member_scores = -np.array([r["loss"] for r in members])  # higher = more likely a member
-    other_scores = -np.array([r["loss"] for r in others])
     labels = np.r_[np.ones(len(members)), np.zeros(len(others))]
-    aucs = np.array([roc_auc_score(labels, np.r_[member_scores[m], other_scores[o]])
-                     for m, o in zip(member_draws, other_draws)])
-    return {"mia_auc": aucs, "mia_score": np.array([mia_score(a) for a in aucs])}
+    replicates = {}
+    for attack in MIA_ATTACKS:
+        if not all(attack in r for r in rows):  # rows from before the attack existed
+            continue
+        member_scores = np.array([membership_score(attack, r) for r in members])  # higher = more likely a member
+        other_scores = np.array([membership_score(attack, r) for r in others])
+        aucs = [roc_auc_score(labels, np.r_[member_scores[m], other_scores[o]])
+                for m, o in zip(member_draws, other_draws)]
+        replicates["mia_auc" if attack == "loss" else f"mia_auc_{attack}"] = np.array(aucs)
+    replicates["mia_score"] = np.array([mia_score(a) for a in replicates["mia_auc"]])
+    return replicates
 
 
 def mmlu_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:

@@ -3,8 +3,9 @@ the SemEval-file MIA beside ours, and the published numbers (each labelled as wh
 
 from __future__ import annotations
 
-from lume.metrics import AGGREGATE_ORDER
+from lume.metrics import AGGREGATE_ORDER, MIA_ATTACKS
 from lume.metrics.aggregate import MMLU_THRESHOLD
+from lume.metrics.oracle import forget_losses, forget_quality, privleak, task_distances
 from lume.metrics.uncertainty import paired_difference
 from lume.models.released import RELEASED
 from lume.reports import mia_set_label, number, with_interval
@@ -158,6 +159,45 @@ def forgetting_finding(models: list[dict], target: dict | None) -> list[str]:
             "each beyond its paired 95 % interval)."]
 
 
+def attack_aucs(models: list[dict]) -> list[str]:
+    """Every membership attack's AUC with its 95 % interval (the loss attack's is the official one)."""
+    measured = [m for m in models if "mia" in m["summary"]]
+    attacks = [a for a in MIA_ATTACKS if measured and all(f"auc_{a}" in m["summary"]["mia"] for m in measured)]
+    if not attacks:
+        return []
+    rows = [[m["label"]] + [with_interval(m["summary"]["mia"][f"auc_{a}"], m["summary"],
+                                          "mia_auc" if a == "loss" else f"mia_auc_{a}") for a in attacks]
+            for m in measured]
+    return ["", "## Membership attacks (AUC, 95 % intervals; only the loss attack is in the final score)", "",
+            "0.5: members and non-members cannot be told apart (docs/evaluation.md gives each attack's formula).",
+            ""] + markdown_table(["model"] + [a.replace("_", " ").replace("plus plus", "++") for a in attacks], rows)
+
+
+def beyond_official(models: list[dict]) -> list[str]:
+    """Against the retrained oracle (lume.metrics.oracle): privleak, distance per task, forget
+    quality; kept out of the final score. Only in a study that built the oracle."""
+    oracle = next((m for m in models if m["label"] == "oracle"), None)
+    if oracle is None:
+        return []
+    oracle_losses = list(forget_losses(oracle["mia"]).values())
+    rows = []
+    for entry in models:
+        summary = entry["summary"]
+        leak = (privleak(summary["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
+                if "mia" in summary and "mia" in oracle["summary"] else None)
+        distances = task_distances(summary["scores"], oracle["summary"]["scores"])
+        losses = list(forget_losses(entry["mia"]).values())
+        quality = forget_quality(losses, oracle_losses) if losses and oracle_losses else None
+        rows.append([entry["label"], "–" if leak is None else f"{leak:+.1f} %"]
+                    + [number(distances[task]) for task in sorted(distances)] + [number(quality)])
+    return ["", "## Beyond the official score: against the retrained oracle (not in the final score)", "",
+            "The oracle is the target's base trained with the target's settings without the forget documents. "
+            "privleak: (AUC − oracle's AUC) / oracle's AUC, loss attack (0 ideal; above: the forget set still "
+            "leaks). Distance: mean |model − oracle| over a task's four numbers (0 ideal). Forget quality: "
+            "KS-test p-value, per-document forget losses against the oracle's (1 ideal).", ""] + markdown_table(
+        ["model", "privleak", "distance Task1", "distance Task2", "distance Task3", "forget quality (p)"], rows)
+
+
 def semeval_mia(models: list[dict]) -> list[str]:
     beside = [m for m in models if "mia_semeval" in m["summary"]]
     if not beside:
@@ -250,6 +290,6 @@ def markdown(models: list[dict]) -> str:
               "match). Forget numbers should fall, retain numbers stay.", ""]
     lines += task_numbers(models) + differences(models, target) + forgetting_finding(models, target)
     lines += membership_finding(models, target)
-    lines += semeval_mia(models) + extra_sections(models)
+    lines += attack_aucs(models) + beyond_official(models) + semeval_mia(models) + extra_sections(models)
     lines += published_recipes(models) + published(models)
     return "\n".join(lines) + "\n"

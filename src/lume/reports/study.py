@@ -10,6 +10,7 @@ from lume.config import shown
 from lume.errors import InputError, LumeError
 from lume.files import read_json, read_jsonl, write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
+from lume.metrics.oracle import task_distances
 from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, robustness_rows
 from lume.reports.figures import png, pyplot as _pyplot
@@ -139,12 +140,32 @@ def training_losses(models: list[dict]):
     return figure
 
 
+def oracle_distances(models: list[dict], oracle: dict):
+    """Bars of each model's distance to the retrained oracle per task (0 is the ideal)."""
+    plt = _pyplot()
+    others = [m for m in models if m is not oracle]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    width = 0.8 / max(len(others), 1)
+    tasks = sorted(task_distances(oracle["summary"]["scores"], oracle["summary"]["scores"]))
+    for i, entry in enumerate(others):
+        distances = task_distances(entry["summary"]["scores"], oracle["summary"]["scores"])
+        axis.bar([j + i * width for j in range(len(tasks))], [distances[t] for t in tasks], width,
+                 label=entry["label"])
+    axis.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
+    axis.set(ylabel="mean |model − oracle|", title="Distance to the retrained oracle (0 is ideal)")
+    axis.legend(fontsize=7)
+    return figure
+
+
 def figures(models: list[dict]) -> dict[str, bytes]:
     """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
     out = {"forget_vs_retain": png(forget_vs_retain(models)), "per_task": png(per_task_bars(models))}
     with_mia = [m for m in models if m["mia"] and "mia" in m["summary"]]
     if with_mia:
         out["mia_histograms"] = png(mia_histograms(with_mia))
+    oracle = next((m for m in models if m["label"] == "oracle"), None)
+    if oracle is not None:
+        out["oracle_distance"] = png(oracle_distances(models, oracle))
     trained = [m for m in models if m["training"]]
     if trained:
         out["training_loss"] = png(training_losses(trained))

@@ -17,14 +17,15 @@ from pathlib import Path
 
 from lume import data as lume_data
 from lume.config import above_zero, at_least, merged, one_of
-from lume.data.manifest import TargetManifest
+from lume.data.manifest import MANIFEST_NAME, TargetManifest, read_manifest
 from lume.data.records import Document
+from lume.data.selection import Selection
 from lume.errors import LumeError
 from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
-from lume.outputs import claim, mark_finished, one_writer
+from lume.outputs import UNFINISHED_NAME, claim, mark_finished, one_writer
 from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
                            gathered_weights, make_accelerator, prompt_answer_example, train,
                            scoped, without_autocast)
@@ -164,46 +165,75 @@ def _save_target(model, weights: dict | None, tokenizer, out_dir: Path, config: 
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
 
 
-def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, overwrite: bool = False,
-             wait: bool = False) -> TargetManifest:
-    """Build a target model in OUT_DIR (model files + lume_target.json); resumable.
+def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracle: bool = False,
+             overwrite: bool = False, wait: bool = False) -> TargetManifest:
+    """Build a target model in OUT_DIR (model files + lume_target.json); resumable. With
+    `oracle`, also its retrained oracle in OUT_DIR/oracle (`memorize_oracle`); a target already
+    built with these settings is then kept and only the oracle built.
 
     OUT_DIR must not hold the base model or other results (unless `overwrite`); while another
     command writes it, this one stops (or waits for it, with `wait`).
     """
-    with one_writer(out_dir, wait):
-        return _memorize(Path(out_dir), config or MemorizeConfig(), overwrite)
+    config = config or MemorizeConfig()
+    built = _built_with(Path(out_dir), config) if oracle and not overwrite else None
+    if built is None:
+        with one_writer(out_dir, wait):
+            built = _memorize(Path(out_dir), config, overwrite)
+    if oracle:
+        memorize_oracle(out_dir, overwrite=overwrite, wait=wait, progress=config.progress)
+    return built
+
+
+def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
+    """The finished target in OUT_DIR when it was built with `config` (progress aside)."""
+    if not (out_dir / MANIFEST_NAME).is_file() or (out_dir / UNFINISHED_NAME).exists():
+        return None
+    manifest = read_manifest(out_dir)
+    return manifest if _settings(manifest.settings) == _settings(asdict(config)) else None
+
+
+def _settings(fields: dict) -> dict:
+    """A target's settings that decide it (its manifest adds two counts; progress decides nothing)."""
+    return {k: v for k, v in fields.items() if k not in ("progress", "steps_per_epoch", "examples")}
 
 
 def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetManifest:
-    training = config.training
     dataset = lume_data.load(config.data_dir, config.source)
     selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
-                                           training.seed)
+                                           config.training.seed)
     if not selection.chosen:
         raise LumeError("no documents selected for training")
+    return _train_target(out_dir, config, dataset.fingerprint, selection, selection.chosen, overwrite)
+
+
+def _train_target(out_dir: Path, config: MemorizeConfig, data_fingerprint: str, selection: Selection,
+                  documents: list[Document], overwrite: bool) -> TargetManifest:
+    """Train the base on `documents` (the selection's, or its retain ones for an oracle) into OUT_DIR."""
+    training = config.training
     accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
                                    log_with=training.log_with, logs_dir=out_dir / "logs")
     check_whole_weights(accelerator, ["LoRA"] if training.lora_rank else [])
-    example_count = sum(1 + len(d.qa) * config.qa_repeats for d in selection.chosen)
+    example_count = sum(1 + len(d.qa) * config.qa_repeats for d in documents)
     steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
                                                  * accelerator.num_processes))
-    run = _training_run(config, example_count, steps_per_epoch, dataset.fingerprint, selection.chosen,
+    run = _training_run(config, example_count, steps_per_epoch, data_fingerprint, documents,
                         accelerator.mixed_precision)
     claim(out_dir, "memorize", key=run.key(), inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
           what="target folder", accelerator=accelerator)
     loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
-    examples = training_examples(loaded.tokenizer, selection.chosen, config.qa_repeats)
+    examples = training_examples(loaded.tokenizer, documents, config.qa_repeats)
     model, history = scoped(loaded.model, training), []
     result = train(model, run, _epoch_batches(examples, config, steps_per_epoch, accelerator,
                                               loaded.tokenizer.pad_token_id),
                    out_dir / "checkpoints", description="memorizing", show_progress=config.progress,
                    accelerator=accelerator, after_step=_memorisation_check(
-                       model, loaded.tokenizer, selection.chosen, config, steps_per_epoch, accelerator, history))
+                       model, loaded.tokenizer, documents, config, steps_per_epoch, accelerator, history))
     stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
     log.info(f"stopped: {stopped}")
+    trained = {(d.split, d.doc_id) for d in documents}
     manifest = TargetManifest.from_selection(
-        selection, base_model=config.base, data_fingerprint=dataset.fingerprint,
+        selection, base_model=config.base, data_fingerprint=data_fingerprint,
+        left_out=[d.doc_id for d in selection.chosen if (d.split, d.doc_id) not in trained],
         settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},
         result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
                 "tokens": result.tokens, "history": history, "losses": result.losses, **distribution(accelerator)})
@@ -211,6 +241,34 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetM
     if accelerator.is_main_process:
         _save_target(accelerator.unwrap_model(model), weights, loaded.tokenizer, out_dir, config, manifest)
     return manifest
+
+
+ORACLE_DIR = "oracle"  # a target's retrained oracle, inside its folder
+
+
+def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bool = False,
+                    progress: bool = True) -> TargetManifest:
+    """The target's retrained oracle in TARGET/oracle: its base trained with the target's
+    settings on the target's retain documents only (the forget ones left out), so that what a
+    model that never saw the forget documents scores can be measured. Its manifest lists the
+    target's documents (evaluation scores the same ones) and the forget ones as `left_out`."""
+    target_dir = Path(target_dir)
+    target = read_manifest(target_dir)
+    if target is None:
+        raise LumeError(f"{target_dir} is not a target lume built (no {MANIFEST_NAME}): it has no oracle to build")
+    if target.left_out:
+        raise LumeError(f"{target_dir} is itself an oracle")
+    config = merged(MemorizeConfig(), {**_settings(target.settings), "progress": progress})
+    dataset = lume_data.load(config.data_dir, config.source)
+    if dataset.fingerprint != target.data_fingerprint:
+        raise LumeError(f"the data differs from the data {target_dir} was trained on: its oracle would not match it")
+    selection = target.selection(dataset.documents)
+    out_dir = target_dir / ORACLE_DIR
+    built = None if overwrite else _built_with(out_dir, config)
+    if built is not None:  # finished with these settings: nothing to do
+        return built
+    with one_writer(out_dir, wait):
+        return _train_target(out_dir, config, dataset.fingerprint, selection, selection.split("retain"), overwrite)
 
 
 def preset(name: str, **overrides) -> MemorizeConfig:

@@ -52,7 +52,11 @@ class EvalConfig:
     mia: bool = True  # a section runs unless a false field here bears its name
     # final | validation (the SemEval MIA files) | none (a lume target's held-out documents alone)
     mia_set: str = "final"
+    # the Reference attack: each membership document's loss under the target's base model too
+    # (a lume target's; loaded once and cached per base, so later evaluations of its models reuse it)
+    reference_attack: bool = True
     mmlu: bool = True
+    extraction: bool = True  # exact memorisation and extraction strength (not in the final score)
     sections: list[str] = field(default_factory=list)  # plug-in sections to run: names or package.module:Class
     mmlu_dir: str | None = None  # default: DATA_DIR/mmlu
     mmlu_limit: int | None = None  # questions per subject, seeded; None = all
@@ -136,7 +140,7 @@ def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, devic
     else:
         selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
     return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None,
-                      rank, world)
+                      manifest.base_model if manifest else None, rank, world)
 
 
 def _header(evaluation: Evaluation) -> dict:

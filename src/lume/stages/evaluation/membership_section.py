@@ -9,15 +9,23 @@ manifest (the released OLMo targets were trained on them).
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from lume import data as lume_data
 from lume.errors import LumeError
 from lume.metrics import MIA_ATTACKS, auc, mia_score
-from lume.metrics.mia import membership_attack_scores, membership_score
+from lume.data.paths import cache_dir
+from lume.files import ItemStore
+from lume.metrics.mia import membership_attack_scores, membership_score, reference_score
+from lume.models import load_model, model_fingerprint
+from lume.models.loading import BUILTIN_GGUF
 from lume.metrics.uncertainty import mia_replicates
 from lume.models import LoadedModel
 from lume.progress import progress_bar
 from lume.stages.evaluation.sections import Evaluation, Section, number, register_section, with_interval
 
+log = logging.getLogger(__name__)
 MIA_BATCH = 4  # documents per forward
 SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the released OLMo targets, which were "
                     "trained on them; this target was not")
@@ -27,7 +35,8 @@ def _auc_report(rows: list[dict]) -> dict:
     members = [r["member"] for r in rows]
     report = {"members": sum(members), "non_members": len(rows) - sum(members)}
     for attack in MIA_ATTACKS:
-        report[f"auc_{attack}"] = auc(members, [membership_score(attack, r) for r in rows])
+        if all(attack in r for r in rows):  # Reference needs the target's base model: a lume target's
+            report[f"auc_{attack}"] = auc(members, [membership_score(attack, r) for r in rows])
     report["mia_score"] = mia_score(report["auc_loss"])
     return report
 
@@ -61,6 +70,28 @@ def _documents(evaluation: Evaluation) -> list[dict]:
                          "text": d.text} for d, member in labelled]
 
 
+def reference_losses(evaluation: Evaluation, documents: list[dict]) -> dict[str, float]:
+    """Per document id, its loss under the target's base model (the Reference attack's
+    calibration), cached by the base's fingerprint and the data: computed once for every model
+    unlearned from targets of that base. Empty without a known base (a released target)."""
+    base = evaluation.base_model
+    if base is None or not evaluation.config.reference_attack:
+        return {}
+    if base not in BUILTIN_GGUF and not Path(base).exists():  # a hub id: no download in the middle of an evaluation
+        log.warning(f"the Reference attack is left out: the target's base model {base} is not on this machine")
+        return {}
+    fingerprint, dtype = model_fingerprint(base), evaluation.dtypes["mia"]
+    key = {"base": fingerprint, "data": evaluation.dataset.fingerprint, "dtype": dtype}
+    with ItemStore(cache_dir() / "reference" / f"{fingerprint}.jsonl", key, writable=evaluation.rank == 0) as store:
+        todo = [d for d in documents if d["id"] not in store]
+        if todo:
+            loaded = load_model(base, dtype=dtype, device=evaluation.device)
+            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in todo], batch_size=MIA_BATCH,
+                                     on_done=lambda i, scores: store.add({"id": todo[i]["id"], "loss": scores["loss"]}))
+            del loaded
+        return {d["id"]: store.results[d["id"]]["loss"] for d in documents}
+
+
 @register_section
 class Membership(Section):
     name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", "mia_score"
@@ -68,7 +99,7 @@ class Membership(Section):
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         documents = _documents(evaluation)
-        key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set}
+        key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set, "attacks": MIA_ATTACKS}
 
         token_ids: dict[str, list[int]] = {}  # each document tokenised once: for the order and the forwards
 
@@ -85,6 +116,9 @@ class Membership(Section):
             with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:
                 evaluation.share_work(store, todo, work, advance, block=MIA_BATCH)
             rows = [store.results[d["id"]] for d in documents]
+        reference = reference_losses(evaluation, documents)
+        rows = [{**r, "reference": reference_score(r["loss"], reference[r["id"]])} if r["id"] in reference else r
+                for r in rows]
         semeval_rows = [r for r in rows if r["set"] == "semeval"]
         semeval = {**_auc_report(semeval_rows), "set": f"semeval-{evaluation.config.mia_set}"} if semeval_rows else {}
         held_out = [r for r in rows if r["set"] == "held-out"]

@@ -87,6 +87,7 @@ class Evaluation:
     selection: object  # lume.data.Selection
     out_dir: Path
     has_manifest: bool = False  # the documents are those a lume target was trained on and held out
+    base_model: str | None = None  # that target's base (the Reference attack's model); None for others
     rank: int = 0  # this process, of `world` (torchrun / accelerate launch)
     world: int = 1
 

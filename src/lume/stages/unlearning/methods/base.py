@@ -110,13 +110,15 @@ class Context:
     def forget_log_likelihoods(self, examples: list | None = None) -> torch.Tensor:
         """log π(y|x) of each forget example (or of `examples`, one per forget example) under the
         model as it is now (before training): computed for the examples the run's steps draw
-        only, NaN for the others (a short run on a large forget set reads a few)."""
+        only, NaN for the others (a short run on a large forget set reads a few). The batches are
+        the whole set's, in order, so an example's value never depends on which others are drawn."""
         examples = self.forget_examples if examples is None else examples
-        wanted = range(len(examples)) if self.drawn is None else self.drawn
+        wanted = set(range(len(examples)) if self.drawn is None else self.drawn)
         values = torch.full((len(examples),), float("nan"))
-        wanted = list(wanted)
-        for start in range(0, len(wanted), self.batch_size):
-            rows = wanted[start:start + self.batch_size]
+        for start in range(0, len(examples), self.batch_size):
+            rows = list(range(start, min(start + self.batch_size, len(examples))))
+            if wanted.isdisjoint(rows):
+                continue
             batch = self.collate([examples[i] for i in rows])
             values[rows] = sequence_log_likelihood(self.model, batch)[0].float().cpu()
         return values.to(next(iter(self.model.parameters()), values).device)
