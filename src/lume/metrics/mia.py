@@ -2,7 +2,7 @@
 
 `loss` is the protocol's attack (mean token NLL over the whole document). zlib, Min-K%,
 Min-K%++, GradNorm and Reference are reported beside it: every attack gives a score where
-higher means "member" (docs/evaluation.md gives each one's formula and source).
+higher means "member" (docs/metrics.md gives each one's formula and source).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ the SemEval-file MIA beside ours, and the published numbers (each labelled as wh
 
 from __future__ import annotations
 
+import numpy as np
+
 from lume.metrics import AGGREGATE_ORDER, MIA_ATTACKS
 from lume.metrics.aggregate import MMLU_THRESHOLD
 from lume.metrics.oracle import forget_losses, forget_quality, privleak, task_distances
-from lume.metrics.uncertainty import paired_difference
+from lume.metrics.uncertainty import interval, paired_difference
 from lume.models.released import RELEASED
 from lume.reports import mia_set_label, number, with_interval
 from lume.stages.evaluation import SECTIONS
@@ -169,8 +171,21 @@ def attack_aucs(models: list[dict]) -> list[str]:
                                           "mia_auc" if a == "loss" else f"mia_auc_{a}") for a in attacks]
             for m in measured]
     return ["", "## Membership attacks (AUC, 95 % intervals; only the loss attack is in the final score)", "",
-            "0.5: members and non-members cannot be told apart (docs/evaluation.md gives each attack's formula).",
+            "0.5: members and non-members cannot be told apart (docs/metrics.md gives each attack's formula).",
             ""] + markdown_table(["model"] + [a.replace("_", " ").replace("plus plus", "++") for a in attacks], rows)
+
+
+def _privleak(entry: dict, oracle: dict) -> str:
+    """privleak in percent, with its paired 95 % interval over the same resamples when there is one."""
+    if "mia" not in entry["summary"] or "mia" not in oracle["summary"]:
+        return "–"
+    point = privleak(entry["summary"]["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
+    mine, theirs = _replicates(entry, "mia_auc"), _replicates(oracle, "mia_auc")
+    units = {m["summary"].get("bootstrap", {}).get("units") for m in (entry, oracle)}
+    if mine is None or theirs is None or len(units) != 1:
+        return f"{point:+.1f} %"
+    low, high = interval(np.asarray([privleak(a, b) for a, b in zip(mine, theirs)]))
+    return f"{point:+.1f} % [{low:+.1f}, {high:+.1f}]"
 
 
 def beyond_official(models: list[dict]) -> list[str]:
@@ -183,12 +198,11 @@ def beyond_official(models: list[dict]) -> list[str]:
     rows = []
     for entry in models:
         summary = entry["summary"]
-        leak = (privleak(summary["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
-                if "mia" in summary and "mia" in oracle["summary"] else None)
+        leak = _privleak(entry, oracle)
         distances = task_distances(summary["scores"], oracle["summary"]["scores"])
         losses = list(forget_losses(entry["mia"]).values())
         quality = forget_quality(losses, oracle_losses) if losses and oracle_losses else None
-        rows.append([entry["label"], "–" if leak is None else f"{leak:+.1f} %"]
+        rows.append([entry["label"], leak]
                     + [number(distances[task]) for task in sorted(distances)] + [number(quality)])
     return ["", "## Beyond the official score: against the retrained oracle (not in the final score)", "",
             "The oracle is the target's base trained with the target's settings without the forget documents. "
