@@ -27,7 +27,7 @@ from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
-from lume.outputs import UNFINISHED_NAME, check_output_dir, one_writer
+from lume.outputs import check_output_dir, one_writer
 from lume.reports.study import write_report
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
@@ -217,13 +217,10 @@ def build_target(config: RunConfig) -> Path:
 
 def build_oracle(target: Path) -> Path:
     """The target's retrained oracle, built once (TARGET/oracle); several sweep workers wait for one."""
-    folder = target / ORACLE_DIR
     if not (target / MANIFEST_NAME).is_file():
         raise LumeError(f"target.oracle: {target} is not a target lume built; only those have an oracle here")
-    if not (folder / MANIFEST_NAME).is_file() or (folder / UNFINISHED_NAME).exists():
-        log.info(f"building the target's oracle in {folder}")
-        memorize_oracle(target, wait=True)
-    return folder
+    memorize_oracle(target, wait=True)  # a finished one of the target's settings is kept
+    return target / ORACLE_DIR
 
 
 class Steps:

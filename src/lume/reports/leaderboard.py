@@ -40,14 +40,21 @@ def _replicates(entry: dict, name: str):
     return entry["summary"].get("bootstrap", {}).get("replicates", {}).get(name)
 
 
-def paired(first: dict, second: dict, name: str) -> tuple[float, float, float, bool] | None:
-    """first − second on `name`: the point, its paired 95 % interval and whether that excludes 0;
-    None where either lacks replicates or they were drawn over different data."""
+def _paired_replicates(first: dict, second: dict, name: str) -> tuple[list, list] | None:
+    """Both entries' resampled values of `name`; None where either lacks them or they were drawn
+    over different data (never paired then)."""
     a, b = _replicates(first, name), _replicates(second, name)
     units = [entry["summary"].get("bootstrap", {}).get("units") for entry in (first, second)]
-    if a is None or b is None or units[0] != units[1]:
+    return None if a is None or b is None or units[0] != units[1] else (a, b)
+
+
+def paired(first: dict, second: dict, name: str) -> tuple[float, float, float, bool] | None:
+    """first − second on `name`: the point, its paired 95 % interval and whether that excludes 0;
+    None where they cannot be paired."""
+    both = _paired_replicates(first, second, name)
+    if both is None:
         return None
-    result = paired_difference(a, b)
+    result = paired_difference(*both)
     low, high = result["interval"]
     return _point(first["summary"], name) - _point(second["summary"], name), low, high, result["significant"]
 
@@ -180,11 +187,10 @@ def _privleak(entry: dict, oracle: dict) -> str:
     if "mia" not in entry["summary"] or "mia" not in oracle["summary"]:
         return "–"
     point = privleak(entry["summary"]["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
-    mine, theirs = _replicates(entry, "mia_auc"), _replicates(oracle, "mia_auc")
-    units = {m["summary"].get("bootstrap", {}).get("units") for m in (entry, oracle)}
-    if mine is None or theirs is None or len(units) != 1:
+    both = _paired_replicates(entry, oracle, "mia_auc")
+    if both is None:
         return f"{point:+.1f} %"
-    low, high = interval(np.asarray([privleak(a, b) for a, b in zip(mine, theirs)]))
+    low, high = interval(np.asarray([privleak(a, b) for a, b in zip(*both)]))
     return f"{point:+.1f} % [{low:+.1f}, {high:+.1f}]"
 
 

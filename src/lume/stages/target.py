@@ -259,14 +259,15 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
     if target.left_out:
         raise LumeError(f"{target_dir} is itself an oracle")
     config = merged(MemorizeConfig(), {**_settings(target.settings), "progress": progress})
-    dataset = lume_data.load(config.data_dir, config.source)
-    if dataset.fingerprint != target.data_fingerprint:
-        raise LumeError(f"the data differs from the data {target_dir} was trained on: its oracle would not match it")
-    selection = target.selection(dataset.documents)
     out_dir = target_dir / ORACLE_DIR
     built = None if overwrite else _built_with(out_dir, config)
     if built is not None:  # finished with these settings: nothing to do
         return built
+    dataset = lume_data.load(config.data_dir, config.source)
+    if dataset.fingerprint != target.data_fingerprint:
+        raise LumeError(f"the data differs from the data {target_dir} was trained on: its oracle would not match it")
+    selection = target.selection(dataset.documents)
+    log.info(f"building the target's retrained oracle in {out_dir}")
     with one_writer(out_dir, wait):
         return _train_target(out_dir, config, dataset.fingerprint, selection, selection.split("retain"), overwrite)
 

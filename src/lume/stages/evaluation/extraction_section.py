@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from lume.inference.batching import IGNORE, longest_first, right_padded
+from lume.inference.batching import IGNORE
+from lume.inference.likelihood import document_logits
 from lume.metrics import means_by
 from lume.metrics.extraction import exact_memorisation, extraction_strength
 from lume.models import LoadedModel
@@ -19,21 +20,19 @@ EXTRACTION_BATCH = 4  # documents per forward
 MEASURES = ("exact_memorisation", "extraction_strength")
 
 
-@torch.inference_mode()
 def extraction_rows(model, tokenizer, documents: list[dict], on_row) -> None:
     """`on_row` with both measures of each document's continuation (its EOS left out)."""
     examples = [prompt_answer_example(tokenizer, d["input"], d["output"]) for d in documents]
-    for chunk in longest_first([len(e.input_ids) for e in examples], EXTRACTION_BATCH):
-        batch = right_padded([examples[i].input_ids for i in chunk], tokenizer.pad_token_id, model.device,
-                             labels=[examples[i].labels for i in chunk])
-        predictions = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)
-        for row, index in enumerate(chunk):
-            labels = batch["labels"][row, 1:]
-            answer = (labels != IGNORE).nonzero().squeeze(-1)[:-1]  # the answer's tokens, EOS left out
-            guessed, wanted = predictions[row, :-1][answer], labels[answer]
-            on_row({**{k: documents[index][k] for k in ("id", "split", "task")},
-                    "exact_memorisation": exact_memorisation(guessed, wanted),
-                    "extraction_strength": extraction_strength(guessed, wanted)})
+
+    def score(index: int, logits: torch.Tensor, _ids, _hidden) -> None:
+        labels = torch.tensor(examples[index].labels[1:], device=logits.device)  # position t predicts t + 1
+        answer = (labels != IGNORE).nonzero().squeeze(-1)[:-1]  # the answer's tokens, EOS left out
+        guessed, wanted = logits[:-1].argmax(-1)[answer], labels[answer]
+        on_row({**{k: documents[index][k] for k in ("id", "split", "task")},
+                "exact_memorisation": exact_memorisation(guessed, wanted),
+                "extraction_strength": extraction_strength(guessed, wanted)})
+
+    document_logits(model, [e.input_ids for e in examples], tokenizer.pad_token_id, EXTRACTION_BATCH, score)
 
 
 @register_section
