@@ -19,6 +19,17 @@ def test_relearning_halves_never_share_a_document(data_dir):
     assert split_for_relearning(forget, seed=0)[0] == relearned
 
 
+def test_relearning_a_target_of_one_forget_document_per_task_is_refused_in_one_line(tmp_path, data_dir,
+                                                                                  tiny_target):
+    """Half of one document is none: the attack used to crash drawing from an empty pool."""
+    from lume.errors import LumeError
+
+    config = AttackConfig(data_dir=str(data_dir), relearn_steps=1, mmlu=False, progress=False)
+    with pytest.raises(LumeError, match="at least 2 forget documents per task.* 1 in Task1, Task2, Task3"):
+        attack(tiny_target, tiny_target, tmp_path / "out", ["quantize-4", "relearn"], config)
+    assert not (tmp_path / "out" / "attacks.json").exists()
+
+
 def test_quantisation_rounds_each_channel_to_the_given_levels(tiny_model):
     import copy
 

@@ -319,12 +319,25 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
     return results
 
 
+def _check_relearnable(selection, attacks: list[str], seed: int) -> None:
+    """`relearn` trains on half of each task's forget documents and measures the other half:
+    a task with one forget document leaves nothing to relearn from, refused before any work."""
+    if "relearn" not in attacks:
+        return
+    relearned, _ = split_for_relearning(selection.split("forget"), seed)
+    missing = sorted({d.task for d in selection.split("forget")} - {d.task for d in relearned})
+    if missing:
+        raise LumeError(f"the relearn attack needs at least 2 forget documents per task (half relearned, half "
+                        f"measured); the target has 1 in {', '.join(missing)}")
+
+
 def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[str], config: AttackConfig,
               manifest) -> dict:
     dataset = lume_data.load(config.data_dir)
+    selection = manifest.selection(dataset.documents)
+    _check_relearnable(selection, attacks, config.seed)
     attacker = Attacker(load_model(model_dir, dtype="float32", device=None),
-                        load_model(target_dir, dtype="float32", device=None),
-                        manifest.selection(dataset.documents), config, dataset.data_dir)
+                        load_model(target_dir, dtype="float32", device=None), selection, config, dataset.data_dir)
     started = time.time()
     results: dict = {"model": str(model_dir), "target": str(target_dir), "config": asdict(config), "attacks": {},
                      "baseline": {**attacker.baseline(attacker.forget + attacker.retain),
