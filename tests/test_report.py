@@ -1,6 +1,8 @@
 """The report's intervals, paired differences and plain statements, on hand-made summaries."""
 
-from lume.reports.leaderboard import beyond_official, difference, forgetting_finding, membership_finding, mmlu_rule
+from lume.metrics.oracle import privleak
+from lume.reports.leaderboard import (_privleak, beyond_official, difference, forgetting_finding, membership_finding,
+                                     mmlu_rule)
 
 
 def entry(label: str, auc: float, auc_replicates: list[float], mmlu: float, mmlu_replicates: list[float],
@@ -70,3 +72,14 @@ def test_the_oracle_table_compares_every_model_with_the_oracle():
     assert "+100.0 %" in row and "0.700" in row  # privleak (1 − 0.5) / 0.5; every number 0.7 from the oracle's
     assert row.endswith(f"{2 / 20:.3f} |")  # KS p-value of two separated samples of 3: 2 / C(6, 3)
     assert beyond_official([target]) == []  # no oracle, no table
+
+
+def test_privleak_against_an_oracle_of_auc_zero_is_shown_undefined_not_a_crash():
+    """A tiny oracle can rank every held-out document above every forget one (AUC 0, in the
+    point or in a resample): the relative difference is undefined there."""
+    assert privleak(0.5, 0.0) is None
+    oracle = entry("oracle", 0.0, [0.0, 0.2, 0.1], 0.5, [0.5, 0.5, 0.5])
+    model = entry("model", 0.6, [0.6, 0.7, 0.5], 0.5, [0.5, 0.5, 0.5])
+    assert _privleak(model, oracle) == "– (oracle AUC 0)"
+    oracle["summary"]["mia"]["auc_loss"] = 0.1  # defined at the point, not in one resample
+    assert _privleak(model, oracle) == "+500.0 %"

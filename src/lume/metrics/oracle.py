@@ -21,8 +21,10 @@ from scipy.stats import ks_2samp
 from lume.metrics.aggregate import AGGREGATE_ORDER
 
 
-def privleak(auc_model: float, auc_oracle: float) -> float:
-    return (auc_model - auc_oracle) / auc_oracle * 100
+def privleak(auc_model: float, auc_oracle: float) -> float | None:
+    """None where the oracle's AUC is 0 (it ranks every held-out document above every forget one):
+    the relative difference is undefined there."""
+    return (auc_model - auc_oracle) / auc_oracle * 100 if auc_oracle > 0 else None
 
 
 def task_distances(scores: dict[str, float], oracle: dict[str, float]) -> dict[str, float]:

@@ -187,10 +187,13 @@ def _privleak(entry: dict, oracle: dict) -> str:
     if "mia" not in entry["summary"] or "mia" not in oracle["summary"]:
         return "–"
     point = privleak(entry["summary"]["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
+    if point is None:
+        return "– (oracle AUC 0)"
     both = _paired_replicates(entry, oracle, "mia_auc")
-    if both is None:
+    leaks = [privleak(a, b) for a, b in zip(*both)] if both else [None]
+    if None in leaks:  # no pairing, or resamples where the oracle's AUC is 0: the point alone
         return f"{point:+.1f} %"
-    low, high = interval(np.asarray([privleak(a, b) for a, b in zip(*both)]))
+    low, high = interval(np.asarray(leaks))
     return f"{point:+.1f} % [{low:+.1f}, {high:+.1f}]"
 
 
