@@ -183,3 +183,11 @@ def fitted(tmp_path_factory, tokenizer, rows):
     model.eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def model_entry(label: str, summary: dict, mia: list | None = None, training: dict | None = None):
+    """A study's model as the reports read it, from a hand-made (partial) summary.json."""
+    from lume.reports import ModelEntry
+    from lume.results import EvaluationSummary
+
+    return ModelEntry(label, EvaluationSummary.from_json(summary), mia or [], training)

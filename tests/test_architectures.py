@@ -48,7 +48,7 @@ def test_evaluation_runs_on_every_architecture(model_dir, tmp_path, data_dir):
 
     config = EvalConfig(data_dir=str(data_dir), docs_per_task=1, max_new_tokens=4, mia_set="validation",
                         mmlu_dir=str(make_mmlu(tmp_path / "mmlu")), bootstrap_resamples=10, progress=False)
-    summary = evaluate(model_dir, tmp_path / "eval", config)
+    summary = evaluate(model_dir, tmp_path / "eval", config).to_json()
     assert summary["final"] is not None and summary["mmlu"]["questions"] > 0
 
 

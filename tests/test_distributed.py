@@ -147,7 +147,8 @@ def test_evaluation_on_two_processes_shares_the_work_and_equals_one(tmp_path, ti
     mmlu = make_mmlu(tmp_path / "mmlu")
     flags = {"docs_per_task": 2, "max_new_tokens": 8, "mia_set": "validation", "mmlu_dir": str(mmlu),
              "bootstrap_resamples": 50}
-    alone = evaluate(tiny_model_dir, tmp_path / "one", EvalConfig(data_dir=str(data_dir), progress=False, **flags))
+    alone = evaluate(
+        tiny_model_dir, tmp_path / "one", EvalConfig(data_dir=str(data_dir), progress=False, **flags)).to_json()
     command = [TORCHRUN, "--nproc_per_node", "2", "-m", "lume", "evaluate", str(tiny_model_dir),
                "--out", str(tmp_path / "two"), "--data-dir", str(data_dir)]
     command += [f"--{key.replace('_', '-')}={value}" for key, value in flags.items() if key != "bootstrap_resamples"]

@@ -23,7 +23,7 @@ def config(tmp_path_factory, data_dir):
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, tiny_model_dir, config):
     out = tmp_path_factory.mktemp("eval")
-    return out, evaluate(tiny_model_dir, out, config)
+    return out, evaluate(tiny_model_dir, out, config).to_json()
 
 
 def test_summary_numbers_follow_from_the_items(evaluated):
@@ -64,7 +64,7 @@ def test_an_interrupted_run_resumes_without_redoing_work(tmp_path, tiny_model_di
     real = scoring.generate_greedy
     monkeypatch.setattr(scoring, "generate_greedy",
                         lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
-    again = evaluate(tiny_model_dir, out, config)
+    again = evaluate(tiny_model_dir, out, config).to_json()
     assert len(generated) == 5
     assert again["scores"] == summary["scores"] and again["final"] == summary["final"]
 
@@ -150,7 +150,7 @@ def test_vllm_backend_feeds_token_ids_and_scores_like_transformers(tmp_path, tin
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setattr(generation_vllm, "CHUNK", 7)  # several calls, results still in order
     summary = evaluate(loaded, tmp_path, EvalConfig(**{**config.__dict__, "backend": "vllm", "mia": False,
-                                                       "mmlu": False, "early_exit": False}))
+                                                       "mmlu": False, "early_exit": False})).to_json()
     assert fake.engine_args == {"model": str(tiny_model_dir), "dtype": "float32", "memory": 0.5}
     assert fake.calls == [7, 7, 6]
     assert summary["scores"] == evaluated[1]["scores"]
@@ -189,12 +189,12 @@ def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer
     make_tiny_model(tokenizer).to(torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     no_likelihoods = {**config.__dict__, "mia": False, "extraction": False}
-    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**no_likelihoods, "dtype": "auto"}))
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**no_likelihoods, "dtype": "auto"})).to_json()
     assert summary["dtypes"] == {"generation": "torch.bfloat16", "mmlu": "torch.bfloat16"}
     # the GPU defaults, on this CPU: generation in one dtype, MMLU in the checkpoint's
     monkeypatch.setattr(evaluation, "part_dtypes",
                         lambda config, device: {"generation": "float32", "mia": "float32", "mmlu": "auto"})
-    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**no_likelihoods))
+    summary = evaluate(folder, tmp_path / "eval", EvalConfig(**no_likelihoods)).to_json()
     assert summary["dtypes"] == {"generation": "torch.float32", "mmlu": "torch.bfloat16"}
 
 
@@ -203,7 +203,7 @@ def test_mia_set_none_scores_a_lume_target_on_its_own_documents_and_refuses_othe
     from lume.errors import LumeError
 
     no_files = {**config.__dict__, "mia_set": "none", "mmlu": False, "docs_per_task": None}  # the manifest's
-    summary = evaluate(tiny_target, tmp_path / "target", EvalConfig(**no_files))
+    summary = evaluate(tiny_target, tmp_path / "target", EvalConfig(**no_files)).to_json()
     assert summary["mia"]["set"] == "held-out" and "mia_semeval" not in summary
     rows = [json.loads(line) for line in (tmp_path / "target" / "mia.jsonl").read_text().splitlines()]
     assert rows and all(row["set"] == "held-out" for row in rows)
@@ -225,12 +225,12 @@ def test_every_attack_has_an_auc_with_an_interval_and_the_reference_is_the_base_
     manifest.write(target)
     monkeypatch.setenv("LUME_CACHE", str(tmp_path / "cache"))
     settings = EvalConfig(**{**config.__dict__, "mia_set": "none", "mmlu": False, "docs_per_task": None})
-    summary = evaluate(target, tmp_path / "eval", settings)
+    summary = evaluate(target, tmp_path / "eval", settings).to_json()
     rows = [json.loads(line) for line in (tmp_path / "eval" / "mia.jsonl").read_text().splitlines()]
     assert rows and all(abs(row["reference"]) < 1e-5 for row in rows) and "auc_reference" in summary["mia"]
     assert set(summary["intervals"]) >= {"mia_auc"} | {f"mia_auc_{a}" for a in MIA_ATTACKS if a != "loss"}
     loads = []
     real = membership.load_model
     monkeypatch.setattr(membership, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
-    again = evaluate(target, tmp_path / "again", settings)
+    again = evaluate(target, tmp_path / "again", settings).to_json()
     assert not loads and again["mia"]["auc_reference"] == summary["mia"]["auc_reference"]  # from the cache

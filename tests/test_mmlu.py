@@ -48,9 +48,9 @@ def test_prefix_reuse_gives_the_reference_predictions(tmp_path, tiny_model, toke
         assert row["letter_logits"] == pytest.approx(reference_by_id[row["id"]]["letter_logits"], abs=1e-4)
     assert len({tuple(r["letter_logits"]) for r in reused}) == len(reused)  # prompts really differ
     summary = summarise_mmlu(reused)
-    assert summary["questions"] == 12
-    assert summary["accuracy"] == pytest.approx(sum(r["correct"] for r in reused) / 12)
-    assert set(summary["per_category"]) == {"STEM", "humanities"}
+    assert summary.questions == 12
+    assert summary.accuracy == pytest.approx(sum(r["correct"] for r in reused) / 12)
+    assert set(summary.per_category) == {"STEM", "humanities"}
 
 
 def test_shots_are_dropped_while_the_prompt_is_over_2048_tokens(tmp_path, tokenizer):

@@ -16,6 +16,7 @@ from lume.training import TrainingSettings, scoped
 
 from .conftest import make_tiny_model
 from .test_method_behaviour import nlls
+from tests.conftest import model_entry
 
 LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
 
@@ -237,12 +238,10 @@ def test_the_report_puts_a_recipes_published_numbers_beside_lumes_labelled_as_pu
     from lume.reports.leaderboard import published_recipes
 
     summary = {"final": 0.5, "task_aggregate": 0.6, "mia": {"mia_score": 0.7}, "mmlu": {"accuracy": 0.2}}
-    released = {"label": "ails", "summary": summary,
-                "training": {"config": {"recipe": "ails-ntua"}, "model_in": "lume-olmo-1b"}}
-    merged = {"label": "zju", "summary": summary,
-              "training": {"recipe": "zjuklab", "target_kind": "olmo-1b", "runs": {}}}
-    ours = {"label": "demo", "summary": summary, "training": {"config": {"recipe": "ails-ntua"}, "model_in": "x"}}
-    lines = published_recipes([released, merged, ours, {"label": "target", "summary": summary, "training": None}])
+    released = model_entry("ails", summary, training={"config": {"recipe": "ails-ntua"}, "model_in": "lume-olmo-1b"})
+    merged = model_entry("zju", summary, training={"recipe": "zjuklab", "target_kind": "olmo-1b", "runs": {}})
+    ours = model_entry("demo", summary, training={"config": {"recipe": "ails-ntua"}, "model_in": "x"})
+    lines = published_recipes([released, merged, ours, model_entry("target", summary)])
     table = "\n".join(lines)
     assert "published" in table.lower()
     assert "| ails (ails-ntua, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.688 | 0.964 | 0.857 | 0.242 |" in table

@@ -9,6 +9,7 @@ import pytest
 from lume.errors import LumeError
 from lume.models import load_model, resolve_model_path
 from lume.models.released import RELEASED
+from tests.conftest import model_entry
 
 REPO = RELEASED["lume-olmo-1b"].repo
 BASE = RELEASED["lume-olmo-1b"].base
@@ -170,7 +171,7 @@ def test_the_report_shows_the_published_numbers_of_the_released_target_evaluated
     from lume.reports.leaderboard import published
 
     def study(name):
-        return [{"label": "target", "summary": {"model": {"name": name}}}]
+        return [model_entry("target", {"model": {"name": name}})]
 
     one_b, own = "\n".join(published(study("lume-olmo-1b"))), "\n".join(published(study("target-abc")))
     assert "for this target (OLMo-1B" in one_b and "0.688" in one_b and "0.706" not in one_b

@@ -3,14 +3,15 @@
 from lume.metrics.oracle import privleak
 from lume.reports.leaderboard import (_privleak, beyond_official, difference, forgetting_finding, membership_finding,
                                      mmlu_rule)
+from tests.conftest import model_entry
 
 
 def entry(label: str, auc: float, auc_replicates: list[float], mmlu: float, mmlu_replicates: list[float],
-          below: bool = False) -> dict:
-    return {"label": label, "summary": {
+          below: bool = False, units: str = "same"):
+    return model_entry(label, {
         "mia": {"auc_loss": auc, "mia_score": 1 - 2 * abs(auc - 0.5)},
         "mmlu": {"accuracy": mmlu, "below_threshold": below},
-        "bootstrap": {"units": "same", "replicates": {"mia_auc": auc_replicates, "mmlu": mmlu_replicates}}}}
+        "bootstrap": {"units": units, "replicates": {"mia_auc": auc_replicates, "mmlu": mmlu_replicates}}})
 
 
 def test_differences_are_paired_and_starred_only_when_the_interval_excludes_zero():
@@ -19,8 +20,7 @@ def test_differences_are_paired_and_starred_only_when_the_interval_excludes_zero
     noisy = entry("b", 0.98, [1.0, 0.8, 0.9, 1.0], 0.4, [0.4, 0.3, 0.5, 0.4])
     assert difference(moved, target, "mia_auc").endswith("*")
     assert not difference(noisy, target, "mia_auc").endswith("*")
-    other_units = entry("c", 0.6, [0.6] * 4, 0.4, [0.4] * 4)
-    other_units["summary"]["bootstrap"]["units"] = "other documents"
+    other_units = entry("c", 0.6, [0.6] * 4, 0.4, [0.4] * 4, units="other documents")
     assert difference(other_units, target, "mia_auc") == "–"  # never paired across different data
     assert "a moved the MIA AUC" in membership_finding([target, moved, noisy], target)[1]
     assert "no method moved the MIA AUC" in membership_finding([target, noisy], target)[1]
@@ -35,14 +35,13 @@ def test_the_mmlu_rule_says_whether_it_holds_significantly():
     assert mmlu_rule(entry("c", 1.0, [1.0] * 4, 0.4, [0.4] * 4), target) == ""
 
 
-def split_entry(label: str, forget: list[float], retain: list[float], aggregate_low: float = 0.5) -> dict:
+def split_entry(label: str, forget: list[float], retain: list[float], aggregate_low: float = 0.5):
     """A summary whose forget and retain means are the replicates' first values."""
     scores = {f"{split}/Task{t}/{kind}": values[0] for split, values in (("forget", forget), ("retain", retain))
               for t in (1, 2, 3) for kind in ("regurgitation", "knowledge")}
-    return {"label": label, "summary": {"final": 0.5, "scores": scores,
-                                        "intervals": {"task_aggregate": [aggregate_low, 1]},
-                                        "bootstrap": {"units": "same", "replicates": {"forget/mean": forget,
-                                                                                      "retain/mean": retain}}}}
+    return model_entry(label, {"final": 0.5, "scores": scores, "intervals": {"task_aggregate": [aggregate_low, 1]},
+                               "bootstrap": {"units": "same", "replicates": {"forget/mean": forget,
+                                                                             "retain/mean": retain}}})
 
 
 def test_the_forgetting_finding_names_who_forgets_and_keeps_beyond_the_intervals():
@@ -62,8 +61,8 @@ def test_the_oracle_table_compares_every_model_with_the_oracle():
 
     def model(label, auc, score, losses):
         mia = [{"id": f"d{i}", "set": "held-out", "member": True, "loss": loss} for i, loss in enumerate(losses)]
-        return {"label": label, "mia": mia, "summary": {"mia": {"auc_loss": auc},
-                                                        "scores": {"/".join(k): score for k in AGGREGATE_ORDER}}}
+        return model_entry(label, {"mia": {"auc_loss": auc}, "scores": {"/".join(k): score for k in AGGREGATE_ORDER}},
+                           mia)
 
     oracle = model("oracle", 0.5, 0.2, [3.0, 3.1, 3.2])
     target = model("target", 1.0, 0.9, [0.1, 0.2, 0.3])
@@ -81,5 +80,5 @@ def test_privleak_against_an_oracle_of_auc_zero_is_shown_undefined_not_a_crash()
     oracle = entry("oracle", 0.0, [0.0, 0.2, 0.1], 0.5, [0.5, 0.5, 0.5])
     model = entry("model", 0.6, [0.6, 0.7, 0.5], 0.5, [0.5, 0.5, 0.5])
     assert _privleak(model, oracle) == "– (oracle AUC 0)"
-    oracle["summary"]["mia"]["auc_loss"] = 0.1  # defined at the point, not in one resample
+    oracle = entry("oracle", 0.1, [0.0, 0.2, 0.1], 0.5, [0.5, 0.5, 0.5])  # defined at the point, not in a resample
     assert _privleak(model, oracle) == "+500.0 %"

@@ -163,7 +163,8 @@ def test_changed_early_exit_does_not_reuse_cached_items(tmp_path, tiny_model_dir
     real = scoring.generate_greedy
     monkeypatch.setattr(scoring, "generate_greedy",
                         lambda model, tok, prompts, **kw: generated.extend(prompts) or real(model, tok, prompts, **kw))
-    summary = evaluate(tiny_model_dir, tmp_path / "eval", EvalConfig(**{**config.__dict__, "early_exit": False}))
+    summary = evaluate(
+        tiny_model_dir, tmp_path / "eval", EvalConfig(**{**config.__dict__, "early_exit": False})).to_json()
     assert len(generated) == summary["data"]["items"]
 
 
@@ -178,6 +179,6 @@ def test_a_reused_folder_holds_only_the_new_runs_results(tmp_path, tiny_model_di
     other = tmp_path / "other"
     make_tiny_model(tokenizer, seed=3).save_pretrained(other)
     tokenizer.save_pretrained(other)
-    summary = evaluate(other, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False}))
+    summary = evaluate(other, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False})).to_json()
     assert not (tmp_path / "eval" / "mia.jsonl").exists() and "mia.jsonl" not in summary["files"]
-    assert load_study([tmp_path / "eval"])[0]["mia"] == []
+    assert load_study([tmp_path / "eval"])[0].mia_rows == []

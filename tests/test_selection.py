@@ -1,5 +1,6 @@
 """Probes during unlearning and the checkpoint chosen on them."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from lume.errors import LumeError
 from lume.stages.unlearning import UnlearnConfig, unlearn
+from lume.results import ProbeRow
 from lume.stages.unlearning.selection import chosen_step, selection_score
 from lume.training import TrainingSettings
 
@@ -14,7 +16,7 @@ FAST = TrainingSettings(batch_size=2, learning_rate=1e-3)
 
 
 def row(step, score, mmlu):
-    return {"step": step, "selection_score": score, "mmlu_dev": mmlu}
+    return ProbeRow(step=step, selection_score=score, mmlu_dev=mmlu)
 
 
 def test_the_best_step_is_chosen_but_never_below_three_quarters_of_the_starting_mmlu():
@@ -26,9 +28,9 @@ def test_the_best_step_is_chosen_but_never_below_three_quarters_of_the_starting_
 
 
 def test_selection_score_is_the_final_score_formula_on_the_probes():
-    probe = {"task_aggregate": 0.6, "mia_auc": 0.75, "mmlu_dev": 0.3}
+    probe = ProbeRow(task_aggregate=0.6, mia_auc=0.75, mmlu_dev=0.3)
     assert selection_score(probe) == pytest.approx((0.6 + 0.5 + 0.3) / 3)
-    assert selection_score({**probe, "mia_auc": None}) == pytest.approx((0.6 + 0.3) / 2)
+    assert selection_score(dataclasses.replace(probe, mia_auc=None)) == pytest.approx((0.6 + 0.3) / 2)
 
 
 def test_select_best_needs_probes():
@@ -41,7 +43,7 @@ def test_probes_are_recorded_every_n_steps_and_the_chosen_step_is_the_saved_mode
     from lume.models import load_model
     from lume.stages.unlearning import selection
 
-    monkeypatch.setattr(selection, "selection_score", lambda probe_row: -probe_row["step"])  # step 2 wins
+    monkeypatch.setattr(selection, "selection_score", lambda probe_row: -probe_row.step)  # step 2 wins
     config = UnlearnConfig(method="npo+gd", steps=4, eval_every=2, select="best", training=FAST, progress=False)
     seen = []
     report = unlearn(tiny_target, tmp_path / "best", config, data_dir=str(data_dir),

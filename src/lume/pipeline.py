@@ -29,6 +29,7 @@ from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
 from lume.outputs import check_output_dir, one_writer
 from lume.reports.study import write_report
+from lume.results import EvaluationSummary, read_summary
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.target import ORACLE_DIR, MemorizeConfig, memorize, memorize_oracle, preset
@@ -249,14 +250,14 @@ class Steps:
 
 
 def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict,
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False) -> EvaluationSummary:
     """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
     config = EvalConfig(**evaluation)
     key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
         log.info(f"{label}: evaluation already done")
-        return read_json(folder / "summary.json", what="evaluation summary")
+        return read_summary(folder / "summary.json")
     log.info(f"{label}: evaluating")
     return evaluate(model, folder, config, overwrite=overwrite or state == "redo")
 
@@ -335,7 +336,7 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
     target = build_target(config)
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
     target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation, overwrite)
-    target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
+    target_mmlu = target_summary.mmlu_accuracy
     evaluated = [out / "eval" / "target"]
     if config.target.oracle:
         evaluated_step(steps, build_oracle(target), "oracle", out / "eval" / "oracle",

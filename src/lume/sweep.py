@@ -31,6 +31,7 @@ from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
+from lume.results import ProbeRow
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
             "qmc": "QMCSampler", "gp": "GPSampler"}
@@ -187,18 +188,17 @@ def _objective(run: _Run, spec: dict):
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
 
-        def on_probe(step: int, row: dict) -> None:
-            trial.report(row["selection_score"], step)
+        def on_probe(step: int, row: ProbeRow) -> None:
+            trial.report(row.selection_score, step)
             if step and trial.should_prune():
                 raise optuna.TrialPruned()
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
         report = json.loads((folder / REPORT_NAME).read_text())
-        chosen = next(r for r in report["probes"] if r["step"] == report["selection"]["step"])
-        trial.set_user_attr("chosen", {key: chosen[key] for key in ("step", "forget_mean", "retain_mean", "mia_auc",
-                                                                    "mmlu_dev", "selection_score")})
-        return chosen["selection_score"]
+        chosen = next(r for r in ProbeRow.of_report(report) if r.step == report["selection"]["step"])
+        trial.set_user_attr("chosen", chosen.chosen_numbers())
+        return chosen.selection_score
 
     return objective
 
@@ -248,7 +248,7 @@ def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) ->
     """Evaluate the target and each method's best trial in full; write sweep.json and the report."""
     evaluation = {**config.evaluation, "data_dir": config.data_dir}
     target_summary = evaluated_step(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
-    target_mmlu = target_summary.get("mmlu", {}).get("accuracy")
+    target_mmlu = target_summary.mmlu_accuracy
     best = {label: study.best_trial for label, study in studies.items()
             if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     for label, trial in best.items():

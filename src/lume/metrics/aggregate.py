@@ -36,8 +36,11 @@ def task_aggregate(means: dict[tuple[str, str, str], float]) -> float:
     return statistics.harmonic_mean(values)
 
 
-def final_score(task_aggregate_value: float, mia_score_value: float, mmlu: float) -> float:
-    return (task_aggregate_value + mia_score_value + mmlu) / 3
+def final_score(*parts):
+    """The official final score, the mean of its parts (task aggregate, MIA score, MMLU): of
+    numbers, or of arrays of resampled values (their intervals), or of the parts a selection
+    probe can measure."""
+    return sum(parts) / len(parts)
 
 
 def mmlu_flag(mmlu: float, target_mmlu: float | None) -> bool | None:

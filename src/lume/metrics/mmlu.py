@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from lume.results import MmluResult
 from lume.data.mmlu import CATEGORY_OF, LETTERS, Question
 from lume.inference.next_token import chosen_logits_shared_prefix, chosen_logits_whole
 from lume.metrics.aggregate import means_by
@@ -98,10 +99,10 @@ def evaluate_mmlu(model, tokenizer, subjects: dict[str, tuple[list[Question], li
     return rows
 
 
-def summarise_mmlu(rows: list[dict]) -> dict:
+def summarise_mmlu(rows: list[dict]) -> MmluResult:
     """Micro-averaged accuracy, plus per subject and per category."""
     def by(field: str) -> dict:
         return means_by(rows, lambda row: row[field], lambda row: row["correct"])
 
-    return {"accuracy": sum(r["correct"] for r in rows) / len(rows), "questions": len(rows),
-            "per_subject": by("subject"), "per_category": by("category")}
+    return MmluResult(accuracy=sum(r["correct"] for r in rows) / len(rows), questions=len(rows),
+                      per_subject=by("subject"), per_category=by("category"))

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from lume.metrics.aggregate import AGGREGATE_ORDER
 from lume.metrics.mia import MIA_ATTACKS, membership_score, mia_score
+from lume.results import Headline
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -50,12 +51,12 @@ def probe_replicates(items: list[dict], seed: int, resamples: int = RESAMPLES) -
     if all("/".join(key) in replicates for key in AGGREGATE_ORDER):
         for split in ("forget", "retain"):  # the forget-versus-retain plot's coordinates
             numbers = [replicates["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split]
-            replicates[f"{split}/mean"] = np.mean(numbers, 0)
+            replicates[f"{split}/mean"] = np.mean(numbers, 0)  # Headline.FORGET_MEAN, RETAIN_MEAN
         values = np.stack([1 - replicates["/".join(k)] if k[0] == "forget" else replicates["/".join(k)]
                            for k in AGGREGATE_ORDER])
         # the harmonic mean, 0 when any number is 0 (as statistics.harmonic_mean)
         with np.errstate(divide="ignore"):
-            replicates["task_aggregate"] = np.where((values <= 0).any(0), 0.0, len(values) / (1 / values).sum(0))
+            replicates[Headline.TASK_AGGREGATE] = np.where((values <= 0).any(0), 0.0, len(values) / (1 / values).sum(0))
     return replicates
 
 
@@ -77,8 +78,8 @@ def mia_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> d
         other_scores = np.array([membership_score(attack, r) for r in others])
         aucs = [roc_auc_score(labels, np.r_[member_scores[m], other_scores[o]])
                 for m, o in zip(member_draws, other_draws)]
-        replicates["mia_auc" if attack == "loss" else f"mia_auc_{attack}"] = np.array(aucs)
-    replicates["mia_score"] = np.array([mia_score(a) for a in replicates["mia_auc"]])
+        replicates[Headline.attack_auc(attack)] = np.array(aucs)
+    replicates[Headline.MIA_SCORE] = np.array([mia_score(a) for a in replicates[Headline.MIA_AUC]])
     return replicates
 
 
@@ -88,7 +89,7 @@ def mmlu_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> 
         return {}
     ordered = sorted(rows, key=lambda r: r["id"])
     correct = np.array([float(r["correct"]) for r in ordered])
-    return {"mmlu": correct[_draws("mmlu", [r["id"] for r in ordered], seed, resamples)].mean(1)}
+    return {Headline.MMLU: correct[_draws("mmlu", [r["id"] for r in ordered], seed, resamples)].mean(1)}
 
 
 def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:
@@ -104,10 +105,10 @@ def paired_difference(first: list[float], second: list[float]) -> dict:
     return {"interval": [low, high], "significant": low > 0 or high < 0}
 
 
-def units_fingerprint(items: list[dict], mia_rows: list[dict], mmlu_rows: list[dict]) -> str:
-    """Which units were resampled: only models with the same fingerprint can be compared pairwise."""
+def units_fingerprint(units: list[str]) -> str:
+    """Which units were resampled (each section's, in section order): only models with the same
+    fingerprint can be compared pairwise."""
     digest = hashlib.sha256()
-    for unit in sorted({i["doc_id"] + i["split"] for i in items}) + sorted(r["id"] for r in mia_rows) \
-            + sorted(r["id"] for r in mmlu_rows):
+    for unit in units:
         digest.update(unit.encode() + b"\0")
     return digest.hexdigest()[:16]

@@ -10,7 +10,8 @@ from lume.metrics.aggregate import MMLU_THRESHOLD
 from lume.metrics.oracle import forget_losses, forget_quality, privleak, task_distances
 from lume.metrics.uncertainty import interval, paired_difference
 from lume.models.released import RELEASED
-from lume.reports import mia_set_label, number, with_interval
+from lume.reports import ModelEntry, mia_set_label, number, with_interval
+from lume.results import EvaluationSummary, Headline
 from lume.stages.evaluation import SECTIONS
 from lume.stages.unlearning.recipes import RECIPES, target_kind
 
@@ -36,19 +37,15 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _replicates(entry: dict, name: str):
-    return entry["summary"].get("bootstrap", {}).get("replicates", {}).get(name)
-
-
-def _paired_replicates(first: dict, second: dict, name: str) -> tuple[list, list] | None:
+def _paired_replicates(first: ModelEntry, second: ModelEntry, name: str) -> tuple[list, list] | None:
     """Both entries' resampled values of `name`; None where either lacks them or they were drawn
     over different data (never paired then)."""
-    a, b = _replicates(first, name), _replicates(second, name)
-    units = [entry["summary"].get("bootstrap", {}).get("units") for entry in (first, second)]
-    return None if a is None or b is None or units[0] != units[1] else (a, b)
+    a, b = first.summary.replicates(name), second.summary.replicates(name)
+    return None if a is None or b is None or first.summary.bootstrap.units != second.summary.bootstrap.units \
+        else (a, b)
 
 
-def paired(first: dict, second: dict, name: str) -> tuple[float, float, float, bool] | None:
+def paired(first: ModelEntry, second: ModelEntry, name: str) -> tuple[float, float, float, bool] | None:
     """first − second on `name`: the point, its paired 95 % interval and whether that excludes 0;
     None where they cannot be paired."""
     both = _paired_replicates(first, second, name)
@@ -56,10 +53,10 @@ def paired(first: dict, second: dict, name: str) -> tuple[float, float, float, b
         return None
     result = paired_difference(*both)
     low, high = result["interval"]
-    return _point(first["summary"], name) - _point(second["summary"], name), low, high, result["significant"]
+    return _point(first.summary, name) - _point(second.summary, name), low, high, result["significant"]
 
 
-def difference(first: dict, second: dict, name: str) -> str:
+def difference(first: ModelEntry, second: ModelEntry, name: str) -> str:
     """first − second on `name`, with its paired 95 % interval; `*` when it excludes 0."""
     found = paired(first, second, name)
     if found is None:
@@ -68,68 +65,65 @@ def difference(first: dict, second: dict, name: str) -> str:
     return f"{point:+.3f} [{low:+.3f}, {high:+.3f}]{' *' if significant else ''}"
 
 
-def _point(summary: dict, name: str) -> float:
-    if name in ("task_aggregate", "final"):
-        return summary[name]
-    if name == "mmlu":
-        return summary["mmlu"]["accuracy"]
-    if name in ("mia_score", "mia_auc"):
-        return summary["mia"]["mia_score" if name == "mia_score" else "auc_loss"]
-    if name.endswith("/mean"):
-        split = name.split("/")[0]
-        return sum(summary["scores"]["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split) / 6
-    return summary["scores"][name]
+def _point(summary: EvaluationSummary, name: str) -> float:
+    """The number a Headline name (or a split/task/metric key) stands for."""
+    points = {Headline.TASK_AGGREGATE: lambda: summary.task_aggregate, Headline.FINAL: lambda: summary.final,
+              Headline.MMLU: lambda: summary.mmlu_accuracy, Headline.MIA_SCORE: lambda: summary.mia_score,
+              Headline.MIA_AUC: lambda: summary.mia.auc_loss,
+              Headline.FORGET_MEAN: lambda: summary.split_mean("forget"),
+              Headline.RETAIN_MEAN: lambda: summary.split_mean("retain")}
+    return points[name]() if name in points else summary.scores[name]
 
 
-def mmlu_rule(entry: dict, target: dict | None) -> str:
+def mmlu_rule(entry: ModelEntry, target: ModelEntry | None) -> str:
     """The official point rule (MMLU below 75 % of the target's), and whether it holds significantly."""
-    if not entry["summary"].get("mmlu", {}).get("below_threshold"):
+    if not (entry.summary.mmlu and entry.summary.mmlu.below_threshold):
         return ""
-    a, b = _replicates(entry, "mmlu"), _replicates(target, "mmlu") if target else None
+    a, b = entry.summary.replicates(Headline.MMLU), target.summary.replicates(Headline.MMLU) if target else None
     if a is None or b is None:
         return " ⚠ below 75 % of target"
     significant = paired_difference(a, [MMLU_THRESHOLD * v for v in b])["significant"]
     return f" ⚠ below 75 % of target ({'significant' if significant else 'not significant'})"
 
 
-def headline(models: list[dict], target: dict | None) -> list[str]:
+def headline(models: list[ModelEntry], target: ModelEntry | None) -> list[str]:
     rows = []
-    for entry in sorted(models, key=lambda e: -(e["summary"]["final"] or -1)):
-        summary = entry["summary"]
-        mia = summary.get("mia", {})
-        rows.append([entry["label"], with_interval(summary["task_aggregate"], summary, "task_aggregate"),
-                     with_interval(mia.get("mia_score"), summary, "mia_score"),
-                     with_interval(summary.get("mmlu", {}).get("accuracy"), summary, "mmlu") + mmlu_rule(entry, target),
-                     with_interval(summary["final"], summary, "final")])
+    for entry in sorted(models, key=lambda e: -(e.summary.final or -1)):
+        summary = entry.summary
+        rows.append([entry.label, with_interval(summary.task_aggregate, summary, Headline.TASK_AGGREGATE),
+                     with_interval(summary.mia_score, summary, Headline.MIA_SCORE),
+                     with_interval(summary.mmlu_accuracy, summary, Headline.MMLU) + mmlu_rule(entry, target),
+                     with_interval(summary.final, summary, Headline.FINAL)])
     return markdown_table(["model", "task aggregate", "MIA score", "MMLU", "final"], rows)
 
 
-def task_numbers(models: list[dict]) -> list[str]:
-    rows = [[entry["label"]] + [with_interval(entry["summary"]["scores"]["/".join(k)], entry["summary"], "/".join(k))
+def task_numbers(models: list[ModelEntry]) -> list[str]:
+    rows = [[entry.label] + [with_interval(entry.summary.scores["/".join(k)], entry.summary, "/".join(k))
                                 for k in AGGREGATE_ORDER] for entry in models]
     return markdown_table(["model"] + SHORT_NAMES, rows)
 
 
-def differences(models: list[dict], target: dict | None) -> list[str]:
-    methods = [m for m in models if m is not target and m["summary"]["final"] is not None]
+def differences(models: list[ModelEntry], target: ModelEntry | None) -> list[str]:
+    methods = [m for m in models if m is not target and m.summary.final is not None]
     if target is None or not methods:
         return []
-    best = max(methods, key=lambda m: m["summary"]["final"])
-    rows = [[m["label"], difference(m, target, "forget/mean"), difference(m, target, "retain/mean"),
-             difference(m, target, "final"), "–" if m is best else difference(m, best, "final")] for m in methods]
+    best = max(methods, key=lambda m: m.summary.final)
+    rows = [[m.label, difference(m, target, Headline.FORGET_MEAN), difference(m, target, Headline.RETAIN_MEAN),
+             difference(m, target, Headline.FINAL), "–" if m is best else difference(m, best, Headline.FINAL)]
+            for m in methods]
     return ["", "## Differences (paired bootstrap, 95 %)", "",
-            f"Each method against the target and against the best method ({best['label']}): the difference and its "
+            f"Each method against the target and against the best method ({best.label}): the difference and its "
             "interval over the same resamples; `*` marks a difference whose interval excludes 0.", ""] + markdown_table(
-        ["model", "forget mean − target", "retain mean − target", "final − target", f"final − {best['label']}"], rows)
+        ["model", "forget mean − target", "retain mean − target", "final − target", f"final − {best.label}"], rows)
 
 
-def membership_finding(models: list[dict], target: dict | None) -> list[str]:
+def membership_finding(models: list[ModelEntry], target: ModelEntry | None) -> list[str]:
     """Said plainly: which methods moved the MIA AUC from the target's beyond its interval."""
-    methods = [m for m in models if m is not target and "mia" in m["summary"]]
-    if target is None or "mia" not in target["summary"] or not methods:
+    methods = [m for m in models if m is not target and m.summary.mia]
+    if target is None or not target.summary.mia or not methods:
         return []
-    moved = [m["label"] for m in methods if difference(m, target, "mia_auc").endswith("*")]
-    auc = target["summary"]["mia"]["auc_loss"]
+    moved = [m.label for m in methods if difference(m, target, Headline.MIA_AUC).endswith("*")]
+    auc = target.summary.mia.auc_loss
     if moved:
         return ["", f"Membership: {', '.join(moved)} moved the MIA AUC from the target's ({auc:.3f}) beyond its "
                 "95 % interval; the others did not."]
@@ -140,9 +134,9 @@ def membership_finding(models: list[dict], target: dict | None) -> list[str]:
 RETAIN_TOLERANCE = 0.15  # how far below the target's the retain mean may fall for a method that "keeps"
 
 
-def _forgets_and_keeps(entry: dict, target: dict) -> str:
+def _forgets_and_keeps(entry: ModelEntry, target: ModelEntry) -> str:
     """forgets-and-keeps, damages, keeps-only or unknown, each beyond its interval."""
-    forget, retain = paired(entry, target, "forget/mean"), paired(entry, target, "retain/mean")
+    forget, retain = paired(entry, target, Headline.FORGET_MEAN), paired(entry, target, Headline.RETAIN_MEAN)
     if forget is None or retain is None:
         return "unknown"
     forgets, keeps = forget[2] < 0, retain[1] > -RETAIN_TOLERANCE
@@ -150,46 +144,45 @@ def _forgets_and_keeps(entry: dict, target: dict) -> str:
     return verdicts.get((forgets, keeps), "does not forget")
 
 
-def forgetting_finding(models: list[dict], target: dict | None) -> list[str]:
+def forgetting_finding(models: list[ModelEntry], target: ModelEntry | None) -> list[str]:
     """Said plainly: which methods forget (forget mean below the target's) and keep (retain mean
     within RETAIN_TOLERANCE of it), both beyond their paired 95 % intervals, with a task
     aggregate whose interval excludes 0."""
-    methods = [m for m in models if m is not target and m["summary"]["final"] is not None]
+    methods = [m for m in models if m is not target and m.summary.final is not None]
     if target is None or not methods:
         return []
-    verdicts = {m["label"]: _forgets_and_keeps(m, target) for m in methods}
+    verdicts = {m.label: _forgets_and_keeps(m, target) for m in methods}
     for m in methods:
-        low = (m["summary"].get("intervals", {}).get("task_aggregate") or [0])[0]
-        if verdicts[m["label"]] == "forgets and keeps" and not low > 0:
-            verdicts[m["label"]] = "forgets and keeps, task aggregate not beyond 0"
+        low = (m.summary.interval(Headline.TASK_AGGREGATE) or [0])[0]
+        if verdicts[m.label] == "forgets and keeps" and not low > 0:
+            verdicts[m.label] = "forgets and keeps, task aggregate not beyond 0"
     groups = {verdict: [label for label, v in verdicts.items() if v == verdict] for verdict in verdicts.values()}
     said = "; ".join(f"{verdict}: {', '.join(labels)}" for verdict, labels in groups.items())
     return ["", f"Forgetting: {said} (forget mean below the target's, retain mean within {RETAIN_TOLERANCE} of it, "
             "each beyond its paired 95 % interval)."]
 
 
-def attack_aucs(models: list[dict]) -> list[str]:
+def attack_aucs(models: list[ModelEntry]) -> list[str]:
     """Every membership attack's AUC with its 95 % interval (the loss attack's is the official one)."""
-    measured = [m for m in models if "mia" in m["summary"]]
-    attacks = [a for a in MIA_ATTACKS if measured and all(f"auc_{a}" in m["summary"]["mia"] for m in measured)]
+    measured = [m for m in models if m.summary.mia]
+    attacks = [a for a in MIA_ATTACKS if measured and all(a in m.summary.mia.aucs for m in measured)]
     if not attacks:
         return []
-    rows = [[m["label"]] + [with_interval(m["summary"]["mia"][f"auc_{a}"], m["summary"],
-                                          "mia_auc" if a == "loss" else f"mia_auc_{a}") for a in attacks]
+    rows = [[m.label] + [with_interval(m.summary.mia.aucs[a], m.summary, Headline.attack_auc(a)) for a in attacks]
             for m in measured]
     return ["", "## Membership attacks (AUC, 95 % intervals; only the loss attack is in the final score)", "",
             "0.5: members and non-members cannot be told apart (docs/metrics.md gives each attack's formula).",
             ""] + markdown_table(["model"] + [a.replace("_", " ").replace("plus plus", "++") for a in attacks], rows)
 
 
-def _privleak(entry: dict, oracle: dict) -> str:
+def _privleak(entry: ModelEntry, oracle: ModelEntry) -> str:
     """privleak in percent, with its paired 95 % interval over the same resamples when there is one."""
-    if "mia" not in entry["summary"] or "mia" not in oracle["summary"]:
+    if not entry.summary.mia or not oracle.summary.mia:
         return "–"
-    point = privleak(entry["summary"]["mia"]["auc_loss"], oracle["summary"]["mia"]["auc_loss"])
+    point = privleak(entry.summary.mia.auc_loss, oracle.summary.mia.auc_loss)
     if point is None:
         return "– (oracle AUC 0)"
-    both = _paired_replicates(entry, oracle, "mia_auc")
+    both = _paired_replicates(entry, oracle, Headline.MIA_AUC)
     leaks = [privleak(a, b) for a, b in zip(*both)] if both else [None]
     if None in leaks:  # no pairing, or resamples where the oracle's AUC is 0: the point alone
         return f"{point:+.1f} %"
@@ -197,21 +190,21 @@ def _privleak(entry: dict, oracle: dict) -> str:
     return f"{point:+.1f} % [{low:+.1f}, {high:+.1f}]"
 
 
-def beyond_official(models: list[dict]) -> list[str]:
+def beyond_official(models: list[ModelEntry]) -> list[str]:
     """Against the retrained oracle (lume.metrics.oracle): privleak, distance per task, forget
     quality; kept out of the final score. Only in a study that built the oracle."""
-    oracle = next((m for m in models if m["label"] == "oracle"), None)
+    oracle = next((m for m in models if m.label == "oracle"), None)
     if oracle is None:
         return []
-    oracle_losses = list(forget_losses(oracle["mia"]).values())
+    oracle_losses = list(forget_losses(oracle.mia_rows).values())
     rows = []
     for entry in models:
-        summary = entry["summary"]
+        summary = entry.summary
         leak = _privleak(entry, oracle)
-        distances = task_distances(summary["scores"], oracle["summary"]["scores"])
-        losses = list(forget_losses(entry["mia"]).values())
+        distances = task_distances(summary.scores, oracle.summary.scores)
+        losses = list(forget_losses(entry.mia_rows).values())
         quality = forget_quality(losses, oracle_losses) if losses and oracle_losses else None
-        rows.append([entry["label"], leak]
+        rows.append([entry.label, leak]
                     + [number(distances[task]) for task in sorted(distances)] + [number(quality)])
     return ["", "## Beyond the official score: against the retrained oracle (not in the final score)", "",
             "The oracle is the target's base trained with the target's settings without the forget documents. "
@@ -221,33 +214,33 @@ def beyond_official(models: list[dict]) -> list[str]:
         ["model", "privleak", "distance Task1", "distance Task2", "distance Task3", "forget quality (p)"], rows)
 
 
-def semeval_mia(models: list[dict]) -> list[str]:
-    beside = [m for m in models if "mia_semeval" in m["summary"]]
+def semeval_mia(models: list[ModelEntry]) -> list[str]:
+    beside = [m for m in models if m.summary.mia_semeval]
     if not beside:
         return []
-    rows = [[m["label"], number(m["summary"]["mia_semeval"]["auc_loss"]),
-             number(m["summary"]["mia_semeval"]["mia_score"])] for m in beside]
+    rows = [[m.label, number(m.summary.mia_semeval.auc_loss),
+             number(m.summary.mia_semeval.mia_score)] for m in beside]
     return ["", "## MIA on the SemEval files (extra, not in the final score)", "",
-            "Not part of the final score: " + beside[0]["summary"]["mia_semeval"]["note"] + ".", ""] + markdown_table(
+            "Not part of the final score: " + beside[0].summary.mia_semeval.note + ".", ""] + markdown_table(
         ["model", "AUC", "MIA score"], rows)
 
 
-def extra_sections(models: list[dict]) -> list[str]:
+def extra_sections(models: list[ModelEntry]) -> list[str]:
     """The numbers of registered sections that are not part of the final score."""
-    rows = [[entry["label"], label, note, value]
+    rows = [[entry.label, label, note, value]
             for section in (cls() for cls in SECTIONS.values()) if not section.final_part
-            for entry in models if section.present(entry["summary"])
-            for label, note, value in section.table_rows(entry["summary"])]
+            for entry in models if section.present(entry.summary)
+            for label, note, value in section.table_rows(entry.summary)]
     if not rows:
         return []
     header = ["model", "measure", "", "value"]
     return ["", "## Extra measures (not in the final score)", ""] + markdown_table(header, rows)
 
 
-def published(models: list[dict]) -> list[str]:
+def published(models: list[ModelEntry]) -> list[str]:
     """The paper's numbers for the released target evaluated here (labelled as published), or,
     for a target lume built, the 7B ones for scale."""
-    sizes = [RELEASED[m["summary"]["model"]["name"]].size for m in models if m["summary"]["model"]["name"] in RELEASED]
+    sizes = [RELEASED[m.summary.model.name].size for m in models if m.summary.model.name in RELEASED]
     if sizes:
         title = f"## Published numbers for this target (OLMo-{sizes[0]}, from the LUME paper; not computed here)"
     else:
@@ -268,20 +261,19 @@ def recipe_of(training: dict | None) -> tuple[str, str] | None:
     return name, training.get("target_kind") or target_kind(training.get("model_in", ""))
 
 
-def published_recipes(models: list[dict]) -> list[str]:
+def published_recipes(models: list[ModelEntry]) -> list[str]:
     """Each recipe's numbers here beside its team's published leaderboard ones for the same
     released target (labelled as published; none for a target lume built)."""
     rows = []
     for entry in models:
-        found = recipe_of(entry["training"])
+        found = recipe_of(entry.training)
         published = RECIPES[found[0]].published.get(found[1]) if found else None
         if not published:
             continue
-        summary = entry["summary"]
-        ours = [summary["final"], summary["task_aggregate"], summary.get("mia", {}).get("mia_score"),
-                summary.get("mmlu", {}).get("accuracy")]
-        theirs = [published[k] for k in ("final", "task_aggregate", "mia_score", "mmlu")]
-        rows.append([f"{entry['label']} ({found[0]}, {found[1]})", *(number(v) for v in ours),
+        summary = entry.summary
+        ours = [summary.final, summary.task_aggregate, summary.mia_score, summary.mmlu_accuracy]
+        theirs = [published.final, published.task_aggregate, published.mia_score, published.mmlu]
+        rows.append([f"{entry.label} ({found[0]}, {found[1]})", *(number(v) for v in ours),
                      *(number(v) for v in theirs)])
     if not rows:
         return []
@@ -293,20 +285,19 @@ def published_recipes(models: list[dict]) -> list[str]:
          "published MIA score", "published MMLU"], rows)
 
 
-def markdown(models: list[dict]) -> str:
-    target = next((m for m in models if m["label"] == "target"), None)
-    first = models[0]["summary"]
-    boot = first.get("bootstrap", {})
-    mia = first.get("mia", {})
-    limit = first.get("mmlu", {}).get("limit_per_subject")
+def markdown(models: list[ModelEntry]) -> str:
+    target = next((m for m in models if m.label == "target"), None)
+    first = models[0].summary
+    boot, mia = first.bootstrap, first.mia
+    limit = first.mmlu.limit_per_subject if first.mmlu else None
     lines = ["# LUME leaderboard", "",
              "Aggregates follow the official protocol. In brackets: 95 % bootstrap intervals "
-             f"({boot.get('resamples', 0)} resamples of documents and MMLU questions, seed {boot.get('seed', '–')}, "
+             f"({boot.resamples} resamples of documents and MMLU questions, seed {boot.seed}, "
              "the same resamples for every model)." if boot else "Aggregates follow the official protocol.", ""]
     lines += headline(models, target)
     lines += ["", f"MIA score: the loss attack, members against non-members, on {mia_set_label(mia)} "
-              f"({mia.get('members', '–')} members, {mia.get('non_members', '–')} non-members). "
-              f"Evaluated items per model: {first['data']['items']}; MMLU: "
+              f"({mia.members if mia else '–'} members, {mia.non_members if mia else '–'} non-members). "
+              f"Evaluated items per model: {first.data.items}; MMLU: "
               f"{'all questions' if not limit else f'{limit} question(s) per subject'}.", "",
               "## Task numbers", "",
               "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "

@@ -4,11 +4,14 @@ step, the Pareto frontier across methods, every probe curve, and a sweep's trial
 from __future__ import annotations
 
 from lume.reports.figures import png, pyplot
+from lume.reports import ModelEntry
 from lume.reports.leaderboard import markdown_table
+from lume.results import ProbeRow
 
-PROBE_CURVES = (("forget_mean", "forget probes (mean)"), ("retain_mean", "retain probes (mean)"),
-                ("mia_auc", "MIA loss AUC (probe)"), ("mmlu_dev", "MMLU dev accuracy"),
-                ("task_aggregate", "task aggregate (probes)"), ("selection_score", "selection score"))
+PROBE_CURVES = ((lambda r: r.forget_mean, "forget probes (mean)"), (lambda r: r.retain_mean, "retain probes (mean)"),
+                (lambda r: r.mia_auc, "MIA loss AUC (probe)"), (lambda r: r.mmlu_dev, "MMLU dev accuracy"),
+                (lambda r: r.task_aggregate, "task aggregate (probes)"),
+                (lambda r: r.selection_score, "selection score"))
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -28,30 +31,35 @@ def draw_front(axis, front: list[tuple[float, float]]) -> None:
                   label="Pareto frontier")
 
 
-def probed(models: list[dict]) -> list[dict]:
+def probed(models: list[ModelEntry]) -> list[ModelEntry]:
     """The unlearned models whose training recorded probes."""
-    return [m for m in models if m["training"] and m["training"].get("probes")]
+    return [m for m in models if m.training and m.training.get("probes")]
 
 
-def _position(row: dict) -> tuple[float, float]:
+def _position(row: ProbeRow) -> tuple[float, float]:
     """(forgetting, retain score) of a probe row or a trial: the x and y of the trade-off plots."""
-    return 1 - row["forget_mean"], row["retain_mean"]
+    return 1 - row.forget_mean, row.retain_mean
 
 
-def trajectories(models: list[dict]):
+def _trials(sweep: dict) -> list[tuple[dict, ProbeRow]]:
+    """Each sweep trial, and its chosen step's probe numbers (empty for a trial that did not finish)."""
+    return [(trial, ProbeRow.from_json(trial, where="trials")) for trial in sweep["trials"]]
+
+
+def trajectories(models: list[ModelEntry]):
     """Each method's path through (forgetting, retain score) over its probed steps, the chosen
     step starred, and the Pareto frontier of every probed point of every method."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     points = []
     for entry in models:
-        rows, chosen = entry["training"]["probes"], entry["training"]["selection"]["step"]
+        rows, chosen = ProbeRow.of_report(entry.training), entry.training["selection"]["step"]
         xs, ys = zip(*(_position(r) for r in rows))
-        line, = axis.plot(xs, ys, marker="o", markersize=3, label=f"{entry['label']} (steps {rows[0]['step']}"
-                                                                  f"–{rows[-1]['step']})")
-        axis.plot(*_position(next(r for r in rows if r["step"] == chosen)), marker="*", markersize=14,
+        line, = axis.plot(xs, ys, marker="o", markersize=3, label=f"{entry.label} (steps {rows[0].step}"
+                                                                  f"–{rows[-1].step})")
+        axis.plot(*_position(next(r for r in rows if r.step == chosen)), marker="*", markersize=14,
                   color=line.get_color(), markeredgecolor="black")
-        points += [_position(r) for r in rows if r["step"] > 0]
+        points += [_position(r) for r in rows if r.step > 0]
     draw_front(axis, pareto_front(points))
     axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
              title="Unlearning paths over steps (★ chosen step)")
@@ -59,17 +67,17 @@ def trajectories(models: list[dict]):
     return figure
 
 
-def probe_curves(models: list[dict]):
+def probe_curves(models: list[ModelEntry]):
     """Every probe number over steps, per method, the chosen step marked."""
     plt = pyplot()
     figure, axes = plt.subplots(2, 3, figsize=(12, 6))
-    for axis, (key, title) in zip(axes.flat, PROBE_CURVES):
+    for axis, (value, title) in zip(axes.flat, PROBE_CURVES):
         for entry in models:
-            rows, chosen = entry["training"]["probes"], entry["training"]["selection"]["step"]
-            kept = [r for r in rows if r.get(key) is not None]
-            line, = axis.plot([r["step"] for r in kept], [r[key] for r in kept], marker="o", markersize=3,
-                              label=entry["label"])
-            axis.plot([r["step"] for r in kept if r["step"] == chosen], [r[key] for r in kept if r["step"] == chosen],
+            rows, chosen = ProbeRow.of_report(entry.training), entry.training["selection"]["step"]
+            kept = [r for r in rows if value(r) is not None]
+            line, = axis.plot([r.step for r in kept], [value(r) for r in kept], marker="o", markersize=3,
+                              label=entry.label)
+            axis.plot([r.step for r in kept if r.step == chosen], [value(r) for r in kept if r.step == chosen],
                       marker="*", markersize=12, color=line.get_color(), markeredgecolor="black")
         axis.set(title=title, xlabel="step")
     axes.flat[0].legend(fontsize=7)
@@ -77,17 +85,17 @@ def probe_curves(models: list[dict]):
     return figure
 
 
-def selection_markdown(models: list[dict]) -> str:
+def selection_markdown(models: list[ModelEntry]) -> str:
     """Which step each method kept, by what rule, on which data."""
     rows = []
     for entry in models:
-        training = entry["training"]
+        training = entry.training
         chosen = training["selection"]
-        row = next(r for r in training["probes"] if r["step"] == chosen["step"])
+        row = next(r for r in ProbeRow.of_report(training) if r.step == chosen["step"])
         rule = "met" if chosen["rule_met"] else "NOT met by any step: the last kept"
-        rows.append([entry["label"], f"{chosen['step']} of {training['steps']}", chosen["select"],
-                     f"{row['selection_score']:.3f}", rule])
-    data = models[0]["training"]["selection"]["data"]
+        rows.append([entry.label, f"{chosen['step']} of {training['steps']}", chosen["select"],
+                     f"{row.selection_score:.3f}", rule])
+    data = models[0].training["selection"]["data"]
     lines = ["", "## Model selection", "",
              "Each method was probed every few steps; the step kept is the last, or with `select: best` the one "
              "with the highest selection score (the final-score formula on the probe numbers) among those whose "
@@ -107,8 +115,9 @@ def sweep_markdown(sweep: dict) -> str:
     """Every trial and the best per method."""
     header = ["method", "trial", "state", "settings", "score", "step", "forget", "retain", "MMLU dev"]
     rows = [[t["method"], str(t["trial"]), t["state"], ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items()),
-             *(_short(t.get(key)) for key in ("value", "step", "forget_mean", "retain_mean", "mmlu_dev"))]
-            for t in sweep["trials"]]
+             _short(t["value"]), *(_short(v) for v in (row.step if row.forget_mean is not None else None,
+                                                        row.forget_mean, row.retain_mean, row.mmlu_dev))]
+            for t, row in _trials(sweep)]
     best = [[label, str(b["trial"]), ", ".join(f"{k}={_short(v)}" for k, v in b["params"].items()), _short(b["value"])]
             for label, b in sweep["best"].items()]
     lines = ["", "## Sweep", "",
@@ -131,21 +140,21 @@ def sweep_pareto(sweep: dict):
     """Every finished trial at (forgetting, retain) on its probes, by method; the frontier; the bests."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    finished = [t for t in sweep["trials"] if t.get("forget_mean") is not None]
-    for method in sorted({t["method"] for t in finished}):
-        mine = [t for t in finished if t["method"] == method]
-        dots = axis.scatter(*zip(*(_position(t) for t in mine)), label=method, s=25)
-        best = next((t for t in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
+    finished = [(t, row) for t, row in _trials(sweep) if row.forget_mean is not None]
+    for method in sorted({t["method"] for t, _ in finished}):
+        mine = [(t, row) for t, row in finished if t["method"] == method]
+        dots = axis.scatter(*zip(*(_position(row) for _, row in mine)), label=method, s=25)
+        best = next((row for t, row in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
         if best:
             axis.scatter(*_position(best), marker="*", s=200, edgecolors="black", color=dots.get_facecolor()[0])
-    draw_front(axis, pareto_front([_position(t) for t in finished]))
+    draw_front(axis, pareto_front([_position(row) for _, row in finished]))
     axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
              title="Sweep trials (★ best per method)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
 
 
-def selection_parts(models: list[dict], sweep: dict | None) -> tuple[str, dict[str, bytes]]:
+def selection_parts(models: list[ModelEntry], sweep: dict | None) -> tuple[str, dict[str, bytes]]:
     """The Markdown and figures of model selection and of a sweep, when the study has them."""
     text, images = "", {}
     with_probes = probed(models)
@@ -155,6 +164,6 @@ def selection_parts(models: list[dict], sweep: dict | None) -> tuple[str, dict[s
         images["probe_curves"] = png(probe_curves(with_probes))
     if sweep:
         text += sweep_markdown(sweep)
-        if any(t.get("forget_mean") is not None for t in sweep["trials"]):  # some trial finished
+        if any(row.forget_mean is not None for _, row in _trials(sweep)):  # some trial finished
             images["sweep_pareto"] = png(sweep_pareto(sweep))
     return text, images

@@ -6,21 +6,22 @@ import base64
 import html
 from pathlib import Path
 
-from lume.config import shown
-from lume.errors import InputError, LumeError
+from lume.errors import LumeError
 from lume.files import read_json, read_jsonl, write_text_atomic
 from lume.metrics import AGGREGATE_ORDER
+from lume.results import EvaluationSummary, Headline, read_summary
 from lume.metrics.oracle import task_distances
 from lume.outputs import refuse_unfinished
-from lume.reports import ROBUSTNESS_HEADER, robustness_rows
+from lume.reports import ROBUSTNESS_HEADER, ModelEntry, robustness_rows
 from lume.reports.figures import png, pyplot as _pyplot
 from lume.reports.leaderboard import markdown, markdown_table
 from lume.reports.selection import selection_parts
 from lume.stages.attacks import RESULT_NAME
+from lume.stages.evaluation.membership_section import official_rows
 from lume.stages.unlearning import REPORT_NAME
 
 
-def load_study(eval_dirs: list[Path]) -> list[dict]:
+def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
     """Per model: label, summary, MIA rows and (for unlearned models) the training report."""
     models = []
     for folder in eval_dirs:
@@ -29,81 +30,56 @@ def load_study(eval_dirs: list[Path]) -> list[dict]:
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
             raise LumeError(f"{folder}: no summary.json (not an evaluation folder, or not finished)")
-        summary = checked_summary(summary_file, read_json(summary_file, what="evaluation summary"))
+        summary = read_summary(summary_file)
         mia_file = folder / "mia.jsonl"  # only when this evaluation wrote it, never an older run's
-        mia = read_jsonl(mia_file, what="membership rows") if "mia.jsonl" in summary.get("files", []) else []
-        model_path = summary["model"].get("path")
+        mia = read_jsonl(mia_file, what="membership rows") if "mia.jsonl" in summary.files else []
         training = None
-        if model_path and (Path(model_path) / REPORT_NAME).is_file():
-            training = read_json(Path(model_path) / REPORT_NAME, what="unlearning report")
-        models.append({"label": folder.name, "summary": summary, "mia": mia, "training": training})
+        if summary.model.path and (Path(summary.model.path) / REPORT_NAME).is_file():
+            training = read_json(Path(summary.model.path) / REPORT_NAME, what="unlearning report")
+        models.append(ModelEntry(folder.name, summary, mia, training))
     return models
 
 
-def checked_summary(path: Path, summary: dict) -> dict:
-    """The summary, once the numbers a report reads are numbers (or absent); else one line naming
-    the field (a summary edited by hand, or damaged)."""
-    def number(value, field: str) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise InputError(path, f"expected a number, got {shown(value)}", field=field)
-
-    for name in ("final", "task_aggregate"):
-        number(summary.get(name), name)
-    for part, names in (("mia", ("auc_loss", "mia_score")), ("mmlu", ("accuracy",))):
-        if not isinstance(summary.get(part, {}), dict):
-            raise InputError(path, f"expected a mapping, got {shown(summary[part])}", field=part)
-        for name in names:
-            number(summary.get(part, {}).get(name), f"{part}.{name}")
-    if not isinstance(summary.get("scores", {}), dict) or not isinstance(summary.get("model"), dict):
-        raise InputError(path, "expected mappings `scores` and `model`", field="scores")
-    for key, value in summary.get("scores", {}).items():
-        number(value, f"scores.{key}")
-    if not isinstance(summary.get("files", []), list):
-        raise InputError(path, f"expected a list, got {shown(summary['files'])}", field="files")
-    return summary
-
-
-def _error(summary: dict, name: str, value: float, flip: bool = False) -> list[float]:
+def _error(summary: EvaluationSummary, name: str, value: float, flip: bool = False) -> list[float]:
     """Distances below and above `value` to its interval's ends (for error bars); 0 without one."""
-    low, high = summary.get("intervals", {}).get(name, (value, value))
+    low, high = summary.interval(name) or (value, value)
     low, high = (1 - high, 1 - low) if flip else (low, high)
     return [max(value - low, 0.0), max(high - value, 0.0)]
 
 
-def forget_vs_retain(models: list[dict]):
+def forget_vs_retain(models: list[ModelEntry]):
     """Each model at (1 − mean forget number, mean retain number) with 95 % intervals; labelled in
     the legend, so labels never overlap."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4))
     markers = "osD^vP*Xh<>"
     for index, entry in enumerate(models):
-        summary = entry["summary"]
-        values = {split: [summary["scores"]["/".join(k)] for k in AGGREGATE_ORDER if k[0] == split]
-                  for split in ("forget", "retain")}
-        if None in values["forget"] + values["retain"]:
+        summary = entry.summary
+        forget, retain = summary.split_mean("forget"), summary.split_mean("retain")
+        if forget is None or retain is None:
             continue
-        x, y = 1 - sum(values["forget"]) / 6, sum(values["retain"]) / 6
-        axis.errorbar(x, y, xerr=[[e] for e in _error(summary, "forget/mean", x, flip=True)],
-                      yerr=[[e] for e in _error(summary, "retain/mean", y)], fmt=markers[index % len(markers)],
-                      capsize=3, label=entry["label"])
+        x, y = 1 - forget, retain
+        axis.errorbar(x, y, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, x, flip=True)],
+                      yerr=[[e] for e in _error(summary, Headline.RETAIN_MEAN, y)], fmt=markers[index % len(markers)],
+                      capsize=3, label=entry.label)
     axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
              xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility (95 % intervals)")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
 
 
-def per_task_bars(models: list[dict]):
+def per_task_bars(models: list[ModelEntry]):
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
     width = 0.8 / max(len(models), 1)
     for axis, split in zip(axes, ("forget", "retain")):
         keys = ["/".join(k) for k in AGGREGATE_ORDER if k[0] == split]
         for i, entry in enumerate(models):
-            summary = entry["summary"]
-            values = [summary["scores"][k] or 0 for k in keys]
+            summary = entry.summary
+            values = [summary.scores[k] or 0 for k in keys]
             errors = list(zip(*(_error(summary, k, v) for k, v in zip(keys, values))))
             axis.bar([j + i * width for j in range(len(keys))], values, width, yerr=errors, capsize=2,
-                     label=entry["label"])
+                     label=entry.label)
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))],
                         [f"{k.split('/')[1]}\n{k.split('/')[2][:6]}." for k in keys], fontsize=7)
         axis.set_title(f"{split} set")
@@ -112,61 +88,60 @@ def per_task_bars(models: list[dict]):
     return figure
 
 
-def mia_histograms(models: list[dict]):
+def mia_histograms(models: list[ModelEntry]):
     """Loss histograms of the members and non-members the official MIA score used."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3), sharey=True, squeeze=False)
     for axis, entry in zip(axes[0], models):
-        used = "held-out" if entry["summary"]["mia"].get("set") == "held-out" else "semeval"
-        rows = [r for r in entry["mia"] if r["set"] == used]
+        rows = official_rows(entry.summary, entry.mia_rows)
         for member, name in ((True, "members"), (False, "non-members")):
             axis.hist([r["loss"] for r in rows if r["member"] == member], bins=20, alpha=0.6, label=name)
-        axis.set(title=entry["label"], xlabel="mean token NLL")
+        axis.set(title=entry.label, xlabel="mean token NLL")
     axes[0][0].legend(fontsize=7)
     return figure
 
 
-def training_losses(models: list[dict]):
+def training_losses(models: list[ModelEntry]):
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for entry in models:
-        runs = entry["training"].get("runs") or {"": entry["training"]}  # a merging recipe: each of its runs
+        runs = entry.training.get("runs") or {"": entry.training}  # a merging recipe: each of its runs
         for run, training in runs.items():
             losses = training["losses"]
             axis.plot([r["step"] for r in losses], [r["loss"] for r in losses],
-                      label=f"{entry['label']}: {run}" if run else entry["label"])
+                      label=f"{entry.label}: {run}" if run else entry.label)
     axis.set(xlabel="step", ylabel="training loss", title="Unlearning loss")
     axis.legend(fontsize=7)
     return figure
 
 
-def oracle_distances(models: list[dict], oracle: dict):
+def oracle_distances(models: list[ModelEntry], oracle: ModelEntry):
     """Bars of each model's distance to the retrained oracle per task (0 is the ideal)."""
     plt = _pyplot()
     others = [m for m in models if m is not oracle]
     figure, axis = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / max(len(others), 1)
-    tasks = sorted(task_distances(oracle["summary"]["scores"], oracle["summary"]["scores"]))
+    tasks = sorted(task_distances(oracle.summary.scores, oracle.summary.scores))
     for i, entry in enumerate(others):
-        distances = task_distances(entry["summary"]["scores"], oracle["summary"]["scores"])
+        distances = task_distances(entry.summary.scores, oracle.summary.scores)
         axis.bar([j + i * width for j in range(len(tasks))], [distances[t] for t in tasks], width,
-                 label=entry["label"])
+                 label=entry.label)
     axis.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
     axis.set(ylabel="mean |model − oracle|", title="Distance to the retrained oracle (0 is ideal)")
     axis.legend(fontsize=7)
     return figure
 
 
-def figures(models: list[dict]) -> dict[str, bytes]:
+def figures(models: list[ModelEntry]) -> dict[str, bytes]:
     """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
     out = {"forget_vs_retain": png(forget_vs_retain(models)), "per_task": png(per_task_bars(models))}
-    with_mia = [m for m in models if m["mia"] and "mia" in m["summary"]]
+    with_mia = [m for m in models if m.mia_rows and m.summary.mia]
     if with_mia:
         out["mia_histograms"] = png(mia_histograms(with_mia))
-    oracle = next((m for m in models if m["label"] == "oracle"), None)
+    oracle = next((m for m in models if m.label == "oracle"), None)
     if oracle is not None:
         out["oracle_distance"] = png(oracle_distances(models, oracle))
-    trained = [m for m in models if m["training"]]
+    trained = [m for m in models if m.training]
     if trained:
         out["training_loss"] = png(training_losses(trained))
     return out

@@ -192,7 +192,7 @@ class Attacker:
                              prompts=prompts, max_new_tokens=self.config.max_new_tokens, early_exit=early_exit)
 
     def mmlu_of(self, model) -> float | None:
-        return summarise_mmlu(evaluate_mmlu(model, self.tokenizer, self.mmlu))["accuracy"] if self.mmlu else None
+        return summarise_mmlu(evaluate_mmlu(model, self.tokenizer, self.mmlu)).accuracy if self.mmlu else None
 
     def baseline(self, documents: list[Document]) -> dict:
         """Target and unlearned scores on these documents (computed once per document set)."""

@@ -22,8 +22,8 @@ class AnswerNLL(Section):
         return {"answer_nll": means}, rows
 
     def present(self, summary):
-        return "answer_nll" in summary
+        return "answer_nll" in summary.parts
 
     def table_rows(self, summary):
         return [(f"answer NLL ({split})", "lower: better known", f"{value:.3f}")
-                for split, value in summary["answer_nll"].items()]
+                for split, value in summary.parts["answer_nll"].items()]

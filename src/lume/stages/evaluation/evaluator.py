@@ -8,6 +8,7 @@ to `OUT/cache/` as they finish, so a rerun after an interruption only does what 
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,16 +25,16 @@ from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import final_score
+from lume.results import Bootstrap, EvaluationSummary, Headline, summary_part
 from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fingerprint
 from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
-from lume.stages.evaluation.membership_section import official_rows
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
 
 SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
 
-PACKAGES = ("lume", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
+PACKAGES = ("lume-unlearning", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 MIA_SETS = ("final", "validation", "none")
 PARTS = ("generation", "mia", "mmlu")
 
@@ -154,29 +155,35 @@ def _header(evaluation: Evaluation) -> dict:
                      "items": None, "target_manifest": evaluation.has_manifest}}
 
 
-def _final(summary: dict) -> float | None:
-    """The official final score: the mean of the task aggregate, the MIA score and MMLU."""
-    parts = {"task_aggregate": summary.get("task_aggregate"), "mia_score": summary.get("mia", {}).get("mia_score"),
-             "mmlu": summary.get("mmlu", {}).get("accuracy")}
-    return final_score(*parts.values()) if None not in parts.values() else None
+def _final_sections() -> list[Section]:
+    """Every registered section with a part of the official final score."""
+    return [cls() for cls in SECTIONS.values() if cls.final_part]
 
 
-def _add_intervals(summary: dict, rows: dict[str, list[dict]], sections: list[Section], config: EvalConfig) -> None:
+def _final(summary: EvaluationSummary) -> float | None:
+    """The official final score from each final section's declared part; None while one is missing."""
+    parts = [section.headline(summary).get(section.final_part) for section in _final_sections()]
+    return final_score(*parts) if None not in parts else None
+
+
+def _resampled(summary: EvaluationSummary, rows: dict[str, list[dict]], sections: list[Section],
+               config: EvalConfig) -> dict:
     """95 % bootstrap intervals of every headline number, and the resampled values, for paired
-    comparisons between models (see `lume.metrics.uncertainty`)."""
+    comparisons between models (see `lume.metrics.uncertainty`); none without resamples."""
     if not config.bootstrap_resamples:
-        return
+        return {}
     replicates = {}
     for section in sections:
         replicates.update(section.replicates(summary, rows[section.name], config.seed, config.bootstrap_resamples))
-    finals = [section.final_part for section in SECTIONS.values() if section.final_part]
+    finals = [section.final_part for section in _final_sections()]
     if all(name in replicates for name in finals):
-        replicates["final"] = sum(replicates[name] for name in finals) / len(finals)
-    mia_rows = official_rows(summary, rows.get("mia", []))
-    summary["intervals"] = {name: interval(values) for name, values in replicates.items()}
-    summary["bootstrap"] = {"seed": config.seed, "resamples": config.bootstrap_resamples, "confidence": CONFIDENCE,
-                            "units": units_fingerprint(rows.get("probes", []), mia_rows, rows.get("mmlu", [])),
-                            "replicates": {name: np.round(values, 6).tolist() for name, values in replicates.items()}}
+        replicates[Headline.FINAL] = final_score(*(replicates[name] for name in finals))
+    units = [unit for section in sections for unit in section.units(summary, rows[section.name])]
+    bootstrap = Bootstrap(seed=config.seed, resamples=config.bootstrap_resamples, confidence=CONFIDENCE,
+                          units=units_fingerprint(units),
+                          replicates={name: np.round(values, 6).tolist() for name, values in replicates.items()})
+    return summary_part(intervals={name: interval(values) for name, values in replicates.items()},
+                        bootstrap=bootstrap)
 
 
 def _sections(config: EvalConfig) -> list[Section]:
@@ -186,21 +193,25 @@ def _sections(config: EvalConfig) -> list[Section]:
     return [cls() for cls in sorted(chosen, key=lambda cls: cls.order)]
 
 
-def _write_results(out_dir: Path, summary: dict, rows: dict[str, list[dict]], sections: list[Section]) -> None:
+def _written_rows(rows: dict[str, list[dict]], sections: list[Section]) -> dict[str, list[dict]]:
+    """Each section's rows as its rows file holds them (a file of no rows is not written)."""
+    written = {section.rows_file: section.saved_rows(rows[section.name]) for section in sections}
+    return {name: saved for name, saved in written.items() if saved}
+
+
+def _write_results(out_dir: Path, summary: EvaluationSummary, written: dict[str, list[dict]]) -> None:
     """Write this run's files and remove any an earlier run left that this one did not write,
     so that the folder holds exactly this run's results (summary.json last: it marks completion)."""
-    written = {section.rows_file: section.saved_rows(rows[section.name]) for section in sections}
-    summary["files"] = [name for name, saved in written.items() if saved] + [SUMMARY_NAME]
     for name in result_files()[:-1]:
-        if written.get(name):
+        if name in written:
             write_jsonl_atomic(out_dir / name, written[name])
         else:
             (out_dir / name).unlink(missing_ok=True)
-    write_json_atomic(out_dir / SUMMARY_NAME, summary)
+    write_json_atomic(out_dir / SUMMARY_NAME, summary.to_json())
 
 
 def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None, *,
-             overwrite: bool = False, wait: bool = False) -> dict:
+             overwrite: bool = False, wait: bool = False) -> EvaluationSummary:
     """Evaluate a model with the LUME protocol; write OUT's files and return the summary.
 
     OUT may hold an earlier evaluation (its keyed per-item caches are reused); anything else
@@ -211,7 +222,8 @@ def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalC
         return _evaluate(model, Path(out_dir), config or EvalConfig(), overwrite)
 
 
-def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig, overwrite: bool) -> dict:
+def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig,
+              overwrite: bool) -> EvaluationSummary:
     rank, world, device = processes(config)
     if rank == 0:  # on several processes, the main one guards and writes the folder
         inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
@@ -231,13 +243,15 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
         summary["dtypes"][section.dtype_part] = str(evaluation.loaded.model.dtype)
         timings[f"{section.name}_s"] = time.time() - step
     header["data"]["items"] = len(rows.get("probes", []))
-    summary = {**header, **summary}
-    summary["final"] = _final(summary)
-    _add_intervals(summary, rows, sections, config)
+    measured = EvaluationSummary.from_json({**header, **summary})
+    measured = EvaluationSummary.from_json({**measured.to_json(), **summary_part(final=_final(measured)),
+                                            **_resampled(measured, rows, sections, config)})
     timings["total_s"] = time.time() - started
-    summary.update(config=asdict(config), versions=_versions(), timings=timings)
+    written = _written_rows(rows, sections)
+    summary = dataclasses.replace(measured, config=asdict(config), versions=_versions(), timings=timings,
+                                  files=[*written, SUMMARY_NAME])
     if rank == 0:
-        _write_results(out_dir, summary, rows, sections)
+        _write_results(out_dir, summary, written)
         mark_finished(out_dir)
     set_resume_note(None)
     return summary

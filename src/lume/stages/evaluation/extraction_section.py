@@ -54,9 +54,9 @@ class Extraction(Section):
         for measure in MEASURES:
             summary[measure].update({split: value for (split,), value in means_by(
                 rows, lambda r: (r["split"],), lambda r, m=measure: r[m]).items()})
-        return {"extraction": summary}, rows
+        return {self.name: summary}, rows
 
     def table_rows(self, summary):
-        extraction = summary["extraction"]
+        extraction = summary.parts[self.name]
         return [(f"{measure.replace('_', ' ')} (beyond the official score)", split,
                  number(extraction[measure].get(split))) for measure in MEASURES for split in ("forget", "retain")]

@@ -23,6 +23,7 @@ from lume.models.loading import BUILTIN_GGUF
 from lume.metrics.uncertainty import mia_replicates
 from lume.models import LoadedModel
 from lume.progress import progress_bar
+from lume.results import EvaluationSummary, Headline, MembershipResult, summary_part
 from lume.stages.evaluation.sections import Evaluation, Section, number, register_section, with_interval
 
 log = logging.getLogger(__name__)
@@ -31,24 +32,22 @@ SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the relea
                     "trained on them; this target was not")
 
 
-def _auc_report(rows: list[dict]) -> dict:
+def _auc_report(rows: list[dict], **labels) -> MembershipResult:
     members = [r["member"] for r in rows]
-    report = {"members": sum(members), "non_members": len(rows) - sum(members)}
-    for attack in MIA_ATTACKS:
-        if all(attack in r for r in rows):  # Reference needs the target's base model: a lume target's
-            report[f"auc_{attack}"] = auc(members, [membership_score(attack, r) for r in rows])
-    report["mia_score"] = mia_score(report["auc_loss"])
-    return report
+    aucs = {attack: auc(members, [membership_score(attack, r) for r in rows]) for attack in MIA_ATTACKS
+            if all(attack in r for r in rows)}  # Reference needs the target's base model: a lume target's
+    return MembershipResult(members=sum(members), non_members=len(rows) - sum(members), aucs=aucs,
+                            mia_score=mia_score(aucs["loss"]), **labels)
 
 
-def mia_set_label(mia: dict) -> str:
-    name = mia.get("set") or "SemEval"  # summaries from before the set was recorded used the SemEval files
+def mia_set_label(mia: MembershipResult | None) -> str:
+    name = (mia.set if mia else None) or "SemEval"  # summaries from before the set was recorded: SemEval files
     return {"held-out": "trained forget docs vs held-out docs"}.get(name, f"{name} files")
 
 
-def official_rows(summary: dict, rows: list[dict]) -> list[dict]:
+def official_rows(summary: EvaluationSummary, rows: list[dict]) -> list[dict]:
     """The rows the official MIA score used."""
-    used = "held-out" if summary.get("mia", {}).get("set") == "held-out" else "semeval"
+    used = "held-out" if summary.mia and summary.mia.set == "held-out" else "semeval"
     return [r for r in rows if r["set"] == used]
 
 
@@ -94,7 +93,7 @@ def reference_losses(evaluation: Evaluation, documents: list[dict]) -> dict[str,
 
 @register_section
 class Membership(Section):
-    name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", "mia_score"
+    name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", Headline.MIA_SCORE
     runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
@@ -120,26 +119,36 @@ class Membership(Section):
         rows = [{**r, "reference": reference_score(r["loss"], reference[r["id"]])} if r["id"] in reference else r
                 for r in rows]
         semeval_rows = [r for r in rows if r["set"] == "semeval"]
-        semeval = {**_auc_report(semeval_rows), "set": f"semeval-{evaluation.config.mia_set}"} if semeval_rows else {}
+        semeval_set = f"semeval-{evaluation.config.mia_set}"
         held_out = [r for r in rows if r["set"] == "held-out"]
         if not held_out:  # a released target: the SemEval files are its members and non-members
-            return {"mia": semeval}, rows
+            return summary_part(mia=_auc_report(semeval_rows, set=semeval_set)), rows
         tasks = sorted({r["task"] for r in held_out})
-        official = {**_auc_report(held_out), "set": "held-out",
-                    "per_task": {task: _auc_report([r for r in held_out if r["task"] == task]) for task in tasks}}
-        return {"mia": official, **({"mia_semeval": {**semeval, "note": SEMEVAL_MIA_NOTE}} if semeval else {})}, rows
+        per_task = {task: _auc_report([r for r in held_out if r["task"] == task]) for task in tasks}
+        official = _auc_report(held_out, set="held-out", per_task=per_task)
+        semeval = _auc_report(semeval_rows, set=semeval_set, note=SEMEVAL_MIA_NOTE) if semeval_rows else None
+        return summary_part(mia=official, mia_semeval=semeval), rows
+
+    def present(self, summary: EvaluationSummary) -> bool:
+        return summary.mia is not None
+
+    def headline(self, summary):
+        return {Headline.MIA_SCORE: summary.mia_score}
 
     def replicates(self, summary, rows, seed, resamples):
         return mia_replicates(official_rows(summary, rows), seed, resamples)
 
+    def units(self, summary, rows):
+        return sorted(row["id"] for row in official_rows(summary, rows))
+
     def table_rows(self, summary):
-        mia = summary["mia"]
-        rows = [("MIA score", f"AUC {mia['auc_loss']:.3f}, {mia_set_label(mia)}",
-                 with_interval(mia["mia_score"], summary, "mia_score"))]
-        if "mia_semeval" in summary:
-            semeval = summary["mia_semeval"]
-            rows.append(("MIA on SemEval files (not for this target)", f"AUC {semeval['auc_loss']:.3f}",
-                         number(semeval["mia_score"])))
+        mia = summary.mia
+        rows = [("MIA score", f"AUC {mia.auc_loss:.3f}, {mia_set_label(mia)}",
+                 with_interval(mia.mia_score, summary, Headline.MIA_SCORE))]
+        if summary.mia_semeval:
+            semeval = summary.mia_semeval
+            rows.append(("MIA on SemEval files (not for this target)", f"AUC {semeval.auc_loss:.3f}",
+                         number(semeval.mia_score)))
         return rows
 
     def saved_rows(self, rows):

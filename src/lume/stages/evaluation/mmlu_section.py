@@ -3,18 +3,21 @@ the target model's accuracy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from lume.data.mmlu import load_mmlu
 from lume.metrics import mmlu_flag
 from lume.metrics.mmlu import PROMPT_FORMAT, evaluate_mmlu, summarise_mmlu
 from lume.metrics.uncertainty import mmlu_replicates
 from lume.models import LoadedModel
 from lume.progress import progress_bar
+from lume.results import EvaluationSummary, Headline, summary_part
 from lume.stages.evaluation.sections import Evaluation, Section, register_section, with_interval
 
 
 @register_section
 class MMLU(Section):
-    name, order, rows_file, dtype_part, final_part = "mmlu", 30, "mmlu.jsonl", "mmlu", "mmlu"
+    name, order, rows_file, dtype_part, final_part = "mmlu", 30, "mmlu.jsonl", "mmlu", Headline.MMLU
     runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
@@ -35,20 +38,28 @@ class MMLU(Section):
             with progress_bar("MMLU", len(todo), "questions", evaluation.progress) as advance:
                 evaluation.share_work(store, todo, work, advance)
             rows = [store.results[q.id] for q in questions]
-        summary = summarise_mmlu(rows)
-        return {"mmlu": {**summary, "limit_per_subject": config.mmlu_limit, "subjects_sampled": config.mmlu_subjects,
-                         "shots": config.mmlu_shots,
-                         "target_mmlu": config.target_mmlu,
-                         "below_threshold": mmlu_flag(summary["accuracy"], config.target_mmlu)}}, rows
+        scores = summarise_mmlu(rows)
+        return summary_part(mmlu=dataclasses.replace(
+            scores, limit_per_subject=config.mmlu_limit, subjects_sampled=config.mmlu_subjects,
+            shots=config.mmlu_shots, target_mmlu=config.target_mmlu,
+            below_threshold=mmlu_flag(scores.accuracy, config.target_mmlu))), rows
+
+    def present(self, summary: EvaluationSummary) -> bool:
+        return summary.mmlu is not None
+
+    def headline(self, summary):
+        return {Headline.MMLU: summary.mmlu_accuracy}
 
     def replicates(self, summary, rows, seed, resamples):
         return mmlu_replicates(rows, seed, resamples)
 
+    def units(self, summary, rows):
+        return sorted(row["id"] for row in rows)
+
     def table_rows(self, summary):
-        mmlu = summary["mmlu"]
-        limit = mmlu["limit_per_subject"]
-        sampled = mmlu.get("subjects_sampled")
-        note = f"{mmlu['questions']} q" + (f", {limit}/subject" if limit else "") + (
+        mmlu = summary.mmlu
+        limit, sampled = mmlu.limit_per_subject, mmlu.subjects_sampled
+        note = f"{mmlu.questions} q" + (f", {limit}/subject" if limit else "") + (
             f", {sampled} subjects" if sampled else "")
-        flag = " BELOW 75% OF TARGET" if mmlu["below_threshold"] else ""
-        return [("MMLU", note, with_interval(mmlu["accuracy"], summary, "mmlu") + flag)]
+        flag = " BELOW 75% OF TARGET" if mmlu.below_threshold else ""
+        return [("MMLU", note, with_interval(mmlu.accuracy, summary, Headline.MMLU) + flag)]

@@ -9,12 +9,14 @@ from lume.metrics.probes import score_records
 from lume.metrics.uncertainty import probe_replicates
 from lume.models import LoadedModel
 from lume.progress import progress_bar
+from lume.results import EvaluationSummary, Headline, summary_part
 from lume.stages.evaluation.sections import Evaluation, Section, register_section, with_interval
 
 
 @register_section
 class Probes(Section):
-    name, order, rows_file, dtype_part, final_part = "probes", 10, "items.jsonl", "generation", "task_aggregate"
+    name, order, rows_file, dtype_part = "probes", 10, "items.jsonl", "generation"
+    final_part = Headline.TASK_AGGREGATE
     runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
@@ -40,18 +42,25 @@ class Probes(Section):
     @staticmethod
     def summary(items: list[dict]) -> dict:
         means = task_means(items)
-        return {"scores": {"/".join(key): means.get(key) for key in AGGREGATE_ORDER},
-                "task_aggregate": task_aggregate(means) if all(k in means for k in AGGREGATE_ORDER) else None,
-                "early_stopped_items": sum(item["stop"] == "early" for item in items),
-                "per_task": {f"{split}/{task}": {metric: means.get((split, task, metric))
-                                                 for metric in ("regurgitation", "knowledge")}
-                             for split, task, _ in AGGREGATE_ORDER[::2]}}
+        return summary_part(
+            scores={"/".join(key): means.get(key) for key in AGGREGATE_ORDER},
+            task_aggregate=task_aggregate(means) if all(k in means for k in AGGREGATE_ORDER) else None,
+            early_stopped_items=sum(item["stop"] == "early" for item in items),
+            per_task={f"{split}/{task}": {metric: means.get((split, task, metric))
+                                          for metric in ("regurgitation", "knowledge")}
+                      for split, task, _ in AGGREGATE_ORDER[::2]})
 
-    def present(self, summary):
-        return "scores" in summary
+    def present(self, summary: EvaluationSummary) -> bool:
+        return bool(summary.scores)
+
+    def headline(self, summary):
+        return {Headline.TASK_AGGREGATE: summary.task_aggregate}
 
     def replicates(self, summary, rows, seed, resamples):
         return probe_replicates(rows, seed, resamples)
 
+    def units(self, summary, rows):
+        return sorted({row["doc_id"] + row["split"] for row in rows})
+
     def table_rows(self, summary):
-        return [("task aggregate", "", with_interval(summary["task_aggregate"], summary, "task_aggregate"))]
+        return [("task aggregate", "", with_interval(summary.task_aggregate, summary, Headline.TASK_AGGREGATE))]

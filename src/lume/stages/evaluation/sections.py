@@ -8,14 +8,19 @@ file is imported; from another package, an entry point in the group `lume.sectio
 - `name` (an `EvalConfig` field of that name set to false skips it), `order` (sections run
   in increasing order), `rows_file` (its per-item results in OUT), `dtype_part` (which of
   `part_dtypes` the model is loaded in for it: generation, mia or mmlu);
-- `run(evaluation, loaded) -> (summary part, rows)`: its numbers (merged into `summary.json`)
-  and its per-item rows, from the model loaded in its part's dtype;
-  `evaluation.item_store(self, key)` gives a resumable per-item store;
+- `run(evaluation, loaded) -> (summary part, rows)`: its numbers (merged into `summary.json`:
+  `{key: mapping}` for a plug-in, under a key of its own, read back as `summary.parts[key]`) and its per-item
+  rows, from the model loaded in its part's dtype; `evaluation.item_store(self, key)` gives a
+  resumable per-item store;
+- `headline(summary)`: its headline numbers by name (`lume.results.Headline`), and
+  `final_part`: which of them is its part of the official final score (None: an extra);
 - `replicates(summary, rows, seed, resamples)`: bootstrap values of its numbers, for intervals
-  and paired differences (`lume.metrics.uncertainty`);
+  and paired differences (`lume.metrics.uncertainty`), and `units(summary, rows)`: the ids of
+  the units it resamples (models are paired only over the same units);
 - `table_rows(summary)`: (label, note, value) rows for the summary table and reports
-  (`present(summary)`: whether a summary holds the section's numbers);
-- `final_part`: the name of the number it gives the official final score (None: an extra).
+  (`present(summary)`: whether a summary holds the section's numbers).
+
+Every hook but `run` reads the typed summary (`lume.results.EvaluationSummary`).
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ import torch
 from lume.files import ItemStore
 from lume.models import LoadedModel, load_model
 from lume.registry import Registry
+from lume.results import EvaluationSummary
 
 def number(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def with_interval(value, summary: dict, name: str) -> str:
+def with_interval(value, summary: EvaluationSummary, name: str) -> str:
     """`0.650 [0.612, 0.688]`: the number and its 95 % bootstrap interval, when there is one."""
-    bounds = summary.get("intervals", {}).get(name)
+    bounds = summary.interval(name)
     return number(value) + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds and value is not None else "")
 
 
@@ -54,15 +60,21 @@ class Section:
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
         raise NotImplementedError
 
-    def replicates(self, summary: dict, rows: list[dict], seed: int, resamples: int) -> dict:
+    def headline(self, summary: EvaluationSummary) -> dict[str, float | None]:
         return {}
 
-    def table_rows(self, summary: dict) -> list[tuple[str, str, str]]:
+    def replicates(self, summary: EvaluationSummary, rows: list[dict], seed: int, resamples: int) -> dict:
+        return {}
+
+    def units(self, summary: EvaluationSummary, rows: list[dict]) -> list[str]:
         return []
 
-    def present(self, summary: dict) -> bool:
+    def table_rows(self, summary: EvaluationSummary) -> list[tuple[str, str, str]]:
+        return []
+
+    def present(self, summary: EvaluationSummary) -> bool:
         """Whether the summary holds this section's numbers."""
-        return self.name in summary
+        return self.name in summary.parts
 
     def saved_rows(self, rows: list[dict]) -> list[dict]:
         """The rows as written to `rows_file`."""

@@ -18,6 +18,7 @@ The selection score is the protocol's final-score formula on these numbers; a st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import statistics
@@ -31,12 +32,13 @@ from lume.config import at_least, seed_range
 from lume.data.mmlu import Question, load_mmlu
 from lume.data.records import Document, Record, build_documents
 from lume.data.selection import select_documents
-from lume.metrics import AGGREGATE_ORDER, auc, mia_score, mmlu_flag, task_aggregate, task_means
+from lume.metrics import AGGREGATE_ORDER, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_attack_scores, membership_score
 from lume.metrics.mmlu import evaluate_mmlu
 from lume.files import ItemStore, write_json_atomic
 from lume.metrics.probes import score_records, transformers_backend
 from lume.training import without_autocast
+from lume.results import ProbeRow
 
 SELECTIONS = ("last", "best")
 
@@ -91,7 +93,7 @@ def probe_set(forget: list[Record], retain: list[Record], held_out: list[Documen
                     _dev_questions(mmlu_dir, settings.mmlu_questions, settings.seed) if mmlu_dir else {})
 
 
-def probe(model, tokenizer, probes: ProbeSet) -> dict:
+def probe(model, tokenizer, probes: ProbeSet, step: int) -> ProbeRow:
     """The probe numbers of the model as it is: the 12 task means, MIA AUC, MMLU (dev)."""
     means = task_means(score_records(transformers_backend(model, tokenizer), probes.records))
     def split_mean(split: str) -> float | None:
@@ -99,45 +101,45 @@ def probe(model, tokenizer, probes: ProbeSet) -> dict:
         return statistics.fmean(values) if values else None
 
     complete = all(key in means for key in AGGREGATE_ORDER)  # sets that lack a task have no aggregate
-    row = {"scores": {"/".join(key): value for key, value in means.items()},
-           "forget_mean": split_mean("forget"), "retain_mean": split_mean("retain"),
-           "task_aggregate": task_aggregate(means) if complete else None, "mia_auc": None, "mmlu_dev": None}
+    mia_auc = mmlu_dev = None
     if probes.non_members and probes.members:
         scores = membership_attack_scores(model, tokenizer, probes.members + probes.non_members)
-        row["mia_auc"] = auc([True] * len(probes.members) + [False] * len(probes.non_members),
-                             [membership_score("loss", r) for r in scores])
+        mia_auc = auc([True] * len(probes.members) + [False] * len(probes.non_members),
+                      [membership_score("loss", r) for r in scores])
     if probes.mmlu:
         answers = evaluate_mmlu(model, tokenizer, probes.mmlu, shots=4)
-        row["mmlu_dev"] = sum(a["correct"] for a in answers) / len(answers)
-    return row
+        mmlu_dev = sum(a["correct"] for a in answers) / len(answers)
+    return ProbeRow(id=f"step-{step:08d}", step=step, scores={"/".join(key): value for key, value in means.items()},
+                    forget_mean=split_mean("forget"), retain_mean=split_mean("retain"),
+                    task_aggregate=task_aggregate(means) if complete else None, mia_auc=mia_auc, mmlu_dev=mmlu_dev)
 
 
-def selection_score(row: dict) -> float:
+def selection_score(row: ProbeRow) -> float:
     """The final-score formula, the mean of task aggregate, MIA score and MMLU, on the probe
     numbers (a part the run cannot measure, such as MIA without held-out documents, left out)."""
-    parts = [row["task_aggregate"]] if row["task_aggregate"] is not None else []
-    if row["mia_auc"] is not None:
-        parts.append(mia_score(row["mia_auc"]))
-    if row["mmlu_dev"] is not None:
-        parts.append(row["mmlu_dev"])
-    return sum(parts) / len(parts) if parts else 0.0
+    parts = [row.task_aggregate] if row.task_aggregate is not None else []
+    if row.mia_auc is not None:
+        parts.append(mia_score(row.mia_auc))
+    if row.mmlu_dev is not None:
+        parts.append(row.mmlu_dev)
+    return final_score(*parts) if parts else 0.0
 
 
-def eligible(row: dict, start: dict) -> bool:
+def eligible(row: ProbeRow, start: ProbeRow) -> bool:
     """Not below 75 % of the starting model's MMLU (dev): such a step is never chosen."""
-    return not mmlu_flag(row["mmlu_dev"], start["mmlu_dev"]) if row["mmlu_dev"] is not None else True
+    return not mmlu_flag(row.mmlu_dev, start.mmlu_dev) if row.mmlu_dev is not None else True
 
 
-def chosen_step(rows: list[dict], select: str) -> dict:
+def chosen_step(rows: list[ProbeRow], select: str) -> dict:
     """The step to keep: the last, or the best-scoring eligible one after step 0 (the last when
     none is eligible, said in `rule_met`)."""
-    start, trained = rows[0], [r for r in rows if r["step"] > 0]
-    last = max(trained, key=lambda r: r["step"])
+    start, trained = rows[0], [r for r in rows if r.step > 0]
+    last = max(trained, key=lambda r: r.step)
     candidates = [r for r in trained if eligible(r, start)]
     if select == "last" or not candidates:
-        return {"step": last["step"], "select": select, "rule_met": eligible(last, start)}
-    best = max(candidates, key=lambda r: (r["selection_score"], r["step"]))
-    return {"step": best["step"], "select": select, "rule_met": True}
+        return {"step": last.step, "select": select, "rule_met": eligible(last, start)}
+    best = max(candidates, key=lambda r: (r.selection_score, r.step))
+    return {"step": best.step, "select": select, "rule_met": True}
 
 
 PROBES_NAME = "probes.jsonl"
@@ -156,35 +158,37 @@ class Trajectory:
         self.weights_file = out_dir / BEST_NAME / "weights.pt"
         self.store = ItemStore(out_dir / PROBES_NAME, key, writable=accelerator.is_main_process)
 
-    def rows(self) -> list[dict]:
-        return sorted(self.store.results.values(), key=lambda r: r["step"])
+    def rows(self) -> list[ProbeRow]:
+        return sorted((ProbeRow.from_json(row, source=self.store.path) for row in self.store.results.values()),
+                      key=lambda r: r.step)
 
-    def measure(self, model, tokenizer, step: int) -> dict:
+    def measure(self, model, tokenizer, step: int) -> ProbeRow:
         """The probe row of `step` (measured once; a resumed run reads it back)."""
         row_id = f"step-{step:08d}"
         if row_id in self.store:
-            return self.store.results[row_id]
+            return ProbeRow.from_json(self.store.results[row_id], source=self.store.path)
         if step == 0 and self.start_cache and self.start_cache.is_file():
-            row = {**json.loads(self.start_cache.read_text()), "seconds": 0.0, "cached": True}
+            row = ProbeRow.from_json({**json.loads(self.start_cache.read_text()), "seconds": 0.0, "cached": True},
+                                     source=self.start_cache)
         else:
             started = time.time()
             with torch.no_grad(), without_autocast(model):
                 model.eval()
-                row = {"id": row_id, "step": step, **probe(model, tokenizer, self.probes)}
+                row = probe(model, tokenizer, self.probes, step)
                 model.train()
-            row["seconds"] = time.time() - started
+            row = dataclasses.replace(row, seconds=time.time() - started)
             if step == 0 and self.start_cache and self.accelerator.is_main_process:
-                write_json_atomic(self.start_cache, row)
-        row["selection_score"] = selection_score(row)
+                write_json_atomic(self.start_cache, row.to_json())
+        row = dataclasses.replace(row, selection_score=selection_score(row))
         if self.select == "best" and step > 0 and self._improves(row):
             self._keep_weights(model)
-        self.store.add(row)
+        self.store.add(row.to_json())
         return row
 
-    def _improves(self, row: dict) -> bool:
+    def _improves(self, row: ProbeRow) -> bool:
         """`row` is what `chosen_step` would choose now, so the kept weights are always its choice."""
         choice = chosen_step([*self.rows(), row], "best")
-        return choice["rule_met"] and choice["step"] == row["step"]
+        return choice["rule_met"] and choice["step"] == row.step
 
     def _keep_weights(self, model) -> None:
         if self.accelerator.is_main_process:
@@ -195,6 +199,6 @@ class Trajectory:
 
     def restore_chosen(self, model, chosen: dict) -> None:
         """Put the chosen step's weights back into the model (main process: it alone saves)."""
-        last = self.rows()[-1]["step"]
+        last = self.rows()[-1].step
         if chosen["step"] != last and self.accelerator.is_main_process:
             model.load_state_dict(torch.load(self.weights_file, weights_only=True))

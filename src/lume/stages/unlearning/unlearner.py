@@ -253,7 +253,7 @@ def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> di
     rows = trajectory.rows()
     chosen = chosen_step(rows, config.select)
     trajectory.restore_chosen(model, chosen)
-    return {"probes": rows, "probe_seconds": sum(row.get("seconds", 0.0) for row in rows),
+    return {"probes": [row.to_json() for row in rows], "probe_seconds": sum(row.seconds or 0.0 for row in rows),
             "selection": {**chosen, "data": trajectory.probes.describe(),
                           "criterion": "final-score formula on the probes; MMLU (dev) at least 75 % of the "
                                        "starting model's"}}

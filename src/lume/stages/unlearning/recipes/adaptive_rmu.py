@@ -14,6 +14,7 @@ coefficient follows the size of the forget activations.
 from __future__ import annotations
 
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+from lume.results import PublishedScores
 
 
 def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_rate: float = 5e-5) -> dict:
@@ -33,8 +34,8 @@ class AdaptiveRMU(Recipe):
         "olmo-1b": {"adaptive-rmu": _rmu(14, 3.0, 8)},
         "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3)},
     }
-    published = {"olmo-7b": {"final": 0.376, "task_aggregate": None, "mia_score": None, "mmlu": None},
-                 "olmo-1b": {"final": 0.485, "task_aggregate": None, "mia_score": None, "mmlu": None}}
+    published = {"olmo-7b": PublishedScores(0.376),
+                 "olmo-1b": PublishedScores(0.485)}
     notes = (
         "The script trains for up to 100 epochs, saving a model after each; which epoch was submitted is not in "
         "the code, and lume runs one. It measures a task's coefficient on that task's first batch of each epoch; "

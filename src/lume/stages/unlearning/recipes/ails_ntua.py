@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from lume.stages.target import DEMO_LAYERS
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+from lume.results import PublishedScores
 
 LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
 PUBLISHED = {"method": "gd", "method_settings": {"alpha": 0.5, "average": "examples"},
@@ -37,8 +38,8 @@ class AILSNTUA(Recipe):
                           "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 4e-4,
                                        "layers": DEMO_LAYERS}}},
     }
-    published = {"olmo-7b": {"final": 0.706, "task_aggregate": 0.827, "mia_score": 0.847, "mmlu": 0.443},
-                 "olmo-1b": {"final": 0.688, "task_aggregate": 0.964, "mia_score": 0.857, "mmlu": 0.242}}
+    published = {"olmo-7b": PublishedScores(0.706, 0.827, 0.847, 0.443),
+                 "olmo-1b": PublishedScores(0.688, 0.964, 0.857, 0.242)}
     notes = (
         "The authors' published configuration is for OLMo-7B; they give none for OLMo-1B, so lume uses the same "
         "(the last 8 of its 16 layers). Their code also offers LoRA (rank 16, alpha 64 on q, v, up and down "

@@ -24,6 +24,7 @@ from lume.errors import LumeError
 from lume.models.released import COMPLETE, RELEASED
 from lume.registry import Registry
 from lume.stages.unlearning.unlearner import UnlearnConfig
+from lume.results import PublishedScores
 
 TARGET_KINDS = ("olmo-1b", "olmo-7b", "lume")
 
@@ -35,9 +36,8 @@ class Recipe:
     runs: ClassVar[dict[str, dict[str, dict]]]
     merge: ClassVar[dict | None] = None  # MergeConfig fields: the runs' LoRA adapters merged into one model
     notes: ClassVar[str] = ""  # what the paper leaves out and what lume chose
-    # target kind -> the team's published leaderboard numbers (final, task_aggregate, mia_score,
-    # mmlu; None where the leaderboard gives only some), shown beside lume's, labelled as published
-    published: ClassVar[dict[str, dict[str, float | None]]] = {}
+    # target kind -> the team's published leaderboard numbers, shown beside lume's, labelled as published
+    published: ClassVar[dict[str, PublishedScores]] = {}
 
     @classmethod
     def configs(cls, kind: str, overrides: dict | None = None) -> dict[str, UnlearnConfig]:

@@ -14,6 +14,7 @@ when the retain loss does.
 from __future__ import annotations
 
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+from lume.results import PublishedScores
 
 PUBLISHED = {"method": "adaptive-gd", "schedule": {"kind": "epochs", "epochs": 8},
              "training": {"batch_size": 6, "gradient_accumulation": 10, "learning_rate": 1.5e-5,
@@ -33,8 +34,8 @@ class SHA256(Recipe):
                                                  "learning_rate": 1e-4}}},
     }
     # 7B: 0.711 before the leaderboard excluded it (MMLU below 0.371, 75 % of the target's)
-    published = {"olmo-7b": {"final": 0.711, "task_aggregate": None, "mia_score": None, "mmlu": None},
-                 "olmo-1b": {"final": 0.652, "task_aggregate": 0.973, "mia_score": 0.741, "mmlu": 0.243}}
+    published = {"olmo-7b": PublishedScores(0.711),
+                 "olmo-1b": PublishedScores(0.652, 0.973, 0.741, 0.243)}
     notes = (
         "Their batches of 12 mix forget and retain rows drawn from one shuffled set; lume's steps hold 6 forget and 6 "
         "retain examples. They keep the checkpoint with the lowest validation loss (every 4 steps); lume keeps the "

@@ -14,6 +14,7 @@ weights, one that forgets too much and one too little, merged with TIES.
 from __future__ import annotations
 
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
+from lume.results import PublishedScores
 
 TRAINING = {"learning_rate": 1e-4, "weight_decay": 0.01, "scheduler": "linear", "warmup_ratio": 0.2,
             "gradient_accumulation": 4, "lora_rank": 32, "lora_alpha": 32, "lora_dropout": 0.05}
@@ -41,8 +42,8 @@ class ZJUKLAB(Recipe):
                  "under-forgetting": _model(0.3, 0.3, 0.4, 4, gradient_accumulation=1, learning_rate=1e-3)},
     }
     merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
-    published = {"olmo-7b": {"final": 0.487, "task_aggregate": 0.944, "mia_score": 0.048, "mmlu": 0.471},
-                 "olmo-1b": {"final": 0.483, "task_aggregate": None, "mia_score": None, "mmlu": None}}
+    published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471),
+                 "olmo-1b": PublishedScores(0.483)}
     notes = (
         "The authors' script uses the same settings for both targets. Their KL term averages over every position of "
         "the retain batch (prompt and padding too); lume's over the answer tokens, as the protocol defines the KL "
