@@ -25,11 +25,14 @@ def evaluate(capsys, tiny_model_dir, tmp_path, data_dir, *flags) -> tuple[int, s
 def test_quiet_prints_only_the_final_table_and_verbose_adds_detail(capsys, tmp_path, tiny_model_dir, data_dir):
     code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
     assert code == 0 and "LUME evaluation of" in out and "written:" in err and "generating" in err
-    assert "writing a `lume evaluate` output" not in err
+    assert "writing a `lume evaluate` output" not in err and "Loading weights" not in err  # lume's bars only
     code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir, "-q")
     assert code == 0 and "LUME evaluation of" in out and err == ""  # no progress bar, no info
     code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir, "--verbose")
     assert code == 0 and f"{tmp_path / 'eval'}: writing a `lume evaluate` output" in err
+    assert "Loading weights" in err  # the libraries' own bars: detail, under -v only
+    code, out, err = evaluate(capsys, tiny_model_dir, tmp_path, data_dir)
+    assert code == 0 and "written:" in err and "Loading weights" not in err  # off again after -v
     code, err = run_cli(capsys, "-q", "evaluate", tmp_path / "missing", "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and "no such model folder" in err  # errors still print
 

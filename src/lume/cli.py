@@ -49,18 +49,28 @@ def set_up_logging(quiet: bool = False, verbose: bool = False) -> None:
     log.handlers[:] = [handler]
     log.propagate = False  # a library that configured the root logger would print each line twice
     log.setLevel(level)
-    if quiet:
-        _quiet_libraries()
+    _library_output(quiet, verbose)
 
 
-def _quiet_libraries() -> None:
-    """The libraries' own warnings and progress bars (transformers' "Loading weights") off too."""
-    from huggingface_hub.utils import disable_progress_bars
+# Libraries whose lines are detail to a lume user (accelerate's "Removed shared tensor" on each save)
+DETAIL_LOGGERS = ("accelerate", "transformers", "huggingface_hub", "peft")
 
-    logging.getLogger().setLevel(logging.ERROR)
-    disable_progress_bars()
+
+def _library_output(quiet: bool, verbose: bool) -> None:
+    """lume's own progress bars are the ones a user sees: the libraries' bars (transformers'
+    "Loading weights", "Writing model shards") and their info lines only under -v; with -q
+    their warnings go too. Set each time, as the process's previous command may have changed it."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0" if verbose else "1"  # read by transformers when imported
+    (enable_progress_bars if verbose else disable_progress_bars)()
     if "transformers" in sys.modules:  # it read the setting when imported
-        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        bars = sys.modules["transformers"].utils.logging
+        (bars.enable_progress_bar if verbose else bars.disable_progress_bar)()
+    for name in DETAIL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
 
 
 @app.callback()
