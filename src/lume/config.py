@@ -1,6 +1,10 @@
 """Settings checked where they are made: values coerced to their dataclass field's type, ranges
 checked, and every problem one clear error naming the setting (and, from a file, the file).
 
+Each settings field is declared once, with `setting`: its type (the annotation), default, range
+and help. The CLI's options and their `--help` are generated from it (`lume.cli`), and
+`check_settings` checks the ranges.
+
 A YAML file, the CLI and `--set NAME=VALUE` all pass through here, so `learning_rate: 1e-5`
 (a string to YAML 1.1) is read as the number it means, and `steps: ten` is refused at once
 rather than after the target model has been built.
@@ -9,6 +13,8 @@ rather than after the target model has been built.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import reprlib
 import types
@@ -25,6 +31,12 @@ MAX_SEED = 2**32 - 1  # numpy's seeds (accelerate seeds it too) stop there
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 4, 60, 60
+
+
+def settings_key(value, length: int = 16) -> str:
+    """A short hash of settings (JSON, keys sorted): keys checkpoints, caches, cached targets and
+    sweep trials, so the same settings always find the same files."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def shown(value) -> str:
@@ -134,6 +146,41 @@ def build(cls, values, *, where: str = "", source: str | Path = "<settings>"):
         raise InputError(source, str(error), field=where or None) from None
 
 
+def setting(default=dataclasses.MISSING, help: str = "", *, factory=None, at_least: float | None = None,
+            at_most: float | None = None, above: float | None = None, between: tuple[float, float] | None = None,
+            choices=None, option: str | None = None):
+    """A settings field: its default (or `factory`), its help text, and its range: `at_least`,
+    `at_most`, `above` (strictly), `between` (both ends included), `choices` (a tuple, or a
+    callable giving them). `option`: the CLI's name for it, where it differs from `--field-name`."""
+    metadata = {"help": help, "at_least": at_least, "at_most": at_most, "above": above, "between": between,
+                "choices": choices, "option": option}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_of(cls, name: str) -> str:
+    """A settings field's help text."""
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata.get("help", "")
+
+
+def check_settings(config) -> None:
+    """Each field of a settings dataclass within its declared range (see `setting`), in field order."""
+    for item in dataclasses.fields(config):
+        meta = item.metadata
+        if meta.get("at_least") is not None:
+            at_least(config, meta["at_least"], item.name)
+        if meta.get("above") is not None:
+            above(config, meta["above"], item.name)
+        if meta.get("at_most") is not None:
+            at_most(config, meta["at_most"], item.name)
+        if meta.get("between") is not None:
+            between(config, *meta["between"], item.name)
+        if meta.get("choices") is not None:
+            choices = meta["choices"]
+            one_of(config, item.name, choices() if callable(choices) else choices)
+
+
 def at_least(config, minimum: float, *names: str) -> None:
     """Each named setting is None or at least `minimum`."""
     for name in names:
@@ -156,11 +203,16 @@ def seed_range(config, *names: str) -> None:
     at_most(config, MAX_SEED, *names)
 
 
-def above_zero(config, *names: str) -> None:
+def above(config, minimum: float, *names: str) -> None:
+    """Each named setting is None or strictly above `minimum`."""
     for name in names:
         value = getattr(config, name)
-        if value is not None and not value > 0:
-            raise LumeError(f"{name} must be above 0, got {shown(value)}")
+        if value is not None and not value > minimum:
+            raise LumeError(f"{name} must be above {minimum}, got {shown(value)}")
+
+
+def above_zero(config, *names: str) -> None:
+    above(config, 0, *names)
 
 
 def between(config, low: float, high: float, *names: str) -> None:

@@ -10,8 +10,6 @@ reused across studies.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged, shown
+from lume.config import build, coerce_fields, merged, settings_key, shown
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import cache_dir
@@ -178,11 +176,6 @@ def load_config(path: str | Path | None) -> RunConfig:
     return dataclasses.replace(RunConfig(), target=target, **raw)
 
 
-def settings_key(value) -> str:
-    """A short hash of settings (JSON, keys sorted): names cached targets and sweep trials."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def method_label(spec: dict) -> str:
     """The method's label in folders and reports: its `name`, else the recipe's or the method's
     registered name (a `package.module:Class` reference is labelled by its class's name)."""
@@ -203,7 +196,7 @@ def build_target(config: RunConfig) -> Path:
            "mixed_precision": chosen_mixed_precision(settings.training.mixed_precision, settings.device),
            "base_fingerprint": model_fingerprint(settings.base),
            "data_fingerprint": lume_data.load(config.data_dir, settings.source).fingerprint}
-    folder = cache_dir() / "targets" / settings_key(key)
+    folder = cache_dir() / "targets" / settings_key(key, 12)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # several sweep workers: one builds, the others wait and reuse it (the processes of one
     # distributed run build it together instead)

@@ -22,12 +22,12 @@ from pathlib import Path
 import optuna
 
 from lume import data as lume_data
-from lume.config import MAX_SEED, build, coerce_fields, shown
+from lume.config import MAX_SEED, build, coerce_fields, settings_key, shown
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
 from lume.outputs import one_writer
 from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked_fields, evaluated_step, method_label,
-                           method_spec, read_yaml, settings_key, unlearned_step)
+                           method_spec, read_yaml, unlearned_step)
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
@@ -184,7 +184,7 @@ def _objective(run: _Run, spec: dict):
         for name, value in params.items():
             settings = with_value(settings, name, value)
         settings = coerce_fields(UnlearnConfig, settings, source="the sweep")  # e.g. a float drawn for an int
-        label = f"{method_label(spec)}-{settings_key(params)[:8]}"
+        label = f"{method_label(spec)}-{settings_key(params, 8)}"
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
 

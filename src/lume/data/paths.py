@@ -8,6 +8,7 @@ from pathlib import Path
 from lume.errors import LumeError
 
 ENV_VAR = "LUME_DATA_DIR"
+DATA_DIR_HELP = "Data folder (default: $LUME_DATA_DIR, ../shared/data, the cache)"
 _SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the checkout, for an editable install
 
 

@@ -24,14 +24,14 @@ import copy
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 
 from lume import data as lume_data
-from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, at_least, at_most, seed_range
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, setting
 from lume.data.manifest import read_manifest
 from lume.data.mmlu import load_mmlu
 from lume.data.records import Document, Record
@@ -46,6 +46,7 @@ from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished
 from lume.registry import Registry
 from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, train
 from lume.training.sampling import drawn_batches
+from lume.data.paths import DATA_DIR_HELP
 
 QA_PREFIX = "Answer the following question with a short answer.\nQuestion: "
 RESULT_NAME = FINISHED_MARKERS["attack"]
@@ -57,23 +58,22 @@ def _relearn_training() -> TrainingSettings:
 
 @dataclass
 class AttackConfig:
-    data_dir: str | None = None
-    seed: int = 0  # which forget documents are relearned (training.seed draws the batches)
-    relearn_steps: int = 10
-    relearn: TrainingSettings = field(default_factory=_relearn_training)  # the relearning attacks' training
-    public_max_tokens: int = 256  # public documents are cut to this many tokens
-    mmlu: bool = True  # the MMLU change of each attacked model (as EvalConfig's `mmlu`)
-    mmlu_limit: int | None = 1  # questions per subject, seeded (as EvalConfig's); None = all
-    batch_size: int = BATCH_SIZE
-    max_new_tokens: int = MAX_NEW_TOKENS  # the protocol's; lower only for quick looks
-    progress: bool = True
+    data_dir: str | None = setting(None, DATA_DIR_HELP)
+    seed: int = setting(0, "Which forget documents are relearned (training.seed draws the batches)", at_least=0,
+                        at_most=MAX_SEED)
+    relearn_steps: int = setting(10, "Steps of each relearning attack", at_least=1)
+    relearn: TrainingSettings = setting(help="The relearning attacks' training", factory=_relearn_training)
+    public_max_tokens: int = setting(256, "relearn-public: each public document cut to this many tokens", at_least=1,
+                                     at_most=MAX_NEW_TOKENS_LIMIT)
+    mmlu: bool = setting(True, "The MMLU change of each attacked model")
+    mmlu_limit: int | None = setting(1, "MMLU questions per subject (seeded); None = all", at_least=1)
+    batch_size: int = setting(BATCH_SIZE, "Prompts decoded together", at_least=1, at_most=MAX_BATCH)
+    max_new_tokens: int = setting(MAX_NEW_TOKENS, "Tokens generated at most per probe (the protocol's; lower only "
+                                                  "for quick looks)", at_least=1, at_most=MAX_NEW_TOKENS_LIMIT)
+    progress: bool = setting(True, "Progress bars")
 
     def __post_init__(self):
-        at_least(self, 1, "relearn_steps", "public_max_tokens", "batch_size", "max_new_tokens")
-        at_least(self, 1, "mmlu_limit")
-        at_most(self, MAX_BATCH, "batch_size")
-        at_most(self, MAX_NEW_TOKENS_LIMIT, "max_new_tokens", "public_max_tokens")
-        seed_range(self, "seed")
+        check_settings(self)
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:

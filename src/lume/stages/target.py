@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lume import data as lume_data
-from lume.config import above_zero, at_least, merged, one_of
+from lume.config import above_zero, check_settings, merged, setting
 from lume.data.manifest import MANIFEST_NAME, TargetManifest, read_manifest
 from lume.data.records import Document
 from lume.data.selection import Selection
@@ -30,6 +30,7 @@ from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_w
                            gathered_weights, make_accelerator, prompt_answer_example, train,
                            scoped, without_autocast)
 from lume.training.sampling import epoch_batch
+from lume.data.paths import DATA_DIR_HELP
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +41,33 @@ def _memorize_training() -> TrainingSettings:
 
 @dataclass
 class MemorizeConfig:
-    base: str = DEFAULT_MODEL
-    data_dir: str | None = None
-    source: str = "lume"
-    docs_per_task: int | None = None  # per task and split; None = every document
-    qa_repeats: int = 1  # each QA example this many times an epoch (short: the cheapest way to exact answers)
-    held_out_per_task: int = 32  # never trained: non-members for membership inference (cheap: never trained)
-    max_epochs: int = 20
-    min_epochs: int = 1  # no memorisation check before this epoch (early checks are slow and futile)
-    target_regurgitation: float = 0.95  # stop once every split reaches both targets
-    target_knowledge: float = 0.9
-    group_by_length: bool = True  # batches of similar lengths (less padding, same examples per epoch)
-    # training.seed also picks the documents; training.save_every None (default) = a checkpoint each epoch
-    training: TrainingSettings = field(default_factory=_memorize_training)
-    dtype: str | None = None
-    device: str | None = None
-    progress: bool = True
+    base: str = setting(DEFAULT_MODEL, "Base model: folder, hub id, .gguf, or smollm2-135m")
+    data_dir: str | None = setting(None, DATA_DIR_HELP)
+    source: str = setting("lume", "lume, semeval-train or semeval-validation", choices=lume_data.SOURCES)
+    docs_per_task: int | None = setting(None, "Documents per task and split trained on (seeded); None = all",
+                                        at_least=1)
+    qa_repeats: int = setting(1, "Each QA example this many times an epoch (short: the cheapest way to exact "
+                                 "answers)", at_least=1)
+    held_out_per_task: int = setting(32, "Documents per task never trained on: the non-members of membership "
+                                         "inference", at_least=0)
+    max_epochs: int = setting(20, "Epochs at most; training stops earlier once both memorisation targets are met",
+                              at_least=1)
+    min_epochs: int = setting(1, "No memorisation check before this epoch (early checks are slow and futile)",
+                              at_least=0)
+    target_regurgitation: float = setting(0.95, "Mean ROUGE-L recall every split must reach (above 1: never; "
+                                                "train max_epochs)", at_least=0)
+    target_knowledge: float = setting(0.9, "Mean exact match every split must reach", at_least=0)
+    group_by_length: bool = setting(True, "Batches of similar lengths (less padding, the same examples per epoch)")
+    training: TrainingSettings = setting(help="How it trains; training.seed also picks the documents, "
+                                              "training.save_every None = a checkpoint each epoch",
+                                         factory=_memorize_training)
+    dtype: str | None = setting(None, "The dtype the base is loaded in (default float32)", choices=(None, *DTYPES))
+    device: str | None = setting(None, "cpu to force the CPU")
+    progress: bool = setting(True, "Progress bars")
 
     def __post_init__(self):
-        one_of(self, "source", lume_data.SOURCES)
-        one_of(self, "dtype", (None, *DTYPES))
-        at_least(self, 1, "docs_per_task", "max_epochs", "qa_repeats")
+        check_settings(self)
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
-        # a memorisation target above 1 is never met: train for max_epochs
-        at_least(self, 0, "held_out_per_task", "min_epochs", "target_regurgitation", "target_knowledge")
         check_device(self.device)
 
 

@@ -4,48 +4,44 @@ building, unlearning and the relearning attack, so each field is set the same wa
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 
-from lume.config import MAX_BATCH, at_least, at_most, between, one_of, seed_range
+from lume.config import MAX_BATCH, MAX_SEED, check_settings, setting, settings_key
 from lume.training.precision import CHOICES as MIXED_PRECISION
 
 
 @dataclass
 class TrainingSettings:
-    batch_size: int = 4  # examples per micro-step and process (unlearning: forget ones, and as many retain)
-    learning_rate: float = 5e-5
-    scheduler: str = "constant"  # any transformers scheduler name: linear, cosine, constant ...
-    warmup_steps: int = 0
-    warmup_ratio: float = 0.0  # the warm-up as a share of the run's steps, when warmup_steps is 0
-    weight_decay: float = 0.0  # AdamW's
-    max_grad_norm: float = 1.0  # gradient clipping; 0 = none
-    gradient_accumulation: int = 1
-    lora_rank: int = 0  # 0 = full fine-tuning
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    # which weights train (lume.training.scope): decoder layers (negative from the last; None = all
-    # weights) and, within them, modules by name (mlp, self_attn, down_proj ...; None = all); with
-    # LoRA, the linear layers among them get the adapters
-    layers: list[int] | None = None
-    modules: list[str] | None = None
-    gradient_checkpointing: bool = False
-    # auto: bf16 autocast where the device computes bf16 natively, else float32 ("no"); or bf16, fp16, no
-    mixed_precision: str = "auto"
-    seed: int = 0
-    # checkpoint every N optimiser steps, to resume an interrupted run; 0 = never (in every stage);
-    # None = the stage's default (memorize: each epoch; unlearn and relearning: never)
-    save_every: int | None = None
-    log_with: str | None = None  # an accelerate tracker (tensorboard, wandb, mlflow ...) for OUT/logs; off by default
+    batch_size: int = setting(4, "Examples per micro-step and process (unlearning: forget ones, and as many retain)",
+                              at_least=1, at_most=MAX_BATCH)
+    learning_rate: float = setting(5e-5, "AdamW's learning rate", at_least=0)
+    scheduler: str = setting("constant", "Learning-rate schedule: any transformers scheduler name (linear, cosine, "
+                                         "constant ...)")
+    warmup_steps: int = setting(0, "Warm-up steps", at_least=0)
+    warmup_ratio: float = setting(0.0, "The warm-up as a share of the run's steps, when warmup_steps is 0",
+                                  between=(0, 1))
+    weight_decay: float = setting(0.0, "AdamW's weight decay", at_least=0)
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = none", at_least=0)
+    gradient_accumulation: int = setting(1, "Micro-steps per optimiser step", at_least=1, at_most=MAX_BATCH)
+    lora_rank: int = setting(0, "LoRA rank; 0 = full fine-tuning", at_least=0)
+    lora_alpha: int = setting(32, "LoRA alpha")
+    lora_dropout: float = setting(0.0, "LoRA dropout", between=(0, 1))
+    layers: list[int] | None = setting(None, "Decoder layers that train (negative: from the last; None = all weights; "
+                                             "lume.training.scope); with LoRA, their linear layers get the adapters")
+    modules: list[str] | None = setting(None, "Within those layers, the modules that train by name (mlp, self_attn, "
+                                              "down_proj ...; None = all)")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower)")
+    mixed_precision: str = setting("auto", "auto (bf16 autocast where the device computes bf16 natively, else "
+                                           "float32), bf16, fp16 or no", choices=MIXED_PRECISION)
+    seed: int = setting(0, "Seed of the training (and of the stage's draws)", at_least=0, at_most=MAX_SEED)
+    save_every: int | None = setting(None, "Checkpoint every N optimiser steps to resume from; 0 = never; None = the "
+                                           "stage's default (memorize: each epoch; unlearn and relearning: never)",
+                                     at_least=0)
+    log_with: str | None = setting(None, "Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under "
+                                         "OUT/logs; off by default")
 
     def __post_init__(self):
-        at_least(self, 1, "batch_size", "gradient_accumulation")
-        at_most(self, MAX_BATCH, "batch_size", "gradient_accumulation")
-        seed_range(self, "seed")
-        at_least(self, 0, "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_rank", "save_every")
-        between(self, 0, 1, "lora_dropout", "warmup_ratio")
-        one_of(self, "mixed_precision", MIXED_PRECISION)
+        check_settings(self)
 
 
 @dataclass
@@ -71,4 +67,4 @@ class TrainingRun:
         """What decides the trained weights (checkpoint interval and logging do not)."""
         decisive = {**asdict(self.settings), "save_every": None, "log_with": None, "max_steps": self.max_steps,
                     "identity": self.identity, **({"segments": self.segments} if self.segments else {})}
-        return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return settings_key(decisive)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lume import data as lume_data
-from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, above_zero, at_least, at_most, between, one_of, seed_range
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, setting
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
@@ -31,6 +31,7 @@ from lume.models import DTYPES, LoadedModel, check_device, default_device, load_
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
+from lume.data.paths import DATA_DIR_HELP
 
 SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
 
@@ -41,48 +42,46 @@ PARTS = ("generation", "mia", "mmlu")
 
 @dataclass
 class EvalConfig:
-    data_dir: str | None = None
-    source: str = "lume"  # lume | semeval-train | semeval-validation
-    docs_per_task: int | None = None  # per task and split; None = all (or the target's)
-    seed: int = 0
-    max_new_tokens: int = MAX_NEW_TOKENS
-    batch_size: int = BATCH_SIZE
-    early_exit: bool = True  # stop QA rows that can no longer match (scores unchanged)
-    backend: str = "hf"  # hf (transformers) | vllm (when installed; GPU)
-    vllm_memory: float = 0.5  # share of GPU memory vLLM may take; the transformers copy stays loaded
-    mia: bool = True  # a section runs unless a false field here bears its name
-    # final | validation (the SemEval MIA files) | none (a lume target's held-out documents alone)
-    mia_set: str = "final"
-    # the Reference attack: each membership document's loss under the target's base model too
-    # (a lume target's; loaded once and cached per base, so later evaluations of its models reuse it)
-    reference_attack: bool = True
-    mmlu: bool = True
-    extraction: bool = True  # exact memorisation and extraction strength (not in the final score)
-    sections: list[str] = field(default_factory=list)  # plug-in sections to run: names or package.module:Class
-    mmlu_dir: str | None = None  # default: DATA_DIR/mmlu
-    mmlu_limit: int | None = None  # questions per subject, seeded; None = all
-    mmlu_subjects: int | None = None  # subjects, seeded; None = all 57
-    mmlu_shots: int = 5
-    target_mmlu: float | None = None
-    bootstrap_resamples: int = RESAMPLES  # for the 95 % intervals; 0 = none
-    dtype: str | None = None  # every part in this dtype; None = the reference's per part (see part_dtypes)
-    device: str | None = None
-    progress: bool = True
+    data_dir: str | None = setting(None, DATA_DIR_HELP)
+    source: str = setting("lume", "lume, semeval-train or semeval-validation", choices=lume_data.SOURCES)
+    docs_per_task: int | None = setting(None, "Documents per task and split (seeded); None = all (or the target's)",
+                                        at_least=1)
+    seed: int = setting(0, "Seed of the document selection, the MMLU sample and the bootstrap", at_least=0,
+                        at_most=MAX_SEED)
+    max_new_tokens: int = setting(MAX_NEW_TOKENS, "Tokens generated at most per probe (the protocol's)", at_least=1,
+                                  at_most=MAX_NEW_TOKENS_LIMIT)
+    batch_size: int = setting(BATCH_SIZE, "Prompts decoded together", at_least=1, at_most=MAX_BATCH)
+    early_exit: bool = setting(True, "Stop QA rows that can no longer match (scores unchanged)")
+    backend: str = setting("hf", "Generation backend: hf (transformers), vllm (when installed; GPU), a plug-in's "
+                                 "name or package.module:Class")
+    vllm_memory: float = setting(0.5, "Share of GPU memory vLLM may take; the transformers copy stays loaded",
+                                 above=0)
+    mia: bool = setting(True, "Membership inference (a section runs unless a false field here bears its name)")
+    mia_set: str = setting("final", "final or validation SemEval MIA files, or none (a lume target's held-out "
+                                    "documents alone)", choices=MIA_SETS)
+    reference_attack: bool = setting(True, "The Reference attack: each membership document's loss under the "
+                                           "target's base model too (a lume target's; cached per base)")
+    mmlu: bool = setting(True, "MMLU k-shot")
+    extraction: bool = setting(True, "Exact memorisation and extraction strength (not in the final score)")
+    sections: list[str] = setting(help="Plug-in sections to run beside the protocol's: names or "
+                                       "package.module:Class (repeatable)", factory=list, option="--section")
+    mmlu_dir: str | None = setting(None, "Hendrycks-layout MMLU folder (default: DATA_DIR/mmlu)")
+    mmlu_limit: int | None = setting(None, "MMLU questions per subject (seeded); None = all", at_least=1)
+    mmlu_subjects: int | None = setting(None, "MMLU subjects (seeded); None = all 57", at_least=1)
+    mmlu_shots: int = setting(5, "MMLU few-shot examples", at_least=0)
+    target_mmlu: float | None = setting(None, "The target model's MMLU, for the 75 % flag", between=(0, 1))
+    bootstrap_resamples: int = setting(RESAMPLES, "Bootstrap resamples for the 95 % intervals; 0 = none", at_least=0)
+    dtype: str | None = setting(None, "float32, bfloat16, float16 or auto (the checkpoint's) for every part; None = "
+                                      "the reference's per part on a GPU (generation and MIA bfloat16, MMLU auto), "
+                                      "float32 on a CPU", choices=(None, *DTYPES, "auto"))
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: the GPU when there is one)")
+    progress: bool = setting(True, "Progress bars")
 
     def __post_init__(self):
-        one_of(self, "source", lume_data.SOURCES)
+        check_settings(self)
         BACKENDS[self.backend]  # a registered name or package.module:Class, else refused naming the choices
         for name in self.sections:
             SECTIONS[name]
-        one_of(self, "mia_set", MIA_SETS)
-        one_of(self, "dtype", (None, *DTYPES, "auto"))
-        at_least(self, 1, "docs_per_task", "max_new_tokens", "batch_size", "mmlu_limit", "mmlu_subjects")
-        at_most(self, MAX_BATCH, "batch_size")
-        at_most(self, MAX_NEW_TOKENS_LIMIT, "max_new_tokens")
-        seed_range(self, "seed")
-        at_least(self, 0, "mmlu_shots", "bootstrap_resamples")
-        between(self, 0, 1, "target_mmlu")
-        above_zero(self, "vllm_memory")
         check_device(self.device)
 
 

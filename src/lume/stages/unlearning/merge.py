@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lume.config import above_zero, between, one_of
+from lume.config import check_settings, setting
 from lume.errors import LumeError
 from lume.files import write_json_atomic
 from lume.models import load_model, resolve_model_path, save_model
@@ -20,14 +20,12 @@ COMBINATIONS = {"ties": "ties", "linear": "linear", "sum": "linear"}
 
 @dataclass
 class MergeConfig:
-    combination: str = "ties"  # ties | linear (a weighted sum; "sum" is the same)
-    weights: list[float] | None = None  # one per adapter; None = equal weights
-    density: float = 0.5  # TIES: the fraction of each adapter's weights kept
+    combination: str = setting("ties", "ties, or linear (a weighted sum; sum is the same)", choices=COMBINATIONS)
+    weights: list[float] | None = setting(None, "Weights, one per adapter; None = equal weights")
+    density: float = setting(0.5, "TIES: the share of each adapter's weights kept", above=0, between=(0, 1))
 
     def __post_init__(self):
-        one_of(self, "combination", COMBINATIONS)
-        above_zero(self, "density")
-        between(self, 0, 1, "density")
+        check_settings(self)
 
 
 def merge_adapters(base: str | Path, adapters: list[str | Path], out_dir: str | Path,

@@ -25,7 +25,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from lume.config import above_zero, at_least, one_of
+from lume.config import check_settings, setting
 from lume.errors import LumeError
 from lume.training.sampling import drawn_batches
 
@@ -35,16 +35,14 @@ DEFAULT_STEPS = 40  # the `draws` schedule's length when `steps` is not given
 
 @dataclass
 class ScheduleSettings:
-    kind: str = "draws"  # draws | epochs | chunks (see lume.stages.unlearning.schedule)
-    retain_per_forget: int = 1  # retain examples per forget example in a step
-    epochs: float = 1.0  # epochs and chunks: passes over the forget set (over each chunk)
-    chunk_size: int = 32  # chunks: forget examples per chunk
-    restart_per_chunk: bool = False  # chunks: fresh optimiser moments and learning-rate schedule per chunk
+    kind: str = setting("draws", "draws | epochs | chunks (see lume.stages.unlearning.schedule)", choices=KINDS)
+    retain_per_forget: int = setting(1, "Retain examples per forget example in a step", at_least=1)
+    epochs: float = setting(1.0, "epochs and chunks: passes over the forget set (over each chunk)", above=0)
+    chunk_size: int = setting(32, "chunks: forget examples per chunk", at_least=1)
+    restart_per_chunk: bool = setting(False, "chunks: fresh optimiser moments and learning-rate schedule per chunk")
 
     def __post_init__(self):
-        one_of(self, "kind", KINDS)
-        at_least(self, 1, "retain_per_forget", "chunk_size")
-        above_zero(self, "epochs")
+        check_settings(self)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from lume.config import at_least, seed_range
+from lume.config import MAX_SEED, check_settings, setting
 from lume.data.mmlu import Question, load_mmlu
 from lume.data.records import Document, Record, build_documents
 from lume.data.selection import select_documents
@@ -45,14 +45,13 @@ SELECTIONS = ("last", "best")
 
 @dataclass
 class ProbeSettings:
-    docs_per_task: int = 1  # forget and retain documents per task in the probe slice
-    non_members: int = 8  # held-out documents for the MIA probe
-    mmlu_questions: int = 20  # MMLU dev questions, drawn across subjects
-    seed: int = 0
+    docs_per_task: int = setting(1, "Forget and retain documents per task in the probe slice", at_least=0)
+    non_members: int = setting(8, "Held-out documents for the MIA probe", at_least=0)
+    mmlu_questions: int = setting(20, "MMLU dev questions, drawn across subjects", at_least=0)
+    seed: int = setting(0, "Seed of the probe slice", at_least=0, at_most=MAX_SEED)
 
     def __post_init__(self):
-        at_least(self, 0, "docs_per_task", "non_members", "mmlu_questions")
-        seed_range(self, "seed")
+        check_settings(self)
 
 
 @dataclass

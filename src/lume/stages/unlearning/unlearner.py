@@ -9,17 +9,16 @@ distributed run see different examples.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from lume import data as lume_data
-from lume.config import above_zero, at_least, coerce_fields, one_of
+from lume.config import above_zero, check_settings, coerce_fields, setting, settings_key
 from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
@@ -41,23 +40,26 @@ REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
 @dataclass
 class UnlearnConfig:
-    method: str = "npo"
-    method_settings: dict = field(default_factory=dict)  # overrides of the method's Settings
-    steps: int | None = None  # optimiser steps; None = the schedule's length (draws: 40; epochs, chunks: their passes)
-    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)  # which examples each step trains on
-    eval_every: int = 0  # probe the model every N steps (and at the last); 0 = never
-    select: str = "last"  # the step saved as the model: the last, or the best on the probes (needs eval_every)
-    probes: ProbeSettings = field(default_factory=ProbeSettings)
-    # batch_size: forget examples per step (and as many retain); seed: also the batch draws
-    training: TrainingSettings = field(default_factory=TrainingSettings)
-    device: str | None = None
-    progress: bool = True
-    recipe: str | None = None  # the recipe these settings came from (recorded in the report; set by --recipe)
+    method: str = setting("npo", "A registered method (docs/methods.md) or package.module:Class (docs/plugins.md)")
+    method_settings: dict = setting(help="Overrides of the method's Settings (NAME=VALUE, e.g. beta=0.2)",
+                                    factory=dict)
+    steps: int | None = setting(None, "Optimiser steps; None = the schedule's length (draws: 40; epochs, chunks: "
+                                      "their passes)", at_least=1)
+    schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
+    eval_every: int = setting(0, "Probe the model every N steps (selection data: a document slice, held-out "
+                                 "non-members, MMLU dev) and at the last; 0 = never", at_least=0)
+    select: str = setting("last", "The step saved: last, or best on the probes (needs eval_every)",
+                          choices=SELECTIONS)
+    probes: ProbeSettings = setting(help="The probes' selection data", factory=ProbeSettings)
+    training: TrainingSettings = setting(help="How it trains; batch_size: forget examples per step (and as many "
+                                              "retain); seed: also the batch draws", factory=TrainingSettings)
+    device: str | None = setting(None, "cpu to force the CPU")
+    progress: bool = setting(True, "Progress bars")
+    recipe: str | None = setting(None, "The recipe these settings came from (recorded in the report; set by "
+                                       "--recipe)")
 
     def __post_init__(self):
-        at_least(self, 1, "steps")
-        at_least(self, 0, "eval_every")
-        one_of(self, "select", SELECTIONS)
+        check_settings(self)
         if self.select == "best" and not self.eval_every:
             raise LumeError("select 'best' chooses among probed steps: set eval_every too (e.g. --eval-every 5)")
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
@@ -231,7 +233,7 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     start = {"model": run.identity["model"], "probes": asdict(config.probes), "forget": run.identity["forget"],
              "retain": run.identity["retain"], "held_out": sorted(d.doc_id for d in held_out),
              "device": accelerator.device.type}
-    start_key = hashlib.sha256(json.dumps(start, sort_keys=True).encode()).hexdigest()[:16]
+    start_key = settings_key(start)
     return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json")
 
 

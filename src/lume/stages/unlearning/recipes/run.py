@@ -9,13 +9,13 @@ already finished with the same settings and resumes the others.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from lume.config import settings_key
 from lume.data.manifest import MANIFEST_NAME
 from lume.errors import LumeError
 from lume.files import write_json_atomic
@@ -52,7 +52,7 @@ def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = N
 def _key(model_in, configs: dict[str, UnlearnConfig], merge: MergeConfig) -> str:
     settings = {"model": model_fingerprint(model_in), "merge": asdict(merge),
                 "runs": {run: {**asdict(config), "progress": None} for run, config in configs.items()}}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return settings_key(settings)
 
 
 def _finished_report(folder: Path, config: UnlearnConfig) -> dict | None:

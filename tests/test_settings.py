@@ -1,0 +1,80 @@
+"""Settings written once: each stage setting's type, default, range and help live on its field
+(`lume.config.setting`); the CLI's options and their --help are generated from the fields."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from lume.cli import app
+from lume.cli import stages
+from lume.stages.attacks import AttackConfig
+from lume.stages.evaluation import EvalConfig
+from lume.stages.target import MemorizeConfig
+from lume.stages.unlearning import UnlearnConfig
+from lume.stages.unlearning.merge import MergeConfig
+from lume.stages.unlearning.schedule import ScheduleSettings
+from lume.stages.unlearning.selection import ProbeSettings
+from lume.training import TrainingSettings
+
+CONFIGS = [EvalConfig, MemorizeConfig, UnlearnConfig, AttackConfig, MergeConfig, TrainingSettings, ScheduleSettings,
+           ProbeSettings]
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda cls: cls.__name__)
+def test_every_setting_documents_itself(cls):
+    undocumented = [item.name for item in dataclasses.fields(cls) if not item.metadata.get("help")]
+    assert not undocumented, undocumented
+
+
+def _generated():
+    """(command, option parameter, settings field) of every generated option."""
+    for name, command in typer.main.get_command(stages.app).commands.items():
+        cls, names = command.callback.settings
+        for field_name in names:
+            own = {f.name: f for f in dataclasses.fields(cls)}
+            field = own.get(field_name) or {f.name: f for f in dataclasses.fields(TrainingSettings)}[field_name]
+            yield name, next(p for p in command.params if p.name == field_name), field
+
+
+def test_each_generated_options_help_is_its_fields_and_shows_in_help():
+    seen = 0
+    for command, parameter, field in _generated():
+        assert parameter.help == field.metadata["help"], (command, parameter.name)
+        assert parameter.default is None  # not given: the config's (or preset's) own value stands
+        text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+                        .output.split())
+        assert field.metadata["help"] in text, (command, parameter.name)
+        seen += 1
+    assert seen >= 50  # every stage command's settings
+
+
+def test_a_changed_fields_help_changes_the_cli(monkeypatch):
+    """The option is built from the field when the command is: nothing else holds the text."""
+    field = next(f for f in dataclasses.fields(EvalConfig) if f.name == "mmlu_limit")
+    option = stages._generated_option(EvalConfig, "mmlu_limit")
+    assert option.annotation.__metadata__[0].help == field.metadata["help"]
+    monkeypatch.setattr(field, "metadata", {**field.metadata, "help": "a new help text"})
+    assert stages._generated_option(EvalConfig, "mmlu_limit").annotation.__metadata__[0].help == "a new help text"
+
+
+def test_a_range_declared_on_a_field_is_checked():
+    with pytest.raises(Exception, match="mmlu_limit must be at least 1, got 0"):
+        EvalConfig(mmlu_limit=0)
+    with pytest.raises(Exception, match="density must be between 0 and 1, got 2"):
+        MergeConfig(density=2.0)
+    with pytest.raises(Exception, match="epochs must be above 0, got 0"):
+        ScheduleSettings(epochs=0.0)
+
+
+def test_lume_help_stays_fast_without_importing_torch():
+    """The stage commands, whose options need the stages' settings (and so torch), are built only
+    when one of them runs."""
+    probe = ("import sys; from typer.testing import CliRunner; from lume.cli import app; "
+             "out = CliRunner().invoke(app, ['--help']).output; "
+             "print('torch' in sys.modules, 'unlearn' in out and 'evaluate' in out)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"], done.stderr
