@@ -15,9 +15,9 @@ import sys
 import torch
 
 import lume.stages.target as target_module
-import lume.stages.unlearning.unlearner as unlearn_module
 import lume.training.distributed as distributed_module
 import lume.training.loop as loop_module
+import lume.training.stage as stage_module
 from lume.stages.unlearning.schedule import Plan
 
 PROBE_IDS = [[5, 17, 42, 8, 99, 3, 250, 7]]
@@ -67,7 +67,7 @@ def as_fsdp_run():
         AcceleratorState().fsdp_plugin = plugin
         return accelerator
 
-    for module in (loop_module, unlearn_module, target_module):
+    for module in (loop_module, stage_module):
         module.make_accelerator = make_fsdp_accelerator
 
 
@@ -84,9 +84,8 @@ def probe_logits(trained, weights: dict, sharded: bool) -> torch.Tensor:
 
 
 def record(out: str, options: dict, draws: list):
-    """Wrap the stage's `train`: after it, write this process's digest, draws and probe logits."""
-    stage = target_module if options["stage"] == "memorize" else unlearn_module
-    real_train = stage.train
+    """Wrap the stages' `train`: after it, write this process's digest, draws and probe logits."""
+    real_train = stage_module.train
 
     def recording_train(trained, *args, **kwargs):
         result = real_train(trained, *args, **kwargs)
@@ -96,7 +95,7 @@ def record(out: str, options: dict, draws: list):
                        "logits": probe_logits(trained, weights, options.get("fsdp")).tolist()}, handle)
         return result
 
-    stage.train = recording_train
+    stage_module.train = recording_train
 
 
 def record_draws(draws: list) -> None:

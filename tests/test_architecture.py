@@ -73,3 +73,22 @@ def test_private_library_names_are_used_in_lume_compat_only():
 def test_every_package_folder_has_an_init_so_a_regular_install_ships_it():
     folders = {path.parent for path in ROOT.rglob("*.py") if "__pycache__" not in path.parts}
     assert not [str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()]
+
+
+def test_every_training_stage_runs_through_the_one_stage_skeleton():
+    """Building a target, unlearning and relearning are `Stage`s: no stage module runs the loop,
+    makes an accelerator or claims a training output itself."""
+    import lume.stages.attacks
+    import lume.stages.target
+    import lume.stages.unlearning.unlearner  # noqa: F401
+    from lume.training.stage import Stage
+
+    bypassing = []
+    for path in (ROOT / "stages").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lume.training"):
+                bypassing += [f"{path.relative_to(ROOT)} imports {a.name}" for a in node.names
+                              if a.name in ("train", "make_accelerator", "gathered_weights", "check_whole_weights")]
+    assert not bypassing, bypassing
+    stages = {cls.__name__ for cls in Stage.__subclasses__()}
+    assert {"_TargetStage", "_UnlearnStage", "_RelearnStage"} <= stages, stages

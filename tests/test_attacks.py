@@ -79,16 +79,35 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
 def test_training_leaves_no_autocast_behind(tiny_model, tokenizer, tmp_path):
     import copy
 
-    from lume.stages.attacks import fine_tune
+    from lume.stages.attacks import relearned
     from lume.training import TrainingSettings, prompt_answer_example
 
     untouched = copy.deepcopy(tiny_model)
     examples = [prompt_answer_example(tokenizer, "Who?", "Nobody")]
     still = AttackConfig(relearn=TrainingSettings(learning_rate=0.0), relearn_steps=2, progress=False)
-    trained = fine_tune(copy.deepcopy(tiny_model), examples, still, tokenizer.pad_token_id, tmp_path)
+    trained = relearned(copy.deepcopy(tiny_model), examples, still, tokenizer.pad_token_id, tmp_path)
     ids = torch.tensor([tokenizer("Jamal Eddine Dkhissi was a Moroccan actor.").input_ids])
     with torch.no_grad():
         assert torch.equal(trained(input_ids=ids).logits, untouched(input_ids=ids).logits)
+
+
+def test_relearning_trains_the_weights_its_settings_choose_as_every_stage_does(tiny_model, tokenizer, tmp_path):
+    """The relearning attack goes through the stage skeleton: `relearn.layers` is honoured (it
+    was ignored), its scratch checkpoints are dropped."""
+    import copy
+
+    from lume.stages.attacks import relearned
+    from lume.training import TrainingSettings, prompt_answer_example
+
+    examples = [prompt_answer_example(tokenizer, "Who?", "Nobody")]
+    last_layer = AttackConfig(relearn=TrainingSettings(learning_rate=1e-2, layers=[-1]), relearn_steps=2,
+                              progress=False)
+    before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
+    trained = relearned(copy.deepcopy(tiny_model), examples, last_layer, tokenizer.pad_token_id, tmp_path)
+    after = dict(trained.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("model.layers.1.") for name in changed), changed
+    assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow

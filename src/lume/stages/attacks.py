@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,7 +43,8 @@ from lume.metrics.probes import score_records, transformers_backend
 from lume.models import load_model
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.registry import Registry
-from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, train
+from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, scoped
+from lume.training.stage import Stage
 from lume.training.sampling import drawn_batches
 from lume.data.paths import DATA_DIR_HELP
 
@@ -104,20 +104,42 @@ def quantize_weights(model, bits: int):
     return model
 
 
-def fine_tune(model, examples: list[Example], config: AttackConfig, pad_id: int, out_dir: Path):
-    """A few plain NLL steps on `examples` (the relearning attack); returns the model."""
-    run = TrainingRun(config.relearn, config.relearn_steps, {"attack": str(out_dir)})
+class _RelearnStage(Stage):
+    """The relearning attacks' training: a few plain NLL steps on the attack's examples, the
+    weights chosen by `relearn` (layers, LoRA) as in any stage; a scratch run (the attacked
+    model is scored, not kept)."""
 
-    def step_loss(model, micro_step):
-        indices = drawn_batches(config.relearn.seed, micro_step, 0, [range(len(examples))], config.relearn.batch_size)
-        batch = collate([examples[i] for i in indices[0]], pad_id, model.device)
-        loss = model(**batch).loss
-        return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+    description = "relearning"
 
-    train(model, run, step_loss, out_dir / "checkpoints", description="relearning", show_progress=config.progress)
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the attacked model is not kept
-    set_resume_note(None)
-    return model.eval()
+    def __init__(self, model, examples: list[Example], config: AttackConfig, pad_id: int, out_dir: Path):
+        super().__init__(out_dir, config.relearn, show_progress=config.progress)
+        self.start, self.examples, self.config, self.pad_id = model, examples, config, pad_id
+
+    def training_run(self, accelerator) -> TrainingRun:
+        return TrainingRun(self.config.relearn, self.config.relearn_steps, {"attack": str(self.out_dir)})
+
+    def model(self, accelerator):
+        return scoped(self.start, self.settings)
+
+    def step_loss(self, model, accelerator):
+        settings, examples = self.settings, self.examples
+
+        def step_loss(model, micro_step):
+            indices = drawn_batches(settings.seed, micro_step, 0, [range(len(examples))], settings.batch_size)
+            batch = collate([examples[i] for i in indices[0]], self.pad_id, model.device)
+            loss = model(**batch).loss
+            return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
+
+        return step_loss
+
+    def finished(self, model, result, accelerator):
+        set_resume_note(None)
+        return model.eval()
+
+
+def relearned(model, examples: list[Example], config: AttackConfig, pad_id: int, out_dir: Path):
+    """`model` after the relearning attack's steps on `examples`."""
+    return _RelearnStage(model, examples, config, pad_id, out_dir).execute()
 
 
 def _means(items: list[dict]) -> dict[str, float]:
@@ -211,42 +233,12 @@ class Attacker:
                 "mmlu_change": None if attacked_mmlu is None else attacked_mmlu - self.unlearned_mmlu,
                 "measured_documents": [d.doc_id for d in documents if d.split == "forget"], **(extra or {})}
 
-    def relearn(self, name: str, out_dir: Path) -> dict:
-        if name == "relearn":
-            examples = [prompt_answer_example(self.tokenizer, qa.input, qa.output)
-                        for d in self.relearned for qa in d.qa]
-        else:
-            public = [d.text for d in lume_data.load_mia(self.data_dir) if not d.member]
-            examples = [Example(ids, list(ids)) for ids in
-                        (self.tokenizer(text).input_ids[:self.config.public_max_tokens] for text in public)]
-        model = fine_tune(copy.deepcopy(self.unlearned.model), examples, self.config, self.tokenizer.pad_token_id,
-                          out_dir / name)
-        relearned = [d.doc_id for d in self.relearned] if name == "relearn" else []
-        return self.report(model, self.measured + self.retain, {"relearned_documents": relearned})
-
-    def quantize(self, bits: int) -> dict:
-        return self.report(quantize_weights(copy.deepcopy(self.unlearned.model), bits), self.forget + self.retain)
-
-    def probe(self) -> dict:
-        documents = self.forget + self.retain
-        records, prompts = _probe_records(documents)
-        probes = {}
-        for label, model in (("unlearned", self.unlearned.model), ("target", self.target.model)):
-            probed = self.score(model, documents, prompts=prompts, records=records, early_exit=False)
-            plain = self.score(model, documents, records=[r for r in records if r.kind == "qa"], early_exit=False)
-            probes[label] = {"rephrased": _means(probed), "qa_containment": _containment(plain),
-                             "rephrased_qa_containment": _containment(probed)}
-        base = self.baseline(documents)
-        return {**probes, "recovered": {
-            view: recovered_fraction(base["target"], base["unlearned"],
-                                     {**base["unlearned"], **probes["unlearned"][view]})
-            for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
-
 
 class Attack:
     """An attack (registered in ATTACKS, or a plug-in: docs/plugins.md): `run(attacker, out_dir)`
     attacks `attacker.unlearned` and returns its result, as a rule `attacker.report(attacked
-    model, documents)`; OUT_DIR/<name> is its own scratch folder."""
+    model, documents)`; OUT_DIR/<name> is its own scratch folder. Each attack owns its run: the
+    built-in ones use exactly this contract."""
 
     name: ClassVar[str]
 
@@ -259,23 +251,48 @@ ATTACKS = Registry("attack", Attack, "lume.attacks")
 
 @ATTACKS.register
 class Relearn(Attack):
+    """Fine-tune on the QA pairs of half of each task's forget documents; measure the other half."""
+
     name = "relearn"
 
+    def examples(self, attacker: Attacker) -> list[Example]:
+        return [prompt_answer_example(attacker.tokenizer, qa.input, qa.output) for d in attacker.relearned
+                for qa in d.qa]
+
+    def relearned_documents(self, attacker: Attacker) -> list[str]:
+        return [d.doc_id for d in attacker.relearned]
+
     def run(self, attacker: Attacker, out_dir: Path) -> dict:
-        return attacker.relearn(self.name, out_dir)
+        model = relearned(copy.deepcopy(attacker.unlearned.model), self.examples(attacker), attacker.config,
+                          attacker.tokenizer.pad_token_id, out_dir / self.name)
+        return attacker.report(model, attacker.measured + attacker.retain,
+                               {"relearned_documents": self.relearned_documents(attacker)})
 
 
 @ATTACKS.register
 class RelearnPublic(Relearn):
+    """Fine-tune on public text (the SemEval MIA files' non-members, cut to public_max_tokens)."""
+
     name = "relearn-public"
+
+    def examples(self, attacker: Attacker) -> list[Example]:
+        public = [d.text for d in lume_data.load_mia(attacker.data_dir) if not d.member]
+        return [Example(ids, list(ids)) for ids in
+                (attacker.tokenizer(text).input_ids[:attacker.config.public_max_tokens] for text in public)]
+
+    def relearned_documents(self, attacker: Attacker) -> list[str]:
+        return []
 
 
 @ATTACKS.register
 class Quantize8(Attack):
+    """Round every linear weight to 8 bits (per output channel); measure every document."""
+
     name, bits = "quantize-8", 8
 
     def run(self, attacker: Attacker, out_dir: Path) -> dict:
-        return attacker.quantize(self.bits)
+        return attacker.report(quantize_weights(copy.deepcopy(attacker.unlearned.model), self.bits),
+                               attacker.forget + attacker.retain)
 
 
 @ATTACKS.register
@@ -285,10 +302,26 @@ class Quantize4(Quantize8):
 
 @ATTACKS.register
 class Probe(Attack):
+    """Rescore without retraining: cut sentence prompts, instruction-prefixed questions, and
+    answers that contain the gold one (docs/attacks.md)."""
+
     name = "probe"
 
     def run(self, attacker: Attacker, out_dir: Path) -> dict:
-        return attacker.probe()
+        documents = attacker.forget + attacker.retain
+        records, prompts = _probe_records(documents)
+        probes = {}
+        for label, model in (("unlearned", attacker.unlearned.model), ("target", attacker.target.model)):
+            probed = attacker.score(model, documents, prompts=prompts, records=records, early_exit=False)
+            plain = attacker.score(model, documents, records=[r for r in records if r.kind == "qa"],
+                                   early_exit=False)
+            probes[label] = {"rephrased": _means(probed), "qa_containment": _containment(plain),
+                             "rephrased_qa_containment": _containment(probed)}
+        base = attacker.baseline(documents)
+        return {**probes, "recovered": {
+            view: recovered_fraction(base["target"], base["unlearned"],
+                                     {**base["unlearned"], **probes["unlearned"][view]})
+            for view in ("rephrased", "qa_containment", "rephrased_qa_containment")}}
 
 
 def check_attacks(attacks: list[str]) -> None:

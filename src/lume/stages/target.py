@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,10 +24,10 @@ from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
-from lume.outputs import UNFINISHED_NAME, claim, mark_finished, one_writer
-from lume.training import (Example, TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
-                           gathered_weights, make_accelerator, prompt_answer_example, train,
+from lume.outputs import UNFINISHED_NAME, one_writer
+from lume.training import (Example, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            scoped, without_autocast)
+from lume.training.stage import Stage
 from lume.training.sampling import epoch_batch
 from lume.data.paths import DATA_DIR_HELP
 
@@ -157,18 +156,6 @@ def _memorisation_check(model, tokenizer, documents: list[Document], config: Mem
     return after_step
 
 
-def _save_target(model, weights: dict | None, tokenizer, out_dir: Path, config: MemorizeConfig,
-                 manifest: TargetManifest) -> None:
-    """Write the target (`weights`: its gathered state dict, None with LoRA), then its manifest."""
-    if config.training.lora_rank > 0:
-        model = model.merge_and_unload()
-    model.train(False)
-    save_model(model, tokenizer, out_dir, state_dict=weights)
-    manifest.write(out_dir)  # written last: its presence means the target is complete
-    mark_finished(out_dir)
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only needed to resume
-
-
 def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracle: bool = False,
              overwrite: bool = False, wait: bool = False) -> TargetManifest:
     """Build a target model in OUT_DIR (model files + lume_target.json); resumable. With
@@ -213,38 +200,62 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetM
 def _train_target(out_dir: Path, config: MemorizeConfig, data_fingerprint: str, selection: Selection,
                   documents: list[Document], overwrite: bool) -> TargetManifest:
     """Train the base on `documents` (the selection's, or its retain ones for an oracle) into OUT_DIR."""
-    training = config.training
-    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
-                                   log_with=training.log_with, logs_dir=out_dir / "logs")
-    check_whole_weights(accelerator, ["LoRA"] if training.lora_rank else [])
-    example_count = sum(1 + len(d.qa) * config.qa_repeats for d in documents)
-    steps_per_epoch = math.ceil(example_count / (training.batch_size * training.gradient_accumulation
-                                                 * accelerator.num_processes))
-    run = _training_run(config, example_count, steps_per_epoch, data_fingerprint, documents,
-                        accelerator.mixed_precision)
-    claim(out_dir, "memorize", key=run.key(), inputs=(resolve_model_path(config.base)[1],), overwrite=overwrite,
-          what="target folder", accelerator=accelerator)
-    loaded = load_model(config.base, dtype=config.dtype or "float32", device="cpu")
-    examples = training_examples(loaded.tokenizer, documents, config.qa_repeats)
-    model, history = scoped(loaded.model, training), []
-    result = train(model, run, _epoch_batches(examples, config, steps_per_epoch, accelerator,
-                                              loaded.tokenizer.pad_token_id),
-                   out_dir / "checkpoints", description="memorizing", show_progress=config.progress,
-                   accelerator=accelerator, after_step=_memorisation_check(
-                       model, loaded.tokenizer, documents, config, steps_per_epoch, accelerator, history))
-    stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({config.max_epochs}) reached"
-    log.info(f"stopped: {stopped}")
-    trained = {(d.split, d.doc_id) for d in documents}
-    manifest = TargetManifest.from_selection(
-        selection, base_model=config.base, data_fingerprint=data_fingerprint,
-        left_out=[d.doc_id for d in selection.chosen if (d.split, d.doc_id) not in trained],
-        settings={**asdict(config), "steps_per_epoch": steps_per_epoch, "examples": len(examples)},
-        result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds,
-                "tokens": result.tokens, "history": history, "losses": result.losses, **distribution(accelerator)})
-    weights = None if training.lora_rank > 0 else gathered_weights(accelerator, model)
-    if accelerator.is_main_process:
-        _save_target(accelerator.unwrap_model(model), weights, loaded.tokenizer, out_dir, config, manifest)
-    return manifest
+    return _TargetStage(out_dir, config, data_fingerprint, selection, documents, overwrite).execute()
+
+
+class _TargetStage(Stage):
+    """Building a target: epochs over the documents' examples until the memorisation targets are
+    met; the model and its manifest saved."""
+
+    kind, what, description = "memorize", "target folder", "memorizing"
+
+    def __init__(self, out_dir: Path, config: MemorizeConfig, data_fingerprint: str, selection: Selection,
+                 documents: list[Document], overwrite: bool):
+        super().__init__(out_dir, config.training, device=config.device, overwrite=overwrite,
+                         show_progress=config.progress, inputs=(resolve_model_path(config.base)[1],))
+        self.config, self.data_fingerprint = config, data_fingerprint
+        self.selection, self.documents = selection, documents
+        self.history: list[dict] = []
+
+    def training_run(self, accelerator) -> TrainingRun:
+        training = self.settings
+        self.example_count = sum(1 + len(d.qa) * self.config.qa_repeats for d in self.documents)
+        self.steps_per_epoch = math.ceil(self.example_count / (training.batch_size * training.gradient_accumulation
+                                                               * accelerator.num_processes))
+        return _training_run(self.config, self.example_count, self.steps_per_epoch, self.data_fingerprint,
+                             self.documents, accelerator.mixed_precision)
+
+    def model(self, accelerator):
+        self.loaded = load_model(self.config.base, dtype=self.config.dtype or "float32", device="cpu")
+        self.examples = training_examples(self.loaded.tokenizer, self.documents, self.config.qa_repeats)
+        return scoped(self.loaded.model, self.settings)
+
+    def step_loss(self, model, accelerator):
+        return _epoch_batches(self.examples, self.config, self.steps_per_epoch, accelerator,
+                              self.loaded.tokenizer.pad_token_id)
+
+    def after_step(self, model, accelerator):
+        return _memorisation_check(model, self.loaded.tokenizer, self.documents, self.config, self.steps_per_epoch,
+                                   accelerator, self.history)
+
+    def finished(self, model, result, accelerator) -> TargetManifest:
+        stopped = result.stopped if result.stopped != "max_steps" else f"max epochs ({self.config.max_epochs}) reached"
+        log.info(f"stopped: {stopped}")
+        trained = {(d.split, d.doc_id) for d in self.documents}
+        return TargetManifest.from_selection(
+            self.selection, base_model=self.config.base, data_fingerprint=self.data_fingerprint,
+            left_out=[d.doc_id for d in self.selection.chosen if (d.split, d.doc_id) not in trained],
+            settings={**asdict(self.config), "steps_per_epoch": self.steps_per_epoch, "examples": len(self.examples)},
+            result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds, "tokens": result.tokens,
+                    "history": self.history, "losses": result.losses, **distribution(accelerator)})
+
+    def save(self, model, weights, manifest: TargetManifest) -> None:
+        """The target (LoRA merged into it), then its manifest: its presence means the target is complete."""
+        if self.settings.lora_rank > 0:
+            model = model.merge_and_unload()
+        model.train(False)
+        save_model(model, self.loaded.tokenizer, self.out_dir, state_dict=weights)
+        manifest.write(self.out_dir)
 
 
 ORACLE_DIR = "oracle"  # a target's retrained oracle, inside its folder

@@ -25,15 +25,15 @@ from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import write_json_atomic
 from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
-from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer, refuse_overwriting_inputs
+from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
 from lume.stages.unlearning.methods.base import prime
 from lume.stages.unlearning.schedule import Plan, ScheduleSettings, plan
 from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory,
                                              chosen_step, probe_set)
-from lume.training import (TrainingRun, TrainingSettings, check_whole_weights, collate, distribution,
-                           gathered_weights, make_accelerator, prompt_answer_example,
-                           reference_copy, scoped, train)
+from lume.training import (TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
+                           reference_copy, scoped)
+from lume.training.stage import Stage
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
@@ -168,21 +168,6 @@ def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, 
     return step_loss
 
 
-def _save(final, weights: dict | None, tokenizer, out_dir: Path, config: UnlearnConfig, model_in: str | Path,
-          report: dict) -> None:
-    """Write the model (`weights`: its gathered state dict, None with LoRA) and the report, last."""
-    if config.training.lora_rank > 0:
-        final.save_pretrained(out_dir / "adapter")  # for `lume merge`
-        final = final.merge_and_unload()
-    save_model(final, tokenizer, out_dir, state_dict=weights)
-    if (Path(model_in) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
-        shutil.copy(Path(model_in) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
-    write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
-    mark_finished(out_dir)
-    for folder in ("checkpoints", BEST_NAME):  # only needed to resume
-        shutil.rmtree(out_dir / folder, ignore_errors=True)
-
-
 def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
     """The model to train (with LoRA, with the method's parameters chosen) and a frozen reference
     (none with LoRA: the base weights with the adapter switched off are the starting model)."""
@@ -261,45 +246,91 @@ def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> di
                                        "starting model's"}}
 
 
-@dataclass
-class _Setup:
-    """What a run needs once the model is loaded: the accelerator, run, tokenizer, examples, model."""
-    accelerator: object
-    run: TrainingRun
-    schedule: Plan
-    loaded: object
-    forget_examples: list
-    retain_examples: list
-    model: object
-    context: Context
+class _UnlearnStage(Stage):
+    """Unlearning: the method's loss on the schedule's forget and retain examples, probed as it
+    trains when asked; the model (and its adapter), the target's manifest and the report saved."""
 
+    kind, what = "unlearn", "MODEL_OUT"
+    scratch = (BEST_NAME,)
 
-def _set_up(model_in, out_dir: Path, config: UnlearnConfig, method, forget, retain, overwrite: bool) -> _Setup:
-    training = config.training
-    accelerator = make_accelerator(training.mixed_precision, training.gradient_accumulation, cpu=config.device == "cpu",
-                                   log_with=training.log_with, logs_dir=out_dir / "logs",
-                                   find_unused_parameters=method.leaves_weights_without_gradient)
-    check_whole_weights(accelerator, ["LoRA"] * (training.lora_rank > 0) + ["select best"] * (config.select == "best"))
-    schedule = _plan(config, forget, retain, accelerator.num_processes)
-    run = _training_run(config, method, model_fingerprint(model_in), forget, retain, accelerator.mixed_precision,
-                        schedule)
-    claim(out_dir, "unlearn", key=run.key(), inputs=(resolve_model_path(model_in)[1],), overwrite=overwrite,
-          what="MODEL_OUT", accelerator=accelerator)
-    loaded = load_model(model_in, dtype="float32", device="cpu")
-    tokenizer, context_size = loaded.tokenizer, context_length(loaded.model)
-    forget_examples = _examples(tokenizer, forget, "forget", context_size)
-    retain_examples = _examples(tokenizer, retain, "retain", context_size)
-    model, reference_model = _prepared_model(loaded, method, run.settings, accelerator)
-    context = Context(model, tokenizer, forget_examples,
-                      lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
-                      reference_model=reference_model, batch_size=training.batch_size, autocast=accelerator.autocast,
-                      unwrap=accelerator.unwrap_model)
-    context.steps_per_epoch = plan(ScheduleSettings(kind="epochs"), None, len(forget), len(retain),
-                                   training.batch_size, training.gradient_accumulation, accelerator.num_processes).steps
-    context.drawn = drawn_forget_examples(schedule, method, training, accelerator.process_index, len(forget))
-    with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
-        method.prepare(context)
-    return _Setup(accelerator, run, schedule, loaded, forget_examples, retain_examples, model, context)
+    def __init__(self, model_in, out_dir: Path, config: UnlearnConfig, method, forget: list[Record],
+                 retain: list[Record], data_dir: str | None, overwrite: bool, on_probe):
+        super().__init__(out_dir, config.training, device=config.device, overwrite=overwrite,
+                         show_progress=config.progress, inputs=(resolve_model_path(model_in)[1],))
+        self.model_in, self.config, self.method, self.forget, self.retain = model_in, config, method, forget, retain
+        self.data_dir, self.on_probe = data_dir, on_probe
+        self.description = f"unlearning ({config.method})"
+
+    def whole_weights_for(self) -> list[str]:
+        return super().whole_weights_for() + ["select best"] * (self.config.select == "best")
+
+    def find_unused_parameters(self) -> bool:
+        return self.method.leaves_weights_without_gradient
+
+    def training_run(self, accelerator) -> TrainingRun:
+        self.schedule = _plan(self.config, self.forget, self.retain, accelerator.num_processes)
+        self.run = _training_run(self.config, self.method, model_fingerprint(self.model_in), self.forget, self.retain,
+                                 accelerator.mixed_precision, self.schedule)
+        return self.run
+
+    def model(self, accelerator):
+        """The model to train, its examples, and the method prepared (its reference quantities)."""
+        training = self.settings
+        self.loaded = load_model(self.model_in, dtype="float32", device="cpu")
+        tokenizer, context_size = self.loaded.tokenizer, context_length(self.loaded.model)
+        self.forget_examples = _examples(tokenizer, self.forget, "forget", context_size)
+        self.retain_examples = _examples(tokenizer, self.retain, "retain", context_size)
+        model, reference_model = _prepared_model(self.loaded, self.method, self.run.settings, accelerator)
+        self.context = Context(model, tokenizer, self.forget_examples,
+                               lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
+                               reference_model=reference_model, batch_size=training.batch_size,
+                               autocast=accelerator.autocast, unwrap=accelerator.unwrap_model)
+        self.context.steps_per_epoch = plan(ScheduleSettings(kind="epochs"), None, len(self.forget), len(self.retain),
+                                            training.batch_size, training.gradient_accumulation,
+                                            accelerator.num_processes).steps
+        self.context.drawn = drawn_forget_examples(self.schedule, self.method, training, accelerator.process_index,
+                                                   len(self.forget))
+        with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
+            self.method.prepare(self.context)
+        return model
+
+    def before_training(self, model, accelerator) -> None:
+        """The probes' trajectory, and step 0 probed; the training time counts from here."""
+        self.trajectory = _trajectory(self.config, self.out_dir, self.run, self.forget, self.retain, self.model_in,
+                                      self.data_dir, accelerator)
+        self.probing = _probing(self.trajectory, self.config, self.run.max_steps, model, self.loaded.tokenizer,
+                                accelerator, self.on_probe)
+        self.probing(0)
+        if accelerator.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(accelerator.device)
+        self.started = time.time()
+
+    def step_loss(self, model, accelerator):
+        return _step_loss(self.method, self.context, self.config, self.schedule, self.forget_examples,
+                          self.retain_examples, accelerator)
+
+    def after_step(self, model, accelerator):
+        return self.probing
+
+    def stateful(self):
+        return self.method
+
+    def finished(self, model, result, accelerator) -> dict:
+        """The report; with `select: best`, the chosen step's weights put back into the model."""
+        return {**_report(self.config, self.method, self.model_in, self.loaded, self.forget, self.retain, result,
+                          self.started, accelerator),
+                **_selected(self.trajectory, self.config, accelerator.unwrap_model(model))}
+
+    def save(self, model, weights, report: dict) -> None:
+        """The model (and the adapter, for `lume merge`), the target's manifest (evaluation scores
+        the same documents), then the report: its presence means the model is complete."""
+        if self.settings.lora_rank > 0:
+            model.save_pretrained(self.out_dir / "adapter")
+            model = model.merge_and_unload()
+        save_model(model, self.loaded.tokenizer, self.out_dir, state_dict=weights)
+        if (Path(self.model_in) / MANIFEST_NAME).is_file():
+            shutil.copy(Path(self.model_in) / MANIFEST_NAME, self.out_dir / MANIFEST_NAME)
+        write_json_atomic(self.out_dir / REPORT_NAME, report)
 
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
@@ -323,21 +354,4 @@ def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, dat
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
     forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
-    setup = _set_up(model_in, out_dir, config, method, forget, retain, overwrite)
-    accelerator, model, tokenizer = setup.accelerator, setup.model, setup.loaded.tokenizer
-    trajectory = _trajectory(config, out_dir, setup.run, forget, retain, model_in, data_dir, accelerator)
-    after_step = _probing(trajectory, config, setup.run.max_steps, model, tokenizer, accelerator, on_probe)
-    after_step(0)
-    if accelerator.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(accelerator.device)
-    started = time.time()
-    result = train(model, setup.run, _step_loss(method, setup.context, config, setup.schedule, setup.forget_examples,
-                                                setup.retain_examples, accelerator),
-                   out_dir / "checkpoints", description=f"unlearning ({config.method})", after_step=after_step,
-                   show_progress=config.progress, accelerator=accelerator, stateful=method)
-    report = {**_report(config, method, model_in, setup.loaded, forget, retain, result, started, accelerator),
-              **_selected(trajectory, config, accelerator.unwrap_model(model))}
-    weights = None if config.training.lora_rank > 0 else gathered_weights(accelerator, model)
-    if accelerator.is_main_process:
-        _save(accelerator.unwrap_model(model), weights, tokenizer, out_dir, config, model_in, report)
-    return report
+    return _UnlearnStage(model_in, out_dir, config, method, forget, retain, data_dir, overwrite, on_probe).execute()
