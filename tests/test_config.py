@@ -4,6 +4,7 @@ import pytest
 
 from lume.errors import InputError
 from lume.pipeline import load_config
+from lume.stages.evaluation import EvalConfig
 
 
 def config_file(tmp_path, text: str, raw: bytes | None = None):
@@ -70,7 +71,7 @@ def test_the_released_target_configs_run_the_four_baselines(name):
 
     config = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
     assert config.target.model == name and [m["method"] for m in config.methods] == ["ga", "gd", "kl", "npo"]
-    assert config.evaluation == {"mia_set": "final"}
+    assert config.evaluation == EvalConfig(mia_set="final")
 
 
 def test_the_semeval_top_config_runs_every_recipe_on_olmo_1b_with_its_published_settings():
@@ -79,7 +80,7 @@ def test_the_semeval_top_config_runs_every_recipe_on_olmo_1b_with_its_published_
     from lume.stages.unlearning.recipes import RECIPES
 
     config = load_config(Path(__file__).parent.parent / "configs" / "semeval-top.yaml")
-    assert config.target.model == "lume-olmo-1b" and config.evaluation == {"mia_set": "final"}
+    assert config.target.model == "lume-olmo-1b" and config.evaluation == EvalConfig(mia_set="final")
     recipes = [m for m in config.methods if "recipe" in m]
     assert sorted(m["recipe"] for m in recipes) == sorted(RECIPES)
     assert all(set(m) == {"recipe", "recipe_target"} and m["recipe_target"] == "auto" for m in recipes)

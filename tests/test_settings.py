@@ -10,6 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from lume.cli import app
+from lume.pipeline import RunConfig, TargetConfig
+from lume.sweep import SweepConfig
 from lume.cli import stages
 from lume.stages.attacks import AttackConfig
 from lume.stages.evaluation import EvalConfig
@@ -21,7 +23,7 @@ from lume.stages.unlearning.selection import ProbeSettings
 from lume.training import TrainingSettings
 
 CONFIGS = [EvalConfig, MemorizeConfig, UnlearnConfig, AttackConfig, MergeConfig, TrainingSettings, ScheduleSettings,
-           ProbeSettings]
+           ProbeSettings, RunConfig, TargetConfig, SweepConfig]
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda cls: cls.__name__)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged, settings_key, shown
+from lume.config import build, coerce_fields, merged, setting, settings_key, shown
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
-from lume.data.paths import cache_dir
+from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
@@ -42,33 +42,39 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TargetConfig:
-    model: str | None = None  # an existing target folder or lume-olmo-7b / -1b; else one is built
-    preset: str | None = "demo"
-    memorize: dict = field(default_factory=dict)  # MemorizeConfig fields over the preset
-    # also build and evaluate the target's retrained oracle (lume.stages.target.memorize_oracle): the
-    # "ideal" row of the report; a target lume built only; about half the target's training time
-    oracle: bool = False
+    model: str | None = setting(None, "An existing target folder, or lume-olmo-7b / lume-olmo-1b; None: one is "
+                                      "built (and cached)")
+    preset: str | None = setting("demo", "The MemorizeConfig preset a built target starts from")
+    memorize: dict = setting(help="MemorizeConfig fields over the preset", factory=dict)
+    oracle: bool = setting(False, "Also build and evaluate the target's retrained oracle (lume.stages.target."
+                                  "memorize_oracle): the report's ideal row; a target lume built only, about half "
+                                  "the target's training time")
+
+
+def _demo_evaluation() -> EvalConfig:
+    """Membership on the target's own held-out documents (the SemEval files measure nothing for a
+    target lume built), MMLU on 10 questions of each of 4 seeded subjects (so the questions of a
+    subject share its few-shot prefix)."""
+    return EvalConfig(mia_set="none", mmlu_limit=10, mmlu_subjects=4)
 
 
 @dataclass
 class RunConfig:
-    name: str = "demo"
-    out: str = "runs/demo"
-    data_dir: str | None = None
-    target: TargetConfig = field(default_factory=TargetConfig)
-    # The demo's: the organisers' kind of baseline (npo+gd, 10 steps at 2e-4) beside the winning
-    # system of SemEval-2025 (the ails-ntua recipe, its settings for a target lume built).
-    methods: list[dict] = field(default_factory=lambda: [
-        {"method": "npo+gd", "steps": 10, "training": {"learning_rate": 2e-4}},
-        {"recipe": "ails-ntua"}])
-    # each: UnlearnConfig fields, plus an optional `name`; or a recipe with overrides
-    # The demo's evaluation: membership on the target's own held-out documents (the SemEval files
-    # measure nothing for a target lume built), MMLU on 10 questions of each of 4 seeded subjects
-    # (so the questions of a subject share its few-shot prefix).
-    evaluation: dict = field(default_factory=lambda: {
-        "mia_set": "none", "mmlu_limit": 10, "mmlu_subjects": 4})  # EvalConfig fields
-    attacks: list[str] = field(default_factory=list)  # run on every unlearned model: relearn, quantize-4, ...
-    attack: dict = field(default_factory=dict)  # AttackConfig fields
+    name: str = setting("demo", "The study's name")
+    out: str = setting("runs/demo", "The run folder")
+    data_dir: str | None = setting(None, DATA_DIR_HELP)
+    target: TargetConfig = setting(help="The target: given, or built", factory=TargetConfig)
+    methods: list[dict] = setting(help="Each: UnlearnConfig fields plus an optional `name`, or a `recipe` with "
+                                       "overrides. The demo's: the organisers' kind of baseline (npo+gd, 10 steps at "
+                                       "2e-4) beside the winning system of SemEval-2025 (the ails-ntua recipe, its "
+                                       "settings for a target lume built)",
+                                  factory=lambda: [{"method": "npo+gd", "steps": 10,
+                                                    "training": {"learning_rate": 2e-4}},
+                                                   {"recipe": "ails-ntua"}])
+    evaluation: EvalConfig = setting(help="How every model is evaluated (the demo's: see _demo_evaluation); a file's "
+                                          "`evaluation:` starts from EvalConfig's defaults", factory=_demo_evaluation)
+    attacks: list[str] = setting(help="Attacks run on every unlearned model: relearn, quantize-4, ...", factory=list)
+    attack: AttackConfig = setting(help="The attacks' settings", factory=AttackConfig)
 
 
 def read_yaml(path: Path):
@@ -168,7 +174,7 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise InputError(path, f"two methods are labelled {twice!r}; give each a distinct `name`", field="methods")
     for section, cls in (("evaluation", EvalConfig), ("attack", AttackConfig)):
         if section in raw:
-            raw[section] = checked_fields(cls, raw[section] or {}, section, path)
+            raw[section] = build(cls, raw[section] or {}, where=section, source=path)
     try:
         check_attacks(raw.get("attacks", []))
     except LumeError as error:
@@ -242,10 +248,9 @@ class Steps:
         return "redo"
 
 
-def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, evaluation: dict,
+def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: EvalConfig,
                    overwrite: bool = False) -> EvaluationSummary:
     """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
-    config = EvalConfig(**evaluation)
     key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
@@ -295,7 +300,7 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
 
 def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
     """The study step "attack LABEL": skipped when done with the same key, else run."""
-    settings = merged(AttackConfig(), {**config.attack, "data_dir": config.data_dir})
+    settings = dataclasses.replace(config.attack, data_dir=config.data_dir)
     key = {"model": model_fingerprint(model), "target": model_fingerprint(target), "attacks": config.attacks,
            "config": {**dataclasses.asdict(settings), "progress": None},
            "mixed_precision": chosen_mixed_precision(settings.relearn.mixed_precision, None)}
@@ -327,19 +332,19 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
     steps = Steps(out)
     dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
-    evaluation = {**config.evaluation, "data_dir": config.data_dir}
+    evaluation = dataclasses.replace(config.evaluation, data_dir=config.data_dir)
     target_summary = evaluated_step(steps, target, "target", out / "eval" / "target", evaluation, overwrite)
     target_mmlu = target_summary.mmlu_accuracy
     evaluated = [out / "eval" / "target"]
     if config.target.oracle:
         evaluated_step(steps, build_oracle(target), "oracle", out / "eval" / "oracle",
-                       {**evaluation, "target_mmlu": target_mmlu}, overwrite)
+                       dataclasses.replace(evaluation, target_mmlu=target_mmlu), overwrite)
         evaluated.append(out / "eval" / "oracle")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
         unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset, overwrite=overwrite)
-        evaluated_step(steps, model_dir, label, out / "eval" / label, {**evaluation, "target_mmlu": target_mmlu},
-                       overwrite)
+        evaluated_step(steps, model_dir, label, out / "eval" / label,
+                       dataclasses.replace(evaluation, target_mmlu=target_mmlu), overwrite)
         if config.attacks:
             attacked_step(steps, config, target, model_dir, label, out / "attacks" / label)
     write_report(evaluated + [out / "eval" / label for label in labels], out)

@@ -16,13 +16,14 @@ import dataclasses
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
 from lume import data as lume_data
-from lume.config import MAX_SEED, build, coerce_fields, settings_key, shown
+from lume.data.paths import DATA_DIR_HELP
+from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, shown
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
 from lume.outputs import one_writer
@@ -42,20 +43,22 @@ SWEEP_NAME = "sweep.json"
 
 @dataclass
 class SweepConfig:
-    name: str = "sweep"
-    out: str = "runs/sweep"
-    data_dir: str | None = None
-    target: TargetConfig = field(default_factory=TargetConfig)
-    # each: UnlearnConfig fields (eval_every set, so that trials are scored on the probes), an
-    # optional `name`, and `search`: {dotted field: {low, high[, log]} or {choices: [...]}}
-    methods: list[dict] = field(default_factory=list)
-    trials: int = 8  # per method, finished or pruned, all workers together
-    sampler: str = "tpe"  # one of SAMPLERS (grid: every search entry needs `choices`)
-    pruner: str = "none"  # one of PRUNERS
-    storage: str | None = None  # an Optuna storage URL; default sqlite:///RUN/optuna.db
-    seed: int = 0  # the sampler's
-    heartbeat: int = 60  # seconds between a running trial's heartbeats; silent for 3 of them = its worker died
-    evaluation: dict = field(default_factory=lambda: {"mia_set": "validation", "mmlu_limit": 1})
+    name: str = setting("sweep", "The sweep's name")
+    out: str = setting("runs/sweep", "The run folder")
+    data_dir: str | None = setting(None, DATA_DIR_HELP)
+    target: TargetConfig = setting(help="The target: given, or built", factory=TargetConfig)
+    methods: list[dict] = setting(help="Each: UnlearnConfig fields (eval_every set, so that trials are scored on "
+                                       "the probes), an optional `name`, and `search`: {dotted field: {low, high"
+                                       "[, log]} or {choices: [...]}}", factory=list)
+    trials: int = setting(8, "Trials per method, finished or pruned, all workers together")
+    sampler: str = setting("tpe", "One of SAMPLERS (grid: every search entry needs `choices`)")
+    pruner: str = setting("none", "One of PRUNERS")
+    storage: str | None = setting(None, "An Optuna storage URL; default sqlite:///RUN/optuna.db")
+    seed: int = setting(0, "The sampler's seed")
+    heartbeat: int = setting(60, "Seconds between a running trial's heartbeats; silent for 3 of them = its worker "
+                                 "died")
+    evaluation: EvalConfig = setting(help="How each method's best trial is evaluated",
+                                     factory=lambda: EvalConfig(mia_set="validation", mmlu_limit=1))
 
 
 def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
@@ -126,7 +129,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         if raw.get(name, getattr(SweepConfig, name)) not in choices:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if "evaluation" in raw:
-        raw["evaluation"] = checked_fields(EvalConfig, raw["evaluation"] or {}, "evaluation", path)
+        raw["evaluation"] = build(EvalConfig, raw["evaluation"] or {}, where="evaluation", source=path)
     if raw.get("storage") is not None:
         check_storage(raw["storage"], path)
     if not 0 <= raw.get("seed", 0) <= MAX_SEED:
@@ -246,14 +249,14 @@ def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
 
 def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) -> None:
     """Evaluate the target and each method's best trial in full; write sweep.json and the report."""
-    evaluation = {**config.evaluation, "data_dir": config.data_dir}
+    evaluation = dataclasses.replace(config.evaluation, data_dir=config.data_dir)
     target_summary = evaluated_step(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
     target_mmlu = target_summary.mmlu_accuracy
     best = {label: study.best_trial for label, study in studies.items()
             if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     for label, trial in best.items():
         evaluated_step(run.steps, Path(trial.user_attrs["folder"]), label, run.out / "eval" / label,
-                   {**evaluation, "target_mmlu": target_mmlu})
+                       dataclasses.replace(evaluation, target_mmlu=target_mmlu))
     write_json_atomic(run.out / SWEEP_NAME, {
         "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials,
         "best": {label: {"trial": trial.number, "params": trial.params, "value": trial.value}
