@@ -63,6 +63,15 @@ def test_a_changed_fields_help_changes_the_cli(monkeypatch):
     assert stages._generated_option(EvalConfig, "mmlu_limit").annotation.__metadata__[0].help == "a new help text"
 
 
+def test_a_list_setting_is_a_repeatable_option(tmp_path):
+    """`--section A --section B` is the list [A, B] (a list field is not read as its item type)."""
+    seen = {}
+    command = typer.main.get_command(stages.app).commands["evaluate"]
+    context = command.make_context("evaluate", ["model", "--section", "a", "--section", "b", "--mmlu-limit", "3"])
+    seen.update(context.params)
+    assert seen["sections"] == ["a", "b"] and seen["mmlu_limit"] == 3
+
+
 def test_a_range_declared_on_a_field_is_checked():
     with pytest.raises(Exception, match="mmlu_limit must be at least 1, got 0"):
         EvalConfig(mmlu_limit=0)

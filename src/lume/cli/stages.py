@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Optional
@@ -53,7 +54,8 @@ def _generated_option(cls, name: str) -> inspect.Parameter:
     item = _settings_field(cls, name)
     owner = cls if name in {f.name for f in dataclasses.fields(cls)} else TrainingSettings
     kind = typing.get_type_hints(owner)[name]
-    kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # X | None -> X
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
     flag = item.metadata.get("option") or "--" + name.replace("_", "-")
     declaration = f"{flag}/--no-{flag[2:]}" if kind is bool else flag
     option = typer.Option(declaration, help=item.metadata["help"])
