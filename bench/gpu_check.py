@@ -84,7 +84,7 @@ def check_unlearning(folder: Path, records, device: str, steps: int, out: Path) 
     config = UnlearnConfig(method="npo+gd", steps=steps, device=device, progress=False,
                            training=TrainingSettings(batch_size=8, learning_rate=1e-5))
     report = unlearn(folder, out, config, forget=forget, retain=retain, overwrite=True)
-    return {k: report[k] for k in ("tokens_per_second", "train_seconds", "peak_memory_mb", "device")}
+    return {k: getattr(report, k) for k in ("tokens_per_second", "train_seconds", "peak_memory_mb", "device")}
 
 
 def model_flops_utilisation(parameters: int, tokens_per_second: float, device: str) -> float | None:

@@ -49,8 +49,7 @@ def run_lume(args) -> dict:
                                                      mixed_precision=args.precision, seed=0))
     with tempfile.TemporaryDirectory() as out:
         report = unlearn("smollm2-135m", Path(out) / "model", config, forget=forget, retain=retain)
-    return {"seconds": report["train_seconds"], "tokens": report["tokens"],
-            "losses": [row["loss"] for row in report["losses"]]}
+    return {"seconds": report.train_seconds, "tokens": report.tokens, "losses": [row["loss"] for row in report.losses]}
 
 
 def _peer_batches(args, tokenizer) -> list[dict]:
@@ -93,7 +92,7 @@ def run_peer(args) -> dict:
                                       learning_rate=LEARNING_RATE, lr_scheduler_type="constant", seed=0,
                                       bf16=args.precision == "bf16", report_to="none", save_strategy="no",
                                       logging_strategy="no", disable_tqdm=True, use_cpu=True,
-                                      dataloader_num_workers=0)
+                                      dataloader_num_workers=0, remove_unused_columns=False)
         trainer = GradDiff(model=loaded.model, args=arguments, train_dataset=Batches(),
                            data_collator=lambda items: items[0])
         started = time.perf_counter()

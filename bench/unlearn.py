@@ -40,8 +40,8 @@ def run_one(method: str, target: Path, out: Path) -> None:
     loaded = load_model(out / method, device="cpu")
     documents = read_manifest(target).selection(data.load().documents).chosen
     scores = memorisation_scores(loaded.model, loaded.tokenizer, documents)
-    print(json.dumps({"method": method, "scores": scores, "tokens_per_second": report["tokens_per_second"],
-                      "peak_memory_mb": report["peak_memory_mb"], "seconds": report["train_seconds"]}))
+    print(json.dumps({"method": method, "scores": scores, "tokens_per_second": report.tokens_per_second,
+                      "peak_memory_mb": report.peak_memory_mb, "seconds": report.train_seconds}))
 
 
 def main() -> None:

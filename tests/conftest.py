@@ -188,6 +188,7 @@ def fitted(tmp_path_factory, tokenizer, rows):
 def model_entry(label: str, summary: dict, mia: list | None = None, training: dict | None = None):
     """A study's model as the reports read it, from a hand-made (partial) summary.json."""
     from lume.reports import ModelEntry
-    from lume.results import EvaluationSummary
+    from lume.results import EvaluationSummary, UnlearnReport
 
-    return ModelEntry(label, EvaluationSummary.from_json(summary), mia or [], training)
+    return ModelEntry(label, EvaluationSummary.from_json(summary), mia or [],
+                      UnlearnReport.from_json(training) if training is not None else None)

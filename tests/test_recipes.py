@@ -208,7 +208,7 @@ def test_each_recipe_raises_the_forget_nll_and_keeps_the_retain_nll(name, fitted
     overrides, least_rise, most_retain_rise = BEHAVIOUR[name]
     forget_before, retain_before = nlls(fitted, tokenizer, rows)
     report = unlearn_with_recipe(fitted, tmp_path / name, name, {**overrides, "progress": False},
-                                 forget=rows[0], retain=rows[1])
+                                 forget=rows[0], retain=rows[1]).to_json()
     forget_after, retain_after = nlls(tmp_path / name, tokenizer, rows)
     assert forget_after - forget_before >= least_rise, (forget_before, forget_after)
     assert retain_after - retain_before <= most_retain_rise, (retain_before, retain_after)

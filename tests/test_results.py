@@ -9,7 +9,7 @@ import pytest
 
 import lume
 from lume.errors import InputError
-from lume.results import SCHEMA_VERSION, EvaluationSummary, ProbeRow, read_summary
+from lume.results import SCHEMA_VERSION, EvaluationSummary, ProbeRow, UnlearnReport, read_summary
 
 HEADLINE_KEYS = {"task_aggregate", "mia_score", "accuracy", "selection_score", "forget_mean", "retain_mean",
                  "auc_loss", "mmlu_dev"}
@@ -97,4 +97,9 @@ def test_a_sweep_records_the_chosen_steps_numbers_from_its_probe_row():
     assert ProbeRow.from_json(row.to_json()) == row
     assert row.chosen_numbers() == {"step": 3, "forget_mean": 0.1, "retain_mean": 0.8, "mia_auc": 0.6,
                                     "mmlu_dev": 0.3, "selection_score": 0.4}
-    assert ProbeRow.of_report({"probes": [row.to_json()]}) == [row]
+    report = UnlearnReport.from_json({"steps": 3, "probes": [row.to_json()], "selection": {"step": 3}})
+    assert report.probes == [row] and report.selection.step == 3
+    assert report.to_json() == {"steps": 3, "probes": [row.to_json()], "selection": {"step": 3, "select": None,
+                                "rule_met": None, "data": {}, "criterion": None}, "method": None,
+                                "method_settings": {}, "config": {}, "model_in": None, "model_in_fingerprint": None,
+                                "forget": {}, "retain": {}, "losses": [], "seconds": None}

@@ -104,7 +104,7 @@ def uninterrupted(tmp_path_factory, tiny_model_dir, sets):
     forget, retain = sets
     config = UnlearnConfig(method="npo+gd", steps=4, progress=False,
                            training=TrainingSettings(batch_size=2, save_every=1))
-    report = unlearn(tiny_model_dir, out, config, forget=forget, retain=retain)
+    report = unlearn(tiny_model_dir, out, config, forget=forget, retain=retain).to_json()
     return out, report
 
 
@@ -143,7 +143,7 @@ def test_a_kill_at_each_point_of_the_checkpoint_swap_resumes_correctly(tmp_path,
             unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
     caplog.clear()
     with caplog.at_level("INFO", logger="lume"):
-        report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+        report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain).to_json()
     assert f"resuming from step {resumes_at}" in caplog.text
     whole, whole_report = uninterrupted
     assert [r["loss"] for r in report["losses"]] == [r["loss"] for r in whole_report["losses"]]

@@ -47,7 +47,7 @@ def test_probes_are_recorded_every_n_steps_and_the_chosen_step_is_the_saved_mode
     config = UnlearnConfig(method="npo+gd", steps=4, eval_every=2, select="best", training=FAST, progress=False)
     seen = []
     report = unlearn(tiny_target, tmp_path / "best", config, data_dir=str(data_dir),
-                     on_probe=lambda step, probe_row: seen.append(step))
+                     on_probe=lambda step, probe_row: seen.append(step)).to_json()
     assert [r["step"] for r in report["probes"]] == [0, 2, 4] and seen == [0, 2, 4]
     first = report["probes"][0]
     assert len(first["scores"]) == 12 and 0 <= first["mia_auc"] <= 1 and 0 <= first["mmlu_dev"] <= 1
@@ -57,7 +57,7 @@ def test_probes_are_recorded_every_n_steps_and_the_chosen_step_is_the_saved_mode
     assert json.loads((tmp_path / "best" / "lume_unlearn.json").read_text())["selection"]["step"] == 2
     assert not (tmp_path / "best" / "selection").exists()
     two_steps = unlearn(tiny_target, tmp_path / "two", UnlearnConfig(method="npo+gd", steps=2, training=FAST,
-                                                                     progress=False))
+                                                                     progress=False)).to_json()
     assert "selection" not in two_steps
     chosen = load_model(tmp_path / "best", device="cpu").model.state_dict()
     after_two = load_model(tmp_path / "two", device="cpu").model.state_dict()

@@ -21,7 +21,7 @@ def test_reference_quantities_share_the_policys_precision(tmp_path, tiny_model_d
     reference: NPO's log-ratio and the KL are 0."""
     forget, retain = sets
     config = UnlearnConfig(method="npo+kl", steps=1, training=TrainingSettings(batch_size=1), progress=False)
-    report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget[:1], retain=retain[:1])
+    report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget[:1], retain=retain[:1]).to_json()
     first = report["losses"][0]
     assert first["npo"] == pytest.approx(2 / 0.1 * math.log(2), abs=1e-6)
     assert first["retain_kl"] == 0.0
@@ -117,7 +117,7 @@ def test_each_method_runs_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, s
     settings = {"layer": 1} if name == "rmu" else {}
     report = unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method=name, method_settings=settings, steps=2,
                                                                     training=FAST, progress=False),
-                     forget=forget, retain=retain)
+                     forget=forget, retain=retain).to_json()
     assert report["steps"] == 2 and len(report["losses"]) == 2
     saved = json.loads((tmp_path / name / "lume_unlearn.json").read_text())
     assert saved["method"] == name and saved["forget"]["records"] == len(forget)

@@ -1,10 +1,11 @@
 """What the stages write and return, typed: each field documented once, here.
 
-`summary.json` is an `EvaluationSummary`; a study's selection rows (`probes.jsonl`) are
-`ProbeRow`s. Each type reads and writes its JSON (`from_json`, `to_json`), checking on reading
-that each number is a number, so a summary edited by hand or damaged is refused in one line
-naming the field. Code elsewhere reads fields (`summary.mia.mia_score`), never key strings;
-the names of the headline numbers' intervals and resamples are the `Headline` constants.
+`summary.json` is an `EvaluationSummary`; `lume_unlearn.json` an `UnlearnReport`; a study's
+selection rows (`probes.jsonl`) are `ProbeRow`s. Each type reads and writes its JSON
+(`from_json`, `to_json`), checking on reading that each number is a number, so a file edited
+by hand or damaged is refused in one line naming the field. Code elsewhere reads fields
+(`summary.mia.mia_score`), never key strings; the names of the headline numbers' intervals
+and resamples are the `Headline` constants.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def _typed(expected, value, where: str, source):
             raise InputError(source, f"expected a mapping, got {shown(value)}", field=where)
         inner = args[1] if args else None
         return {k: _typed(inner, v, f"{where}.{k}", source) for k, v in value.items()} if inner else value
-    if origin is list and not isinstance(value, list):
-        raise InputError(source, f"expected a list, got {shown(value)}", field=where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(source, f"expected a list, got {shown(value)}", field=where)
+        return [_typed(args[0], v, f"{where}[{i}]", source) for i, v in enumerate(value)] if args else value
     if expected is float and value is not None and not _is_number(value):
         raise InputError(source, f"expected a number, got {shown(value)}", field=where)
     return value
@@ -79,6 +82,8 @@ def _plain(value):
         return value.to_json()
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -258,11 +263,47 @@ class ProbeRow(Result):
         kept = ("step", "forget_mean", "retain_mean", "mia_auc", "mmlu_dev", "selection_score")
         return {name: value for name, value in self.to_json().items() if name in kept}
 
-    @staticmethod
-    def of_report(report: dict) -> list[ProbeRow]:
-        """An unlearning report's probe rows (lume_unlearn.json `probes`)."""
-        return [ProbeRow.from_json(row, where="probes") for row in report.get("probes", [])]
 
+
+@dataclass(frozen=True, kw_only=True)
+class StepChoice(Result):
+    step: int | None = doc("the step whose weights were saved")
+    select: str | None = doc("last, or best on the probes")
+    rule_met: bool | None = doc("that step keeps MMLU (dev) at least 75 % of the starting model's")
+    data: dict = doc("the probes' selection data (documents, non-members, MMLU dev questions)", factory=dict)
+    criterion: str | None = doc("what `best` means, in words")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnlearnReport(Result):
+    """`lume_unlearn.json`: one unlearning run (or a recipe's runs and their merge)."""
+
+    method: str | None = doc("the method's registered name (a recipe's: `recipe NAME`)")
+    method_settings: dict = doc("the method's settings as used", factory=dict)
+    config: dict = doc("the UnlearnConfig it ran with", factory=dict)
+    model_in: str | None = doc("the model unlearned from")
+    model_in_fingerprint: str | None = doc("its fingerprint")
+    forget: dict = doc("the forget set: records and fingerprint", factory=dict)
+    retain: dict = doc("the retain set: records and fingerprint", factory=dict)
+    steps: int | None = doc("optimiser steps run (a recipe's: all its runs')")
+    losses: list[dict] = doc("each step's loss and the method's logged terms", factory=list)
+    seconds: float | None = doc("wall time of the run")
+    train_seconds: float | None = doc("time in the training loop (probes and checks apart)", omit_none=True)
+    tokens: int | None = doc("real forget and retain tokens trained on (the main process's)", omit_none=True)
+    tokens_per_second: float | None = doc("tokens / train_seconds", omit_none=True)
+    peak_memory_mb: float | None = doc("peak memory (max RSS on a CPU, max allocated on a GPU)", omit_none=True)
+    device: str | None = doc("where it trained", omit_none=True)
+    num_processes: int | None = doc("processes it ran on", omit_none=True)
+    distributed_type: str | None = doc("accelerate's distributed type", omit_none=True)
+    precision: dict | None = doc("the mixed precision used, what was asked and why", omit_none=True)
+    probes: list[ProbeRow] | None = doc("the probe rows, step by step (eval_every)", omit_none=True)
+    probe_seconds: float | None = doc("time the probes took", omit_none=True)
+    selection: StepChoice | None = doc("which step was saved and why (eval_every)", omit_none=True)
+    recipe: str | None = doc("a recipe's name (its runs merged)", omit_none=True)
+    target_kind: str | None = doc("which of the recipe's settings ran (olmo-1b, olmo-7b, lume)", omit_none=True)
+    source: str | None = doc("the recipe's paper", omit_none=True)
+    runs: dict[str, UnlearnReport] | None = doc("a recipe's runs, by name", omit_none=True)
+    merge: dict | None = doc("how a recipe's runs were merged (lume_merge.json)", omit_none=True)
 
 
 def read_summary(path: str | Path) -> EvaluationSummary:

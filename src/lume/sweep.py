@@ -32,7 +32,7 @@ from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
-from lume.results import ProbeRow
+from lume.results import ProbeRow, UnlearnReport
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
             "qmc": "QMCSampler", "gp": "GPSampler"}
@@ -198,8 +198,8 @@ def _objective(run: _Run, spec: dict):
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
-        report = json.loads((folder / REPORT_NAME).read_text())
-        chosen = next(r for r in ProbeRow.of_report(report) if r.step == report["selection"]["step"])
+        report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
+        chosen = next(r for r in report.probes if r.step == report.selection.step)
         trial.set_user_attr("chosen", chosen.chosen_numbers())
         return chosen.selection_score
 

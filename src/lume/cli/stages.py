@@ -168,16 +168,16 @@ def unlearn_command(
     log.info(_unlearned_line(report, paths[-1]))
 
 
-def _unlearned_line(report: dict, model_out: str) -> str:
-    if "runs" in report:  # a recipe whose runs were merged
-        return (f"unlearned model written to {model_out} (recipe {report['recipe']}: {len(report['runs'])} runs of "
-                f"{report['steps']} steps in all, merged by {report['merge']['combination']})")
-    chosen = f", step {report['selection']['step']} chosen" if "selection" in report else ""
-    return (f"unlearned model written to {model_out} ({report['steps']} steps{chosen}, "
-            f"{report['tokens_per_second']:.0f} tokens/s, final loss {report['losses'][-1]['loss']:.4f})")
+def _unlearned_line(report, model_out: str) -> str:
+    if report.runs is not None:  # a recipe whose runs were merged
+        return (f"unlearned model written to {model_out} (recipe {report.recipe}: {len(report.runs)} runs of "
+                f"{report.steps} steps in all, merged by {report.merge['combination']})")
+    chosen = f", step {report.selection.step} chosen" if report.selection else ""
+    return (f"unlearned model written to {model_out} ({report.steps} steps{chosen}, "
+            f"{report.tokens_per_second:.0f} tokens/s, final loss {report.losses[-1]['loss']:.4f})")
 
 
-def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, setting: list[str], options: dict) -> dict:
+def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, setting: list[str], options: dict):
     """`lume unlearn`'s run: with a method, or with a recipe whose settings the given options override."""
     from lume.stages.unlearning import UnlearnConfig, unlearn
     from lume.stages.unlearning.recipes.run import unlearn_with_recipe

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from lume.metrics import AGGREGATE_ORDER
-from lume.results import EvaluationSummary, Headline
+from lume.results import EvaluationSummary, Headline, UnlearnReport
 from lume.stages.evaluation import SECTIONS
 from lume.stages.evaluation.membership_section import mia_set_label
 from lume.stages.evaluation.sections import number, with_interval
@@ -23,7 +23,7 @@ class ModelEntry:
     label: str  # its evaluation folder's name: target, oracle or the method's label
     summary: EvaluationSummary
     mia_rows: list[dict]  # its mia.jsonl (empty when it wrote none)
-    training: dict | None = None  # its unlearning report (lume_unlearn.json), for unlearned models
+    training: UnlearnReport | None = None  # its unlearning report (lume_unlearn.json), for unlearned models
 
 
 def summary_table(summary: EvaluationSummary, title: str | None = None) -> Table:

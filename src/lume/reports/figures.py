@@ -94,9 +94,9 @@ def training_losses(models: list[ModelEntry]):
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for entry in models:
-        runs = entry.training.get("runs") or {"": entry.training}  # a merging recipe: each of its runs
+        runs = entry.training.runs or {"": entry.training}  # a merging recipe: each of its runs
         for run, training in runs.items():
-            losses = training["losses"]
+            losses = training.losses
             axis.plot([r["step"] for r in losses], [r["loss"] for r in losses],
                       label=f"{entry.label}: {run}" if run else entry.label)
     axis.set(xlabel="step", ylabel="training loss", title="Unlearning loss")

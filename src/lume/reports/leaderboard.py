@@ -11,7 +11,7 @@ from lume.metrics.oracle import forget_losses, forget_quality, privleak, task_di
 from lume.metrics.uncertainty import interval, paired_difference
 from lume.models.released import RELEASED
 from lume.reports import ModelEntry, mia_set_label, number, with_interval
-from lume.results import EvaluationSummary, Headline
+from lume.results import EvaluationSummary, Headline, UnlearnReport
 from lume.stages.evaluation import SECTIONS
 from lume.stages.unlearning.recipes import RECIPES, target_kind
 
@@ -251,14 +251,14 @@ def published(models: list[ModelEntry]) -> list[str]:
     return ["", title, ""] + markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"], rows)
 
 
-def recipe_of(training: dict | None) -> tuple[str, str] | None:
+def recipe_of(training: UnlearnReport | None) -> tuple[str, str] | None:
     """(recipe, target kind) of an unlearning report that came from a recipe, else None."""
     if not training:
         return None
-    name = training.get("recipe") or training.get("config", {}).get("recipe")
+    name = training.recipe or training.config.get("recipe")
     if name not in RECIPES:
         return None
-    return name, training.get("target_kind") or target_kind(training.get("model_in", ""))
+    return name, training.target_kind or target_kind(training.model_in or "")
 
 
 def published_recipes(models: list[ModelEntry]) -> list[str]:

@@ -33,7 +33,7 @@ def draw_front(axis, front: list[tuple[float, float]]) -> None:
 
 def probed(models: list[ModelEntry]) -> list[ModelEntry]:
     """The unlearned models whose training recorded probes."""
-    return [m for m in models if m.training and m.training.get("probes")]
+    return [m for m in models if m.training and m.training.probes]
 
 
 def _position(row: ProbeRow) -> tuple[float, float]:
@@ -53,7 +53,7 @@ def trajectories(models: list[ModelEntry]):
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     points = []
     for entry in models:
-        rows, chosen = ProbeRow.of_report(entry.training), entry.training["selection"]["step"]
+        rows, chosen = entry.training.probes, entry.training.selection.step
         xs, ys = zip(*(_position(r) for r in rows))
         line, = axis.plot(xs, ys, marker="o", markersize=3, label=f"{entry.label} (steps {rows[0].step}"
                                                                   f"–{rows[-1].step})")
@@ -73,7 +73,7 @@ def probe_curves(models: list[ModelEntry]):
     figure, axes = plt.subplots(2, 3, figsize=(12, 6))
     for axis, (value, title) in zip(axes.flat, PROBE_CURVES):
         for entry in models:
-            rows, chosen = ProbeRow.of_report(entry.training), entry.training["selection"]["step"]
+            rows, chosen = entry.training.probes, entry.training.selection.step
             kept = [r for r in rows if value(r) is not None]
             line, = axis.plot([r.step for r in kept], [value(r) for r in kept], marker="o", markersize=3,
                               label=entry.label)
@@ -90,12 +90,12 @@ def selection_markdown(models: list[ModelEntry]) -> str:
     rows = []
     for entry in models:
         training = entry.training
-        chosen = training["selection"]
-        row = next(r for r in ProbeRow.of_report(training) if r.step == chosen["step"])
-        rule = "met" if chosen["rule_met"] else "NOT met by any step: the last kept"
-        rows.append([entry.label, f"{chosen['step']} of {training['steps']}", chosen["select"],
+        chosen = training.selection
+        row = next(r for r in training.probes if r.step == chosen.step)
+        rule = "met" if chosen.rule_met else "NOT met by any step: the last kept"
+        rows.append([entry.label, f"{chosen.step} of {training.steps}", chosen.select,
                      f"{row.selection_score:.3f}", rule])
-    data = models[0].training["selection"]["data"]
+    data = models[0].training.selection.data
     lines = ["", "## Model selection", "",
              "Each method was probed every few steps; the step kept is the last, or with `select: best` the one "
              "with the highest selection score (the final-score formula on the probe numbers) among those whose "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lume.errors import LumeError
 from lume.files import read_json, read_jsonl, write_text_atomic
-from lume.results import read_summary
+from lume.results import UnlearnReport, read_summary
 from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, ModelEntry, robustness_rows
 from lume.reports.figures import figures, robustness_figure
@@ -32,7 +32,8 @@ def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
         mia = read_jsonl(mia_file, what="membership rows") if "mia.jsonl" in summary.files else []
         training = None
         if summary.model.path and (Path(summary.model.path) / REPORT_NAME).is_file():
-            training = read_json(Path(summary.model.path) / REPORT_NAME, what="unlearning report")
+            report_file = Path(summary.model.path) / REPORT_NAME
+            training = UnlearnReport.from_json(read_json(report_file, what="unlearning report"), source=report_file)
         models.append(ModelEntry(folder.name, summary, mia, training))
     return models
 

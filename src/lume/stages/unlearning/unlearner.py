@@ -34,6 +34,7 @@ from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettin
 from lume.training import (TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
 from lume.training.stage import Stage
+from lume.results import StepChoice, UnlearnReport
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
@@ -192,16 +193,16 @@ def _forget_and_retain(model_in, forget, retain, data_dir) -> tuple[list[Record]
 
 
 def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, result, started: float,
-            accelerator) -> dict:
-    return {"method": config.method, "method_settings": asdict(method.settings), "config": asdict(config),
-            "model_in": str(model_in), "model_in_fingerprint": loaded.fingerprint,
-            "forget": {"records": len(forget), "fingerprint": _fingerprint(forget)},
-            "retain": {"records": len(retain), "fingerprint": _fingerprint(retain)},
-            "steps": result.steps, "losses": result.losses, "seconds": time.time() - started,
-            "train_seconds": result.seconds, "tokens": result.tokens,
-            "tokens_per_second": result.tokens / max(result.seconds, 1e-9),
-            "peak_memory_mb": result.peak_memory_mb, "device": str(accelerator.device),
-            **distribution(accelerator)}  # tokens and tokens/s are the main process's
+            accelerator) -> UnlearnReport:
+    return UnlearnReport(method=config.method, method_settings=asdict(method.settings), config=asdict(config),
+                         model_in=str(model_in), model_in_fingerprint=loaded.fingerprint,
+                         forget={"records": len(forget), "fingerprint": _fingerprint(forget)},
+                         retain={"records": len(retain), "fingerprint": _fingerprint(retain)},
+                         steps=result.steps, losses=result.losses, seconds=time.time() - started,
+                         train_seconds=result.seconds, tokens=result.tokens,
+                         tokens_per_second=result.tokens / max(result.seconds, 1e-9),
+                         peak_memory_mb=result.peak_memory_mb, device=str(accelerator.device),
+                         **distribution(accelerator))  # tokens and tokens/s are the main process's
 
 
 def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: list[Record],
@@ -240,10 +241,10 @@ def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> di
     rows = trajectory.rows()
     chosen = chosen_step(rows, config.select)
     trajectory.restore_chosen(model, chosen)
-    return {"probes": [row.to_json() for row in rows], "probe_seconds": sum(row.seconds or 0.0 for row in rows),
-            "selection": {**chosen, "data": trajectory.probes.describe(),
-                          "criterion": "final-score formula on the probes; MMLU (dev) at least 75 % of the "
-                                       "starting model's"}}
+    return {"probes": rows, "probe_seconds": sum(row.seconds or 0.0 for row in rows),
+            "selection": StepChoice(**chosen, data=trajectory.probes.describe(),
+                                    criterion="final-score formula on the probes; MMLU (dev) at least 75 % of the "
+                                              "starting model's")}
 
 
 class _UnlearnStage(Stage):
@@ -315,13 +316,13 @@ class _UnlearnStage(Stage):
     def stateful(self):
         return self.method
 
-    def finished(self, model, result, accelerator) -> dict:
+    def finished(self, model, result, accelerator) -> UnlearnReport:
         """The report; with `select: best`, the chosen step's weights put back into the model."""
-        return {**_report(self.config, self.method, self.model_in, self.loaded, self.forget, self.retain, result,
-                          self.started, accelerator),
-                **_selected(self.trajectory, self.config, accelerator.unwrap_model(model))}
+        return replace(_report(self.config, self.method, self.model_in, self.loaded, self.forget, self.retain,
+                               result, self.started, accelerator),
+                       **_selected(self.trajectory, self.config, accelerator.unwrap_model(model)))
 
-    def save(self, model, weights, report: dict) -> None:
+    def save(self, model, weights, report: UnlearnReport) -> None:
         """The model (and the adapter, for `lume merge`), the target's manifest (evaluation scores
         the same documents), then the report: its presence means the model is complete."""
         if self.settings.lora_rank > 0:
@@ -330,13 +331,13 @@ class _UnlearnStage(Stage):
         save_model(model, self.loaded.tokenizer, self.out_dir, state_dict=weights)
         if (Path(self.model_in) / MANIFEST_NAME).is_file():
             shutil.copy(Path(self.model_in) / MANIFEST_NAME, self.out_dir / MANIFEST_NAME)
-        write_json_atomic(self.out_dir / REPORT_NAME, report)
+        write_json_atomic(self.out_dir / REPORT_NAME, report.to_json())
 
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
             forget: list[Record] | None = None, retain: list[Record] | None = None,
             data_dir: str | None = None, overwrite: bool = False, wait: bool = False,
-            on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> dict:
+            on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> UnlearnReport:
     """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
 
     OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
@@ -350,7 +351,7 @@ def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | N
 
 
 def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, data_dir, overwrite: bool,
-             on_probe) -> dict:
+             on_probe) -> UnlearnReport:
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
     forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)

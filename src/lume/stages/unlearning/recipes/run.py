@@ -23,6 +23,7 @@ from lume.models import model_fingerprint, resolve_model_path
 from lume.outputs import claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.merge import MergeConfig, check_adapters, merge_into
 from lume.stages.unlearning.recipes.base import RECIPES, recipe_configs
+from lume.results import UnlearnReport
 from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, unlearn
 
 RUNS_DIR = "runs"
@@ -30,7 +31,8 @@ RUNS_DIR = "runs"
 
 def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = None, *, target: str = "auto",
                         forget=None, retain=None, data_dir: str | None = None, overwrite: bool = False,
-                        wait: bool = False, on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> dict:
+                        wait: bool = False, on_probe: Callable[[int, dict], None] = lambda _step, _row: None
+                        ) -> UnlearnReport:
     """Unlearn MODEL_IN into OUT_DIR with recipe NAME, its settings for MODEL_IN's kind of target
     (`target`: auto, olmo-1b, olmo-7b or lume) with `overrides` (UnlearnConfig fields) over
     every run's; returns the report written to OUT_DIR/lume_unlearn.json."""
@@ -55,18 +57,17 @@ def _key(model_in, configs: dict[str, UnlearnConfig], merge: MergeConfig) -> str
     return settings_key(settings)
 
 
-def _finished_report(folder: Path, config: UnlearnConfig) -> dict | None:
+def _finished_report(folder: Path, config: UnlearnConfig) -> UnlearnReport | None:
     """The report of a run already finished in FOLDER with these settings, else None."""
     try:
-        report = json.loads((folder / REPORT_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")))
+    except (OSError, ValueError, LumeError):
         return None
-    same = isinstance(report, dict) and report.get("config") == asdict(config)
-    return report if same else None
+    return report if report.config == asdict(config) else None
 
 
 def _merged(model_in, out_dir: Path, recipe, kind: str, configs: dict[str, UnlearnConfig], merge: MergeConfig,
-            overwrite: bool, on_probe, common: dict) -> dict:
+            overwrite: bool, on_probe, common: dict) -> UnlearnReport:
     source = resolve_model_path(model_in)[1]
     refuse_overwriting_inputs(out_dir, (source,), "MODEL_OUT")
     claim(out_dir, "unlearn", key=_key(model_in, configs, merge), inputs=(source,), overwrite=overwrite,
@@ -81,9 +82,9 @@ def _merged(model_in, out_dir: Path, recipe, kind: str, configs: dict[str, Unlea
     record = merge_into(model_in, adapters, out_dir, merge)
     if source is not None and (Path(source) / MANIFEST_NAME).is_file():  # evaluate the same documents as the target
         shutil.copy(Path(source) / MANIFEST_NAME, out_dir / MANIFEST_NAME)
-    report = {"recipe": recipe.name, "target_kind": kind, "source": recipe.source, "method": f"recipe {recipe.name}",
-              "runs": reports, "merge": record, "steps": sum(r["steps"] for r in reports.values()),
-              "seconds": sum(r["seconds"] for r in reports.values()), "losses": []}
-    write_json_atomic(out_dir / REPORT_NAME, report)  # last: its presence means the model is complete
+    report = UnlearnReport(recipe=recipe.name, target_kind=kind, source=recipe.source, method=f"recipe {recipe.name}",
+                           runs=reports, merge=record, steps=sum(r.steps for r in reports.values()),
+                           seconds=sum(r.seconds for r in reports.values()), losses=[])
+    write_json_atomic(out_dir / REPORT_NAME, report.to_json())  # last: its presence means the model is complete
     mark_finished(out_dir)
     return report
