@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Self
 
 from lume.config import shown
 from lume.errors import InputError
@@ -208,14 +208,12 @@ class EvaluationSummary(Result):
     timings: dict[str, float] = doc("seconds per section and in all", factory=dict)
     files: list[str] = doc("the files this evaluation wrote (summary.json last)", factory=list)
 
-    NEWEST: ClassVar[int] = SCHEMA_VERSION
-
     @classmethod
     def read(cls, path: str | Path, data) -> EvaluationSummary:
         """A summary file's contents; one of a newer lume, or not a summary, refused in one line."""
         version = data.get("schema_version", 1) if isinstance(data, dict) else None
-        if not isinstance(version, int) or isinstance(version, bool) or version > cls.NEWEST:
-            raise InputError(path, f"schema version {shown(version)}: this lume reads versions up to {cls.NEWEST} "
+        if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+            raise InputError(path, f"schema version {shown(version)}: this lume reads versions up to {SCHEMA_VERSION} "
                                    "(written by a newer lume?)", field="schema_version")
         return dataclasses.replace(cls.from_json(data, source=path), schema_version=version)
 
