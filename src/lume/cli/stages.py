@@ -42,17 +42,19 @@ MethodName = Annotated[Optional[str], typer.Option(
     + " (docs/methods.md), or package.module:Class (docs/plugins.md)")]
 
 
-def _settings_field(cls, name: str) -> dataclasses.Field:
-    """Field `name` of settings class `cls`, else of its `training` (TrainingSettings)."""
-    own = {item.name: item for item in dataclasses.fields(cls)}
-    return own[name] if name in own else {item.name: item for item in dataclasses.fields(TrainingSettings)}[name]
+def _settings_field(cls, name: str) -> tuple[type, dataclasses.Field]:
+    """(class, field) of setting `name`: `cls`'s own, else its `training`'s (TrainingSettings)."""
+    for owner in (cls, TrainingSettings):
+        fields = {item.name: item for item in dataclasses.fields(owner)}
+        if name in fields:
+            return owner, fields[name]
+    raise KeyError(f"{name}: not a setting of {cls.__name__} or TrainingSettings")
 
 
 def _generated_option(cls, name: str) -> inspect.Parameter:
     """The CLI option of a settings field: its name, its type (None: not given) and its help,
     all from the field (`lume.config.setting`)."""
-    item = _settings_field(cls, name)
-    owner = cls if name in {f.name for f in dataclasses.fields(cls)} else TrainingSettings
+    owner, item = _settings_field(cls, name)
     kind = typing.get_type_hints(owner)[name]
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
