@@ -37,8 +37,7 @@ def _generated():
     for name, command in typer.main.get_command(stages.app).commands.items():
         cls, names = command.callback.settings
         for field_name in names:
-            own = {f.name: f for f in dataclasses.fields(cls)}
-            field = own.get(field_name) or {f.name: f for f in dataclasses.fields(TrainingSettings)}[field_name]
+            _, field = stages._settings_field(cls, field_name)
             yield name, next(p for p in command.params if p.name == field_name), field
 
 

@@ -25,7 +25,7 @@ from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import final_score
-from lume.results import Bootstrap, EvaluationSummary, Headline, summary_part
+from lume.results import Bootstrap, EvaluationSummary, Headline
 from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fingerprint
 from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
@@ -166,11 +166,11 @@ def _final(summary: EvaluationSummary) -> float | None:
 
 
 def _resampled(summary: EvaluationSummary, rows: dict[str, list[dict]], sections: list[Section],
-               config: EvalConfig) -> dict:
+               config: EvalConfig) -> tuple[dict[str, list[float]] | None, Bootstrap | None]:
     """95 % bootstrap intervals of every headline number, and the resampled values, for paired
     comparisons between models (see `lume.metrics.uncertainty`); none without resamples."""
     if not config.bootstrap_resamples:
-        return {}
+        return None, None
     replicates = {}
     for section in sections:
         replicates.update(section.replicates(summary, rows[section.name], config.seed, config.bootstrap_resamples))
@@ -181,8 +181,7 @@ def _resampled(summary: EvaluationSummary, rows: dict[str, list[dict]], sections
     bootstrap = Bootstrap(seed=config.seed, resamples=config.bootstrap_resamples, confidence=CONFIDENCE,
                           units=units_fingerprint(units),
                           replicates={name: np.round(values, 6).tolist() for name, values in replicates.items()})
-    return summary_part(intervals={name: interval(values) for name, values in replicates.items()},
-                        bootstrap=bootstrap)
+    return {name: interval(values) for name, values in replicates.items()}, bootstrap
 
 
 def _sections(config: EvalConfig) -> list[Section]:
@@ -243,11 +242,11 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
         timings[f"{section.name}_s"] = time.time() - step
     header["data"]["items"] = len(rows.get("probes", []))
     measured = EvaluationSummary.from_json({**header, **summary})
-    measured = EvaluationSummary.from_json({**measured.to_json(), **summary_part(final=_final(measured)),
-                                            **_resampled(measured, rows, sections, config)})
+    intervals, bootstrap = _resampled(measured, rows, sections, config)
     timings["total_s"] = time.time() - started
     written = _written_rows(rows, sections)
-    summary = dataclasses.replace(measured, config=asdict(config), versions=_versions(), timings=timings,
+    summary = dataclasses.replace(measured, final=_final(measured), intervals=intervals, bootstrap=bootstrap,
+                                  config=asdict(config), versions=_versions(), timings=timings,
                                   files=[*written, SUMMARY_NAME])
     if rank == 0:
         _write_results(out_dir, summary, written)
