@@ -1,6 +1,6 @@
 """lume's training loop against a plain Hugging Face `Trainer` loop on the same GD loss, rows and batches.
 
-    python bench/train_speed.py [--precision no|bf16] [--rounds 2] [--steps 20] [--rows 32] [--batch 4]
+    python bench/train_speed.py [--precision no|bf16] [--rounds 2] [--steps 20] [--rows 32] [--batch 4] [--compile]
 
 The peer is the design open-unlearning uses: a `Trainer` subclass whose `compute_loss` is
 GradDiff's, −NLL(forget batch) + NLL(retain batch), with the Trainer's own defaults (fused
@@ -46,7 +46,8 @@ def run_lume(args) -> dict:
     forget, retain = _rows(args.rows)
     config = UnlearnConfig(method="gd", steps=args.steps, progress=False,
                            training=TrainingSettings(batch_size=args.batch, learning_rate=LEARNING_RATE,
-                                                     mixed_precision=args.precision, seed=0))
+                                                     mixed_precision=args.precision, seed=0,
+                                                     compile=args.compile))
     with tempfile.TemporaryDirectory() as out:
         report = unlearn("smollm2-135m", Path(out) / "model", config, forget=forget, retain=retain)
     return {"seconds": report.train_seconds, "tokens": report.tokens, "losses": [row["loss"] for row in report.losses]}
@@ -119,7 +120,7 @@ def matmul_peak(precision: str, size: int = 2048, repeats: int = 10) -> float:
 
 def _child(loop: str, args) -> dict:
     command = [sys.executable, __file__, "--one", loop, "--precision", args.precision, "--steps", str(args.steps),
-               "--rows", str(args.rows), "--batch", str(args.batch)]
+               "--rows", str(args.rows), "--batch", str(args.batch)] + (["--compile"] if args.compile else [])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{loop} failed:\n{done.stderr[-3000:]}")
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--compile", action="store_true", help="lume compiles its step (its compile time counts)")
     parser.add_argument("--one", choices=("lume", "peer"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -24,6 +24,7 @@ from lume.compat import original_forward
 from lume.errors import InputError, LumeError, set_resume_note
 from lume.files import read_json, write_json_atomic, writing_to
 from lume.progress import progress_bar
+from lume.training import compiling
 from lume.training.distributed import make_accelerator, shards_weights
 from lume.training.settings import TrainingRun
 
@@ -35,15 +36,16 @@ def without_autocast(model):
     """The model without accelerate's mixed-precision wrapper for a while: scoring in the middle
     of training (memorisation checks) sees the precision evaluation uses."""
     original = original_forward(model)
-    if original is None:
-        yield model
-        return
-    wrapped = model.__dict__["forward"]
-    model.forward = original
-    try:
-        yield model
-    finally:
-        model.forward = wrapped
+    with compiling.eager():
+        if original is None:
+            yield model
+            return
+        wrapped = model.__dict__["forward"]
+        model.forward = original
+        try:
+            yield model
+        finally:
+            model.forward = wrapped
 
 
 @dataclass
@@ -203,6 +205,8 @@ def _prepared(model, run: TrainingRun, accelerator):
                                   fused=not shards_weights(accelerator) and accelerator.device.type in ("cpu", "cuda"))
     scheduler = _lr_schedule(optimizer, run)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if settings.compile:
+        compiling.compile_model(model)
     # FSDP replaces each weight by its shard (a DTensor): the trainable weights are looked up again
     return model, optimizer, scheduler, [p for p in model.parameters() if p.requires_grad]
 
@@ -223,10 +227,7 @@ class _Stepper:
         logs, tokens, accumulation = {}, 0, self.settings.gradient_accumulation
         for micro in range(accumulation):
             with self.accelerator.accumulate(self.model):
-                loss, micro_logs = self.step_loss(self.model, step * accumulation + micro)
-                if not math.isfinite(loss.item()):
-                    raise self.checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
-                self.accelerator.backward(loss)
+                micro_logs = self._loss_and_gradients(step, step * accumulation + micro)
                 if self.accelerator.sync_gradients and self.settings.max_grad_norm:
                     self.accelerator.clip_grad_norm_(self.trainable, self.settings.max_grad_norm)
                 self.optimizer.step()
@@ -236,6 +237,24 @@ class _Stepper:
             for name, value in micro_logs.items():
                 logs[name] = logs.get(name, 0.0) + float(value) / accumulation
         return logs, tokens
+
+    def _loss_and_gradients(self, step: int, micro_step: int) -> dict:
+        """The micro-step's loss and its backward pass; once more uncompiled if compilation fails
+        (it fails before any weight's gradient is written)."""
+        try:
+            return self._backward(step, micro_step)
+        except compiling.FAILURES as error:
+            if not compiling.is_compiled(self.model):
+                raise
+            compiling.fall_back(self.model, error)
+            return self._backward(step, micro_step)
+
+    def _backward(self, step: int, micro_step: int) -> dict:
+        loss, micro_logs = self.step_loss(self.model, micro_step)
+        if not math.isfinite(loss.item()):
+            raise self.checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
+        self.accelerator.backward(loss)
+        return micro_logs
 
 
 class _Tracking:
@@ -303,5 +322,6 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
     # accelerate wrapped `forward` in autocast in place; scoring after training must see the
     # model in its own precision, as evaluation does, so the wrapper comes off here.
     accelerator.unwrap_model(stepper.model, keep_fp32_wrapper=False)
+    compiling.uncompile(stepper.model)
     return TrainResult(len(losses), losses, time.time() - started, tokens, stopped,
                        _peak_memory_mb(accelerator.device))

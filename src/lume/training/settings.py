@@ -31,6 +31,8 @@ class TrainingSettings:
     modules: list[str] | None = setting(None, "Within those layers, the modules that train by name (mlp, self_attn, "
                                               "down_proj ...; None = all)")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower)")
+    compile: bool = setting(False, "Compile the training step (torch.compile, inductor; eager again if it fails): "
+                                   "faster steps after minutes of compiling (bench/README.md)")
     mixed_precision: str = setting("auto", "auto (bf16 autocast where the device computes bf16 natively, else "
                                            "float32), bf16, fp16 or no", choices=MIXED_PRECISION)
     seed: int = setting(0, "Seed of the training (and of the stage's draws)", at_least=0, at_most=MAX_SEED)

@@ -39,6 +39,7 @@ import torch
 from lume.errors import LumeError
 from lume.inference.answers import Answers, answer_logits
 from lume.registry import Registry
+from lume.training import compiling
 
 
 @dataclasses.dataclass
@@ -125,8 +126,9 @@ class Context:
 
     @contextmanager
     def starting_model(self):
-        """The starting model, for reference quantities (no gradients, the policy's precision)."""
-        with torch.no_grad(), self.autocast():
+        """The starting model, for reference quantities (no gradients, the policy's precision; never
+        compiled: a compiled policy would compile a graph for gradient-free calls)."""
+        with torch.no_grad(), self.autocast(), compiling.eager():
             if self.reference_model is not None:
                 yield self.reference_model
             elif hasattr(self.unwrap(self.model), "disable_adapter"):
