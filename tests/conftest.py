@@ -149,6 +149,21 @@ def fresh_accelerate_state():
     AcceleratorState._reset_state(reset_partial_state=True)
 
 
+def first_documents_records(data_dir, count: int) -> tuple[list, list]:
+    """The records (sentence completion and QA) of the first `count` forget and retain documents."""
+    from lume import data
+
+    documents = data.load(data_dir).documents
+    pick = lambda split: [r for d in [d for d in documents if d.split == split][:count] for r in d.records]  # noqa: E731
+    return pick("forget"), pick("retain")
+
+
+@pytest.fixture(scope="module")
+def sets(data_dir):
+    """Two forget and two retain documents' records (a module may ask for more with its own)."""
+    return first_documents_records(data_dir, 2)
+
+
 BEHAVIOUR_ROWS = 4  # forget rows, and as many retain rows, of the behaviour cases
 FIT_STEPS, FIT_RATE = 60, 1e-2
 

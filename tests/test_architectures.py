@@ -34,15 +34,6 @@ def model_dir(request, tmp_path_factory, tokenizer):
     return folder
 
 
-@pytest.fixture(scope="module")
-def sets(data_dir):
-    from lume import data
-
-    documents = data.load(data_dir).documents
-    pick = lambda split: [r for d in [d for d in documents if d.split == split][:2] for r in d.records]  # noqa: E731
-    return pick("forget"), pick("retain")
-
-
 def test_evaluation_runs_on_every_architecture(model_dir, tmp_path, data_dir):
     from lume.stages.evaluation import EvalConfig, evaluate
 

@@ -14,15 +14,6 @@ from lume.training import TrainingSettings, compiling
 TOLERANCE = {"no": 1e-4, "bf16": 2e-2}
 
 
-@pytest.fixture(scope="module")
-def sets(data_dir):
-    from lume import data
-
-    documents = data.load(data_dir).documents
-    pick = lambda split: [r for d in [d for d in documents if d.split == split][:2] for r in d.records]  # noqa: E731
-    return pick("forget"), pick("retain")
-
-
 def run(folder, out, sets, compile: bool):
     config = UnlearnConfig(method="gd", steps=3, progress=False,
                            training=TrainingSettings(batch_size=2, learning_rate=1e-3, compile=compile))
@@ -33,17 +24,22 @@ def run(folder, out, sets, compile: bool):
 @pytest.mark.slow  # inductor compiles the tiny model's forward and backward: about a minute on 2 cores
 def test_the_compiled_loss_curve_is_the_eager_one_and_the_model_comes_back_uncompiled(tmp_path, tiny_model_dir,
                                                                                      sets, monkeypatch):
-    compiled_models = []
-    original = compiling.uncompile
-    monkeypatch.setattr(compiling, "uncompile", lambda model: (compiled_models.append(compiling.is_compiled(model)),
-                                                               original(model), compiled_models.append(model)))
+    trained = []  # (whether compiled when training ended, the model) per run
+    real_uncompile = compiling.uncompile
+
+    def recorded_uncompile(model):
+        trained.append((compiling.is_compiled(model), model))
+        real_uncompile(model)
+
+    monkeypatch.setattr(compiling, "uncompile", recorded_uncompile)
     eager = run(tiny_model_dir, tmp_path / "eager", sets, compile=False)
     compiled = run(tiny_model_dir, tmp_path / "compiled", sets, compile=True)
     tolerance = TOLERANCE[eager.precision["mixed_precision"]]
     assert [row["loss"] for row in compiled.losses] == pytest.approx([row["loss"] for row in eager.losses],
                                                                      rel=tolerance, abs=tolerance)
-    assert compiled_models[-2] is True  # the compiled run was compiled until the end ...
-    assert not compiling.is_compiled(compiled_models[-1])  # ... and its model came back as it was
+    was_compiled, model = trained[-1]
+    assert was_compiled  # the compiled run was compiled until the end ...
+    assert not compiling.is_compiled(model)  # ... and its model came back as it was
 
 
 def failing_backend(graph, example_inputs):

@@ -14,15 +14,6 @@ from lume.stages.unlearning.methods import METHODS, Method, register
 from tests.conftest import make_tiny_model
 
 
-@pytest.fixture(scope="module")
-def sets(data_dir):
-    from lume import data
-
-    documents = data.load(data_dir).documents
-    pick = lambda split: [r for d in [d for d in documents if d.split == split][:2] for r in d.records]  # noqa: E731
-    return pick("forget"), pick("retain")
-
-
 def weights(folder) -> dict:
     from safetensors.torch import load_file
 

@@ -38,15 +38,6 @@ if REGISTERS:
     accelerate.tracking.register_tracker_class(Recording)
 
 
-@pytest.fixture
-def sets(data_dir):
-    from lume import data
-
-    documents = data.load(data_dir).documents
-    pick = lambda split: [r for d in [d for d in documents if d.split == split][:2] for r in d.records]  # noqa: E731
-    return pick("forget"), pick("retain")
-
-
 def test_each_step_is_logged_to_the_tracker_asked_for(tmp_path, tiny_model_dir, sets):
     forget, retain = sets
     LOGGED.clear()

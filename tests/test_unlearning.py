@@ -12,6 +12,7 @@ from lume.training import TrainingSettings, collate
 from lume.stages.unlearning import UnlearnConfig, build_method, unlearn
 from lume.stages.unlearning.methods import METHODS, Method, register
 from lume.stages.unlearning.methods.npo import npo_loss
+from tests.conftest import first_documents_records
 
 FAST = TrainingSettings(batch_size=2, learning_rate=1e-3)
 
@@ -102,11 +103,7 @@ def test_unknown_method_and_bad_setting_are_clear():
 
 @pytest.fixture(scope="module")
 def sets(data_dir):
-    from lume import data
-
-    documents = data.load(data_dir).documents
-    pick = lambda split: [r for d in [d for d in documents if d.split == split][:3] for r in d.records]  # noqa: E731
-    return pick("forget"), pick("retain")
+    return first_documents_records(data_dir, 3)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

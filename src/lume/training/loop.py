@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def without_autocast(model):
-    """The model without accelerate's mixed-precision wrapper for a while: scoring in the middle
-    of training (memorisation checks) sees the precision evaluation uses."""
+    """The model without accelerate's mixed-precision wrapper, and uncompiled, for a while: scoring
+    in the middle of training (memorisation checks) sees the precision evaluation uses."""
     original = original_forward(model)
     with compiling.eager():
         if original is None:
