@@ -12,7 +12,9 @@ its own process (its max RSS its own); rounds alternate lume, peer.
 
 Prints, per run: tokens/s (the real forget + retain tokens of the batches over the training
 seconds), max RSS; then the ratio, each loop's achieved GFLOP/s (6 × parameters × tokens / s)
-against the matmul peak measured on the spot in the same precision, and both loss curves.
+against the matmul peak measured on the spot in the same precision (a 2048² matmul, and beside
+it the rate of the decoder layer's own matmul shapes: what a step could reach), and both loss
+curves.
 Measure alone: nothing else on the cores.
 """
 
@@ -103,19 +105,47 @@ def run_peer(args) -> dict:
     return {"seconds": seconds, "tokens": tokens, "losses": losses}
 
 
-def matmul_peak(precision: str, size: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of a size² × size² matmul in the precision (bf16 or float32), best of `repeats`."""
-    import torch
+# SmolLM2-135M's linear layers (in, out): q and o, k and v (3 key-value heads of 64), gate and up, down
+LAYER_SHAPES = [(576, 576)] * 2 + [(576, 192)] * 2 + [(576, 1536)] * 2 + [(1536, 576)]
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+
+def _best_seconds(a, b, repeats: int) -> float:
     a @ b
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 / best / 1e9
+    return best
+
+
+def _dtype(precision: str):
+    import torch
+
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def matmul_peak(precision: str, size: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of a size² × size² matmul in the precision (bf16 or float32), best of `repeats`."""
+    import torch
+
+    a, b = (torch.randn(size, size, dtype=_dtype(precision)) for _ in range(2))
+    return 2 * size ** 3 / _best_seconds(a, b, repeats) / 1e9
+
+
+def layer_matmul_rate(precision: str, tokens: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of the decoder layer's own matmuls on `tokens` tokens (forward, and the backward's
+    input and weight gradients): what a step at these shapes could reach, against the square peak."""
+    import torch
+
+    flops = seconds = 0.0
+    for fan_in, fan_out in LAYER_SHAPES:
+        for rows, inner, columns in ((tokens, fan_in, fan_out), (tokens, fan_out, fan_in), (fan_in, tokens, fan_out)):
+            a = torch.randn(rows, inner, dtype=_dtype(precision))
+            b = torch.randn(inner, columns, dtype=_dtype(precision))
+            flops += 2 * rows * inner * columns
+            seconds += _best_seconds(a, b, repeats)
+    return flops / seconds / 1e9
 
 
 def _child(loop: str, args) -> dict:
@@ -145,8 +175,9 @@ def main() -> None:
     import torch
 
     parameters = 134_515_008  # SmolLM2-135M
-    peak = matmul_peak(args.precision)
-    print(f"precision {args.precision}; {torch.get_num_threads()} threads; matmul peak {peak:.0f} GFLOP/s")
+    peak, layer_rate = matmul_peak(args.precision), layer_matmul_rate(args.precision)
+    print(f"precision {args.precision}; {torch.get_num_threads()} threads; matmul peak {peak:.0f} GFLOP/s "
+          f"(2048²; the decoder layer's own matmul shapes on 1,024 tokens: {layer_rate:.0f})")
     runs = {"lume": [], "peer": []}
     for round_ in range(args.rounds):
         for loop in ("lume", "peer"):
