@@ -1,6 +1,7 @@
 """lume's training loop against a plain Hugging Face `Trainer` loop on the same GD loss, rows and batches.
 
     python bench/train_speed.py [--precision no|bf16] [--rounds 2] [--steps 20] [--rows 32] [--batch 4] [--compile]
+                                [--loops lume,peer]
 
 The peer is the design open-unlearning uses: a `Trainer` subclass whose `compute_loss` is
 GradDiff's, −NLL(forget batch) + NLL(retain batch), with the Trainer's own defaults (fused
@@ -8,7 +9,10 @@ AdamW included) except what the two loops must share to train alike: a constant 
 of 1e-5, no warm-up, the same seed and precision. Both run SmolLM2-135M (`smollm2-135m`) on the
 first ROWS forget and ROWS retain LUME rows, BATCH + BATCH examples a step, the batches lume
 draws (`lume.training.sampling.drawn_batches`) given to the peer in the same order. Each run is
-its own process (its max RSS its own); rounds alternate lume, peer.
+its own process (its max RSS, page faults and kernel time its own); rounds alternate the loops.
+The peer keeps glibc's own malloc, which hands freed blocks back to the kernel (as a plain HF
+loop does); `--loops lume,lume-glibc` measures lume against itself with that malloc
+(`LUME_KEEP_FREED_MEMORY=0`, lume.models.heap).
 
 Prints, per run: tokens/s (the real forget + retain tokens of the batches over the training
 seconds), max RSS; then the ratio, each loop's achieved GFLOP/s (6 × parameters × tokens / s)
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -148,10 +153,15 @@ def layer_matmul_rate(precision: str, tokens: int = 1024, repeats: int = 10) -> 
     return flops / seconds / 1e9
 
 
+# each loop: the function its process runs, and whether lume's malloc setting is off there
+LOOPS = {"lume": (run_lume, False), "peer": (run_peer, True), "lume-glibc": (run_lume, True)}
+
+
 def _child(loop: str, args) -> dict:
     command = [sys.executable, __file__, "--one", loop, "--precision", args.precision, "--steps", str(args.steps),
                "--rows", str(args.rows), "--batch", str(args.batch)] + (["--compile"] if args.compile else [])
-    done = subprocess.run(command, capture_output=True, text=True)
+    glibc_malloc = {"LUME_KEEP_FREED_MEMORY": "0"} if LOOPS[loop][1] else {}
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **glibc_malloc})
     if done.returncode:
         raise SystemExit(f"{loop} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -165,37 +175,52 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--compile", action="store_true", help="lume compiles its step (its compile time counts)")
-    parser.add_argument("--one", choices=("lume", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--loops", default="lume,peer", help=f"two of {', '.join(LOOPS)}, comma-separated")
+    parser.add_argument("--one", choices=tuple(LOOPS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        result = (run_lume if args.one == "lume" else run_peer)(args)
-        result["max_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        result = LOOPS[args.one][0](args)
+        finished = resource.getrusage(resource.RUSAGE_SELF)
+        result.update(max_rss_gb=finished.ru_maxrss / 2 ** 20, page_faults=finished.ru_minflt - usage.ru_minflt,
+                      kernel_seconds=finished.ru_stime - usage.ru_stime)
         print(json.dumps(result))
         return
+    loops = args.loops.split(",")
+    if len(loops) != 2 or not set(loops) <= set(LOOPS):
+        parser.error(f"--loops: two of {', '.join(LOOPS)}, comma-separated")
     import torch
 
-    parameters = 134_515_008  # SmolLM2-135M
     peak, layer_rate = matmul_peak(args.precision), layer_matmul_rate(args.precision)
     print(f"precision {args.precision}; {torch.get_num_threads()} threads; matmul peak {peak:.0f} GFLOP/s "
           f"(2048²; the decoder layer's own matmul shapes on 1,024 tokens: {layer_rate:.0f})")
-    runs = {"lume": [], "peer": []}
+    runs = _alternated(args, loops, peak)
+    first, second = loops
+    for round_, (ours, theirs) in enumerate(zip(runs[first], runs[second])):
+        print(f"round {round_ + 1}: {first} / {second} "
+              f"{ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x")
+    ours, theirs = runs[first][0]["losses"], runs[second][0]["losses"]
+    gap = max(abs(a - b) for a, b in zip(ours, theirs))
+    print(f"losses, step by step (largest difference {gap:.2e}):")
+    for step, (a, b) in enumerate(zip(ours, theirs), 1):
+        print(f"  {step:3} {first} {a:+.5f}  {second} {b:+.5f}")
+
+
+def _alternated(args, loops: list[str], peak: float) -> dict[str, list[dict]]:
+    """Each round runs every loop once, in order; what each run measured, printed as it ends."""
+    parameters = 134_515_008  # SmolLM2-135M
+    runs = {loop: [] for loop in loops}
     for round_ in range(args.rounds):
-        for loop in ("lume", "peer"):
+        for loop in loops:
             result = _child(loop, args)
             result["tokens_per_second"] = result["tokens"] / result["seconds"]
             runs[loop].append(result)
             flops = 6 * parameters * result["tokens_per_second"] / 1e9
-            print(f"round {round_ + 1} {loop:4}: {result['tokens_per_second']:7.1f} tokens/s ({result['tokens']} "
+            print(f"round {round_ + 1} {loop}: {result['tokens_per_second']:7.1f} tokens/s ({result['tokens']} "
                   f"tokens, {result['seconds']:.1f} s), {flops:.0f} GFLOP/s = {flops / peak:.0%} of the matmul peak, "
-                  f"max RSS {result['max_rss_gb']:.1f} GB")
-    for round_, (ours, theirs) in enumerate(zip(runs["lume"], runs["peer"])):
-        print(f"round {round_ + 1}: lume / peer {ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x")
-    ours, theirs = runs["lume"][0]["losses"], runs["peer"][0]["losses"]
-    gap = max(abs(a - b) for a, b in zip(ours, theirs))
-    print(f"losses, step by step (largest difference {gap:.2e}):")
-    for step, (a, b) in enumerate(zip(ours, theirs), 1):
-        print(f"  {step:3} lume {a:+.5f}  peer {b:+.5f}")
-
+                  f"max RSS {result['max_rss_gb']:.1f} GB, {result['page_faults'] / 1e6:.2f} M page faults and "
+                  f"{result['kernel_seconds']:.0f} s in the kernel (the whole process)")
+    return runs
 
 if __name__ == "__main__":
     main()

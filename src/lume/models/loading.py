@@ -19,6 +19,7 @@ from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import writing_to
 from lume.models.fingerprint import fingerprint as folder_fingerprint, record_fingerprint
+from lume.models.heap import keep_freed_memory
 from lume.models.memory import check_memory
 from lume.models.released import RELEASED, fetch_released
 from lume.outputs import refuse_unfinished
@@ -183,6 +184,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, dtype: str | None = 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
+    if device == "cpu":
+        keep_freed_memory()  # a CPU model's steps reuse the memory the last one freed
     name, source = resolve_model_path(name_or_path)
     if isinstance(source, Path):
         check_memory(name, source, resolve_dtype(dtype, device), device)

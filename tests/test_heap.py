@@ -1,0 +1,52 @@
+"""Freed CPU memory is reused, not faulted in again: each case in a fresh process, whose malloc it sets."""
+
+import json
+import os
+import subprocess
+import sys
+
+# Allocates and frees a 256 MiB tensor four times, then four more; prints whether lume set malloc
+# and the page faults of the last four (the heap grows to fit in the first few allocations).
+# Without the setting each allocation faults in its 65,536 pages anew.
+REALLOCATE = """
+import json, resource, sys, torch
+from lume.models.heap import keep_freed_memory
+{setup}
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def allocate(times):
+    for _ in range(times):
+        block = torch.ones(64 * 2 ** 20)
+        del block
+allocate(4)
+before = faults()
+allocate(4)
+print(json.dumps({{"kept": {kept}, "faults": faults() - before}}))
+"""
+PAGES = 256 * 2 ** 20 // os.sysconf("SC_PAGE_SIZE")
+
+
+def reallocated(setup: str, kept: str, **environment) -> dict:
+    code = REALLOCATE.format(setup=setup, kept=kept)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, **environment})
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_kept_memory_faults_its_pages_in_once_not_at_every_allocation():
+    glibc = reallocated("", "None")
+    kept = reallocated("kept = keep_freed_memory()", "kept")
+    assert glibc["faults"] >= 4 * PAGES  # the default: every allocation faults its pages anew
+    assert kept["kept"] is True
+    assert kept["faults"] < PAGES / 2  # none of them
+
+
+def test_the_opt_out_leaves_malloc_as_it_is():
+    result = reallocated("kept = keep_freed_memory()", "kept", LUME_KEEP_FREED_MEMORY="0")
+    assert result["kept"] is False
+    assert result["faults"] >= 4 * PAGES
+
+
+def test_loading_a_model_onto_the_cpu_keeps_freed_memory(tiny_model_dir):
+    setup = f"from lume.models import load_model\nload_model({str(tiny_model_dir)!r}, dtype='float32', device='cpu')"
+    assert reallocated(setup, "None")["faults"] < PAGES / 2
