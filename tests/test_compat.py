@@ -1,4 +1,4 @@
-"""The private transformers and accelerate names lume uses (all in lume/compat.py) are still
+"""The private transformers, accelerate and torch names lume uses (all in lume/compat.py) are still
 there in the installed versions; when an upgrade moves one, these fail saying which."""
 
 from importlib.metadata import version
@@ -8,7 +8,7 @@ import torch
 from lume.compat import missing_private_names, original_forward
 
 
-def test_every_private_transformers_name_exists():
+def test_every_private_name_exists():
     missing = missing_private_names()
     assert not missing, "\n".join(missing)
 

@@ -5,6 +5,8 @@ import logging
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
 
 from lume.stages.unlearning import UnlearnConfig, unlearn
 from lume.training import TrainingSettings, compiling
@@ -46,9 +48,19 @@ def failing_backend(graph, example_inputs):
     raise RuntimeError("no C++ compiler here")
 
 
+def no_compiled_backward(graph, example_inputs):
+    raise RuntimeError("no C++ compiler here for the backward")
+
+
+# a backend that compiles each forward as it is and fails on its backward
+failing_backward_backend = aot_autograd(fw_compiler=lambda graph, _inputs: make_boxed_func(graph.forward),
+                                        bw_compiler=no_compiled_backward)
+
+
+@pytest.mark.parametrize("backend", [failing_backend, failing_backward_backend], ids=["forward", "backward"])
 def test_a_failed_compilation_says_so_in_one_line_and_trains_on_uncompiled(tmp_path, tiny_model_dir, sets,
-                                                                           monkeypatch, caplog):
-    monkeypatch.setattr(compiling, "BACKEND", failing_backend)
+                                                                           monkeypatch, caplog, backend):
+    monkeypatch.setattr(compiling, "BACKEND", backend)
     eager = run(tiny_model_dir, tmp_path / "eager", sets, compile=False)
     torch._dynamo.reset()
     with caplog.at_level(logging.WARNING, logger="lume.training.compiling"):

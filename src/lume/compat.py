@@ -1,11 +1,11 @@
-"""Every use of a private transformers or accelerate name, behind one door.
+"""Every use of a private transformers, accelerate or torch name, behind one door.
 
 lume decodes in batches exactly as `generate` does one prompt at a time, keeps a KV cache of
-its own, and scores mid-training without accelerate's autocast wrapper. Each needs a name
-outside those libraries' public API; they are all here, and nowhere else. `PRIVATE_NAMES`
-lists them, `missing_private_names()` says which the installed versions lack (a test fails
-with that message when an upgrade moves one), and `pyproject.toml` bounds transformers and
-accelerate to the versions tested.
+its own, scores mid-training without accelerate's autocast wrapper, and falls back to eager
+when torch cannot compile a training step. Each needs a name outside those libraries' public
+API; they are all here, and nowhere else. `PRIVATE_NAMES` lists them, `missing_private_names()`
+says which the installed versions lack (a test fails with that message when an upgrade moves
+one), and `pyproject.toml` bounds transformers and accelerate to the versions tested.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ PRIVATE_NAMES = {
     ("transformers.generation.utils", "GenerationMixin._get_logits_processor"):
         "the logits processors `generate` builds from a generation config (batched decoding)",
     ("transformers.cache_utils", "DynamicLayer"): "the cache layer lume's reserved KV cache extends",
+    ("torch._dynamo.exc", "TorchDynamoException"):
+        "the compiler's own errors, inductor's included, on which compiled training falls back to eager",
+    ("torch._functorch.config", "force_non_lazy_backward_lowering"):
+        "compiling a backward in its forward, where a failure has written no gradient yet",
 }
-# accelerate's `prepare` keeps a mixed-precision model's own forward in the instance attribute
-# `_original_forward` (`original_forward` below); a test prepares a model to check it still does.
+# Instance attributes, each checked by a test that makes one: accelerate's `prepare` keeps a
+# mixed-precision model's own forward in `_original_forward` (`original_forward` below), and
+# `Module.compile` keeps the compiled call in `_compiled_call_impl` (`compiled_call`).
+# torch's compiler modules are imported only by what compiles: torch._dynamo takes 1.6 s.
 
 
 def missing_private_names() -> list[str]:
@@ -57,5 +63,30 @@ def original_forward(model):
     return model.__dict__.get("_original_forward")
 
 
-__all__ = ["DynamicLayer", "PRIVATE_NAMES", "logits_processors", "missing_private_names", "original_forward",
+def compiled_call(module):
+    """The compiled call `Module.compile` put on the module (None when it is not compiled)."""
+    return module.__dict__.get("_compiled_call_impl")
+
+
+def drop_compiled_call(module) -> None:
+    """Undo `Module.compile`: the module's own `__call__` again."""
+    module.__dict__.pop("_compiled_call_impl", None)
+
+
+def compiler_errors() -> tuple[type[Exception], ...]:
+    """The compiler's own errors, inductor's included."""
+    import torch._dynamo.exc
+
+    return (torch._dynamo.exc.TorchDynamoException,)
+
+
+def backward_compiled_in_forward():
+    """A context in which a compiled forward compiles its backward too, not the backward's first run."""
+    import torch._functorch.config
+
+    return torch._functorch.config.patch(force_non_lazy_backward_lowering=True)
+
+
+__all__ = ["DynamicLayer", "PRIVATE_NAMES", "backward_compiled_in_forward", "compiled_call", "compiler_errors",
+           "drop_compiled_call", "logits_processors", "missing_private_names", "original_forward",
            "prepare_special_tokens"]

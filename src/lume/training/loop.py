@@ -240,7 +240,7 @@ class _Stepper:
 
     def _loss_and_gradients(self, step: int, micro_step: int) -> dict:
         """The micro-step's loss and its backward pass; once more uncompiled if compilation fails
-        (it fails before any weight's gradient is written)."""
+        (in the forward, the backward's included: before any weight's gradient is written)."""
         try:
             return self._backward(step, micro_step)
         except compiling.FAILURES as error:
@@ -250,7 +250,8 @@ class _Stepper:
             return self._backward(step, micro_step)
 
     def _backward(self, step: int, micro_step: int) -> dict:
-        loss, micro_logs = self.step_loss(self.model, micro_step)
+        with compiling.backward_with_forward(self.model):
+            loss, micro_logs = self.step_loss(self.model, micro_step)
         if not math.isfinite(loss.item()):
             raise self.checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
         self.accelerator.backward(loss)
