@@ -15,10 +15,10 @@ loop does); `--loops lume,lume-glibc` measures lume against itself with that mal
 (`LUME_KEEP_FREED_MEMORY=0`, lume.models.heap).
 
 Prints, per run: tokens/s (the real forget + retain tokens of the batches over the training
-seconds), max RSS; then the ratio, each loop's achieved GFLOP/s (6 × parameters × tokens / s)
-against the matmul peak measured on the spot in the same precision (a 2048² matmul, and beside
-it the rate of the decoder layer's own matmul shapes: what a step could reach), and both loss
-curves.
+seconds), max RSS, page faults and kernel seconds; then the ratio, each loop's achieved GFLOP/s
+(6 × parameters × tokens / s) against the matmul peak measured on the spot in the same precision
+(a 2048² matmul, and beside it the rate of the decoder layer's own matmul shapes: what a step
+could reach), and both loss curves.
 Measure alone: nothing else on the cores.
 """
 
@@ -221,6 +221,7 @@ def _alternated(args, loops: list[str], peak: float) -> dict[str, list[dict]]:
                   f"max RSS {result['max_rss_gb']:.1f} GB, {result['page_faults'] / 1e6:.2f} M page faults and "
                   f"{result['kernel_seconds']:.0f} s in the kernel (the whole process)")
     return runs
+
 
 if __name__ == "__main__":
     main()
