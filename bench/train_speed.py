@@ -153,14 +153,14 @@ def layer_matmul_rate(precision: str, tokens: int = 1024, repeats: int = 10) -> 
     return flops / seconds / 1e9
 
 
-# each loop: the function its process runs, and whether lume's malloc setting is off there
-LOOPS = {"lume": (run_lume, False), "peer": (run_peer, True), "lume-glibc": (run_lume, True)}
+LOOPS = {"lume": run_lume, "peer": run_peer, "lume-glibc": run_lume}  # each loop: what its process runs
+GLIBC_MALLOC = {"peer", "lume-glibc"}  # the loops whose process keeps glibc's own malloc
 
 
 def _child(loop: str, args) -> dict:
     command = [sys.executable, __file__, "--one", loop, "--precision", args.precision, "--steps", str(args.steps),
                "--rows", str(args.rows), "--batch", str(args.batch)] + (["--compile"] if args.compile else [])
-    glibc_malloc = {"LUME_KEEP_FREED_MEMORY": "0"} if LOOPS[loop][1] else {}
+    glibc_malloc = {"LUME_KEEP_FREED_MEMORY": "0"} if loop in GLIBC_MALLOC else {}
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **glibc_malloc})
     if done.returncode:
         raise SystemExit(f"{loop} failed:\n{done.stderr[-3000:]}")
@@ -180,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        result = LOOPS[args.one][0](args)
+        result = LOOPS[args.one](args)
         finished = resource.getrusage(resource.RUSAGE_SELF)
         result.update(max_rss_gb=finished.ru_maxrss / 2 ** 20, page_faults=finished.ru_minflt - usage.ru_minflt,
                       kernel_seconds=finished.ru_stime - usage.ru_stime)
