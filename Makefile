@@ -21,12 +21,16 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(VENV)/bin/lume run
 
+# Two test processes (pytest-xdist), one thread each (tests/conftest.py): the many tests that
+# wait on Python, subprocesses and files overlap (12 min 39 s alone, 8 min 59 s in two: bench/README.md)
+TEST_PROCESSES := -n 2
+
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check src tests bench examples
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q $(TEST_PROCESSES) --durations=10
 
 test-fast: $(INSTALLED)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(TEST_PROCESSES) -m "not slow"
 
 # The fast tests on the lowest transformers and accelerate allowed, in an environment of their own.
 .venv-lowest/.installed: pyproject.toml Makefile
@@ -38,7 +42,7 @@ test-fast: $(INSTALLED)
 	touch .venv-lowest/.installed
 
 test-lowest: .venv-lowest/.installed
-	.venv-lowest/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+	.venv-lowest/bin/python -m pytest -q $(TEST_PROCESSES) -m "not slow" -p no:cacheprovider
 
 # Mutation testing of the methods and metrics against the fast tests (not part of `make test`):
 # every mutant is killed or listed in docs/equivalent-mutants.md with the reason.

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from lume.data.paths import resolve_data_dir
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two test processes, one a core
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and each process they start, one thread each
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

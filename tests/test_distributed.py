@@ -10,7 +10,8 @@ import torch
 
 from tests.ddp_worker import PROBE_IDS, digest
 
-TORCHRUN = str(Path(sys.executable).parent / "torchrun")
+# two processes on a free port (`--standalone`): tests running side by side never share one
+TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def split_files(tmp_path_factory, data_dir):
 def on_two_processes(model_dir, split_files, out: Path, options: dict, check: bool = True):
     """Run tests/ddp_worker.py under torchrun; each process's record (digest, draws, logits)."""
     out.parent.mkdir(exist_ok=True)
-    result = subprocess.run([TORCHRUN, "--nproc_per_node", "2", str(Path(__file__).parent / "ddp_worker.py"),
+    result = subprocess.run([*TORCHRUN, str(Path(__file__).parent / "ddp_worker.py"),
                              str(model_dir), *map(str, split_files), str(out), json.dumps(options)],
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     if check:
@@ -131,7 +132,7 @@ def test_two_processes_resume_where_they_were_killed(tmp_path, tiny_model_dir, s
 @pytest.mark.slow
 def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_files):
     forget, retain = split_files
-    result = subprocess.run([TORCHRUN, "--nproc_per_node", "2", "-m", "lume", "unlearn", str(tiny_model_dir),
+    result = subprocess.run([*TORCHRUN, "-m", "lume", "unlearn", str(tiny_model_dir),
                              str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -149,7 +150,7 @@ def test_evaluation_on_two_processes_shares_the_work_and_equals_one(tmp_path, ti
              "bootstrap_resamples": 50}
     alone = evaluate(
         tiny_model_dir, tmp_path / "one", EvalConfig(data_dir=str(data_dir), progress=False, **flags)).to_json()
-    command = [TORCHRUN, "--nproc_per_node", "2", "-m", "lume", "evaluate", str(tiny_model_dir),
+    command = [*TORCHRUN, "-m", "lume", "evaluate", str(tiny_model_dir),
                "--out", str(tmp_path / "two"), "--data-dir", str(data_dir)]
     command += [f"--{key.replace('_', '-')}={value}" for key, value in flags.items() if key != "bootstrap_resamples"]
     result = subprocess.run(command + ["--setting", "bootstrap_resamples=50"], capture_output=True, text=True,
