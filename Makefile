@@ -22,7 +22,7 @@ demo: $(INSTALLED)
 	$(VENV)/bin/lume run
 
 # Two test processes (pytest-xdist), one thread each (tests/conftest.py): the many tests that
-# wait on Python, subprocesses and files overlap (12 min 39 s alone, 8 min 59 s in two: bench/README.md)
+# wait on Python, subprocesses and files overlap (measured in bench/README.md)
 TEST_PROCESSES := -n 2
 
 test: $(INSTALLED)
