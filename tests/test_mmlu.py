@@ -53,6 +53,23 @@ def test_prefix_reuse_gives_the_reference_predictions(tmp_path, tiny_model, toke
     assert set(summary.per_category) == {"STEM", "humanities"}
 
 
+def test_the_output_layer_reads_one_position_per_prompt(tmp_path, tiny_model, tokenizer):
+    """Batches of prompts of different lengths: the vocabulary-sized output layer runs on each
+    prompt's last position only, not on every row at every row's last position."""
+    dev = [[f"Dev question {i}?", "w", "x", "y", "z", "ABCD"[i % 4]] for i in range(5)]
+    questions = [[f"Question {' longer' * i}?", "a", "b", "c", "d", "A"] for i in range(12)]
+    write_subject(tmp_path, "anatomy", dev, questions)
+    subjects = load_mmlu(tmp_path)
+    reads = []
+    hook = tiny_model.get_output_embeddings().register_forward_hook(
+        lambda _m, inputs, _o: reads.append(inputs[0].shape[:-1].numel()))
+    try:
+        rows = evaluate_mmlu(tiny_model, tokenizer, subjects, batch_size=3)
+    finally:
+        hook.remove()
+    assert len(rows) == 12 and max(reads) == 3
+
+
 def test_shots_are_dropped_while_the_prompt_is_over_2048_tokens(tmp_path, tokenizer):
     dev, questions = load_mmlu(make_mmlu(tmp_path, long_dev=True))["college_physics"]
     [(shots, text)] = subject_prompts(tokenizer, "college_physics", dev, questions[:1], 5)

@@ -8,7 +8,7 @@ import torch
 
 from lume.errors import LumeError
 from lume.inference.batching import IGNORE
-from lume.training import TrainingSettings, collate
+from lume.training import Example, TrainingSettings, collate
 from lume.stages.unlearning import UnlearnConfig, build_method, unlearn
 from lume.stages.unlearning.methods import METHODS, Method, register
 from lume.stages.unlearning.methods.npo import npo_loss
@@ -80,10 +80,59 @@ def test_answer_logits_match_one_padded_forward(tiny_model, packed, monkeypatch)
         model.zero_grad()
 
 
+def test_the_packed_output_layer_reads_only_labelled_positions(tiny_model, monkeypatch):
+    """Two packed sequences whose answers sit at different positions: the output layer (the
+    vocabulary-sized matmul) sees one hidden state per labelled token, not every sequence's
+    positions where any sequence has an answer."""
+    from lume.inference import answers as answers_module
+
+    monkeypatch.setattr(answers_module, "PACK_TOKENS", 40)
+    examples = [Example(list(range(3, 3 + n)), [IGNORE] * (n - answer) + list(range(3 + n - answer, 3 + n)), "p")
+                for n, answer in ((30, 4), (20, 15), (8, 2))]
+    batch = collate(examples, 0)
+    read = []
+    hook = tiny_model.get_output_embeddings().register_forward_hook(lambda _m, inputs, _o: read.append(inputs[0]))
+    try:
+        (found,) = answers_module.answer_logits(tiny_model, [batch])
+    finally:
+        hook.remove()
+    labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert found.logits.shape[0] == labelled == 4 + 15 + 2
+    assert read[-1].shape[:-1].numel() == labelled
+
+
 def test_a_model_that_keeps_packed_rows_apart_is_packed(tiny_model):
     from lume.inference.answers import packs_exactly
 
     assert packs_exactly(tiny_model)
+
+
+class _OlderLogitsToKeep(torch.nn.Module):
+    """A causal LM that reads a `logits_to_keep` tensor as positions kept in every row (as
+    transformers did before it took packed masks), or that ignores it."""
+
+    def __init__(self, model, ignores: bool):
+        super().__init__()
+        self.model, self.ignores = model, ignores
+
+    def forward(self, input_ids, logits_to_keep=0, **kwargs):
+        output = self.model(input_ids=input_ids, **kwargs)
+        if isinstance(logits_to_keep, torch.Tensor) and not self.ignores:
+            output.logits = output.logits[:, logits_to_keep, :]
+        return output
+
+
+@pytest.mark.parametrize("ignores", [False, True])
+def test_a_model_that_cannot_keep_packed_positions_runs_row_groups(tiny_model, ignores):
+    """Its answer logits are still each row's own, from a forward per row group."""
+    from lume.inference.answers import answer_logits, packs_exactly
+
+    model = _OlderLogitsToKeep(tiny_model.float(), ignores)
+    assert not packs_exactly(model)
+    batch = collate([Example(list(range(3, 3 + n)), [IGNORE] * 2 + list(range(5, 3 + n)), "p") for n in (9, 4)], 0)
+    (found,) = answer_logits(model, [batch])
+    full = tiny_model(**batch).logits[:, :-1][batch["labels"][:, 1:] != IGNORE]
+    assert torch.allclose(found.logits, full, atol=1e-4)
 
 
 def test_sequential_chunks_cover_the_forget_set_in_order():

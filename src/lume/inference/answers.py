@@ -90,36 +90,36 @@ def _device(model) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def _packed(model, spans: list[tuple[list[int], list[int]]], pad_id: int) -> list[torch.Tensor]:
-    """One forward over every row packed into sequences; each row's answer logits ([n, vocabulary])."""
+def _packed(model, spans: list[tuple[list[int], list[int]]], pad_id: int) -> torch.Tensor:
+    """One forward over every row packed into sequences: the answer logits of every row, row by
+    row in order ([labelled tokens, vocabulary]). The output layer runs on the answer positions
+    only (a boolean `logits_to_keep`, read by transformers as packed positions), and one gather
+    puts the rows back in order: its backward writes one gradient of the answer logits' size."""
     device = _device(model)
     bins = _bins([len(ids) for ids, _ in spans], PACK_TOKENS)
     width = max(sum(len(spans[r][0]) for r in rows) for rows in bins)
-    input_ids, positions, where = [], [], {}
+    keep = torch.zeros(len(bins), width, dtype=torch.bool)
+    input_ids, positions, first, kept = [], [], {}, 0
     for b, rows in enumerate(bins):
         ids, pos = [], []
         for row in rows:
-            where[row] = (b, len(ids))
+            keep[b, [len(ids) + t for t in spans[row][1]]] = True
+            first[row], kept = kept, kept + len(spans[row][1])  # the output's entries go bin by bin, row by row
             ids += spans[row][0]
             pos += list(range(len(spans[row][0])))
         pad = width - len(ids)
         input_ids.append(ids + [pad_id] * pad)
         positions.append(pos + list(range(pad)))  # the padding is a segment of its own
-    kept = sorted({where[row][1] + t for row, (_, predicting) in enumerate(spans) for t in predicting})
-    column = {position: i for i, position in enumerate(kept)}
     logits = model(input_ids=torch.tensor(input_ids, device=device),
                    position_ids=torch.tensor(positions, device=device), attention_mask=None, use_cache=False,
-                   logits_to_keep=torch.tensor(kept, device=device)).logits
-    out = []
-    for row, (_, predicting) in enumerate(spans):
-        b, offset = where[row]
-        out.append(logits[b, [column[offset + t] for t in predicting]])
-    return out
+                   logits_to_keep=keep.to(device)).logits
+    order = [first[row] + i for row, (_, predicting) in enumerate(spans) for i in range(len(predicting))]
+    return logits[torch.tensor(order, device=device)]
 
 
-def _grouped(model, batch: dict, spans) -> list[torch.Tensor]:
+def _grouped(model, batch: dict, spans) -> torch.Tensor:
     full = grouped_logits(model, batch)
-    return [full[row, predicting] for row, (_, predicting) in enumerate(spans)]
+    return torch.cat([full[row, predicting] for row, (_, predicting) in enumerate(spans)])
 
 
 def packs_exactly(model) -> bool:
@@ -131,8 +131,9 @@ def packs_exactly(model) -> bool:
         try:
             with torch.no_grad(), torch.compiler.set_stance("force_eager"):
                 alone = [model(input_ids=torch.tensor([r], device=device)).logits[0, :-1].float() for r in rows]
-                together = _packed(model, [(r, list(range(len(r) - 1))) for r in rows], 0)
-        except TypeError:  # a forward without position ids or logits_to_keep
+                together = _packed(model, [(r, list(range(len(r) - 1))) for r in rows], 0).split(
+                    [len(r) - 1 for r in rows])
+        except (TypeError, IndexError):  # no position ids or logits_to_keep, or a logits_to_keep read otherwise
             _packs[inner] = False
         else:
             _packs[inner] = all(torch.allclose(a, p.float(), rtol=1e-3, atol=1e-3 * float(a.abs().max()))
@@ -145,15 +146,14 @@ def answer_logits(model, batches: list[dict], pad_id: int = 0) -> list[Answers]:
     allows it (else one forward per row group and batch)."""
     spans = [_row_spans(batch) for batch in batches]
     if packs_exactly(model):
-        flat = _packed(model, [span for batch_spans in spans for span in batch_spans], pad_id)
+        sizes = [sum(len(predicting) for _, predicting in batch_spans) for batch_spans in spans]
+        per_batch = _packed(model, [span for batch_spans in spans for span in batch_spans], pad_id).split(sizes)
     else:
-        flat = [logits for batch, batch_spans in zip(batches, spans) for logits in _grouped(model, batch, batch_spans)]
-    answers, start = [], 0
-    for batch, batch_spans in zip(batches, spans):
+        per_batch = [_grouped(model, batch, batch_spans) for batch, batch_spans in zip(batches, spans)]
+    answers = []
+    for batch, batch_spans, logits in zip(batches, spans, per_batch):
         device = batch["labels"].device
-        per_row = flat[start:start + len(batch_spans)]
-        start += len(batch_spans)
         targets = [batch["labels"][row, [t + 1 for t in predicting]] for row, (_, predicting) in enumerate(batch_spans)]
         rows = [torch.full((len(predicting),), row, device=device) for row, (_, predicting) in enumerate(batch_spans)]
-        answers.append(Answers(torch.cat(per_row), torch.cat(targets), torch.cat(rows), len(batch_spans)))
+        answers.append(Answers(logits, torch.cat(targets), torch.cat(rows), len(batch_spans)))
     return answers

@@ -40,14 +40,11 @@ def chosen_logits_shared_prefix(model, ids: list[list[int]], chosen: list[int], 
         mask = torch.cat([batch["attention_mask"].new_ones(len(suffixes), shared), batch["attention_mask"]], -1)
         width = batch["input_ids"].shape[1]
         positions = torch.arange(shared, shared + width, device=device).expand(len(suffixes), -1)
-        # Only each row's last position needs logits: keep those positions, not all `width`.
-        last = [len(s) - 1 for s in suffixes]
-        kept = sorted(set(last))
+        # Only each row's last position needs logits: one position a row ([rows, 1] to transformers)
+        last = torch.tensor([[len(s) - 1] for s in suffixes], device=device)
         logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
-                       cache=broadcast_prefix(prefix, len(suffixes)), use_cache=True,
-                       logits_to_keep=torch.tensor(kept, device=device)).logits
-        column = torch.tensor([kept.index(i) for i in last], device=device)
-        scores += logits[torch.arange(len(suffixes), device=device), column][:, chosen_index].float().tolist()
+                       cache=broadcast_prefix(prefix, len(suffixes)), use_cache=True, logits_to_keep=last).logits
+        scores += logits[:, 0, chosen_index].float().tolist()
     return scores
 
 
