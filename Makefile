@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test test-fast test-lowest mutants clean
-# the lower bounds of pyproject.toml for transformers and accelerate (tests/test_compat.py checks they agree)
-LOWEST := transformers==5.24.0 accelerate==1.10.0
+# the lower bounds of pyproject.toml for transformers, accelerate and typer (tests/test_compat.py checks they agree)
+LOWEST := transformers==5.24.0 accelerate==1.10.0 typer==0.12.5
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ test: $(INSTALLED)
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q $(TEST_PROCESSES) -m "not slow"
 
-# The fast tests on the lowest transformers and accelerate allowed, in an environment of their own.
+# The fast tests on the lowest transformers, accelerate and typer allowed, in an environment of their own.
 .venv-lowest/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv .venv-lowest
 	.venv-lowest/bin/python -m pip install -q --upgrade pip

@@ -39,7 +39,7 @@ def test_the_installed_versions_are_within_the_tested_bounds_and_ci_tests_the_lo
               for r in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]}
     lowest = dict(pin.split("==") for pin in re.search(r"^LOWEST := (.*)$", (root / "Makefile").read_text(),
                                                          re.MULTILINE)[1].split())
-    for package in ("transformers", "accelerate"):
+    for package in ("transformers", "accelerate", "typer"):
         assert version(package) in bounds[package], f"{package} {version(package)} is outside {bounds[package]}"
         floor = next(s.version for s in bounds[package] if s.operator == ">=")
         expected = f"{floor}.0" if floor.count(".") == 1 else floor  # ">=1.10" is first released as 1.10.0

@@ -137,7 +137,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
 
 
-DRIVERS = {"postgresql": "lume[postgres]", "mysql": "a MySQL driver (pip install pymysql)"}
+DRIVERS = {"postgresql": "lume-unlearning[postgres]", "mysql": "a MySQL driver (pip install pymysql)"}
 
 
 def check_storage(url: str, path: Path | str = "the sweep") -> None:

@@ -283,17 +283,21 @@ def _stop(signum: int, _frame) -> None:
     raise KeyboardInterrupt  # unwinds as Ctrl-C does: checkpoints stay complete, the note is printed
 
 
+def usage_error_class() -> type[Exception]:
+    """The base class of the usage errors typer raises: click's ClickException, found through what
+    typer exposes (typer 0.12 raises installed click's; newer releases vendor a click of their own)."""
+    return next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
 def _run(argv: list[str] | None) -> int:
     """The command's exit status: a user's mistake or a full disk is one line on stderr and 2."""
-    import click
-
     from lume.errors import resume_note
 
     try:
         return app(args=argv, standalone_mode=False) or 0  # typer returns 130 for Ctrl-C rather than raising it
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return done.exit_code
-    except click.ClickException as error:
+    except usage_error_class() as error:
         error.show()
     except LumeError as error:
         print(f"lume: error: {error}", file=sys.stderr)
@@ -302,7 +306,7 @@ def _run(argv: list[str] | None) -> int:
             raise
         print(f"lume: error: {error.filename or 'a write'}: {error.strerror}; "
               f"{resume_note() or DISK_ERRORS[error.errno] + ' and run the same command again'}", file=sys.stderr)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         return 130
     return 2
 

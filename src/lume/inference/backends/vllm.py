@@ -29,7 +29,7 @@ class VLLMBackend:
         try:
             from vllm import LLM
         except ImportError:
-            raise LumeError("the vllm backend needs vLLM: pip install 'lume[vllm]' (on a CUDA machine), "
+            raise LumeError("the vllm backend needs vLLM: pip install 'lume-unlearning[vllm]' (on a CUDA machine), "
                             "or use --backend hf") from None
         self.model, self.tokenizer = model, tokenizer
         # The transformers copy of the model stays loaded for MIA and MMLU, hence a memory share.
