@@ -189,7 +189,7 @@ def test_a_damaged_study_step_record_redoes_the_step(tmp_path, caplog):
     from lume.pipeline import Steps
 
     steps = Steps(tmp_path)
-    assert steps.state("evaluate-x", {"a": 1}, finished=False) == "redo"
+    assert steps.state("evaluate-x", {"a": 1}, finished=False) == "new"  # never run: its folder is not replaced
     (tmp_path / "steps" / "evaluate-x.json").write_bytes(b"\xff[")
     assert steps.state("evaluate-x", {"a": 1}, finished=True) == "redo"
     assert "redoing the step" in caplog.text

@@ -73,6 +73,22 @@ def test_html_is_one_self_contained_file(finished):
 
 
 @pytest.mark.slow
+def test_no_label_becomes_markup_in_the_html_report(finished, tmp_path, capsys):
+    """A folder's name reaches the page as text, whatever it holds (a study's method names are
+    checked when read; `lume report` takes any folder)."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    hostile = "<img src=x onerror=alert(3)> [a](javascript:alert(1)) <script>b</script>"
+    shutil.copytree(finished / "eval" / "gd", tmp_path / hostile)
+    code, _ = run_cli(capsys, "report", finished / "eval" / "target", tmp_path / hostile, "--out", tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert code == 0 and "&lt;img src=x onerror=alert(3)&gt;" in page
+    assert "<img src=x" not in page and "<script" not in page and "href=" not in page
+
+
+@pytest.mark.slow
 def test_unlearned_models_are_flagged_against_the_target_mmlu(finished):
     target = json.loads((finished / "eval" / "target" / "summary.json").read_text())
     gd = json.loads((finished / "eval" / "gd" / "summary.json").read_text())

@@ -2,6 +2,7 @@
 (`lume.config.setting`); the CLI's options and their --help are generated from the fields."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -78,6 +79,65 @@ def test_a_range_declared_on_a_field_is_checked():
         MergeConfig(density=2.0)
     with pytest.raises(Exception, match="epochs must be above 0, got 0"):
         ScheduleSettings(epochs=0.0)
+
+
+RANGES = ("at_least", "at_most", "above", "between", "choices")
+
+
+def _method_settings():
+    from lume.stages.unlearning.methods import METHODS
+
+    return sorted({METHODS[name].Settings for name in METHODS}, key=lambda cls: cls.__name__)
+
+
+@pytest.mark.parametrize("cls", [TrainingSettings, *_method_settings()], ids=lambda cls: cls.__name__)
+def test_every_method_and_training_setting_declares_its_range_or_choices(cls):
+    """A number without a range (NPO's beta at 0 divides by zero after loading) or a name without
+    choices (a scheduler transformers lacks) would be found only once the work has started.
+    Files are the exception: they are checked when read."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    open_ended = [item.name for item in dataclasses.fields(cls)
+                  if hints[item.name] not in (bool, list[int] | None, list[str] | None)
+                  and not item.name.endswith("_file") and not any(item.metadata.get(k) is not None for k in RANGES)]
+    assert not open_ended, open_ended
+    assert all(item.metadata.get("help") for item in dataclasses.fields(cls))
+
+
+@pytest.mark.parametrize("method, settings, message", [
+    ("npo", {"beta": 0}, "beta must be above 0"),
+    ("simnpo", {"beta": -1}, "beta must be above 0"),
+    ("npo+gd", {"alpha": -1}, "alpha must be at least 0"),
+    ("rmu", {"tokens": "some"}, "tokens must be one of all, answer"),
+])
+def test_a_method_setting_out_of_range_is_refused_when_the_config_is_built(method, settings, message):
+    with pytest.raises(Exception, match=re.escape(f"method {method!r}: method_settings.{message}")):
+        UnlearnConfig(method=method, method_settings=settings)
+
+
+def test_a_scheduler_transformers_cannot_run_without_more_arguments_is_refused_and_the_others_run():
+    import torch
+    from transformers import get_scheduler
+
+    from lume.training.settings import SCHEDULERS
+
+    with pytest.raises(Exception, match="scheduler must be one of constant"):
+        TrainingSettings(scheduler="bogus")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    for name in SCHEDULERS:
+        schedule = get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=4)
+        optimizer.step()
+        schedule.step()  # no metric, no extra argument
+
+
+def test_a_lora_rank_above_the_hidden_size_is_refused_before_any_adapter(tiny_model):
+    from lume.errors import LumeError
+    from lume.training.scope import with_lora
+
+    hidden = tiny_model.config.hidden_size
+    with pytest.raises(LumeError, match=f"lora_rank {hidden + 1} is above the model's hidden size {hidden}"):
+        with_lora(tiny_model, TrainingSettings(lora_rank=hidden + 1))
 
 
 def test_lume_help_stays_fast_without_importing_torch():

@@ -214,6 +214,24 @@ def test_lora_run_saves_an_adapter_and_merge_combines_two(tmp_path, tiny_model_d
         assert record["weights"] == [0.5, 0.5] and not (merged / "lume_unfinished.json").exists()
 
 
+def test_a_lora_run_is_the_same_whatever_random_state_it_starts_from(tmp_path, tiny_model_dir, sets):
+    """The adapters are drawn after the run's seed is set: two processes (here, two global random
+    states) train the same adapter."""
+    from safetensors.torch import load_file
+
+    forget, retain = sets
+    config = UnlearnConfig(method="npo+kl+gd", steps=2, progress=False,
+                           training=TrainingSettings(batch_size=2, lora_rank=4, learning_rate=1e-3))
+    runs = []
+    for number in (1, 2):
+        torch.manual_seed(number)
+        report = unlearn(tiny_model_dir, tmp_path / str(number), config, forget=forget, retain=retain).to_json()
+        runs.append((report["losses"], load_file(tmp_path / str(number) / "adapter" / "adapter_model.safetensors")))
+    (losses_1, adapter_1), (losses_2, adapter_2) = runs
+    assert [row["loss"] for row in losses_1] == [row["loss"] for row in losses_2]
+    assert adapter_1.keys() == adapter_2.keys() and all(torch.equal(adapter_1[k], adapter_2[k]) for k in adapter_1)
+
+
 def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, sets):
     @register
     class Explodes(Method):

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import reprlib
 import types
 import typing
@@ -100,6 +101,19 @@ def _number(value, name: str) -> float:
     if not math.isfinite(number):
         raise LumeError(f"{name}: expected a finite number, got {shown(value)}")
     return float(number)
+
+
+# A name that becomes a folder and a label: one path component (no separator, no `..`), and no
+# character that means something to a shell, Markdown or HTML
+_SAFE_NAME = re.compile(r"\w[\w .+=,@()-]{0,99}")
+
+
+def safe_name(value: str) -> str:
+    """`value` as a folder's and a report label's name; else LumeError saying what is allowed."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or value[-1] in " .":
+        raise LumeError(f"{shown(value)} cannot name a folder: use 1-100 letters, digits and . _ + = , @ ( ) - "
+                        "or spaces, starting with a letter or digit, not ending in a space or a dot")
+    return value
 
 
 def choices_of(names) -> str:

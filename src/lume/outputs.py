@@ -55,6 +55,16 @@ def _running(pid: int) -> bool:
     return True
 
 
+def own_folder(folder: str | Path) -> Path:
+    """FOLDER as an output folder: one that holds neither the current folder nor the filesystem's
+    root (lume empties an output folder with --overwrite, and locks it beside itself)."""
+    resolved = Path(folder).resolve()
+    if resolved == Path(resolved.anchor) or Path.cwd().resolve().is_relative_to(resolved):
+        raise LumeError(f"{str(folder) or '(empty)'}: an output folder must be a folder of its own, not the current "
+                        "folder, one holding it, or /; name a new folder")
+    return Path(folder)
+
+
 @contextmanager
 def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
     """Hold FOLDER's lock (the file FOLDER.lock beside it) while the block runs.
@@ -64,10 +74,10 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
     main process of a distributed run takes it (the others write under it). Re-entrant within
     a process, so a study step can hold the lock of the stage it runs.
     """
+    folder = own_folder(folder)
     if os.environ.get("RANK", "0") != "0":
         yield
         return
-    folder = Path(folder)
     lock_file = folder.with_name(folder.name + ".lock")
     lock = SoftFileLock(lock_file, is_singleton=True)
     _clear_unreadable(lock, lock_file)
@@ -142,7 +152,7 @@ def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool
     non-empty folder only when `resumable(folder)` (an unfinished run of the same settings) or
     with `overwrite` (then it is emptied first).
     """
-    out_dir = Path(out_dir)
+    out_dir = own_folder(out_dir)
     refuse_overwriting_inputs(out_dir, inputs, what)
     if out_dir.exists() and not out_dir.is_dir():
         raise LumeError(f"{out_dir}: the {what} is a file, not a folder")

@@ -18,14 +18,14 @@ from pathlib import Path
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged, setting, settings_key, shown
+from lume.config import build, coerce_fields, merged, safe_name, setting, settings_key, shown
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
-from lume.outputs import check_output_dir, one_writer
+from lume.outputs import check_output_dir, one_writer, refuse_overwriting_inputs
 from lume.reports.study import write_report
 from lume.results import EvaluationSummary, read_summary
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
@@ -103,8 +103,11 @@ def method_spec(spec, index: int, path: Path) -> dict:
     if not isinstance(spec, dict):
         raise InputError(path, f"expected a mapping with `method` or `recipe`, got {shown(spec)}", field=where)
     name = spec.get("name")
-    if name is not None and not isinstance(name, str):
-        raise InputError(path, f"expected text, got {shown(name)}", field=f"{where}.name")
+    if name is not None:
+        try:
+            safe_name(name)
+        except LumeError as error:
+            raise InputError(path, str(error), field=f"{where}.name") from None
     fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
     named = {"name": name} if name else {}
     if "recipe" in spec:
@@ -232,7 +235,9 @@ class Steps:
         self.folder = out / "steps"
 
     def state(self, step: str, key: dict, finished: bool) -> str:
-        """"done", "resume" (an unfinished run of the same key) or "redo" (saying why in one line)."""
+        """"done", "resume" (an unfinished run of the same key), "redo" (the step ran before with
+        another key, said in one line: its folder holds this study's results, to be replaced) or
+        "new" (never run: its folder, if any, is not replaced without --overwrite)."""
         record = self.folder / f"{step}.json"
         try:
             saved = read_json(record, what="study step record") if record.is_file() else None
@@ -245,7 +250,7 @@ class Steps:
             changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
             log.info(f"{step}: {', '.join(changed)} changed since the last run; redoing it and what depends on it")
         write_json_atomic(record, key)
-        return "redo"
+        return "new" if saved is None else "redo"
 
 
 def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: EvalConfig,
@@ -304,10 +309,11 @@ def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, la
     key = {"model": model_fingerprint(model), "target": model_fingerprint(target), "attacks": config.attacks,
            "config": {**dataclasses.asdict(settings), "progress": None},
            "mixed_precision": chosen_mixed_precision(settings.relearn.mixed_precision, None)}
-    if steps.state(f"attack-{label}", key, (folder / RESULT_NAME).is_file()) == "done":
+    state = steps.state(f"attack-{label}", key, (folder / RESULT_NAME).is_file())
+    if state == "done":
         return
     log.info(f"{label}: attacking ({', '.join(config.attacks)})")
-    attack(model, target, folder, config.attacks, settings, overwrite=True)
+    attack(model, target, folder, config.attacks, settings, overwrite=state == "redo")
 
 
 
@@ -318,6 +324,8 @@ def run(config: RunConfig, wait: bool = False, overwrite: bool = False) -> Path:
     is refused too; `overwrite` replaces both."""
     with one_writer(config.out, wait):
         out = Path(config.out)
+        refuse_overwriting_inputs(out, (config.target.model, lume_data.resolve_data_dir(config.data_dir)),
+                                  "study folder")
         if out.is_dir() and not (out / "steps").is_dir() and any(out.iterdir()):
             check_output_dir(out, overwrite=overwrite, what="study folder")  # not a study: refused, or emptied
         return _run(config, out, overwrite)

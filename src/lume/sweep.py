@@ -26,7 +26,7 @@ from lume.data.paths import DATA_DIR_HELP
 from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, shown
 from lume.errors import InputError, LumeError
 from lume.files import write_json_atomic
-from lume.outputs import one_writer
+from lume.outputs import one_writer, own_folder
 from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked_fields, evaluated_step, method_label,
                            method_spec, read_yaml, unlearned_step)
 from lume.reports.study import write_report
@@ -302,7 +302,7 @@ def _without_password(url: str) -> str:
 
 def sweep(config: SweepConfig) -> Path:
     """Run (or join, or continue) the sweep; returns the run folder with its report."""
-    out = Path(config.out)
+    out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
     run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)

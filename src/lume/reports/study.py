@@ -75,13 +75,29 @@ def write_report(eval_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     return out_dir / "report.md", out_dir / "report.html"
 
 
-def _html(text: str, images: dict[str, bytes]) -> str:
-    """The Markdown report as one HTML file, figures embedded as data URIs."""
+# Markdown that would let a label (a folder's or a method's name) become markup: raw HTML and every
+# kind of link; without them, all text the report quotes reaches the page escaped
+_MARKUP = {"preprocessors": ("html_block",),
+           "inlinePatterns": ("html", "link", "image_link", "reference", "image_reference", "short_reference",
+                              "short_image_ref", "autolink", "automail")}
+
+
+def _html_of_markdown(text: str) -> str:
+    """The report's Markdown as HTML, its tables and emphasis only: whatever text it quotes is escaped."""
     import markdown as markdown_lib
 
-    body = markdown_lib.markdown(text, extensions=["tables"])
+    converter = markdown_lib.Markdown(extensions=["tables"])
+    for registry, names in _MARKUP.items():
+        for name in names:
+            getattr(converter, registry).deregister(name)
+    return converter.convert(text)
+
+
+def _html(text: str, images: dict[str, bytes]) -> str:
+    """The Markdown report as one HTML file, figures embedded as data URIs."""
+    body = _html_of_markdown(text)
     body += "<h2>Figures</h2>" + "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
         f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>" for name, data in images.items())
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"

@@ -84,6 +84,10 @@ def with_lora(model, settings):
         return model
     from peft import LoraConfig, get_peft_model
 
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    if hidden is not None and settings.lora_rank > hidden:
+        raise LumeError(f"lora_rank {settings.lora_rank} is above the model's hidden size {hidden}: no adapter of "
+                        f"that rank is smaller than its layer; use a rank up to {hidden}, or 0 (full fine-tuning)")
     config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
                         target_modules=lora_targets(model, settings.layers, settings.modules),
                         lora_dropout=settings.lora_dropout, task_type="CAUSAL_LM")

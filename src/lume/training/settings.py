@@ -10,13 +10,26 @@ from lume.config import MAX_BATCH, MAX_SEED, check_settings, setting, settings_k
 from lume.training.precision import CHOICES as MIXED_PRECISION
 
 
+# transformers' schedulers that need nothing but the warm-up and the run's length (the others ask
+# for a metric each step or extra arguments lume does not pass)
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+              "inverse_sqrt")
+
+
+def tracker_names() -> tuple:
+    """accelerate's trackers (whether the one named is installed is checked when training starts), or None."""
+    from accelerate.utils import LoggerType
+
+    return (None, *LoggerType.list())
+
+
 @dataclass
 class TrainingSettings:
     batch_size: int = setting(4, "Examples per micro-step and process (unlearning: forget ones, and as many retain)",
                               at_least=1, at_most=MAX_BATCH)
     learning_rate: float = setting(5e-5, "AdamW's learning rate", at_least=0)
-    scheduler: str = setting("constant", "Learning-rate schedule: any transformers scheduler name (linear, cosine, "
-                                         "constant ...)")
+    scheduler: str = setting("constant", "Learning-rate schedule (transformers' scheduler of that name)",
+                             choices=SCHEDULERS)
     warmup_steps: int = setting(0, "Warm-up steps", at_least=0)
     warmup_ratio: float = setting(0.0, "The warm-up as a share of the run's steps, when warmup_steps is 0",
                                   between=(0, 1))
@@ -24,7 +37,7 @@ class TrainingSettings:
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = none", at_least=0)
     gradient_accumulation: int = setting(1, "Micro-steps per optimiser step", at_least=1, at_most=MAX_BATCH)
     lora_rank: int = setting(0, "LoRA rank; 0 = full fine-tuning", at_least=0)
-    lora_alpha: int = setting(32, "LoRA alpha")
+    lora_alpha: int = setting(32, "LoRA alpha", above=0)
     lora_dropout: float = setting(0.0, "LoRA dropout", between=(0, 1))
     layers: list[int] | None = setting(None, "Decoder layers that train (negative: from the last; None = all weights; "
                                              "lume.training.scope); with LoRA, their linear layers get the adapters")
@@ -40,7 +53,7 @@ class TrainingSettings:
                                            "stage's default (memorize: each epoch; unlearn and relearning: never)",
                                      at_least=0)
     log_with: str | None = setting(None, "Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under "
-                                         "OUT/logs; off by default")
+                                         "OUT/logs; off by default", choices=tracker_names)
 
     def __post_init__(self):
         check_settings(self)

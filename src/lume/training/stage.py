@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from accelerate.utils import set_seed
+
 from lume.outputs import claim, mark_finished
 from lume.training.distributed import check_whole_weights, gathered_weights, make_accelerator
 from lume.training.loop import TrainResult, train
@@ -84,6 +86,7 @@ class Stage:
         if self.kind:
             claim(self.out_dir, self.kind, key=run.key(), inputs=self.inputs, overwrite=self.overwrite,
                   what=self.what, accelerator=accelerator)
+        set_seed(settings.seed)  # before the model: LoRA's adapters are drawn when it is made
         model = self.model(accelerator)
         self.before_training(model, accelerator)
         result = train(model, run, self.step_loss(model, accelerator), self.out_dir / "checkpoints",

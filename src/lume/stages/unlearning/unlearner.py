@@ -70,8 +70,14 @@ class UnlearnConfig:
 
 def method_settings(name: str, settings: dict | None) -> dict:
     """The settings given for method `name` (a registered name or `package.module:Class`), each
-    checked against its Settings field; an unknown name is refused, naming the choices."""
-    return coerce_fields(METHODS[name].Settings, settings or {}, where="method_settings", source=f"method {name!r}")
+    checked against its Settings field and range (now, not once the model has loaded); an unknown
+    name is refused, naming the choices."""
+    checked = coerce_fields(METHODS[name].Settings, settings or {}, where="method_settings", source=f"method {name!r}")
+    try:
+        METHODS[name].Settings(**checked)
+    except LumeError as error:
+        raise LumeError(f"method {name!r}: method_settings.{error}") from None
+    return checked
 
 
 def build_method(name: str, settings: dict | None = None):

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, nll, register
 
 
 @dataclass
 class AdaptiveGDSettings:
-    base_weight: float = 1.2  # m₀
-    max_weight: float = 2.3  # m_max
+    base_weight: float = setting(1.2, "m₀, the retain weight while the retain loss is at its baseline", at_least=0)
+    max_weight: float = setting(2.3, "m_max, the retain weight's ceiling", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def retain_weight(retain_loss: float, baseline: float, base: float, ceiling: float) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lume.config import check_settings, setting
 from lume.data.loading import jsonl_rows
 from lume.errors import InputError, LumeError
 from lume.stages.unlearning.methods.base import register
@@ -27,9 +28,13 @@ from lume.stages.unlearning.methods.idk import IdkDPO
 
 @dataclass
 class AltPOSettings:
-    beta: float = 0.1
-    alpha: float = 1.0  # weight of the retain NLL
-    alternates_file: str | None = None  # JSON lines {"id", "alternate"}; None = another forget row's answer
+    beta: float = setting(0.1, "β, the preference loss's temperature", above=0)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+    alternates_file: str | None = setting(None, "JSON lines {\"id\", \"alternate\"}; None = another forget row's "
+                                                "answer")
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def kind_of(record) -> tuple[str, str]:

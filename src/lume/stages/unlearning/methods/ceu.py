@@ -17,17 +17,17 @@ from dataclasses import dataclass
 
 import torch
 
-from lume.config import at_least
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, answers, nll, register, token_mean
 
 
 @dataclass
 class CEUSettings:
-    skip_first: int = 1  # answer tokens at the start of each answer left out of the loss
-    alpha: float = 0.0  # weight of the retain NLL
+    skip_first: int = setting(1, "Answer tokens at the start of each answer left out of the loss", at_least=0)
+    alpha: float = setting(0.0, "Weight of the retain NLL", at_least=0)
 
     def __post_init__(self):
-        at_least(self, 0, "skip_first")
+        check_settings(self)
 
 
 def true_token_removed(token_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

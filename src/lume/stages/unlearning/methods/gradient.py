@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lume.config import one_of
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, nll, register, retain_kl, sequence_log_likelihood
 
 AVERAGES = ("tokens", "examples")
@@ -19,15 +19,16 @@ AVERAGES = ("tokens", "examples")
 
 @dataclass
 class RetainWeight:
-    alpha: float = 1.0  # weight α of the retain term
+    alpha: float = setting(1.0, "Weight α of the retain term", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @dataclass
 class GDSettings(RetainWeight):
-    average: str = "tokens"  # tokens: each batch's pooled tokens; examples: per-example means, over both batches
-
-    def __post_init__(self):
-        one_of(self, "average", AVERAGES)
+    average: str = setting("tokens", "tokens: each batch's pooled tokens; examples: per-example means, over both "
+                                     "batches", choices=AVERAGES)
 
 
 def example_nlls(model, batch: dict):

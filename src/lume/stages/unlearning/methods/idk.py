@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch.nn.functional as F
 
-from lume.config import one_of
+from lume.config import check_settings, setting
 from lume.errors import LumeError
 from lume.stages.unlearning.methods.base import Method, nll, register, sequence_log_likelihood
 from lume.training import prompt_answer_example
@@ -31,13 +31,13 @@ SCALINGS = {"dpo": lambda beta: 1.0, "2/beta": lambda beta: 2 / beta}
 
 @dataclass
 class IdkSettings:
-    beta: float = 0.1
-    alpha: float = 1.0
-    scaling: str = "dpo"  # dpo (s = 1) or 2/beta (s = 2/β, as open-unlearning)
-    refusals_file: str | None = None  # one refusal a line; None = the built-in set
+    beta: float = setting(0.1, "β, the preference loss's temperature", above=0)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+    scaling: str = setting("dpo", "dpo (s = 1) or 2/beta (s = 2/β, as open-unlearning)", choices=SCALINGS)
+    refusals_file: str | None = setting(None, "One refusal a line; None = the built-in set")
 
     def __post_init__(self):
-        one_of(self, "scaling", SCALINGS)
+        check_settings(self)
 
 
 def refusals(settings: IdkSettings) -> list[str]:

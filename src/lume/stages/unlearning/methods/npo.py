@@ -16,14 +16,18 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import (Method, nll, register, retain_kl, retain_kl_and_nll,
                                                  sequence_log_likelihood)
 
 
 @dataclass
 class NPOSettings:
-    beta: float = 0.1
-    alpha: float = 1.0  # weight of the retain term (npo+gd, npo+kl)
+    beta: float = setting(0.1, "β, the inverse temperature (the loss divides by it)", above=0)
+    alpha: float = setting(1.0, "Weight of the retain term (npo+gd, npo+kl)", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def npo_loss(log_likelihood, reference_log_likelihood, beta: float):
@@ -74,10 +78,13 @@ class NPOKL(NPO):
 
 @dataclass
 class NPOMixSettings:
-    beta: float = 0.1
-    npo_weight: float = 1.0  # w_npo (ZJUKLAB's ga_ratio)
-    kl_weight: float = 1.0  # w_kl on the retain batch (their gd_ratio)
-    nll_weight: float = 1.0  # w_nll on the retain batch (their gk_ratio)
+    beta: float = setting(0.1, "β, the inverse temperature (the loss divides by it)", above=0)
+    npo_weight: float = setting(1.0, "w_npo (ZJUKLAB's ga_ratio)", at_least=0)
+    kl_weight: float = setting(1.0, "w_kl on the retain batch (their gd_ratio)", at_least=0)
+    nll_weight: float = setting(1.0, "w_nll on the retain batch (their gk_ratio)", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @register

@@ -19,21 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lume.config import at_least
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, answers, nll, register, token_mean
 
 
 @dataclass
 class PDUSettings:
-    gamma: float = 1.0  # weight of the flattening term
-    alpha: float = 1.0  # the dual variable λ's starting value (the retain term's weight)
-    retain_loss_eps: float = 0.3  # ε, the retain loss allowed
-    dual_step_size: float = 1.0  # η
-    dual_warmup_steps: int = 0  # steps before λ starts to move
-    primal_dual: bool = True  # false: λ stays at alpha (plain weighted sum)
+    gamma: float = setting(1.0, "Weight of the flattening term", at_least=0)
+    alpha: float = setting(1.0, "The dual variable λ's starting value (the retain term's weight)", at_least=0)
+    retain_loss_eps: float = setting(0.3, "ε, the retain loss allowed", at_least=0)
+    dual_step_size: float = setting(1.0, "η, the dual variable's step size", at_least=0)
+    dual_warmup_steps: int = setting(0, "Steps before λ starts to move", at_least=0)
+    primal_dual: bool = setting(True, "false: λ stays at alpha (plain weighted sum)")
 
     def __post_init__(self):
-        at_least(self, 0, "alpha", "dual_step_size", "dual_warmup_steps")
+        check_settings(self)
 
 
 def margin_flattening(token_logits):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lume.config import at_least, one_of, seed_range
+from lume.config import MAX_SEED, check_settings, setting
 from lume.errors import LumeError
 from lume.inference.batching import IGNORE
 from lume.stages.unlearning.methods.base import Method, register
@@ -34,19 +34,23 @@ from lume.training.scope import decoder_layers
 TOKEN_SETS = ("all", "answer")
 
 
+MAX_LAYERS = 1000  # a layer index is within ±this (more decoder layers than any model has)
+
+
 @dataclass
 class RMUSettings:
-    layer: int = 7
-    steering_coefficient: float = 6.5  # c
-    alpha: float = 1200.0  # retain weight
-    seed: int = 0
-    tokens: str = "all"  # all (every real token, pooled) or answer (answer tokens, per sequence)
-    adaptive_scale: float = 0.0  # 0: the fixed coefficient c; above 0: per-task c_k from the activation norms
+    layer: int = setting(7, "The decoder layer whose activations are steered (negative: from the last)",
+                         between=(-MAX_LAYERS, MAX_LAYERS))
+    steering_coefficient: float = setting(6.5, "c, the steering vector's norm", at_least=0)
+    alpha: float = setting(1200.0, "Retain weight", at_least=0)
+    seed: int = setting(0, "Seed of the random steering vector", at_least=0, at_most=MAX_SEED)
+    tokens: str = setting("all", "all (every real token, pooled) or answer (answer tokens, per sequence)",
+                          choices=TOKEN_SETS)
+    adaptive_scale: float = setting(0.0, "0: the fixed coefficient c; above 0: per-task c_k from the activation "
+                                         "norms", at_least=0)
 
     def __post_init__(self):
-        one_of(self, "tokens", TOKEN_SETS)
-        seed_range(self, "seed")
-        at_least(self, 0, "adaptive_scale")
+        check_settings(self)
 
 
 def mlp_prefix(layer_name: str, layer: torch.nn.Module) -> str:

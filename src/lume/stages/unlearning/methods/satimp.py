@@ -13,16 +13,20 @@ from dataclasses import dataclass
 
 import torch
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import register
 from lume.stages.unlearning.methods.wga import WGA
 
 
 @dataclass
 class SatImpSettings:
-    beta1: float = 5.0  # saturation exponent
-    beta2: float = 1.0  # importance exponent
-    gamma: float = 0.1  # weight of the forget term
-    alpha: float = 1.0  # weight of the retain NLL
+    beta1: float = setting(5.0, "Saturation exponent", at_least=0)
+    beta2: float = setting(1.0, "Importance exponent", at_least=0)
+    gamma: float = setting(0.1, "Weight of the forget term", at_least=0)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @register

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, nll, register
 
 
 @dataclass
 class SequentialSettings:
-    chunks: int = 5  # K
-    alpha: float = 1.0
+    chunks: int = setting(5, "K, the forget set's chunks, unlearned in turn", at_least=1)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @register

@@ -9,14 +9,18 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, nll, register, sequence_log_likelihood
 
 
 @dataclass
 class SimNPOSettings:
-    beta: float = 2.5
-    gamma: float = 0.0  # reward margin
-    alpha: float = 1.0  # weight of the retain NLL
+    beta: float = setting(2.5, "β, the inverse temperature (the loss divides by it)", above=0)
+    gamma: float = setting(0.0, "γ, the reward margin", at_least=0)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 @register

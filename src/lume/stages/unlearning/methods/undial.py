@@ -15,14 +15,18 @@ from dataclasses import dataclass
 
 import torch
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, answers, nll, register, token_mean
 
 
 @dataclass
 class UndialSettings:
-    beta: float = 10.0  # how far the answer token's logit is lowered
-    gamma: float = 1.0  # weight of the distillation term
-    alpha: float = 0.0  # weight of the retain NLL
+    beta: float = setting(10.0, "How far the answer token's logit is lowered", at_least=0)
+    gamma: float = setting(1.0, "Weight of the distillation term", at_least=0)
+    alpha: float = setting(0.0, "Weight of the retain NLL", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def adjusted_targets(reference_logits: torch.Tensor, targets: torch.Tensor, beta: float) -> torch.Tensor:

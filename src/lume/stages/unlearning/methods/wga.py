@@ -15,14 +15,18 @@ from dataclasses import dataclass
 
 import torch
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods.base import Method, nll, register, token_log_likelihood, token_mean
 
 
 @dataclass
 class WGASettings:
-    beta: float = 1.0  # the weight's exponent
-    gamma: float = 1.0  # weight of the forget term
-    alpha: float = 1.0  # weight of the retain NLL
+    beta: float = setting(1.0, "The weight's exponent", at_least=0)
+    gamma: float = setting(1.0, "Weight of the forget term", at_least=0)
+    alpha: float = setting(1.0, "Weight of the retain NLL", at_least=0)
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def weighted_ascent(log_likelihood: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
