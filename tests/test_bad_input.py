@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -143,6 +144,23 @@ def test_a_row_beyond_the_models_context_is_refused_by_name(tmp_path, tiny_model
                                         r"of 4096"):
         unlearn(tiny_model_dir, tmp_path / "out", UnlearnConfig(steps=1, progress=False),
                 forget=read_records(forget), retain=read_records(forget, "retain"))
+
+
+def test_an_evaluated_prompt_beyond_the_models_context_is_one_line_before_any_section(capsys, tmp_path,
+                                                                                       tiny_model_dir):
+    """A prompt of 99,000 characters passes validation (limit 100,000); evaluating it would
+    exhaust the machine's memory, so it is refused by name before the model sees anything."""
+    (tmp_path / "data" / "lume").mkdir(parents=True)
+    forget = lume_rows("f1", split="forget") + lume_rows("long", split="forget")
+    forget[2]["input"] = "word " * 19_800
+    write_jsonl(tmp_path / "data" / "lume" / "forget.jsonl", forget)
+    write_jsonl(tmp_path / "data" / "lume" / "retain.jsonl", lume_rows("r1", split="retain"))
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "e", "--data-dir", tmp_path / "data",
+                        "--no-mia", "--no-mmlu")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(r"record 'longsc1' is \d+ tokens long \(and 256 to generate\), beyond the model's context of "
+                     r"4096 tokens", err)
+    assert not (tmp_path / "e").exists()
 
 
 def test_a_huge_field_fails_validation_with_its_line(capsys, tmp_path):

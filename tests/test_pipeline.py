@@ -80,7 +80,7 @@ def test_no_label_becomes_markup_in_the_html_report(finished, tmp_path, capsys):
 
     from tests.conftest import run_cli
 
-    hostile = "<img src=x onerror=alert(3)> [a](javascript:alert(1)) <script>b</script>"
+    hostile = "<img src=x onerror=alert(3)> [a](javascript:alert(1)) <script>b"  # a folder name: no slash
     shutil.copytree(finished / "eval" / "gd", tmp_path / hostile)
     code, _ = run_cli(capsys, "report", finished / "eval" / "target", tmp_path / hostile, "--out", tmp_path / "r")
     page = (tmp_path / "r" / "report.html").read_text()

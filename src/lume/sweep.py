@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
            "hyperband": "HyperbandPruner", "successive-halving": "SuccessiveHalvingPruner"}
 SWEEP_NAME = "sweep.json"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -178,10 +181,14 @@ class _Run:
     data_dir: str | None
 
 
-def _objective(run: _Run, spec: dict):
+def _objective(run: _Run, spec: dict, trials: int):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
-    by its chosen step's selection score; each probe is reported, so the pruner may stop it."""
+    by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
+    trial started when `trials` were already claimed (by another worker) stops at once, marked surplus."""
     def objective(trial: optuna.Trial) -> float:
+        if claimed(trial.study, before=trial.number) >= trials:
+            trial.set_user_attr(SURPLUS, True)
+            raise optuna.TrialPruned()
         params = {name: _suggest(trial, name, space) for name, space in spec["search"].items()}
         settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
         for name, value in params.items():
@@ -215,36 +222,77 @@ def _sampler(config: SweepConfig, spec: dict, seed: int) -> optuna.samplers.Base
     return sampler_class({name: space["choices"] for name, space in spec["search"].items()}, seed=seed)
 
 
+def _search_key(config: SweepConfig, spec: dict) -> str:
+    """What makes a method's trials comparable: its settings and search, the sampler, pruner and
+    seed, and the target (not `trials`, which a continued sweep may raise, nor where it writes)."""
+    return settings_key({"spec": spec, "sampler": config.sampler, "pruner": config.pruner, "seed": config.seed,
+                         "target": dataclasses.asdict(config.target)})
+
+
 def _study(config: SweepConfig, spec: dict, storage) -> optuna.Study:
+    """The method's Optuna study, joined or created; one the storage holds under the same name
+    for another search is refused (its trials are not this sweep's)."""
     study = optuna.create_study(study_name=f"{config.name}/{method_label(spec)}", storage=storage,
                                 pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(), direction="maximize",
                                 load_if_exists=True)
+    key, found = _search_key(config, spec), study.user_attrs.get(SEARCH_KEY)
+    if found is None:
+        study.set_user_attr(SEARCH_KEY, key)
+    elif found != key:
+        raise LumeError(f"sweep {config.name!r}: its storage already holds a sweep of that name whose "
+                        f"{method_label(spec)} search differs (settings, ranges, sampler, pruner, seed or target); "
+                        "give this sweep another `name`, or another `storage`")
     # seeded by the trials so far: a continued sweep draws new settings, not its first ones again.
     # The grid gives trial n the n-th point of one seeded order: every worker must share that order.
     study.sampler = _sampler(config, spec, config.seed + (0 if config.sampler == "grid" else len(study.trials)))
     return study
 
 
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUNNING = optuna.trial.TrialState.RUNNING
+CLAIMED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, RUNNING)
+SEARCH_KEY, SURPLUS = "lume_search_key", "lume_surplus"
+
+
+def claimed(study: optuna.Study, before: int | None = None) -> int:
+    """Trials finished, pruned or running (all workers together), of number below `before`: a
+    surplus trial (one a worker started when `trials` were already claimed) does not count."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=CLAIMED)
+               if not t.user_attrs.get(SURPLUS) and (before is None or t.number < before))
 
 
 def _run_trials(config: SweepConfig, run: _Run, storage) -> dict[str, optuna.Study]:
-    """Each method's trials until `trials` are finished or pruned (by all workers together)."""
-    studies = {}
-    for spec in config.methods:
-        study = studies[method_label(spec)] = _study(config, spec, storage)
-        left = config.trials - len(study.get_trials(deepcopy=False, states=FINISHED))
-        if left > 0:
-            study.optimize(_objective(run, spec), n_trials=left, catch=(LumeError,),
-                           callbacks=[optuna.study.MaxTrialsCallback(config.trials, states=FINISHED)])
-    return studies
+    """Each method's trials until exactly `trials` are finished or pruned by all workers
+    together: a trial takes its place by its number, so two workers never both run the last one."""
+    studies = {method_label(spec): _study(config, spec, storage) for spec in config.methods}
+    while True:
+        for spec, study in zip(config.methods, studies.values()):
+            while claimed(study) < config.trials:
+                study.optimize(_objective(run, spec, config.trials), n_trials=1, catch=(LumeError,))
+        if _settled(studies, config):
+            return studies
+
+
+def _settled(studies: dict[str, optuna.Study], config: SweepConfig) -> bool:
+    """Whether no trial is still running: one whose worker (or the database) died is failed once
+    its heartbeat is stale, and retried; one running in another worker is waited for."""
+    running = []
+    for study in studies.values():
+        optuna.storages.fail_stale_trials(study)
+        running += [f"{study.study_name} #{t.number}" for t in study.get_trials(deepcopy=False, states=(RUNNING,))]
+    if running:
+        log.info(f"waiting for {', '.join(running)} (in another worker, or its worker died: known within "
+                 f"{3 * config.heartbeat} s)")
+        time.sleep(config.heartbeat)
+    return not running
 
 
 def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
-    """Every trial of every method: its settings, state, value and chosen step's probe numbers."""
+    """Every trial of every method: its settings, state, value and chosen step's probe numbers
+    (surplus trials, which never ran, left out)."""
     return [{"method": label, "trial": trial.number, "state": trial.state.name, "params": trial.params,
              "value": trial.value, **trial.user_attrs.get("chosen", {}), "folder": trial.user_attrs.get("folder")}
-            for label, study in studies.items() for trial in study.get_trials(deepcopy=False)]
+            for label, study in studies.items() for trial in study.get_trials(deepcopy=False)
+            if not trial.user_attrs.get(SURPLUS)]
 
 
 def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) -> None:
@@ -270,7 +318,7 @@ def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
     settings (so its study step resumes from its last checkpoint)."""
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-    url = config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+    url = _storage_url(config, out)
     # a host that does not answer is said within seconds, not after the system's TCP timeout
     engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}} if url.startswith(("postgresql", "mysql")) else {}
     for attempt in range(5):
@@ -291,6 +339,20 @@ def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
 CONNECT_TIMEOUT = 10  # seconds a sweep waits for its storage database to answer
 
 
+def _storage_url(config: SweepConfig, out: Path) -> str:
+    return config.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def _database_error(error: BaseException):
+    """The database error behind `error`, if any: Optuna may raise another one while handling it
+    (an UnboundLocalError when the database is lost while a trial is told its result)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    while error is not None and not isinstance(error, SQLAlchemyError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
 def _without_password(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -306,7 +368,16 @@ def sweep(config: SweepConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
     run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)
-    studies = _run_trials(config, run, _storage(config, out))
+    try:
+        studies = _run_trials(config, run, _storage(config, out))
+    except Exception as error:
+        lost = _database_error(error)
+        if lost is None:
+            raise
+        reason = str(getattr(lost, "orig", None) or lost).strip().splitlines()[0]
+        raise LumeError(f"storage {_without_password(_storage_url(config, out))}: lost the database mid-sweep "
+                        f"({reason}); start the same sweep again once it answers: finished trials are kept, the "
+                        "interrupted one is retried") from None
     with one_writer(out, wait=True):  # one worker at a time evaluates and reports
         _finish(config, run, studies)
     return out

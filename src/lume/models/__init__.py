@@ -3,8 +3,9 @@ them, and fingerprinting their files."""
 
 from lume.models.fingerprint import record_fingerprint
 from lume.models.loading import (DEFAULT_MODEL, DTYPES, LoadedModel, check_device, context_length, default_device,
-                                 load_model, model_fingerprint, resolve_dtype, resolve_model_path, save_model)
+                                 load_model, model_fingerprint, refuse_beyond_context, resolve_dtype,
+                                 resolve_model_path, save_model)
 
 __all__ = ["DEFAULT_MODEL", "DTYPES", "LoadedModel", "check_device", "context_length", "default_device",
-           "load_model", "model_fingerprint", "record_fingerprint", "resolve_dtype",
+           "load_model", "model_fingerprint", "record_fingerprint", "refuse_beyond_context", "resolve_dtype",
            "resolve_model_path", "save_model"]

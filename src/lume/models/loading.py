@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,18 @@ def model_fingerprint(name_or_path: str | Path) -> str:
 def context_length(model) -> int | None:
     """The most tokens the model takes (Llama-style or GPT-2-style config), None if unstated."""
     return getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+
+
+def refuse_beyond_context(model, lengths: Iterable[tuple[str, int]], what: str, reserve: int = 0) -> None:
+    """Each (name, token count) fits the model's context with `reserve` tokens to spare (those it
+    will generate), checked before the model sees any: one beyond it would fail, or exhaust the
+    machine's memory, only once the work is under way."""
+    limit = context_length(model)
+    for name, length in lengths if limit is not None else ():
+        if length + reserve > limit:
+            generated = f" (and {reserve} to generate)" if reserve else ""
+            raise LumeError(f"{what} {name!r} is {length} tokens long{generated}, beyond the model's context of "
+                            f"{limit} tokens; shorten or drop it")
 
 
 def default_device() -> str:

@@ -27,7 +27,8 @@ from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import final_score
 from lume.results import Bootstrap, EvaluationSummary, Headline
 from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fingerprint
-from lume.models import DTYPES, LoadedModel, check_device, default_device, load_model, resolve_model_path
+from lume.models import (DTYPES, LoadedModel, check_device, default_device, load_model, refuse_beyond_context,
+                         resolve_model_path)
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
@@ -139,8 +140,21 @@ def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, devic
         selection = manifest.selection(dataset.documents)
     else:
         selection = lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
+    _refuse_beyond_context(loaded, selection, config)
     return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None,
                       manifest.base_model if manifest else None, rank, world)
+
+
+def _refuse_beyond_context(loaded: LoadedModel, selection, config: EvalConfig) -> None:
+    """Every probe's prompt, with the tokens to generate, and every document membership scores
+    fit the model's context; else one line before any section runs."""
+    records = [r for d in selection.chosen for r in d.records]
+    prompts = loaded.tokenizer([r.input for r in records]).input_ids if records else []
+    refuse_beyond_context(loaded.model, zip([r.id for r in records], map(len, prompts)), "record",
+                          config.max_new_tokens)
+    documents = selection.split("forget") + selection.held_out if config.mia else []
+    texts = loaded.tokenizer([d.text for d in documents]).input_ids if documents else []
+    refuse_beyond_context(loaded.model, zip([d.doc_id for d in documents], map(len, texts)), "document")
 
 
 def _header(evaluation: Evaluation) -> dict:

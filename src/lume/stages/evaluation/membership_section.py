@@ -18,7 +18,7 @@ from lume.metrics import MIA_ATTACKS, auc, mia_score
 from lume.data.paths import cache_dir
 from lume.files import ItemStore
 from lume.metrics.mia import membership_attack_scores, membership_score, reference_score
-from lume.models import load_model, model_fingerprint
+from lume.models import load_model, model_fingerprint, refuse_beyond_context
 from lume.models.loading import BUILTIN_GGUF
 from lume.metrics.uncertainty import mia_replicates
 from lume.models import LoadedModel
@@ -110,6 +110,8 @@ class Membership(Section):
         with evaluation.item_store(self, key) as store:
             todo = [d for d in documents if d["id"] not in store]
             token_ids.update((d["id"], loaded.tokenizer(d["text"]).input_ids) for d in todo)
+            refuse_beyond_context(loaded.model, ((d["id"], len(token_ids[d["id"]])) for d in todo),
+                                  "membership document")
             # in the batches one process would form (longest first, MIA_BATCH at a time)
             todo = sorted(todo, key=lambda d: -len(token_ids[d["id"]]))
             with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:

@@ -24,7 +24,8 @@ from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import write_json_atomic
-from lume.models import check_device, context_length, load_model, model_fingerprint, resolve_model_path, save_model
+from lume.models import (check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
+                         save_model)
 from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
 from lume.stages.unlearning.methods.base import prime
@@ -111,15 +112,10 @@ def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list
     return pick("forget"), pick("retain")
 
 
-def _examples(tokenizer, records: list[Record], split: str, context: int | None) -> list:
+def _examples(model, tokenizer, records: list[Record], split: str) -> list:
     """Training examples of the records; one beyond the model's context is refused by name."""
-    examples = []
-    for record in records:
-        example = replace(prompt_answer_example(tokenizer, record.input, record.output), record=record)
-        if context and len(example.input_ids) > context:
-            raise LumeError(f"{split} record {record.id!r} is {len(example.input_ids)} tokens long, beyond the "
-                            f"model's context of {context} tokens; shorten or drop it")
-        examples.append(example)
+    examples = [replace(prompt_answer_example(tokenizer, r.input, r.output), record=r) for r in records]
+    refuse_beyond_context(model, ((e.record.id, len(e.input_ids)) for e in examples), f"{split} record")
     return examples
 
 
@@ -284,9 +280,9 @@ class _UnlearnStage(Stage):
         """The model to train, its examples, and the method prepared (its reference quantities)."""
         training = self.settings
         self.loaded = load_model(self.model_in, dtype="float32", device="cpu")
-        tokenizer, context_size = self.loaded.tokenizer, context_length(self.loaded.model)
-        self.forget_examples = _examples(tokenizer, self.forget, "forget", context_size)
-        self.retain_examples = _examples(tokenizer, self.retain, "retain", context_size)
+        tokenizer = self.loaded.tokenizer
+        self.forget_examples = _examples(self.loaded.model, tokenizer, self.forget, "forget")
+        self.retain_examples = _examples(self.loaded.model, tokenizer, self.retain, "retain")
         model, reference_model = _prepared_model(self.loaded, self.method, self.run.settings, accelerator)
         self.context = Context(model, tokenizer, self.forget_examples,
                                lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
