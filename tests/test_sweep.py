@@ -107,3 +107,59 @@ def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path
     report = json.loads((tmp_path / "run" / "trials" / trials[1]["folder"].split("/")[-1] / "lume_unlearn.json")
                         .read_text())
     assert report["steps"] == 400 and "resuming from step" in caplog.text
+
+
+def test_another_search_under_the_same_name_on_one_storage_is_refused(tmp_path, data_dir):
+    from lume.errors import LumeError
+    from lume.sweep import _storage, _study
+
+    storage_url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = load_sweep(write_config(tmp_path, tmp_path, data_dir, trials=1, storage=storage_url))
+    storage = _storage(first, tmp_path)
+    _study(first, first.methods[0], storage)
+    _study(first, first.methods[0], storage)  # the same sweep joins (a second worker, a continued run)
+    other = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
+    other["methods"][0]["search"]["training.learning_rate"]["high"] = 1.0e-2
+    other["out"] = str(tmp_path / "elsewhere")
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    second = load_sweep(tmp_path / "other.yaml")
+    with pytest.raises(LumeError, match="already holds a sweep of that name whose npo\\+gd search differs"):
+        _study(second, second.methods[0], storage)
+
+
+def test_trials_are_exact_across_workers_and_a_dead_workers_trial_is_never_left_running(tmp_path, tiny_target,
+                                                                                        data_dir):
+    """Another worker's trial (here: started, its heartbeat recorded, then silent, as when its
+    worker or the database died) takes one of the `trials` places; this worker runs the rest, then
+    finds that trial stale, fails it and runs its retry: exactly `trials` finished, none RUNNING."""
+    from lume.sweep import _storage, _study
+
+    config = load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2, heartbeat=1))
+    (tmp_path / "run").mkdir()
+    storage = _storage(config, tmp_path / "run")
+    other = _study(config, config.methods[0], storage).ask()
+    storage.record_heartbeat(other._trial_id)
+    run = sweep(config)
+    states = [t["state"] for t in json.loads((run / "sweep.json").read_text())["trials"]]
+    assert states.count("COMPLETE") == 2 and "RUNNING" not in states and states[0] == "FAIL"
+
+
+def test_the_database_lost_mid_sweep_is_one_line_and_the_restarted_sweep_finishes_clean(tmp_path, tiny_target,
+                                                                                        data_dir, monkeypatch):
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    from lume.errors import LumeError
+
+    def lost(*_args, **_kwargs):
+        raise OperationalError("UPDATE trials", {}, Exception("server closed the connection unexpectedly"))
+
+    config = load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, heartbeat=1))
+    with monkeypatch.context() as patch:
+        patch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", lost)
+        with pytest.raises(LumeError, match="lost the database mid-sweep \\(server closed the connection "
+                                            "unexpectedly\\); start the same sweep again"):
+            sweep(config)
+    run = sweep(config)  # its trial is found stale, failed and retried
+    states = [t["state"] for t in json.loads((run / "sweep.json").read_text())["trials"]]
+    assert states == ["FAIL", "COMPLETE"]

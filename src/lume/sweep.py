@@ -277,13 +277,16 @@ def _settled(studies: dict[str, optuna.Study], config: SweepConfig) -> bool:
     its heartbeat is stale, and retried; one running in another worker is waited for."""
     running = []
     for study in studies.values():
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # each failed one is retried (a waiting copy)
         running += [f"{study.study_name} #{t.number}" for t in study.get_trials(deepcopy=False, states=(RUNNING,))]
     if running:
         log.info(f"waiting for {', '.join(running)} (in another worker, or its worker died: known within "
                  f"{3 * config.heartbeat} s)")
         time.sleep(config.heartbeat)
-    return not running
+        return False
+    return all(claimed(study) >= config.trials for study in studies.values())
 
 
 def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
