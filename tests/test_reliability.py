@@ -282,3 +282,43 @@ def test_a_read_only_place_is_one_line_saying_what_to_do(capsys, tmp_path, tiny_
     code, err = run_cli(capsys, "evaluate", tiny_model_dir)
     assert code == 2 and one_line(err) == ("lume: error: /data/runs: Permission denied; make it writable and run the "
                                            "same command again")
+
+
+def torch_writer_full(*args, **kwargs):
+    raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 576 vs 448")
+
+
+def disk_of(free: int):
+    """shutil.disk_usage of a disk with FREE bytes left."""
+    import shutil
+
+    return lambda _path: shutil._ntuple_diskusage(2**40, 2**40 - free, free)
+
+
+def test_a_full_disk_while_torch_saves_the_optimizer_state_is_one_line(capsys, tmp_path, tiny_target, split_files,
+                                                                       monkeypatch):
+    """torch.save's writer keeps no OS error: on a disk with no room left it is a full disk."""
+    import lume.files
+
+    retain, forget = split_files
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", torch_writer_full)
+        patch.setattr(lume.files.shutil, "disk_usage", disk_of(0))
+        code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)
+    line = one_line(err)
+    assert code == 2 and "No space left on device" in line and str(tmp_path / "out") in line
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="unexpected pos"):
+        patch.setattr(lume.files.shutil, "disk_usage", disk_of(2**30))  # room left: another fault, not hidden
+        with lume.files.writing_to(tmp_path / "x"):
+            torch_writer_full()
+
+
+def test_a_result_that_cannot_fit_is_said_before_training(capsys, tmp_path, tiny_target, split_files, monkeypatch):
+    import lume.models.loading
+    import lume.training.stage
+
+    retain, forget = split_files
+    monkeypatch.setattr(lume.models.loading.shutil, "disk_usage", disk_of(2**20))
+    monkeypatch.setattr(lume.training.stage, "train", lambda *a, **k: pytest.fail("trained for a result with no room"))
+    code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)
+    assert code == 2 and "saving the model needs" in one_line(err) and "1 MiB are free" in one_line(err)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +24,17 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# torch.save's zip writer on a failed write ("[enforce fail at inline_container.cc:...] unexpected pos ..."):
+# it keeps no OS error, so a disk with (almost) no room left is taken to be why
+_TORCH_WRITER = re.compile(r"inline_container\.cc|PytorchStreamWriter failed writing")
+_NEARLY_FULL = 1 << 20  # bytes
+
+
 @contextmanager
 def writing_to(path: str | Path) -> Iterator[None]:
     """A failed write inside raises an OSError naming PATH: an OSError from a file object carries
-    no file name, and safetensors' error only the OS error's number, in its text."""
+    no file name, safetensors' error only the OS error's number, in its text, and torch.save's
+    neither (a full disk is then recognised by its free space)."""
     try:
         yield
     except OSError as error:
@@ -37,6 +46,17 @@ def writing_to(path: str | Path) -> Iterator[None]:
         if code is None:
             raise
         raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+    except RuntimeError as error:
+        if not _TORCH_WRITER.search(str(error)) or _free_bytes(Path(path)) >= _NEARLY_FULL:
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds PATH (or its nearest existing folder)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -96,15 +96,16 @@ def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = 
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_space(out_dir, state_dict if state_dict is not None else model.state_dict())
+    check_space(out_dir, state_dict if state_dict is not None else model.state_dict())
     with writing_to(out_dir / "model.safetensors"):
         model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out_dir)
     record_fingerprint(out_dir)
 
 
-def _check_space(out_dir: Path, weights: dict) -> None:
-    """Refuse a save that cannot fit: the weights' bytes (tied ones once) and 64 MiB for the rest."""
+def check_space(out_dir: Path, weights: dict) -> None:
+    """Refuse a save that cannot fit: the weights' bytes (tied ones once) and 64 MiB for the rest
+    (checked again before the save, and before the training whose result it saves)."""
     stored = {(t.untyped_storage().data_ptr(), t.dtype, t.numel()): t.numel() * t.element_size()
               for t in weights.values()}
     needed = sum(stored.values()) + 64 * 2**20

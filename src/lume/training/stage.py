@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from accelerate.utils import set_seed
 
+from lume.models.loading import check_space
 from lume.outputs import claim, mark_finished
 from lume.training.distributed import check_whole_weights, gathered_weights, make_accelerator
 from lume.training.loop import TrainResult, train
@@ -88,6 +89,8 @@ class Stage:
                   what=self.what, accelerator=accelerator)
         set_seed(settings.seed)  # before the model: LoRA's adapters are drawn when it is made
         model = self.model(accelerator)
+        if self.kind and settings.lora_rank == 0 and accelerator.is_main_process:
+            check_space(self.out_dir, model.state_dict())  # the result must fit: said now, not after training
         self.before_training(model, accelerator)
         result = train(model, run, self.step_loss(model, accelerator), self.out_dir / "checkpoints",
                        description=self.description, show_progress=self.show_progress, accelerator=accelerator,
