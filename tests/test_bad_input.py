@@ -230,3 +230,12 @@ def test_merge_settings_are_checked_as_every_stages_are(capsys, tmp_path, tiny_m
         code, err = run_cli(capsys, "merge", tiny_model_dir, tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m",
                             *flags)
         assert code == 2 and message in err, err
+
+
+def test_a_cache_that_is_a_file_is_one_line_before_any_work(capsys, tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("LUME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, "run")
+    assert code == 2 and "lume's cache (LUME_CACHE, else XDG_CACHE_HOME/lume) is a file, not a folder" in err
+    assert len(err.strip().splitlines()) == 1

@@ -309,3 +309,37 @@ def test_reference_quantities_are_computed_for_the_forget_examples_the_run_draws
     assert torch.isfinite(values[drawn]).all() and torch.isnan(values).sum() == 40 - context.batch_size * len(batches)
     context.drawn = None
     assert torch.equal(context.forget_log_likelihoods()[drawn], values[drawn])  # whatever else is drawn
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_rmu_on_a_layer_the_model_lacks_is_one_error_with_or_without_lora(tmp_path, tiny_model_dir, sets, lora_rank):
+    """With LoRA, RMU's layer was never checked (an IndexError once its hooks ran); on a layer it
+    has, the run trains its adapters."""
+    forget, retain = sets
+    training = TrainingSettings(batch_size=2, lora_rank=lora_rank, learning_rate=1e-3)
+    config = UnlearnConfig(method="rmu", steps=1, progress=False, method_settings={"layer": 7}, training=training)
+    with pytest.raises(LumeError, match="rmu: layer 7 does not exist \\(the model has 2 layers\\)"):
+        unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    assert not (tmp_path / "out").exists()
+    config = UnlearnConfig(method="rmu", steps=1, progress=False, method_settings={"layer": 1}, training=training)
+    unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    assert (tmp_path / "out" / ("adapter/adapter_config.json" if lora_rank else "model.safetensors")).is_file()
+
+
+def test_merging_adapters_onto_another_base_is_one_line(capsys, tmp_path, tiny_model_dir, tokenizer, sets):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tests.conftest import run_cli
+
+    forget, retain = sets
+    for name in ("a", "b"):
+        unlearn(tiny_model_dir, tmp_path / name, UnlearnConfig(method="gd", steps=1, progress=False, training=
+                TrainingSettings(batch_size=2, lora_rank=4, learning_rate=1e-3)), forget=forget, retain=retain)
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.hidden_size, config.intermediate_size = config.hidden_size * 2, config.intermediate_size * 2
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "other")
+    tokenizer.save_pretrained(tmp_path / "other")
+    code, err = run_cli(capsys, "merge", tmp_path / "other", tmp_path / "a" / "adapter", tmp_path / "b" / "adapter",
+                        "--out", tmp_path / "merged")
+    assert code == 2 and "Traceback" not in err and len([line for line in err.splitlines() if "lume:" in line]) == 1
+    assert "its weights do not fit the base model" in err and str(tmp_path / "a" / "adapter") in err

@@ -13,10 +13,16 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[3]  # the checkout, for an edita
 
 
 def cache_dir() -> Path:
-    """lume's user cache (data, converted models): $LUME_CACHE, else XDG cache/lume."""
+    """lume's user cache (data, converted models): $LUME_CACHE, else XDG cache/lume; one that is
+    a file is refused at once (not after the work that would fill it)."""
     if os.environ.get("LUME_CACHE"):
-        return Path(os.environ["LUME_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lume"
+        folder = Path(os.environ["LUME_CACHE"])
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lume"
+    if folder.exists() and not folder.is_dir():
+        raise LumeError(f"{folder}: lume's cache (LUME_CACHE, else XDG_CACHE_HOME/lume) is a file, not a folder; "
+                        "point LUME_CACHE at a folder")
+    return folder
 
 
 def data_cache_dir() -> Path:

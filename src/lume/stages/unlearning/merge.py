@@ -6,6 +6,8 @@ model; peft's `add_weighted_adapter` does the arithmetic.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,11 +73,26 @@ def _merge(base, adapters: list, out_dir: Path, combination: str, weights: list[
 
     loaded = load_model(base, dtype="float32", device="cpu")
     names = [f"adapter{i}" for i in range(len(adapters))]
-    model = PeftModel.from_pretrained(loaded.model, str(adapters[0]), adapter_name=names[0])
+    with _fitting(adapters[0], base):
+        model = PeftModel.from_pretrained(loaded.model, str(adapters[0]), adapter_name=names[0])
     for name, adapter in zip(names[1:], adapters[1:]):
-        model.load_adapter(str(adapter), adapter_name=name)
+        with _fitting(adapter, base):
+            model.load_adapter(str(adapter), adapter_name=name)
     extra = {"density": density} if COMBINATIONS[combination] == "ties" else {}
     model.add_weighted_adapter(names, weights, "merged", combination_type=COMBINATIONS[combination], **extra)
     model.set_adapter("merged")
     merged = model.merge_and_unload()
     save_model(merged, loaded.tokenizer, out_dir)
+
+
+@contextmanager
+def _fitting(adapter, base):
+    """An adapter trained on another base (its weights' shapes differ) is one line, not torch's
+    list of every mismatched tensor."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "size mismatch" not in str(error):
+            raise
+        raise LumeError(f"{adapter}: its weights do not fit the base model {base} (trained on another base?); "
+                        "merge adapters onto the model they were trained from") from None

@@ -34,13 +34,10 @@ from lume.training.scope import decoder_layers
 TOKEN_SETS = ("all", "answer")
 
 
-MAX_LAYERS = 1000  # a layer index is within ±this (more decoder layers than any model has)
-
-
 @dataclass
 class RMUSettings:
-    layer: int = setting(7, "The decoder layer whose activations are steered (negative: from the last)",
-                         between=(-MAX_LAYERS, MAX_LAYERS))
+    layer: int = setting(7, "The decoder layer whose activations are steered (counted from 0; the model's "
+                            "count is checked when it loads)", at_least=0)
     steering_coefficient: float = setting(6.5, "c, the steering vector's norm", at_least=0)
     alpha: float = setting(1200.0, "Retain weight", at_least=0)
     seed: int = setting(0, "Seed of the random steering vector", at_least=0, at_most=MAX_SEED)
@@ -115,10 +112,13 @@ class RMU(Method):
     leaves_weights_without_gradient = True  # nothing above layer ℓ (with LoRA: its adapters) is reached
     policy_batches = ()  # it reads hidden states at layer ℓ, not answer logits
 
-    def select_parameters(self, model) -> None:
+    def _check_layer(self, model) -> None:
         count = model.config.num_hidden_layers
         if not 0 <= self.settings.layer < count:
             raise LumeError(f"rmu: layer {self.settings.layer} does not exist (the model has {count} layers)")
+
+    def select_parameters(self, model) -> None:
+        self._check_layer(model)
         blocks = decoder_layers(model)[max(0, self.settings.layer - 2):self.settings.layer + 1]
         wanted = tuple(mlp_prefix(name, layer) for name, layer in blocks)
         for name, parameter in model.named_parameters():  # within what the training settings let train
@@ -130,6 +130,7 @@ class RMU(Method):
         self.measured_epoch = -1
 
     def prepare(self, context):
+        self._check_layer(context.model)  # with LoRA, select_parameters is not called
         hidden = context.model.config.hidden_size
         generator = torch.Generator().manual_seed(self.settings.seed)
         tasks = sorted({task_of(e) for e in context.forget_examples}) if self.settings.adaptive_scale else [""]
