@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from lume.cli import main, set_up_logging
-from tests.conftest import run_cli
+from tests.conftest import lume_rows, run_cli, write_jsonl
 
 
 def evaluate(capsys, tiny_model_dir, tmp_path, data_dir, *flags) -> tuple[int, str, str]:
@@ -73,3 +73,27 @@ def test_a_root_logger_configured_by_a_library_does_not_print_lines_twice(capsys
     finally:
         logging.root.removeHandler(handler)
     assert code == 0 and err.count("written:") == 1 and "written:" not in elsewhere.getvalue()
+
+
+def test_quiet_silences_the_libraries_warnings_and_optunas_lines(capfd, tmp_path, tiny_target, data_dir):
+    """Under -q a LoRA run (peft reads a deprecated transformers alias) and a sweep (Optuna's own
+    [I] lines) print nothing but lume's own final lines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_sweep import write_config
+
+    retain, forget = (write_jsonl(tmp_path / f"{split}.jsonl", lume_rows(split[0] + "1", split=split))
+                      for split in ("retain", "forget"))
+    lume = Path(sys.executable).parent / "lume"
+    done = subprocess.run([str(lume), "-q", "unlearn", str(tiny_target), str(retain), str(forget),
+                           str(tmp_path / "lora"), "--steps", "1", "--lora-rank", "4", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr
+    (tmp_path / "s").mkdir()
+    try:
+        main(["-q", "sweep", str(write_config(tmp_path / "s", tiny_target, data_dir, trials=1))])
+    except SystemExit as exited:
+        assert exited.code == 0
+    assert "[I " not in capfd.readouterr().err

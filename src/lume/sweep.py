@@ -367,6 +367,7 @@ def _without_password(url: str) -> str:
 
 def sweep(config: SweepConfig) -> Path:
     """Run (or join, or continue) the sweep; returns the run folder with its report."""
+    optuna.logging.set_verbosity(logging.getLogger("lume").getEffectiveLevel())  # its [I] lines follow -q and -v
     out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -96,6 +97,7 @@ def _library_output(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
     if quiet:
         logging.getLogger().setLevel(logging.ERROR)
+        warnings.simplefilter("ignore")  # the libraries' warnings too (main restores the filters after the command)
 
 
 @app.callback()
@@ -323,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     _received.clear()
     previous, root_level = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}, logging.root.level
     try:
-        code = _run(argv)
+        with warnings.catch_warnings():
+            code = _run(argv)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

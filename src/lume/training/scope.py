@@ -10,6 +10,8 @@ not the embeddings, the final norm or the output layer either.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from lume.errors import LumeError
@@ -91,7 +93,9 @@ def with_lora(model, settings):
     config = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha,
                         target_modules=lora_targets(model, settings.layers, settings.modules),
                         lora_dropout=settings.lora_dropout, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated alias: not the user's concern
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+        return get_peft_model(model, config)
 
 
 def scoped(model, settings):
