@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Allocates and frees a 256 MiB tensor four times, then four more; prints whether lume set malloc
 # and the page faults of the last four (the heap grows to fit in the first few allocations).
 # Without the setting each allocation faults in its 65,536 pages anew.
@@ -41,10 +43,21 @@ def test_kept_memory_faults_its_pages_in_once_not_at_every_allocation():
     assert kept["faults"] < PAGES / 2  # none of them
 
 
-def test_the_opt_out_leaves_malloc_as_it_is():
-    result = reallocated("kept = keep_freed_memory()", "kept", LUME_KEEP_FREED_MEMORY="0")
+@pytest.mark.parametrize("value", ["0", "false", "off", "No"])
+def test_the_opt_out_leaves_malloc_as_it_is(value):
+    result = reallocated("kept = keep_freed_memory()", "kept", LUME_KEEP_FREED_MEMORY=value)
     assert result["kept"] is False
     assert result["faults"] >= 4 * PAGES
+
+
+def test_an_opt_out_that_is_no_switch_is_refused(monkeypatch):
+    from lume.errors import LumeError
+    from lume.models import heap
+
+    monkeypatch.setenv("LUME_KEEP_FREED_MEMORY", "maybe")
+    monkeypatch.setattr(heap, "_kept", False)
+    with pytest.raises(LumeError, match="LUME_KEEP_FREED_MEMORY='maybe': expected 0 or 1"):
+        heap.keep_freed_memory()
 
 
 def test_loading_a_model_onto_the_cpu_keeps_freed_memory(tiny_model_dir):

@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-from lume.errors import InputError
+from lume.errors import InputError, LumeError
 from lume.data.mmlu import load_mmlu
 from lume.metrics.mmlu import evaluate_mmlu, few_shot_prefix, format_question, subject_prompts, summarise_mmlu
 
@@ -91,7 +91,16 @@ def test_subject_count_samples_subjects_with_a_seed(tmp_path):
     picks = {seed: list(load_mmlu(folder, seed=seed, subject_count=1)) for seed in range(8)}
     assert all(len(p) == 1 for p in picks.values()) and len({p[0] for p in picks.values()}) == 2
     assert picks[3] == list(load_mmlu(folder, seed=3, subject_count=1))
-    assert len(load_mmlu(folder, subject_count=5)) == 2  # more than there are: all of them
+    assert len(load_mmlu(folder, subject_count=2)) == 2
+    with pytest.raises(LumeError, match="mmlu_subjects 5: .* holds 2 subjects"):
+        load_mmlu(folder, subject_count=5)  # more than there are: refused, not recorded as 5
+
+
+def test_more_mmlu_subjects_than_mmlu_has_are_refused_when_the_config_is_built():
+    from lume.stages.evaluation import EvalConfig
+
+    with pytest.raises(LumeError, match="mmlu_subjects must be at most 57, got 58"):
+        EvalConfig(mmlu_subjects=58)
 
 
 def test_bad_mmlu_row_is_located(tmp_path):

@@ -247,3 +247,16 @@ def test_the_report_puts_a_recipes_published_numbers_beside_lumes_labelled_as_pu
     assert "| ails (ails-ntua, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.688 | 0.964 | 0.857 | 0.242 |" in table
     assert "| zju (zjuklab, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.483 | – | – | – |" in table
     assert "demo" not in table  # a target lume built has no published numbers
+
+
+def test_a_recipes_runs_each_name_themselves_in_their_progress_bar(tmp_path, tiny_model_dir):
+    from lume.stages.unlearning import UnlearnConfig
+    from lume.stages.unlearning.unlearner import _UnlearnStage
+
+    def bar(folder: str, recipe: str | None) -> str:
+        config = UnlearnConfig(method="npo+kl+gd", recipe=recipe)
+        return _UnlearnStage(tiny_model_dir, tmp_path / folder, config, None, [], [], None, False, None).description
+
+    assert bar("runs/first", "zjuklab") != bar("runs/second", "zjuklab")
+    assert bar("runs/first", "zjuklab") == "unlearning (zjuklab first: npo+kl+gd)"
+    assert bar("out", None) == "unlearning (npo+kl+gd)"

@@ -84,6 +84,9 @@ def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0, subje
     tests = sorted((folder / "test").glob("*_test.csv"))
     if not tests:
         raise LumeError(f"{folder}: no MMLU test files (expected test/*_test.csv)")
+    if subject_count is not None and subject_count > len(tests):
+        raise LumeError(f"mmlu_subjects {subject_count}: {folder} holds {len(tests)} subjects; ask for at most that "
+                        "many (or none: all of them)")
     if subject_count is not None and subject_count < len(tests):
         tests = sorted(random.Random(f"{seed}:subjects").sample(tests, subject_count))
     subjects = {}

@@ -17,6 +17,8 @@ import logging
 import os
 import platform
 
+from lume.errors import LumeError
+
 log = logging.getLogger(__name__)
 
 OPT_OUT = "LUME_KEEP_FREED_MEMORY"
@@ -24,10 +26,21 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameter numbers (malloc.h)
 _kept = False
 
 
+OFF, ON = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+
+def _opted_in() -> bool:
+    """$LUME_KEEP_FREED_MEMORY read as a switch (unset: on); any other value is refused."""
+    value = os.environ.get(OPT_OUT, "1").strip().lower()
+    if value not in OFF + ON:
+        raise LumeError(f"{OPT_OUT}={os.environ[OPT_OUT]!r}: expected 0 or 1 (or false / true, off / on, no / yes)")
+    return value in ON
+
+
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse (once per process); whether it now does."""
     global _kept
-    if _kept or os.environ.get(OPT_OUT, "1") == "0" or platform.libc_ver()[0] != "glibc":
+    if _kept or not _opted_in() or platform.libc_ver()[0] != "glibc":
         return _kept
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

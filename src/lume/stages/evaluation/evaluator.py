@@ -68,7 +68,7 @@ class EvalConfig:
                                        "package.module:Class (repeatable)", factory=list, option="--section")
     mmlu_dir: str | None = setting(None, "Hendrycks-layout MMLU folder (default: DATA_DIR/mmlu)")
     mmlu_limit: int | None = setting(None, "MMLU questions per subject (seeded); None = all", at_least=1)
-    mmlu_subjects: int | None = setting(None, "MMLU subjects (seeded); None = all 57", at_least=1)
+    mmlu_subjects: int | None = setting(None, "MMLU subjects (seeded); None = all 57", at_least=1, at_most=57)
     mmlu_shots: int = setting(5, "MMLU few-shot examples", at_least=0)
     target_mmlu: float | None = setting(None, "The target model's MMLU, for the 75 % flag", between=(0, 1))
     bootstrap_resamples: int = setting(RESAMPLES, "Bootstrap resamples for the 95 % intervals; 0 = none", at_least=0)
