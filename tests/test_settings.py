@@ -148,3 +148,14 @@ def test_lume_help_stays_fast_without_importing_torch():
              "print('torch' in sys.modules, 'unlearn' in out and 'evaluate' in out)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "True"], done.stderr
+
+
+def test_each_commands_setting_example_is_one_it_accepts():
+    """`evaluate --help` and `merge --help` gave training.weight_decay, which both refuse."""
+    from lume.cli import given_values
+
+    for command in typer.main.get_command(stages.app).commands.values():
+        cls, _ = command.callback.settings
+        option = next(p for p in command.params if p.name == "setting")
+        example = option.help.rsplit("e.g. ", 1)[1]
+        given_values(cls, {}, [example])  # raises if the command's config refuses it

@@ -111,8 +111,15 @@ Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace what the output folder holds (it is refused otherwise)")]
 Wait = Annotated[bool, typer.Option(
     "--wait", help="While another lume command writes the output folder, wait for it (default: stop at once)")]
-Setting = Annotated[list[str], typer.Option(
-    "--setting", help="Any other setting NAME=VALUE (repeatable); nested ones dotted, e.g. training.weight_decay=0.01")]
+
+
+def setting_option(example: str):
+    """The `--setting` option, its help giving an example the command accepts."""
+    return Annotated[list[str], typer.Option(
+        "--setting", help=f"Any other setting NAME=VALUE (repeatable); nested ones dotted, e.g. {example}")]
+
+
+Setting = setting_option("training.weight_decay=0.01")
 
 
 def name_values(values: list[str], option: str) -> dict:

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from lume.cli import (STAGE_HELP, DataDir, Overwrite, Setting, Wait, configured, console, given_values, log,
-                      name_values)
+                      name_values, setting_option)
 from lume.config import help_of
 from lume.errors import LumeError
 from lume.registry import plugin_names
@@ -79,6 +79,7 @@ def settings_options(cls, *names: str):
             return command(**{p.name: values[p.name] for p in own}, given={n: values[n] for n in names})
 
         del run.__wrapped__  # typer reads the signature below, not the command's
+        own = [p.replace(annotation=setting_option(_example(cls, names))) if p.name == "setting" else p for p in own]
         cut = next((i for i, p in enumerate(own) if p.name == "setting"), len(own))  # --setting and after: last
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in [*own[:cut], *generated, *own[cut:]]]
         run.__signature__ = signature.replace(parameters=parameters)
@@ -86,6 +87,17 @@ def settings_options(cls, *names: str):
         run.settings = (cls, names)
         return run
     return wrap
+
+
+def _example(cls, names: tuple[str, ...]) -> str:
+    """A `--setting` this command takes: training's weight decay where it trains, else its first
+    plain field without an option of its own (or with one, where every field has)."""
+    hints = typing.get_type_hints(cls)
+    if hints.get("training") is TrainingSettings:
+        return "training.weight_decay=0.01"
+    plain = [f for f in dataclasses.fields(cls) if hints[f.name] in (int, float, bool)]
+    field = next((f for f in plain if f.name not in names), plain[0])
+    return f"{field.name}={str(field.default).lower()}"
 
 
 @app.command("evaluate", help=STAGE_HELP["evaluate"])
