@@ -149,3 +149,13 @@ def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(fini
     assert "evaluate-gd: model changed since the last run" in out
     report = json.loads((finished / "models" / "gd" / "lume_unlearn.json").read_text())
     assert report["steps"] == 3
+
+
+def test_conflicts_in_a_study_file_are_refused_when_it_is_read(tmp_path, tiny_model_dir):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"methods": [{"recipe": "zjuklab", "training": {"lora_rank": 0}}]}))
+    with pytest.raises(InputError, match=r"s.yaml: field 'methods\[0\].recipe': recipe 'zjuklab' merges LoRA adapters"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({"target": {"model": str(tiny_model_dir), "oracle": True}}))
+    with pytest.raises(InputError, match=r"s.yaml: field 'target.oracle': only a target lume built has an oracle"):
+        load_config(path)

@@ -53,6 +53,11 @@ def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopp
     ({"methods": [{"method": "npo", "eval_every": 1, "search": {"training.learning_rte": {"low": 1, "high": 3}}}]},
      "learning_rte"),
     ({"methods": [{"method": "npo", "eval_every": 1, "search": {"steps": [1, 2]}}]}, "expected \\{low"),
+    ({"methods": [{"method": "npo", "eval_every": 1, "search": {"steps": {"low": 1, "high": 3, "choices": [2]}}}]},
+     "search.steps': expected .* nothing else, got choices, high, low"),
+    ({"methods": [{"method": "npo", "eval_every": 1, "search": {"steps": {"low": 1, "high": 3, "step": 0}}}]},
+     "nothing else, got high, low, step"),
+    ({"sampler": "grid"}, "field 'methods\\[0\\].search.training.learning_rate': the grid sampler needs `choices`"),
 ])
 def test_bad_sweep_files_are_refused_before_any_work(tmp_path, data_dir, change, message):
     path = write_config(tmp_path, tmp_path, data_dir, trials=1, **change)

@@ -128,9 +128,9 @@ def _recipe_spec(spec: dict, overrides: dict, where: str, path: Path) -> dict:
         if name is None:
             raise LumeError(f"expected a recipe's name, got {shown(spec['recipe'])}")
         for kind in RECIPES[name].runs if recipe_target == "auto" else [target_kind(None, recipe_target)]:
-            for run_name, config in RECIPES[name].runs[kind].items():
-                build(UnlearnConfig, merged_fields(config, overrides), where=f"{where} ({kind} {run_name})",
-                      source=path)
+            RECIPES[name].check({run_name: build(UnlearnConfig, merged_fields(config, overrides),
+                                                 where=f"{where} ({kind} {run_name})", source=path)
+                                 for run_name, config in RECIPES[name].runs[kind].items()})
     except InputError:
         raise
     except LumeError as error:
@@ -167,6 +167,9 @@ def load_config(path: str | Path | None) -> RunConfig:
     target = build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path)
     target = dataclasses.replace(target, memorize=checked_fields(MemorizeConfig, target.memorize,
                                                                   "target.memorize", path))
+    if target.oracle and target.model and not (Path(target.model) / MANIFEST_NAME).is_file():
+        raise InputError(path, f"only a target lume built has an oracle here, and {target.model} is not one "
+                               f"(no {MANIFEST_NAME})", field="target.oracle")
     methods = raw.get("methods", RunConfig().methods)
     if len(methods) > MAX_METHODS:
         raise InputError(path, f"{len(methods)} methods; a study runs at most {MAX_METHODS}", field="methods")

@@ -71,13 +71,18 @@ def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
                                "{low: 1.0e-5, high: 1.0e-4, log: true}}", field=f"{where}.search")
     for name, space in search.items():
         here = f"{where}.search.{name}"
-        if not isinstance(space, dict) or not ({"choices"} <= set(space) or {"low", "high"} <= set(space)):
-            raise InputError(path, "expected {low: ..., high: ...[, log: true]} or {choices: [...]}", field=here)
+        if not isinstance(space, dict) or not (set(space) == {"choices"} or {"low", "high"} <= set(space) <= RANGE):
+            given = f", got {', '.join(map(str, space))}" if isinstance(space, dict) else ""
+            raise InputError(path, f"expected {{low: ..., high: ...[, log: true]}} or {{choices: [...]}}, nothing "
+                                   f"else{given}", field=here)
         _check_space(space, here, path)
         for value in space.get("choices") or (space["low"], space["high"]):
             checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
                            f"{where}.search", path)
     return search
+
+
+RANGE = {"low", "high", "log"}  # a searched range's keys (a list of choices stands alone)
 
 
 def _check_space(space: dict, where: str, path: Path) -> None:
@@ -131,6 +136,8 @@ def load_sweep(path: str | Path) -> SweepConfig:
     for name, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if raw.get(name, getattr(SweepConfig, name)) not in choices:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
+    if raw.get("sampler") == "grid":
+        _check_grid(methods, path)
     if "evaluation" in raw:
         raw["evaluation"] = build(EvalConfig, raw["evaluation"] or {}, where="evaluation", source=path)
     if raw.get("storage") is not None:
@@ -213,12 +220,19 @@ def _objective(run: _Run, spec: dict, trials: int):
     return objective
 
 
+def _check_grid(methods: list[dict], path: Path) -> None:
+    """The grid sampler walks a list of choices for every searched setting."""
+    for index, spec in enumerate(methods):
+        ranged = next((name for name, space in spec["search"].items() if "choices" not in space), None)
+        if ranged is not None:
+            raise InputError(path, "the grid sampler needs `choices` for every searched setting",
+                             field=f"methods[{index}].search.{ranged}")
+
+
 def _sampler(config: SweepConfig, spec: dict, seed: int) -> optuna.samplers.BaseSampler:
     sampler_class = getattr(optuna.samplers, SAMPLERS[config.sampler])
     if config.sampler != "grid":
         return sampler_class(seed=seed)
-    if any("choices" not in space for space in spec["search"].values()):
-        raise LumeError(f"{method_label(spec)}: the grid sampler needs `choices` for every searched setting")
     return sampler_class({name: space["choices"] for name, space in spec["search"].items()}, seed=seed)
 
 

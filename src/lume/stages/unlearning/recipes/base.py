@@ -50,7 +50,15 @@ class Recipe:
         for run_name, fields in cls.runs[kind].items():
             config = build(UnlearnConfig, fields, where=f"{cls.name}.{kind}.{run_name}", source=f"recipe {cls.name}")
             configs[run_name] = merged(config, overrides or {})
+        cls.check(configs)
         return configs
+
+    @classmethod
+    def check(cls, configs: dict[str, UnlearnConfig]) -> None:
+        """What the recipe needs of its runs' settings, whatever overrides them: a merge, LoRA adapters."""
+        for run, config in configs.items():
+            if cls.merge is not None and config.training.lora_rank <= 0:
+                raise LumeError(f"recipe {cls.name!r} merges LoRA adapters: run {run!r} needs lora_rank above 0")
 
 
 RECIPES = Registry("recipe", Recipe, "lume.recipes")

@@ -43,9 +43,6 @@ def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = N
     if recipe.merge is None:
         (config,) = configs.values()
         return unlearn(model_in, out_dir, config, overwrite=overwrite, wait=wait, on_probe=on_probe, **common)
-    for run, config in configs.items():
-        if config.training.lora_rank <= 0:
-            raise LumeError(f"recipe {name!r} merges LoRA adapters: run {run!r} needs lora_rank above 0")
     merge = MergeConfig(**recipe.merge)
     with one_writer(out_dir, wait):
         return _merged(model_in, Path(out_dir), recipe, kind, configs, merge, overwrite, on_probe, common)
