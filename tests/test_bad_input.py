@@ -239,3 +239,22 @@ def test_a_cache_that_is_a_file_is_one_line_before_any_work(capsys, tmp_path, mo
     code, err = run_cli(capsys, "run")
     assert code == 2 and "lume's cache (LUME_CACHE, else XDG_CACHE_HOME/lume) is a file, not a folder" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_paths_that_are_not_utf8_or_not_ascii_under_the_c_locale_are_written_and_read_back(tmp_path,
+                                                                                          tiny_model_dir, data_dir):
+    """A folder name of bytes that are not UTF-8, and a non-ASCII one under a true C locale,
+    reach lume as lone surrogates: every file that records them is written and read back."""
+    import os
+    import subprocess
+    import sys
+
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + "/\xe9val-".encode() + b"\xff")
+    env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C"}
+    done = subprocess.run([sys.executable, "-m", "lume", "evaluate", str(tiny_model_dir), "--out", out,
+                           "--data-dir", str(data_dir), "--docs-per-task", "1", "--no-mia", "--no-mmlu",
+                           "--max-new-tokens", "4"], env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")[-2000:]
+    folder = next(p for p in tmp_path.iterdir() if p.name.startswith("\xe9val") or p.name.endswith("\udcff"))
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert os.fsencode(summary["model"]["path"]) == os.fsencode(str(tiny_model_dir))

@@ -147,7 +147,27 @@ def test_the_oracle_is_the_target_retrained_without_its_forget_documents(tmp_pat
     assert oracle.result["steps"] < target.result["steps"]  # half the examples, the same epochs
     memorize(out, config, oracle=True)  # both finished: nothing is trained again
     assert len(trained) == 2
+    weights = out / "oracle" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated after it was finished
+    memorize(out, config, oracle=True)  # found damaged: built again, not reported built
+    assert len(trained) == 3 and weights.stat().st_size > 1000
     with pytest.raises(LumeError, match="is itself an oracle"):
         memorize_oracle(out / "oracle")
     with pytest.raises(LumeError, match="not a target lume built"):
         memorize_oracle(config.base)
+
+
+def test_a_model_lume_wrote_is_damaged_when_a_file_lost_bytes_and_only_then(tmp_path, tiny_model_dir):
+    import shutil
+
+    from lume.models import load_model, save_model
+    from lume.models.fingerprint import damaged
+
+    loaded = load_model(tiny_model_dir, dtype="float32", device="cpu")
+    save_model(loaded.model, loaded.tokenizer, tmp_path / "saved")
+    assert not damaged(tmp_path / "saved") and not damaged(tiny_model_dir)  # the latter: no record to judge by
+    shutil.copytree(tmp_path / "saved", tmp_path / "copy")  # copied (new times): the same files
+    assert not damaged(tmp_path / "copy")
+    weights = tmp_path / "saved" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    assert damaged(tmp_path / "saved")

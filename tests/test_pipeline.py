@@ -159,3 +159,14 @@ def test_conflicts_in_a_study_file_are_refused_when_it_is_read(tmp_path, tiny_mo
     path.write_text(yaml.safe_dump({"target": {"model": str(tiny_model_dir), "oracle": True}}))
     with pytest.raises(InputError, match=r"s.yaml: field 'target.oracle': only a target lume built has an oracle"):
         load_config(path)
+
+
+@pytest.mark.slow
+def test_a_damaged_finished_model_is_redone_not_reused(finished, study, cache, monkeypatch, caplog):
+    weights = finished / "models" / "gd" / "model.safetensors"
+    size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[:1000])
+    monkeypatch.setenv("LUME_CACHE", str(cache))
+    with caplog.at_level("WARNING", logger="lume"):
+        run(load_config(study))
+    assert "gd: the finished model in" in caplog.text and weights.stat().st_size == size

@@ -20,6 +20,10 @@ from lume.errors import InputError
 
 log = logging.getLogger(__name__)
 
+# A path whose bytes are not UTF-8 (or any non-ASCII path under the C locale) holds lone surrogates,
+# which UTF-8 cannot encode: written as \udcXX, which JSON reads back as the same string
+UNENCODABLE = "backslashreplace"
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -66,7 +70,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     with writing_to(path):
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            with os.fdopen(handle, "w", encoding="utf-8", errors=UNENCODABLE) as out:
                 out.write(text)
             os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give it the usual mode
             os.replace(temporary, path)
@@ -142,13 +146,13 @@ class ItemStore:
         if writable:
             write_text_atomic(self.path, header + "\n" + "".join(
                 json.dumps(r, ensure_ascii=False) + "\n" for r in self.results.values()))
-            self._out = self.path.open("a", encoding="utf-8")
+            self._out = self.path.open("a", encoding="utf-8", errors=UNENCODABLE)
 
     def _read(self, header: str) -> None:
         """The finished rows of a store of the same key, up to the first damaged line (a torn
         last line, bad bytes, a row without an id): the rest is recomputed, said in a warning."""
         lines = self.path.read_bytes().splitlines()
-        if not lines or lines[0] != header.encode():
+        if not lines or lines[0] != header.encode("utf-8", UNENCODABLE):
             return
         for number, line in enumerate(lines[1:], 2):
             try:

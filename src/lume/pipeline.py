@@ -25,6 +25,7 @@ from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.errors import InputError, LumeError
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
+from lume.models.fingerprint import damaged
 from lume.outputs import check_output_dir, one_writer, refuse_overwriting_inputs
 from lume.reports.study import write_report
 from lume.results import EvaluationSummary, read_summary
@@ -213,9 +214,9 @@ def build_target(config: RunConfig) -> Path:
     # several sweep workers: one builds, the others wait and reuse it (the processes of one
     # distributed run build it together instead)
     with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
-        if not (folder / MANIFEST_NAME).is_file():
+        if not (folder / MANIFEST_NAME).is_file() or damaged(folder):
             log.info(f"building the target model in {folder}")
-            memorize(folder, settings)
+            memorize(folder, settings, overwrite=damaged(folder))  # a damaged cached target is lume's own
         else:
             log.info(f"reusing the target model in {folder}")
     return folder
@@ -293,6 +294,9 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
     key = {"target": model_fingerprint(target), "data": dataset.fingerprint, "settings": described,
            "mixed_precision": precision}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
+    if state == "done" and damaged(folder):
+        log.warning(f"{label}: the finished model in {folder} changed since it was written (truncated?); redoing it")
+        state = "redo"
     if state == "done":
         return
     log.info(f"{label}: unlearning")

@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     from lume.errors import resume_note, set_resume_note
     from lume.outputs import record_command
 
+    for stream in (sys.stdout, sys.stderr):  # a C locale's ASCII terminal: "–" and non-UTF-8 paths as \u2013, \udcff
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     record_command(["lume", *(sys.argv[1:] if argv is None else argv)])
     set_resume_note(None)  # an earlier command's, in this process, is not this one's
     _received.clear()

@@ -66,6 +66,20 @@ def record_fingerprint(folder: str | Path) -> str:
     return fingerprint
 
 
+def damaged(folder: str | Path) -> bool:
+    """Whether a model lume wrote has lost or changed a file since (a size differs from its
+    record: a truncated or missing weights file); a folder without lume's record is not judged."""
+    record = Path(folder) / RECORD_NAME
+    if not record.is_file():
+        return False
+    try:
+        saved = read_json(record, what="fingerprint record")
+    except InputError:
+        return True
+    sizes = {name: size for name, (size, _time) in _stats(model_files(Path(folder))).items()}
+    return {name: stat[0] for name, stat in (saved.get("files") or {}).items()} != sizes
+
+
 def fingerprint(folder: str | Path) -> str:
     """The fingerprint of a model folder: recorded, cached, or computed now (and cached)."""
     folder = Path(folder)

@@ -24,6 +24,7 @@ from lume.metrics import means_by
 from lume.metrics.probes import score_records, transformers_backend
 from lume.models import (DEFAULT_MODEL, DTYPES, check_device, load_model, model_fingerprint, resolve_model_path,
                          save_model)
+from lume.models.fingerprint import damaged
 from lume.outputs import UNFINISHED_NAME, one_writer
 from lume.training import (Example, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            scoped, without_autocast)
@@ -176,11 +177,20 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracl
 
 
 def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
-    """The finished target in OUT_DIR when it was built with `config` (progress aside)."""
-    if not (out_dir / MANIFEST_NAME).is_file() or (out_dir / UNFINISHED_NAME).exists():
+    """The finished, undamaged target in OUT_DIR when it was built with `config` (progress aside)."""
+    if not (out_dir / MANIFEST_NAME).is_file() or (out_dir / UNFINISHED_NAME).exists() or damaged(out_dir):
         return None
     manifest = read_manifest(out_dir)
     return manifest if _settings(manifest.settings) == _settings(asdict(config)) else None
+
+
+def _damaged_warning(out_dir: Path) -> bool:
+    """Whether OUT_DIR holds a finished model lume wrote that has since been damaged (said): its
+    own result, to be built again."""
+    if not (out_dir / MANIFEST_NAME).is_file() or not damaged(out_dir):
+        return False
+    log.warning(f"{out_dir}: the finished model's files changed since it was written (truncated?); building it again")
+    return True
 
 
 def _settings(fields: dict) -> dict:
@@ -278,6 +288,7 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
     built = None if overwrite else _built_with(out_dir, config)
     if built is not None:  # finished with these settings: nothing to do
         return built
+    overwrite = overwrite or _damaged_warning(out_dir)
     dataset = lume_data.load(config.data_dir, config.source)
     if dataset.fingerprint != target.data_fingerprint:
         raise LumeError(f"the data differs from the data {target_dir} was trained on: its oracle would not match it")
