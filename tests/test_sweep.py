@@ -168,3 +168,33 @@ def test_the_database_lost_mid_sweep_is_one_line_and_the_restarted_sweep_finishe
     run = sweep(config)  # its trial is found stale, failed and retried
     states = [t["state"] for t in json.loads((run / "sweep.json").read_text())["trials"]]
     assert states == ["FAIL", "COMPLETE"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_sweep_is_lumes_note_and_the_next_start_resumes_the_trial(tmp_path, tiny_target, data_dir,
+                                                                              caplog):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_config(tmp_path, tiny_target, data_dir, trials=1)
+    config = yaml.safe_load(path.read_text())
+    config["methods"][0].update(steps=100, eval_every=50)
+    config["methods"][0]["training"]["save_every"] = 5
+    path.write_text(yaml.safe_dump(config))
+    worker = subprocess.Popen([sys.executable, "-m", "lume", "sweep", str(path)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "run" / "trials").glob("*/checkpoints/step-*/lume_state.json")):
+        assert worker.poll() is None and time.time() < deadline, "the worker ended before its first checkpoint"
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "lume: interrupted:" in err
+    with caplog.at_level("INFO", logger="lume"):
+        run = sweep(load_sweep(path))
+    trials = json.loads((run / "sweep.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"] and trials[0]["params"] == trials[1]["params"]
+    assert "resuming from step" in caplog.text

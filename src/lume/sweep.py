@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -188,6 +189,22 @@ class _Run:
     data_dir: str | None
 
 
+class _InterruptedTrials(logging.Filter):
+    """Optuna's lines on a trial stopped by Ctrl-C (a traceback, then its value), which lume's own
+    interruption note replaces."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = re.match(r"Trial (\d+) failed with", str(record.msg))
+        if found and record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.numbers.add(found[1])
+            return False
+        return not (found and found[1] in self.numbers)
+
+
 def _objective(run: _Run, spec: dict, trials: int):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
     by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
@@ -211,7 +228,12 @@ def _objective(run: _Run, spec: dict, trials: int):
                 raise optuna.TrialPruned()
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
-            unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset, on_probe=on_probe)
+            try:
+                unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset,
+                               on_probe=on_probe)
+            except KeyboardInterrupt:  # the next start runs these settings first, resuming their checkpoint
+                trial.study.enqueue_trial(params, user_attrs={"retried_after_interrupt": trial.number})
+                raise
         report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
         chosen = next(r for r in report.probes if r.step == report.selection.step)
         trial.set_user_attr("chosen", chosen.chosen_numbers())
@@ -382,6 +404,9 @@ def _without_password(url: str) -> str:
 def sweep(config: SweepConfig) -> Path:
     """Run (or join, or continue) the sweep; returns the run folder with its report."""
     optuna.logging.set_verbosity(logging.getLogger("lume").getEffectiveLevel())  # its [I] lines follow -q and -v
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _InterruptedTrials) for f in handler.filters):
+            handler.addFilter(_InterruptedTrials())
     out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
