@@ -45,7 +45,7 @@ def test_an_occupied_output_folder_is_refused_unless_overwrite(capsys, tmp_path,
     assert code == 0 and (out / "lume_unlearn.json").is_file()
     assert not (out / "notes.txt").exists()
     code, err = run_cli(capsys, "unlearn", model_copy, retain, forget, out, "--steps", 1, "--device", "cpu")
-    assert code == 2 and "already holds other results" in err  # a finished model is not silently replaced
+    assert code == 2 and "already holds a finished `lume unlearn` output" in err  # not silently replaced
 
 
 def test_every_model_writer_refuses_its_input(capsys, tmp_path, model_copy):
@@ -258,3 +258,41 @@ def test_paths_that_are_not_utf8_or_not_ascii_under_the_c_locale_are_written_and
     folder = next(p for p in tmp_path.iterdir() if p.name.startswith("\xe9val") or p.name.endswith("\udcff"))
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     assert os.fsencode(summary["model"]["path"]) == os.fsencode(str(tiny_model_dir))
+
+
+def test_misleading_or_silent_cases_say_what_is_so(capsys, tmp_path, tiny_target):
+    """A study given a folder, a lock just created by a starting process, a target scored on
+    other data: each said as it is."""
+    from lume.errors import LumeError
+    from lume.outputs import one_writer
+
+    code, err = run_cli(capsys, "run", tmp_path)
+    assert code == 2 and "a folder, not a study's YAML file" in err
+    (tmp_path / "out.lock").write_text("")  # a writer has just created it, and not yet written its process id
+    with pytest.raises(LumeError, match="another process \\(starting now\\) is writing here"):
+        with one_writer(tmp_path / "out"):
+            pass
+    (tmp_path / "data" / "lume").mkdir(parents=True)
+    write_jsonl(tmp_path / "data" / "lume" / "forget.jsonl", lume_rows("f1", split="forget"))
+    write_jsonl(tmp_path / "data" / "lume" / "retain.jsonl", lume_rows("r1", split="retain"))
+    code, err = run_cli(capsys, "evaluate", tiny_target, "--out", tmp_path / "e", "--data-dir", tmp_path / "data",
+                        "--docs-per-task", 1, "--no-mia", "--no-mmlu", "--max-new-tokens", 4)
+    assert code == 0 and "was trained on other data" in err
+
+
+def test_an_interrupted_study_names_the_steps_it_kept(capsys, tmp_path, tiny_target, data_dir, monkeypatch):
+    import yaml
+
+    import lume.pipeline
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"out": str(tmp_path / "run"), "data_dir": str(data_dir),
+                                     "target": {"model": str(tiny_target)}, "methods": [{"method": "ga", "steps": 1}],
+                                     "evaluation": {"mia": False, "mmlu": False, "max_new_tokens": 4,
+                                                    "progress": False}}))
+    monkeypatch.setattr(lume.pipeline, "unlearned_step", interrupted)  # after the target's evaluation finished
+    code, err = run_cli(capsys, "run", study)
+    assert code == 130 and f"lume: interrupted: the study's finished steps are kept in {tmp_path / 'run'}" in err

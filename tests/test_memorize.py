@@ -171,3 +171,11 @@ def test_a_model_lume_wrote_is_damaged_when_a_file_lost_bytes_and_only_then(tmp_
     weights = tmp_path / "saved" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     assert damaged(tmp_path / "saved")
+
+
+def test_an_oracle_for_a_target_of_other_settings_says_so_rather_than_advise_overwrite(tmp_path, config):
+    from dataclasses import replace
+
+    memorize(tmp_path / "target", config)
+    with pytest.raises(LumeError, match="holds a target built with other settings .*give them to --oracle"):
+        memorize(tmp_path / "target", replace(config, max_epochs=1), oracle=True)

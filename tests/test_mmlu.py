@@ -175,3 +175,11 @@ def test_every_mmlu_prompt_equals_the_references(data_dir, smollm2_tokenizer):
         total += len(ours)
         nan_prompts += sum(any(f"\n{letter}. nan\n" in t for letter in "ABCD") for _, t in ours)
     assert total == 14042 and nan_prompts == 10
+
+
+def test_a_subject_with_dev_questions_and_no_test_file_is_named(tmp_path):
+    folder = make_mmlu(tmp_path)
+    missing = next((folder / "test").glob("*_test.csv"))
+    missing.unlink()
+    with pytest.raises(LumeError, match=f"{missing}: missing \\(the subject has dev questions\\)"):
+        load_mmlu(folder)

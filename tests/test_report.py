@@ -82,3 +82,10 @@ def test_privleak_against_an_oracle_of_auc_zero_is_shown_undefined_not_a_crash()
     assert _privleak(model, oracle) == "– (oracle AUC 0)"
     oracle = entry("oracle", 0.1, [0.0, 0.2, 0.1], 0.5, [0.5, 0.5, 0.5])  # defined at the point, not in a resample
     assert _privleak(model, oracle) == "+500.0 %"
+
+
+def test_folders_of_the_same_name_get_labels_that_tell_them_apart(tmp_path):
+    from lume.reports.study import distinct_labels
+
+    folders = [tmp_path / "a" / "eval" / "npo", tmp_path / "b" / "eval" / "npo", tmp_path / "a" / "eval" / "target"]
+    assert distinct_labels(folders) == ["a/eval/npo", "b/eval/npo", "target"]

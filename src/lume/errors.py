@@ -26,6 +26,7 @@ class InputError(LumeError):
 
 
 _resume_note: list[str] = []
+_study_note: list[str] = []
 
 
 def set_resume_note(text: str | None) -> None:
@@ -33,5 +34,11 @@ def set_resume_note(text: str | None) -> None:
     _resume_note[:] = [text] if text else []
 
 
+def set_study_note(text: str | None) -> None:
+    """The note of a whole study or sweep, said when no stage of it has one of its own (between
+    steps, or in one that keeps nothing itself)."""
+    _study_note[:] = [text] if text else []
+
+
 def resume_note() -> str | None:
-    return _resume_note[0] if _resume_note else None
+    return (_resume_note or _study_note or [None])[0]

@@ -90,8 +90,9 @@ def one_writer(folder: str | Path, wait: bool = False) -> Iterator[None]:
         folder.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=-1 if wait else 0)
     except Timeout:
-        raise LumeError(f"{folder}: process {lock.pid or holder} is writing here; let it finish, or pass --wait "
-                        "to start when it has") from None
+        writer = f"process {lock.pid or holder}" if (lock.pid or holder) else "another process (starting now)"
+        raise LumeError(f"{folder}: {writer} is writing here; let it finish, or pass --wait to start when it has"
+                        ) from None
     except OSError as error:
         raise LumeError(f"{folder}: cannot write the output folder ({error.strerror or error})") from None
     if stale:
@@ -158,8 +159,10 @@ def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool
         raise LumeError(f"{out_dir}: the {what} is a file, not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not resumable(out_dir):
         if not overwrite:
-            raise LumeError(f"{out_dir}: the {what} already holds other results; choose another folder, "
-                            "or pass --overwrite to replace them")
+            finished = next((kind for kind, name in FINISHED_MARKERS.items() if (out_dir / name).is_file()), None)
+            held = f"a finished `lume {finished}` output" if finished else "other results"
+            raise LumeError(f"{out_dir}: the {what} already holds {held}; choose another folder, "
+                            "or pass --overwrite to replace it")
         for entry in out_dir.iterdir():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     try:

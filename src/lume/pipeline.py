@@ -22,7 +22,7 @@ from lume.config import build, coerce_fields, merged, safe_name, setting, settin
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import DATA_DIR_HELP, cache_dir
-from lume.errors import InputError, LumeError
+from lume.errors import InputError, LumeError, set_study_note
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
 from lume.models.fingerprint import damaged
@@ -162,6 +162,8 @@ def load_config(path: str | Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "a folder, not a study's YAML file (`lume report FOLDER` reports a finished study)")
     if not path.is_file():
         raise InputError(path, "no such file")
     raw = coerce_fields(RunConfig, read_yaml(path), source=path)
@@ -345,6 +347,7 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
     if {"target", "oracle"} & set(labels):
         raise LumeError("a method named target or oracle: those names are the report's; give it another `name`")
     steps = Steps(out)
+    set_study_note(f"the study's finished steps are kept in {out}; the same command resumes from there")
     dataset = lume_data.load(config.data_dir)  # the data every method unlearns from
     target = build_target(config)
     evaluation = dataclasses.replace(config.evaluation, data_dir=config.data_dir)

@@ -26,7 +26,7 @@ import optuna
 from lume import data as lume_data
 from lume.data.paths import DATA_DIR_HELP
 from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, shown
-from lume.errors import InputError, LumeError
+from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
 from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked_fields, evaluated_step, method_label,
@@ -411,6 +411,7 @@ def sweep(config: SweepConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
     run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)
+    set_study_note(f"the finished trials are kept in the sweep's storage and {out}; the same command continues")
     try:
         studies = _run_trials(config, run, _storage(config, out))
     except Exception as error:

@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: a user's mistake or a full disk is one line on stderr and exit status 2,
     never a traceback; Ctrl-C, SIGTERM and SIGHUP say what was kept and how to resume (exit
     status 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM)."""
-    from lume.errors import resume_note, set_resume_note
+    from lume.errors import resume_note, set_resume_note, set_study_note
     from lume.outputs import record_command
 
     for stream in (sys.stdout, sys.stderr):  # a C locale's ASCII terminal: "–" and non-UTF-8 paths as \u2013, \udcff
@@ -332,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
             stream.reconfigure(errors="backslashreplace")
     record_command(["lume", *(sys.argv[1:] if argv is None else argv)])
     set_resume_note(None)  # an earlier command's, in this process, is not this one's
+    set_study_note(None)
     _received.clear()
     previous, root_level = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}, logging.root.level
     try:

@@ -84,6 +84,11 @@ def load_mmlu(folder: str | Path, limit: int | None = None, seed: int = 0, subje
     tests = sorted((folder / "test").glob("*_test.csv"))
     if not tests:
         raise LumeError(f"{folder}: no MMLU test files (expected test/*_test.csv)")
+    untested = sorted({p.name[:-len("_dev.csv")] for p in (folder / "dev").glob("*_dev.csv")}
+                      - {p.name[:-len("_test.csv")] for p in tests})
+    if untested:
+        raise LumeError(f"{folder / 'test' / (untested[0] + '_test.csv')}: missing (the subject has dev questions); "
+                        "restore it, or remove its dev file to leave the subject out")
     if subject_count is not None and subject_count > len(tests):
         raise LumeError(f"mmlu_subjects {subject_count}: {folder} holds {len(tests)} subjects; ask for at most that "
                         "many (or none: all of them)")

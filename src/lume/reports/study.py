@@ -21,8 +21,7 @@ from lume.stages.unlearning import REPORT_NAME
 def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
     """Per model: label, summary, MIA rows and (for unlearned models) the training report."""
     models = []
-    for folder in eval_dirs:
-        folder = Path(folder)
+    for folder, label in zip(map(Path, eval_dirs), distinct_labels(eval_dirs)):
         refuse_unfinished(folder)
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
@@ -34,8 +33,22 @@ def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
         if summary.model.path and (Path(summary.model.path) / REPORT_NAME).is_file():
             report_file = Path(summary.model.path) / REPORT_NAME
             training = UnlearnReport.from_json(read_json(report_file, what="unlearning report"), source=report_file)
-        models.append(ModelEntry(folder.name, summary, mia, training))
+        models.append(ModelEntry(label, summary, mia, training))
     return models
+
+
+def distinct_labels(folders: list) -> list[str]:
+    """Each folder's name, or as many of its last path parts as tell it from the others
+    (runA/eval/npo and runB/eval/npo side by side)."""
+    parts = [Path(folder).resolve().parts for folder in folders]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashing = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return labels
+        for i in clashing:
+            depth[i] += 1
 
 
 def load_attacks(run_dir: Path) -> dict[str, dict]:

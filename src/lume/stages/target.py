@@ -168,6 +168,9 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracl
     """
     config = config or MemorizeConfig()
     built = _built_with(Path(out_dir), config) if oracle and not overwrite else None
+    if oracle and built is None and not overwrite and _finished_target(Path(out_dir)):
+        raise LumeError(f"{out_dir} holds a target built with other settings (its {MANIFEST_NAME} lists them): its "
+                        "oracle is built with those, so give them to --oracle; or choose another --out")
     if built is None:
         with one_writer(out_dir, wait):
             built = _memorize(Path(out_dir), config, overwrite)
@@ -182,6 +185,11 @@ def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
         return None
     manifest = read_manifest(out_dir)
     return manifest if _settings(manifest.settings) == _settings(asdict(config)) else None
+
+
+def _finished_target(out_dir: Path) -> bool:
+    """OUT_DIR holds a finished, undamaged target (whatever its settings)."""
+    return (out_dir / MANIFEST_NAME).is_file() and not (out_dir / UNFINISHED_NAME).exists() and not damaged(out_dir)
 
 
 def _damaged_warning(out_dir: Path) -> bool:

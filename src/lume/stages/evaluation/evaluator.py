@@ -9,6 +9,7 @@ to `OUT/cache/` as they finish, so a rerun after an interruption only does what 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from lume.training.distributed import started_processes
 from lume.data.paths import DATA_DIR_HELP
 
 SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
+log = logging.getLogger(__name__)
 
 PACKAGES = ("lume-unlearning", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 MIA_SETS = ("final", "validation", "none")
@@ -136,6 +138,9 @@ def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, devic
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtypes["generation"], device=device)
     dataset = lume_data.load(config.data_dir, config.source)
     manifest = read_manifest(loaded.path)
+    if manifest is not None and manifest.data_fingerprint != dataset.fingerprint:
+        log.warning(f"{loaded.path} was trained on other data (fingerprint {manifest.data_fingerprint}) than "
+                    f"{dataset.data_dir} holds ({dataset.fingerprint}): its documents are scored as this data has them")
     if manifest is not None and config.docs_per_task is None:
         selection = manifest.selection(dataset.documents)
     else:
