@@ -170,3 +170,10 @@ def test_a_damaged_finished_model_is_redone_not_reused(finished, study, cache, m
     with caplog.at_level("WARNING", logger="lume"):
         run(load_config(study))
     assert "gd: the finished model in" in caplog.text and weights.stat().st_size == size
+
+
+def test_olmo_settings_for_a_target_the_study_builds_are_refused_when_read(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"methods": [{"recipe": "ails-ntua", "recipe_target": "olmo-1b"}]}))
+    with pytest.raises(InputError, match=r"field 'methods\[0\].recipe_target': olmo-1b: the settings for the "):
+        load_config(path)

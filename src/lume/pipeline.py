@@ -140,6 +140,16 @@ def _recipe_spec(spec: dict, overrides: dict, where: str, path: Path) -> dict:
             **coerce_fields(UnlearnConfig, overrides, where=where, source=path)}
 
 
+def _check_recipe_targets(methods: list[dict], target: TargetConfig, path: Path) -> None:
+    """A target the study builds is a small lume target: a recipe entry may not ask for the
+    settings of the organisers' OLMo targets on it (their layers, modules and steps are OLMo's)."""
+    for index, spec in enumerate(methods):
+        if target.model is None and spec.get("recipe_target", "auto") not in ("auto", "lume"):
+            raise InputError(path, f"{spec['recipe_target']}: the settings for the organisers' released target, but "
+                                   "this study builds a lume target; give lume (or auto), or a released target as "
+                                   "target.model", field=f"methods[{index}].recipe_target")
+
+
 def merged_fields(base: dict, overrides: dict) -> dict:
     """Nested mappings of fields, `overrides` over `base` (mappings merged key by key)."""
     out = dict(base)
@@ -177,6 +187,7 @@ def load_config(path: str | Path | None) -> RunConfig:
     if len(methods) > MAX_METHODS:
         raise InputError(path, f"{len(methods)} methods; a study runs at most {MAX_METHODS}", field="methods")
     raw["methods"] = [method_spec(spec, i, path) for i, spec in enumerate(methods)]
+    _check_recipe_targets(raw["methods"], target, path)
     labels = [method_label(spec) for spec in raw["methods"]]
     twice = next((label for label in labels if labels.count(label) > 1), None)
     if twice is not None:
