@@ -5,14 +5,18 @@
 
 from dataclasses import dataclass
 
+from lume.config import check_settings, setting
 from lume.stages.unlearning.methods import Method
 from lume.stages.unlearning.methods.base import nll
 
 
 @dataclass
 class CappedSettings:
-    alpha: float = 1.0  # weight α of the retain NLL
-    cap: float = 5.0  # the forget NLL is not pushed above this (nats per token)
+    alpha: float = setting(1.0, "Weight α of the retain NLL", at_least=0)
+    cap: float = setting(5.0, "The forget NLL is not pushed above this (nats per token)", above=0)
+
+    def __post_init__(self):
+        check_settings(self)  # the ranges, checked when the config is built
 
 
 class CappedGradientDifference(Method):
