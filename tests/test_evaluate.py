@@ -164,7 +164,7 @@ def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path, tiny_model_dir, 
     from lume.errors import LumeError
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import fails as if not installed
-    with pytest.raises(LumeError, match=r"pip install 'lume\[vllm\]'"):
+    with pytest.raises(LumeError, match=r"pip install 'lume-unlearning\[vllm\]'"):
         evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "vllm"}))
     with pytest.raises(LumeError, match=r"unknown backend 'tgi' \(choose from hf, vllm, or give package"):
         evaluate(tiny_model_dir, tmp_path, EvalConfig(**{**config.__dict__, "backend": "tgi"}))

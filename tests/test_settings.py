@@ -81,7 +81,7 @@ def test_a_range_declared_on_a_field_is_checked():
         ScheduleSettings(epochs=0.0)
 
 
-RANGES = ("at_least", "at_most", "above", "between", "choices")
+RANGES = ("at_least", "at_most", "above", "between", "choices", "check")
 
 
 def _method_settings():

@@ -41,21 +41,24 @@ if REGISTERS:
 def test_each_step_is_logged_to_the_tracker_asked_for(tmp_path, tiny_model_dir, sets):
     forget, retain = sets
     LOGGED.clear()
+    if not REGISTERS:  # refused when the settings are made, before any work
+        with pytest.raises(LumeError, match="a tracker of your own is registered with .* accelerate 1.15 or later"):
+            TrainingSettings(batch_size=2, learning_rate=1e-3, log_with=Recording.name)
+        return
     training = TrainingSettings(batch_size=2, learning_rate=1e-3, log_with=Recording.name)
     config = UnlearnConfig(method="npo+gd", steps=2, training=training, device="cpu", progress=False)
-    if not REGISTERS:
-        with pytest.raises(LumeError, match="a tracker of your own is registered with .* accelerate 1.15 or later"):
-            unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
-        return
     unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
     assert LOGGED[:2] == [("init", "unlearning-(npo+gd)"), ("config", 1e-3)]
     assert [entry[:2] for entry in LOGGED[2:]] == [("log", 1), ("log", 2)]
     assert {"loss", "npo", "retain_nll", "tokens_per_second"} <= set(LOGGED[2][2])
 
 
-def test_logging_is_off_by_default_and_never_changes_the_runs_key():
+def test_logging_is_off_by_default_and_never_changes_the_runs_key(monkeypatch):
+    monkeypatch.setitem(accelerate.tracking.LOGGER_TYPE_TO_CLASS, "known", Recording)  # any accelerate knows
     assert TrainingSettings().log_with is None
-    assert TrainingRun(TrainingSettings(), 5).key() == TrainingRun(TrainingSettings(log_with="tensorboard"), 5).key()
+    assert TrainingRun(TrainingSettings(), 5).key() == TrainingRun(TrainingSettings(log_with="known"), 5).key()
+    with pytest.raises(LumeError, match="log_with 'unknown': not a tracker accelerate knows"):
+        TrainingSettings(log_with="unknown")  # refused when the settings are made
 
 
 def test_a_tracker_that_cannot_run_here_is_one_clear_line():

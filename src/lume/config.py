@@ -162,12 +162,14 @@ def build(cls, values, *, where: str = "", source: str | Path = "<settings>"):
 
 def setting(default=dataclasses.MISSING, help: str = "", *, factory=None, at_least: float | None = None,
             at_most: float | None = None, above: float | None = None, between: tuple[float, float] | None = None,
-            choices=None, option: str | None = None):
+            choices=None, check=None, option: str | None = None):
     """A settings field: its default (or `factory`), its help text, and its range: `at_least`,
     `at_most`, `above` (strictly), `between` (both ends included), `choices` (a tuple, or a
-    callable giving them). `option`: the CLI's name for it, where it differs from `--field-name`."""
+    callable giving them), or `check` (a callable that raises LumeError for a value not None it
+    refuses, where the choices are only known when asked). `option`: the CLI's name for it, where
+    it differs from `--field-name`."""
     metadata = {"help": help, "at_least": at_least, "at_most": at_most, "above": above, "between": between,
-                "choices": choices, "option": option}
+                "choices": choices, "check": check, "option": option}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -193,6 +195,8 @@ def check_settings(config) -> None:
         if meta.get("choices") is not None:
             choices = meta["choices"]
             one_of(config, item.name, choices() if callable(choices) else choices)
+        if meta.get("check") is not None and getattr(config, item.name) is not None:
+            meta["check"](getattr(config, item.name))
 
 
 def at_least(config, minimum: float, *names: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from lume.config import MAX_BATCH, MAX_SEED, check_settings, setting, settings_key
+from lume.training.distributed import check_tracker
 from lume.training.precision import CHOICES as MIXED_PRECISION
 
 
@@ -14,13 +15,6 @@ from lume.training.precision import CHOICES as MIXED_PRECISION
 # for a metric each step or extra arguments lume does not pass)
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
               "inverse_sqrt")
-
-
-def tracker_names() -> tuple:
-    """accelerate's trackers (whether the one named is installed is checked when training starts), or None."""
-    from accelerate.utils import LoggerType
-
-    return (None, *LoggerType.list())
 
 
 @dataclass
@@ -53,7 +47,7 @@ class TrainingSettings:
                                            "stage's default (memorize: each epoch; unlearn and relearning: never)",
                                      at_least=0)
     log_with: str | None = setting(None, "Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under "
-                                         "OUT/logs; off by default", choices=tracker_names)
+                                         "OUT/logs; off by default", check=check_tracker)
 
     def __post_init__(self):
         check_settings(self)
