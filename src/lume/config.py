@@ -103,8 +103,8 @@ def _number(value, name: str) -> float:
     return float(number)
 
 
-# A name that becomes a folder and a label: one path component (no separator, no `..`), and no
-# character that means something to a shell, Markdown or HTML
+# A name that becomes a folder and a label: one path component (no separator, no `..`, no leading
+# dot), and none of the quotes, brackets and angle brackets that Markdown or HTML would read
 _SAFE_NAME = re.compile(r"\w[\w .+=,@()-]{0,99}")
 
 

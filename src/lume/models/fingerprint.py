@@ -73,11 +73,10 @@ def damaged(folder: str | Path) -> bool:
     if not record.is_file():
         return False
     try:
-        saved = read_json(record, what="fingerprint record")
-    except InputError:
+        recorded = {name: stat[0] for name, stat in read_json(record, what="fingerprint record")["files"].items()}
+    except (InputError, KeyError, TypeError, AttributeError, IndexError):  # a damaged record: so is the model
         return True
-    sizes = {name: size for name, (size, _time) in _stats(model_files(Path(folder))).items()}
-    return {name: stat[0] for name, stat in (saved.get("files") or {}).items()} != sizes
+    return recorded != {name: size for name, (size, _time) in _stats(model_files(Path(folder))).items()}
 
 
 def fingerprint(folder: str | Path) -> str:

@@ -7,7 +7,6 @@ model; peft's `add_weighted_adapter` does the arithmetic.
 from __future__ import annotations
 
 from contextlib import contextmanager
-
 from dataclasses import dataclass
 from pathlib import Path
 
