@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test test-fast test-lowest mutants clean
 # the lower bounds of pyproject.toml for transformers, accelerate and typer (tests/test_compat.py checks they agree)
-LOWEST := transformers==5.24.0 accelerate==1.10.0 typer==0.12.5
+LOWEST := transformers==5.24.0 accelerate==1.10.0 typer==0.18.0
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

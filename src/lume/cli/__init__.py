@@ -148,7 +148,8 @@ def given_values(cls, given: dict, settings: list[str]) -> dict:
     from lume.config import coerce_fields
     from lume.training import TrainingSettings
 
-    values = {key: value for key, value in given.items() if value is not None}
+    values = {key: list(value) if isinstance(value, tuple) else value  # a repeatable option: a tuple on older typer
+              for key, value in given.items() if value is not None}
     own = {f.name for f in dataclasses.fields(cls)}
     training = {key: values.pop(key) for key in list(values)
                 if key not in own and key in {f.name for f in dataclasses.fields(TrainingSettings)}}
@@ -294,7 +295,7 @@ def _stop(signum: int, _frame) -> None:
 
 def usage_error_class() -> type[Exception]:
     """The base class of the usage errors typer raises: click's ClickException, found through what
-    typer exposes (typer 0.12 raises installed click's; newer releases vendor a click of their own)."""
+    typer exposes (typer before 0.26 raises the installed click's; 0.26 and later vendor a click of their own)."""
     return next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
