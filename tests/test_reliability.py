@@ -322,3 +322,21 @@ def test_a_result_that_cannot_fit_is_said_before_training(capsys, tmp_path, tiny
     monkeypatch.setattr(lume.training.stage, "train", lambda *a, **k: pytest.fail("trained for a result with no room"))
     code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)
     assert code == 2 and "saving the model needs" in one_line(err) and "1 MiB are free" in one_line(err)
+
+
+def test_a_read_only_place_says_what_to_do_before_what_was_kept(capsys, tmp_path, tiny_model_dir, monkeypatch):
+    """A read-only cache mid-evaluation: "the same command resumes" alone would send the user to
+    the same error; the line says to make it writable first."""
+    import lume.stages.evaluation.evaluator as evaluator
+
+    class ReadOnlyCache:
+        name, dtype_part = "read-only", "generation"
+
+        def run(self, evaluation, loaded):
+            raise OSError(errno.EROFS, "Read-only file system", "/cache/x")
+
+    monkeypatch.setattr(evaluator, "_sections", lambda _config: [ReadOnlyCache()])
+    code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "e", "--no-mia", "--no-mmlu",
+                        "--docs-per-task", 1, "--max-new-tokens", 4)
+    assert code == 2 and one_line(err).startswith("lume: error: /cache/x: Read-only file system; make it writable "
+                                                  "and run the same command again: the items finished so far are kept")

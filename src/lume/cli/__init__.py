@@ -314,8 +314,9 @@ def _run(argv: list[str] | None) -> int:
     except OSError as error:
         if error.errno not in DISK_ERRORS:
             raise
-        print(f"lume: error: {error.filename or 'a write'}: {error.strerror}; "
-              f"{resume_note() or DISK_ERRORS[error.errno] + ' and run the same command again'}", file=sys.stderr)
+        kept = f": {resume_note()}" if resume_note() else ""  # what was kept, after what to do first
+        print(f"lume: error: {error.filename or 'a write'}: {error.strerror}; {DISK_ERRORS[error.errno]} and run the "
+              f"same command again{kept}", file=sys.stderr)
     except (KeyboardInterrupt, typer.Abort):
         return 130
     return 2
