@@ -132,8 +132,8 @@ def test_a_model_that_cannot_fit_is_refused_before_writing_and_says_how_much_is_
     monkeypatch.setattr("lume.models.loading.shutil.disk_usage", lambda _path: shutil._ntuple_diskusage(1, 1, 2**20))
     code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)
     line = one_line(err)
-    assert code == 2 and "saving the model needs 64 MiB, 1 MiB are free" in line
-    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert code == 2 and "training with checkpoints (two at a time" in line and "MiB, 1 MiB are free" in line
+    assert not (tmp_path / "out" / "model.safetensors").exists()  # refused before training, so before writing
 
 
 def test_other_os_errors_are_not_passed_off_as_a_full_disk(capsys, tmp_path, tiny_model_dir, monkeypatch):
@@ -320,8 +320,10 @@ def test_a_result_that_cannot_fit_is_said_before_training(capsys, tmp_path, tiny
     retain, forget = split_files
     monkeypatch.setattr(lume.models.loading.shutil, "disk_usage", disk_of(2**20))
     monkeypatch.setattr(lume.training.stage, "train", lambda *a, **k: pytest.fail("trained for a result with no room"))
-    code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)
-    assert code == 2 and "saving the model needs" in one_line(err) and "1 MiB are free" in one_line(err)
+    code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN)  # save-every 1
+    assert code == 2 and "training with checkpoints (two at a time" in one_line(err) and "1 MiB are free" in err
+    code, err = run_cli(capsys, "unlearn", tiny_target, retain, forget, tmp_path / "out", *UNLEARN, "--save-every", 0)
+    assert code == 2 and "saving the trained model needs" in one_line(err) and "1 MiB are free" in err
 
 
 def test_a_read_only_place_says_what_to_do_before_what_was_kept(capsys, tmp_path, tiny_model_dir, monkeypatch):

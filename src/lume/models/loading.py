@@ -103,15 +103,15 @@ def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = 
     record_fingerprint(out_dir)
 
 
-def check_space(out_dir: Path, weights: dict) -> None:
-    """Refuse a save that cannot fit: the weights' bytes (tied ones once) and 64 MiB for the rest
-    (checked again before the save, and before the training whose result it saves)."""
+def check_space(out_dir: Path, weights: dict, copies: int = 1, what: str = "saving the model") -> None:
+    """Refuse a save that cannot fit: `copies` times the weights' bytes (tied ones once) and 64 MiB
+    for the rest (checked before the save, and before the training whose results it saves)."""
     stored = {(t.untyped_storage().data_ptr(), t.dtype, t.numel()): t.numel() * t.element_size()
               for t in weights.values()}
-    needed = sum(stored.values()) + 64 * 2**20
+    needed = copies * sum(stored.values()) + 64 * 2**20
     free = shutil.disk_usage(out_dir).free
     if free < needed:
-        raise OSError(errno.ENOSPC, f"No space left on device: saving the model needs {needed / 2**20:,.0f} MiB, "
+        raise OSError(errno.ENOSPC, f"No space left on device: {what} needs {needed / 2**20:,.0f} MiB, "
                                     f"{free / 2**20:,.0f} MiB are free", str(out_dir))
 
 

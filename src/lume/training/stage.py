@@ -74,6 +74,16 @@ class Stage:
     def save(self, model, weights: dict | None, finished) -> None:
         """Write the results (main process; `weights`: the gathered state dict, None with LoRA)."""
 
+    def _check_space(self, model, run: TrainingRun) -> None:
+        """The results must fit, said now rather than after training: the model, and with
+        checkpoints two of them at once (a new one is complete before the old one goes), each the
+        weights and AdamW's two moments."""
+        if run.settings.save_every:
+            check_space(self.out_dir, model.state_dict(), copies=6, what="training with checkpoints (two at a "
+                        "time, each the weights and AdamW's two moments)")
+        else:
+            check_space(self.out_dir, model.state_dict(), what="saving the trained model")
+
     # --- the skeleton ------------------------------------------------------------------------
     def execute(self):
         """Run the stage; returns what `finished` gave."""
@@ -90,7 +100,7 @@ class Stage:
         set_seed(settings.seed)  # before the model: LoRA's adapters are drawn when it is made
         model = self.model(accelerator)
         if self.kind and settings.lora_rank == 0 and accelerator.is_main_process:
-            check_space(self.out_dir, model.state_dict())  # the result must fit: said now, not after training
+            self._check_space(model, run)
         self.before_training(model, accelerator)
         result = train(model, run, self.step_loss(model, accelerator), self.out_dir / "checkpoints",
                        description=self.description, show_progress=self.show_progress, accelerator=accelerator,
