@@ -355,8 +355,40 @@ def test_undial_without_a_retain_weight_computes_no_retain_term():
     assert value == pytest.approx(0.8 * undial_term(3.0), rel=1e-5)
 
 
+def zjuklab_npo_term(beta: float) -> float:
+    """ZJUKLAB's NPO (semeval25/unlearn-merging.py): −log σ(β · (CE_θ − CE_ref)) · 2/β, each CE the
+    mean over every answer token of the forget batch together (their get_batch_loss)."""
+    margin = nll(POLICY, FORGET) - nll(REFERENCE, FORGET)
+    return -math.log(1 / (1 + math.exp(-beta * margin))) * 2 / beta
+
+
+def npo_gradient(settings: dict) -> torch.Tensor:
+    """The gradient of the NPO term with respect to the policy's table."""
+    forget, forget_examples = batch_of(FORGET)
+    method = build_method("npo", settings)
+    context = Context(REFERENCE, None, forget_examples, lambda ex: collate(ex, 0), reference_model=REFERENCE)
+    method.prepare(context)
+    context.model = POLICY
+    POLICY.zero_grad()
+    method.loss(context, forget, None)[0].backward()
+    gradient = POLICY.table.grad.clone()
+    POLICY.zero_grad()
+    return gradient
+
+
+@pytest.mark.parametrize("name", ["npo", "npo+kl+gd"])
+def test_npo_pooled_over_the_batch_is_zjuklabs_formula_and_moves_the_model_otherwise(name):
+    weights = {"npo_weight": 1.0, "kl_weight": 0.0, "nll_weight": 0.0} if name == "npo+kl+gd" else {}
+    pooled, _ = loss_of(name, {"beta": B, "pooling": "batch", **weights})
+    assert pooled == pytest.approx(zjuklab_npo_term(B), rel=1e-5)
+    assert pooled != pytest.approx(npo_term(B), rel=1e-2)  # the two forms differ on these rows
+    per_row, batch = npo_gradient({"beta": B}), npo_gradient({"beta": B, "pooling": "batch"})
+    assert not torch.allclose(per_row, batch, rtol=1e-2)
+
+
 DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) values
-    "gd": {"alpha": 1.0, "average": "tokens"}, "kl": {"alpha": 1.0}, "npo": {"beta": 0.1, "alpha": 1.0},
+    "gd": {"alpha": 1.0, "average": "tokens"}, "kl": {"alpha": 1.0},
+    "npo": {"beta": 0.1, "alpha": 1.0, "pooling": "sequence"},
     "simnpo": {"beta": 2.5, "gamma": 0.0, "alpha": 1.0}, "sequential-gd": {"chunks": 5, "alpha": 1.0},
     "rmu": {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0, "tokens": "all",
             "adaptive_scale": 0.0},
@@ -364,7 +396,7 @@ DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) va
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
     "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
-    "npo+kl+gd": {"beta": 0.1, "npo_weight": 1.0, "kl_weight": 1.0, "nll_weight": 1.0},
+    "npo+kl+gd": {"beta": 0.1, "pooling": "sequence", "npo_weight": 1.0, "kl_weight": 1.0, "nll_weight": 1.0},
     "adaptive-gd": {"base_weight": 1.2, "max_weight": 2.3},
     "ce-u": {"skip_first": 1, "alpha": 0.0},
     "pdu": {"gamma": 1.0, "alpha": 1.0, "retain_loss_eps": 0.3, "dual_step_size": 1.0, "dual_warmup_steps": 0,

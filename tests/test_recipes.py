@@ -46,6 +46,7 @@ def test_zjuklab_trains_two_lora_models_at_different_weights_and_ties_merges_the
     assert [(c.training.batch_size, c.training.gradient_accumulation) for c in runs.values()] == [(1, 4), (2, 4)]
     for config in runs.values():
         assert config.method == "npo+kl+gd" and config.method_settings["beta"] == 0.1
+        assert config.method_settings["pooling"] == "batch"  # their NPO: one per-token-mean log-ratio a batch
         training = config.training
         assert (training.lora_rank, training.lora_alpha, training.lora_dropout, training.layers, training.modules) \
             == (32, 32, 0.05, None, None)

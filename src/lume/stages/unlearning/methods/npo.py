@@ -2,6 +2,11 @@
 
     L = (2/β) · mean_F log(1 + (π_θ(y|x) / π_ref(y|x))^β)      [+ α · NLL_θ(R)  or  + α · KL on R]
 
+or, with `pooling: batch` (ZJUKLAB's form, their semeval25/unlearn-merging.py), one term per batch
+whose log-ratio is the batch's pooled per-token one:
+
+    L = −(2/β) · log σ(β · (CE_θ(F) − CE_ref(F))),   CE = mean NLL over the batch's answer tokens together
+
 and `npo+kl+gd`, the weighted sum of all three that ZJUKLAB trained each of its two LoRA
 models with (SemEval-2025 Task 4, arXiv 2503.21088):  w_npo · NPO + w_kl · KL on R + w_nll · NLL_θ(R).
 
@@ -21,10 +26,16 @@ from lume.stages.unlearning.methods.base import (Method, nll, register, retain_k
                                                  sequence_log_likelihood)
 
 
+POOLINGS = ("sequence", "batch")
+
+
 @dataclass
 class NPOSettings:
     beta: float = setting(0.1, "β, the inverse temperature (the loss divides by it)", above=0)
     alpha: float = setting(1.0, "Weight of the retain term (npo+gd, npo+kl)", at_least=0)
+    pooling: str = setting("sequence", "sequence: one log-ratio per forget example, summed over its tokens (the "
+                                       "paper's, open-unlearning's); batch: one per batch, its per-token mean "
+                                       "(ZJUKLAB's)", choices=POOLINGS)
 
     def __post_init__(self):
         check_settings(self)
@@ -45,8 +56,11 @@ class NPO(Method):
         context.precomputed["npo_reference"] = context.forget_log_likelihoods()
 
     def forget_term(self, context, forget):
-        log_likelihood, _ = sequence_log_likelihood(context.model, forget)
+        log_likelihood, tokens = sequence_log_likelihood(context.model, forget)
         reference = context.precomputed["npo_reference"][forget["index"]]
+        if self.settings.pooling == "batch":  # log π per token over the batch: −CE, so softplus(β(CE_ref − CE_θ))
+            count = tokens.sum().clamp(min=1)
+            return npo_loss(log_likelihood.sum()[None] / count, reference.sum()[None] / count, self.settings.beta)
         return npo_loss(log_likelihood, reference, self.settings.beta)
 
     def loss(self, context, forget, retain):
@@ -79,6 +93,7 @@ class NPOKL(NPO):
 @dataclass
 class NPOMixSettings:
     beta: float = setting(0.1, "β, the inverse temperature (the loss divides by it)", above=0)
+    pooling: str = setting("sequence", "As npo's: sequence, or batch (ZJUKLAB's)", choices=POOLINGS)
     npo_weight: float = setting(1.0, "w_npo (ZJUKLAB's ga_ratio)", at_least=0)
     kl_weight: float = setting(1.0, "w_kl on the retain batch (their gd_ratio)", at_least=0)
     nll_weight: float = setting(1.0, "w_nll on the retain batch (their gk_ratio)", at_least=0)

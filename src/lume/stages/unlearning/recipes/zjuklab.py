@@ -21,12 +21,13 @@ TRAINING = {"learning_rate": 1e-4, "weight_decay": 0.01, "scheduler": "linear", 
 SCHEDULE = {"kind": "epochs", "epochs": 5}
 
 
-def _model(npo: float, kl: float, nll: float, batch_size: int, **training) -> dict:
-    return {"method": "npo+kl+gd", "method_settings": {"beta": 0.1, "npo_weight": npo, "kl_weight": kl,
-                                                       "nll_weight": nll},
+def _model(npo: float, kl: float, nll: float, batch_size: int, pooling: str = "batch", **training) -> dict:
+    return {"method": "npo+kl+gd", "method_settings": {"beta": 0.1, "pooling": pooling, "npo_weight": npo,
+                                                       "kl_weight": kl, "nll_weight": nll},
             "schedule": SCHEDULE, "training": {**TRAINING, "batch_size": batch_size, **training}}
 
 
+# their NPO: one log-ratio per micro-batch, its per-token mean (get_batch_loss), inside the log-sigmoid
 PUBLISHED = {"over-forgetting": _model(0.4, 0.4, 0.2, 1), "under-forgetting": _model(0.3, 0.3, 0.4, 2)}
 
 
@@ -38,13 +39,19 @@ class ZJUKLAB(Recipe):
     runs = {
         "olmo-7b": PUBLISHED,
         "olmo-1b": PUBLISHED,
-        "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, gradient_accumulation=1, learning_rate=1e-3),
-                 "under-forgetting": _model(0.3, 0.3, 0.4, 4, gradient_accumulation=1, learning_rate=1e-3)},
+        "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, "sequence", gradient_accumulation=1, learning_rate=1e-3),
+                 "under-forgetting": _model(0.3, 0.3, 0.4, 4, "sequence", gradient_accumulation=1,
+                                            learning_rate=1e-3)},
     }
     merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
     published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471),
                  "olmo-1b": PublishedScores(0.483)}
     notes = (
+        "Their NPO puts one log-ratio per micro-batch inside the log-sigmoid, the batch's per-token mean "
+        "cross-entropy of the policy minus the reference's (pooling: batch, the released targets' setting): at "
+        "the start its gradient is that of gradient ascent weighted by 1/(number of answer tokens), and it "
+        "saturates only once the per-token loss has risen by several nats. The settings for a lume target keep "
+        "the per-example form they were chosen with. "
         "The authors' script uses the same settings for both targets. Their KL term averages over every position of "
         "the retain batch (prompt and padding too); lume's over the answer tokens, as the protocol defines the KL "
         "baseline. Their script pairs forget example i with retain example i mod |R|; lume cycles through the whole "
