@@ -261,3 +261,4 @@ def test_a_recipes_runs_each_name_themselves_in_their_progress_bar(tmp_path, tin
     assert bar("runs/first", "zjuklab") != bar("runs/second", "zjuklab")
     assert bar("runs/first", "zjuklab") == "unlearning (zjuklab first: npo+kl+gd)"
     assert bar("out", None) == "unlearning (npo+kl+gd)"
+    assert bar("zjuklab", "zjuklab") == "unlearning (zjuklab: npo+kl+gd)"  # a one-run recipe in a folder of its name

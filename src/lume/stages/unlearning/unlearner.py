@@ -262,9 +262,10 @@ class _UnlearnStage(Stage):
                          show_progress=config.progress, inputs=(resolve_model_path(model_in)[1],))
         self.model_in, self.config, self.method, self.forget, self.retain = model_in, config, method, forget, retain
         self.data_dir, self.on_probe = data_dir, on_probe
-        # a recipe's runs (their folders named by run) each say which one they are
-        self.description = f"unlearning ({config.recipe} {out_dir.name}: {config.method})" if config.recipe \
-            else f"unlearning ({config.method})"
+        self.description = f"unlearning ({config.method})"
+        if config.recipe:  # a recipe's runs (their folders named by run) each say which one they are
+            run = "" if out_dir.name == config.recipe else f" {out_dir.name}"
+            self.description = f"unlearning ({config.recipe}{run}: {config.method})"
 
     def whole_weights_for(self) -> list[str]:
         return super().whole_weights_for() + ["select best"] * (self.config.select == "best")
