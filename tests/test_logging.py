@@ -97,3 +97,16 @@ def test_quiet_silences_the_libraries_warnings_and_optunas_lines(capfd, tmp_path
     except SystemExit as exited:
         assert exited.code == 0
     assert "[I " not in capfd.readouterr().err
+
+
+def test_a_librarys_plain_tqdm_bar_shows_under_verbose_only(capsys, caplog):
+    """transformers converts the built-in GGUF model under a plain tqdm bar, not its own."""
+    from tqdm.auto import tqdm
+
+    from lume.models.loading import library_bars
+
+    for level, shown in (("INFO", False), ("DEBUG", True), ("ERROR", False)):
+        caplog.set_level(level, logger="lume")
+        with library_bars():
+            list(tqdm(range(3), desc="Converting"))
+        assert ("Converting" in capsys.readouterr().err) is shown, level

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +141,17 @@ def builtin_gguf(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def library_bars() -> Iterator[None]:
+    """Around a library call that draws a plain tqdm bar (transformers' GGUF conversion), which
+    the libraries' progress switches do not reach: shown under -v only, as their other bars are."""
+    if logging.getLogger("lume").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     """Dequantise a GGUF file once into a safetensors folder (loads in ~1 s afterwards).
 
@@ -150,9 +163,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     if (out_dir / "model.safetensors").is_file():
         return out_dir
     folder, name = str(gguf_path.parent), gguf_path.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    with library_bars():
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
