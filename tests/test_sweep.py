@@ -198,3 +198,23 @@ def test_ctrl_c_in_a_sweep_is_lumes_note_and_the_next_start_resumes_the_trial(tm
     trials = json.loads((run / "sweep.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["FAIL", "COMPLETE"] and trials[0]["params"] == trials[1]["params"]
     assert "resuming from step" in caplog.text
+
+
+def test_trials_that_fail_take_their_places_and_the_sweep_ends(tmp_path, tiny_target, data_dir, monkeypatch):
+    """A diverging trial is recorded as failed and counts among `trials`: a sweep whose every
+    trial fails ends after `trials` of them (it must not draw new ones forever)."""
+    import lume.sweep
+    from lume.errors import LumeError
+
+    calls = []
+
+    def diverging(*_args, **_kwargs):
+        calls.append(1)
+        if len(calls) > 4:
+            raise RuntimeError("the sweep kept drawing trials")
+        raise LumeError("the loss became non-finite at step 1")
+
+    monkeypatch.setattr(lume.sweep, "unlearned_step", diverging)
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2)))
+    trials = json.loads((run / "sweep.json").read_text())["trials"]
+    assert [t["state"] for t in trials] == ["FAIL", "FAIL"] and len(calls) == 2

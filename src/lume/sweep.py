@@ -239,7 +239,20 @@ def _objective(run: _Run, spec: dict, trials: int):
         trial.set_user_attr("chosen", chosen.chosen_numbers())
         return chosen.selection_score
 
-    return objective
+    return _failures_marked(objective)
+
+
+def _failures_marked(objective):
+    """A trial that fails by a LumeError (a diverging loss, settings its drawn values break) is
+    marked, so that it takes its place among `trials` (the sweep goes on without retrying it)."""
+    def run(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except LumeError as error:
+            trial.set_user_attr(FAILED, str(error)[:500])
+            raise
+
+    return run
 
 
 def _check_grid(methods: list[dict], path: Path) -> None:
@@ -286,14 +299,16 @@ def _study(config: SweepConfig, spec: dict, storage) -> optuna.Study:
 
 RUNNING = optuna.trial.TrialState.RUNNING
 CLAIMED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, RUNNING)
-SEARCH_KEY, SURPLUS = "lume_search_key", "lume_surplus"
+SEARCH_KEY, SURPLUS, FAILED = "lume_search_key", "lume_surplus", "lume_failed"
 
 
 def claimed(study: optuna.Study, before: int | None = None) -> int:
-    """Trials finished, pruned or running (all workers together), of number below `before`: a
-    surplus trial (one a worker started when `trials` were already claimed) does not count."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=CLAIMED)
-               if not t.user_attrs.get(SURPLUS) and (before is None or t.number < before))
+    """Trials finished, pruned, failed by their settings (a diverging loss) or running (all
+    workers together), of number below `before`. Neither a surplus trial (one a worker started
+    when `trials` were already claimed) counts, nor one whose worker died (its retry does)."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if (t.state in CLAIMED or t.user_attrs.get(FAILED)) and not t.user_attrs.get(SURPLUS)
+               and (before is None or t.number < before))
 
 
 def _run_trials(config: SweepConfig, run: _Run, storage) -> dict[str, optuna.Study]:
