@@ -87,5 +87,7 @@ def test_privleak_against_an_oracle_of_auc_zero_is_shown_undefined_not_a_crash()
 def test_folders_of_the_same_name_get_labels_that_tell_them_apart(tmp_path):
     from lume.reports.study import distinct_labels
 
-    folders = [tmp_path / "a" / "eval" / "npo", tmp_path / "b" / "eval" / "npo", tmp_path / "a" / "eval" / "target"]
-    assert distinct_labels(folders) == ["a/eval/npo", "b/eval/npo", "target"]
+    folders = [tmp_path / "a" / "eval" / "target", tmp_path / "a" / "eval" / "npo", tmp_path / "b" / "eval" / "target",
+               tmp_path / "b" / "eval" / "npo"]
+    assert distinct_labels(folders) == ["target", "npo", "b/eval/target", "b/eval/npo"]  # the first study's target
+    assert distinct_labels(folders[:2]) == ["target", "npo"]

@@ -38,17 +38,18 @@ def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
 
 
 def distinct_labels(folders: list) -> list[str]:
-    """Each folder's name, or as many of its last path parts as tell it from the others
-    (runA/eval/npo and runB/eval/npo side by side)."""
+    """Each folder's name; a later folder of a name already taken is labelled from the last part
+    where their paths differ (runA/eval/npo, then runB/eval/npo as `runB/eval/npo`), so the first
+    study's `target` stays the report's target."""
     parts = [Path(folder).resolve().parts for folder in folders]
-    depth = [1] * len(parts)
-    while True:
-        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
-        clashing = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
-        if not clashing:
-            return labels
-        for i in clashing:
-            depth[i] += 1
+    labels = []
+    for index, path in enumerate(parts):
+        depth = 1
+        for earlier in (q for q in parts[:index] if q[-1] == path[-1]):
+            shortest = min(len(path), len(earlier))
+            depth = max(depth, next((k for k in range(1, shortest + 1) if path[-k] != earlier[-k]), shortest))
+        labels.append("/".join(path[-depth:]))
+    return labels
 
 
 def load_attacks(run_dir: Path) -> dict[str, dict]:
