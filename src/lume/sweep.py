@@ -418,7 +418,6 @@ def _without_password(url: str) -> str:
 
 def sweep(config: SweepConfig) -> Path:
     """Run (or join, or continue) the sweep; returns the run folder with its report."""
-    optuna.logging.set_verbosity(logging.getLogger("lume").getEffectiveLevel())  # its [I] lines follow -q and -v
     for handler in logging.getLogger("optuna").handlers:
         if not any(isinstance(f, _InterruptedTrials) for f in handler.filters):
             handler.addFilter(_InterruptedTrials())

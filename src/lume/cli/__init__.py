@@ -243,8 +243,11 @@ def sweep_command(config: Annotated[Path, typer.Argument(help="YAML sweep config
 
     Start it again to continue an interrupted sweep, or several times at once (sharing the
     config's `storage`) to run trials in parallel."""
+    import optuna
+
     from lume.sweep import load_sweep, sweep
 
+    optuna.logging.set_verbosity(log.getEffectiveLevel())  # its [I] lines follow -q and -v
     out = sweep(load_sweep(config))
     log.info(f"sweep: {out / 'sweep.json'}; report: {out / 'report.md'} and {out / 'report.html'}")
 
