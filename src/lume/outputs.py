@@ -160,9 +160,9 @@ def check_output_dir(out_dir: str | Path, *, inputs: tuple = (), overwrite: bool
     if out_dir.is_dir() and any(out_dir.iterdir()) and not resumable(out_dir):
         if not overwrite:
             finished = next((kind for kind, name in FINISHED_MARKERS.items() if (out_dir / name).is_file()), None)
-            held = f"a finished `lume {finished}` output" if finished else "other results"
+            held, them = (f"a finished `lume {finished}` output", "it") if finished else ("other results", "them")
             raise LumeError(f"{out_dir}: the {what} already holds {held}; choose another folder, "
-                            "or pass --overwrite to replace it")
+                            f"or pass --overwrite to replace {them}")
         for entry in out_dir.iterdir():
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     try:
