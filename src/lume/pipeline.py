@@ -227,9 +227,10 @@ def build_target(config: RunConfig) -> Path:
     # several sweep workers: one builds, the others wait and reuse it (the processes of one
     # distributed run build it together instead)
     with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
-        if not (folder / MANIFEST_NAME).is_file() or damaged(folder):
+        spoilt = damaged(folder)  # a damaged cached target is lume's own: built again over it
+        if not (folder / MANIFEST_NAME).is_file() or spoilt:
             log.info(f"building the target model in {folder}")
-            memorize(folder, settings, overwrite=damaged(folder))  # a damaged cached target is lume's own
+            memorize(folder, settings, overwrite=spoilt)
         else:
             log.info(f"reusing the target model in {folder}")
     return folder

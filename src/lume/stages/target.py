@@ -181,7 +181,7 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracl
 
 def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
     """The finished, undamaged target in OUT_DIR when it was built with `config` (progress aside)."""
-    if not (out_dir / MANIFEST_NAME).is_file() or (out_dir / UNFINISHED_NAME).exists() or damaged(out_dir):
+    if not _finished_target(out_dir):
         return None
     manifest = read_manifest(out_dir)
     return manifest if _settings(manifest.settings) == _settings(asdict(config)) else None
