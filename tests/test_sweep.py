@@ -218,3 +218,30 @@ def test_trials_that_fail_take_their_places_and_the_sweep_ends(tmp_path, tiny_ta
     run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2)))
     trials = json.loads((run / "sweep.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["FAIL", "FAIL"] and len(calls) == 2
+
+
+def test_a_one_run_recipe_is_swept_over_its_settings_for_the_target(tmp_path, tiny_target, data_dir):
+    """A recipe entry's search values override its `lume` run; each trial records the recipe."""
+    recipe = {"recipe": "adaptive-rmu", "eval_every": 1, "schedule": {"epochs": 1},
+              "method_settings": {"layer": 1}, "probes": {"mmlu_questions": 4},
+              "training": {"batch_size": 2, "modules": ["down_proj"]},
+              "search": {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-3, "log": True}}}
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, methods=[recipe])))
+    (trial,) = json.loads((run / "sweep.json").read_text())["trials"]
+    report = json.loads((tmp_path / "run" / "trials" / trial["folder"].split("/")[-1] / "lume_unlearn.json")
+                        .read_text())
+    assert trial["state"] == "COMPLETE" and report["config"]["recipe"] == "adaptive-rmu"
+    assert report["config"]["method"] == "rmu" and report["config"]["method_settings"]["alpha"] == 900.0
+    assert report["config"]["training"]["learning_rate"] == trial["params"]["training.learning_rate"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"recipe": "zjuklab", "eval_every": 1}, "methods\\[0\\].recipe': recipe 'zjuklab' merges models"),
+    ({"recipe": "sha256", "eval_every": 1, "search": {"training.learning_rte": {"low": 1, "high": 3}}},
+     "learning_rte"),
+    ({"recipe": "sha256", "eval_every": 1, "search": {"method_settings.beta": {"low": 1, "high": 3}}}, "beta"),
+])
+def test_a_recipe_sweep_that_cannot_run_is_refused_before_any_work(tmp_path, data_dir, entry, message):
+    entry = {"search": {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-3}}, **entry}
+    with pytest.raises(InputError, match=message):
+        load_sweep(write_config(tmp_path, tmp_path, data_dir, trials=1, methods=[entry]))

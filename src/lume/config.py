@@ -123,12 +123,16 @@ def choices_of(names) -> str:
 
 def merged(settings, overrides: dict):
     """A copy of dataclass `settings` with `overrides` (checked values); a nested settings
-    dataclass takes a mapping of its own fields over its current ones."""
+    dataclass, or a mapping (a recipe's method settings), takes a mapping of its own fields over
+    its current ones, so overriding one of a recipe's method settings keeps the others."""
     changes = {}
     for key, value in overrides.items():
         current = getattr(settings, key, None)
-        changes[key] = merged(current, value) if dataclasses.is_dataclass(current) and isinstance(value, dict) \
-            else value
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = merged(current, value)
+        elif isinstance(current, dict) and isinstance(value, dict):
+            value = {**current, **value}
+        changes[key] = value
     return dataclasses.replace(settings, **changes)
 
 

@@ -29,11 +29,12 @@ from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, s
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
-from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, checked_fields, evaluated_step, method_label,
+from lume.pipeline import (RECIPE_KEYS, RunConfig, Steps, TargetConfig, build_target, evaluated_step, method_label,
                            method_spec, read_yaml, unlearned_step)
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
+from lume.stages.unlearning.recipes import RECIPES
 from lume.results import ProbeRow, UnlearnReport
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
@@ -65,8 +66,10 @@ class SweepConfig:
                                      factory=lambda: EvalConfig(mia_set="validation", mmlu_limit=1))
 
 
-def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
-    """`search` entries, each a range or a list of choices of a real UnlearnConfig field."""
+def _checked_search(search, spec: dict, index: int, path: Path) -> dict:
+    """`search` entries, each a range or a list of choices of a real UnlearnConfig field (for a
+    recipe: a field every run of its takes)."""
+    where = f"methods[{index}]"
     if not isinstance(search, dict) or not search:
         raise InputError(path, "expected a mapping of settings to search, e.g. {training.learning_rate: "
                                "{low: 1.0e-5, high: 1.0e-4, log: true}}", field=f"{where}.search")
@@ -78,8 +81,7 @@ def _checked_search(search, spec: dict, where: str, path: Path) -> dict:
                                    f"else{given}", field=here)
         _check_space(space, here, path)
         for value in space.get("choices") or (space["low"], space["high"]):
-            checked_fields(UnlearnConfig, with_value({k: v for k, v in spec.items() if k != "name"}, name, value),
-                           f"{where}.search", path)
+            method_spec(with_value({k: v for k, v in spec.items() if k != "name"}, name, value), index, path)
     return search
 
 
@@ -122,13 +124,14 @@ def load_sweep(path: str | Path) -> SweepConfig:
     for index, spec in enumerate(raw.get("methods") or []):
         where = f"methods[{index}]"
         search = spec.pop("search", None) if isinstance(spec, dict) else None
-        if isinstance(spec, dict) and "recipe" in spec:
-            raise InputError(path, "a sweep searches a method's settings: give `method` (a recipe's runs are set by "
-                                   "its paper; run it in a study)", field=f"{where}.recipe")
         checked = method_spec(spec, index, path)
+        if "recipe" in checked and RECIPES[checked["recipe"]].merge is not None:
+            raise InputError(path, f"recipe {checked['recipe']!r} merges models it trains, which the probes cannot "
+                                   "score as it trains: sweep one-run recipes, or compare its settings in a study",
+                             field=f"{where}.recipe")
         if not checked.get("eval_every"):
             raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
-        methods.append({**checked, "search": _checked_search(search, checked, where, path)})
+        methods.append({**checked, "search": _checked_search(search, checked, index, path)})
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
     for name in ("trials", "heartbeat"):
@@ -217,7 +220,8 @@ def _objective(run: _Run, spec: dict, trials: int):
         settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
         for name, value in params.items():
             settings = with_value(settings, name, value)
-        settings = coerce_fields(UnlearnConfig, settings, source="the sweep")  # e.g. a float drawn for an int
+        fields = {k: v for k, v in settings.items() if k not in RECIPE_KEYS}
+        settings = {**settings, **coerce_fields(UnlearnConfig, fields, source="the sweep")}  # a float drawn for an int
         label = f"{method_label(spec)}-{settings_key(params, 8)}"
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
