@@ -3,6 +3,7 @@ the parts they are made of (which weights train, data chunks, fresh optimisers p
 a behaviour case each on a tiny model fitted to a few rows."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -246,8 +247,30 @@ def test_the_report_puts_a_recipes_published_numbers_beside_lumes_labelled_as_pu
     table = "\n".join(lines)
     assert "published" in table.lower()
     assert "| ails (ails-ntua, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.688 | 0.964 | 0.857 | 0.242 |" in table
-    assert "| zju (zjuklab, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.483 | – | – | – |" in table
+    assert "| zju (zjuklab, olmo-1b) | 0.500 | 0.600 | 0.700 | 0.200 | 0.483 | 0.915 | 0.292 | 0.243 |" in table
     assert "demo" not in table  # a target lume built has no published numbers
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_has_every_published_cell_for_both_released_targets(name):
+    """The leaderboard gives each team's task aggregate, MIA score and MMLU on both targets; the
+    final score is their mean (to the leaderboard's three decimals)."""
+    for kind in ("olmo-7b", "olmo-1b"):
+        scores = RECIPES[name].published[kind]
+        parts = (scores.task_aggregate, scores.mia_score, scores.mmlu)
+        assert None not in parts and abs(sum(parts) / 3 - scores.final) <= 0.0011, (kind, scores)
+
+
+def test_the_published_table_reads_the_recipes_numbers_and_keeps_no_copy():
+    from lume.reports import leaderboard
+
+    RECIPES["zjuklab"].published["olmo-1b"] = replace(RECIPES["zjuklab"].published["olmo-1b"], final=0.123)
+    try:
+        table = "\n".join(leaderboard.published([model_entry("target", {"model": {"name": "lume-olmo-1b"}})]))
+    finally:
+        RECIPES["zjuklab"].published["olmo-1b"] = replace(RECIPES["zjuklab"].published["olmo-1b"], final=0.483)
+    assert "| ZJUKLAB (recipe zjuklab) | 0.123 | 0.915 | 0.292 | 0.243 |" in table
+    assert table.index("AILS-NTUA, 1st") < table.index("SHA256, 2nd") < table.index("ZJUKLAB")
 
 
 def test_a_recipes_runs_each_name_themselves_in_their_progress_bar(tmp_path, tiny_model_dir):

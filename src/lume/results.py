@@ -327,3 +327,5 @@ class PublishedScores:
     task_aggregate: float | None = None  # None: the leaderboard gives the final score only
     mia_score: float | None = None
     mmlu: float | None = None
+    place: str = ""  # its rank on the leaderboard ("1st"), or why it has none
+    below_threshold: bool = False  # its MMLU fell below the protocol's threshold (75 % of the target's)

@@ -11,25 +11,17 @@ from lume.metrics.oracle import forget_losses, forget_quality, privleak, task_di
 from lume.metrics.uncertainty import interval, paired_difference
 from lume.models.released import RELEASED
 from lume.reports import ModelEntry, mia_set_label, number, with_interval
-from lume.results import EvaluationSummary, Headline, UnlearnReport
+from lume.results import EvaluationSummary, Headline, PublishedScores, UnlearnReport
 from lume.stages.evaluation import SECTIONS
 from lume.stages.unlearning.recipes import RECIPES, target_kind
 
-# LUME / SemEval-2025 Task 4 paper, final protocol (published, not ours), per released target.
-PUBLISHED = {
-    "7B": [("Gradient Ascent", 0.394, 0.0, 0.912, 0.269, True),
-           ("Gradient Difference", 0.243, 0.0, 0.382, 0.348, False),
-           ("KL minimisation", 0.395, 0.0, 0.916, 0.269, True),
-           ("NPO", 0.188, 0.021, 0.080, 0.463, False),
-           ("AILS-NTUA, 1st (recipe ails-ntua)", 0.706, 0.827, 0.847, 0.443, False),
-           ("ZJUKLAB, 2nd (recipe zjuklab)", 0.487, 0.944, 0.048, 0.471, False),
-           ("SHA256 (recipe sha256; excluded, MMLU below 0.371)", 0.711, None, None, None, True),
-           ("Mr. Snuffleupagus (recipe adaptive-rmu)", 0.376, None, None, None, False)],
-    "1B": [("AILS-NTUA, 1st (recipe ails-ntua)", 0.688, 0.964, 0.857, 0.242, False),
-           ("SHA256, 2nd (recipe sha256)", 0.652, 0.973, 0.741, 0.243, False),
-           ("Mr. Snuffleupagus (recipe adaptive-rmu)", 0.485, None, None, None, False),
-           ("ZJUKLAB (recipe zjuklab)", 0.483, None, None, None, False)],
-}
+# The LUME paper's baselines on the released OLMo-7B target, final protocol (published, not
+# ours). The SemEval-2025 teams' numbers live on their recipes (`Recipe.published`).
+BASELINES = {"olmo-7b": {
+    "Gradient Ascent": PublishedScores(0.394, 0.0, 0.912, 0.269, below_threshold=True),
+    "Gradient Difference": PublishedScores(0.243, 0.0, 0.382, 0.348),
+    "KL minimisation": PublishedScores(0.395, 0.0, 0.916, 0.269, below_threshold=True),
+    "NPO": PublishedScores(0.188, 0.021, 0.080, 0.463)}}
 SHORT_NAMES = [f"{s[0].upper()}-{t[-1]}-{'R' if m == 'regurgitation' else 'K'}" for s, t, m in AGGREGATE_ORDER]
 
 
@@ -237,18 +229,28 @@ def extra_sections(models: list[ModelEntry]) -> list[str]:
     return ["", "## Extra measures (not in the final score)", ""] + markdown_table(header, rows)
 
 
+def published_rows(kind: str) -> list[tuple[str, PublishedScores]]:
+    """The published numbers for a released target of `kind`: the paper's baselines, then the
+    teams' (ranked first, by final score)."""
+    teams = [(f"{recipe.team}{', ' + scores.place if scores.place else ''} (recipe {recipe.name})", scores)
+             for recipe in map(RECIPES.__getitem__, RECIPES) if (scores := recipe.published.get(kind))]
+    ranked = sorted(teams, key=lambda row: (row[1].below_threshold, -row[1].final))
+    return list(BASELINES.get(kind, {}).items()) + ranked
+
+
 def published(models: list[ModelEntry]) -> list[str]:
-    """The paper's numbers for the released target evaluated here (labelled as published), or,
+    """The published numbers for the released target evaluated here (labelled as published), or,
     for a target lume built, the 7B ones for scale."""
     sizes = [RELEASED[m.summary.model.name].size for m in models if m.summary.model.name in RELEASED]
     if sizes:
-        title = f"## Published numbers for this target (OLMo-{sizes[0]}, from the LUME paper; not computed here)"
+        title = f"## Published numbers for this target (OLMo-{sizes[0]}, not computed here)"
     else:
-        title = "## Published numbers (OLMo-7B target, from the LUME paper; a different target, for scale)"
-    rows = [[name, number(final), number(aggregate), number(mia_value),
-             number(mmlu) + (" (below threshold)" if below and mmlu is not None else "")]
-            for name, final, aggregate, mia_value, mmlu, below in PUBLISHED[sizes[0] if sizes else "7B"]]
-    return ["", title, ""] + markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"], rows)
+        title = "## Published numbers (OLMo-7B target, not computed here; a different target, for scale)"
+    rows = [[name, number(s.final), number(s.task_aggregate), number(s.mia_score),
+             number(s.mmlu) + (" (below threshold)" if s.below_threshold and s.mmlu is not None else "")]
+            for name, s in published_rows(f"olmo-{(sizes[0] if sizes else '7B').lower()}")]
+    return ["", title, "", "The baselines from the LUME paper; each team's numbers from the SemEval-2025 Task 4 "
+            "leaderboard.", ""] + markdown_table(["method", "final", "task aggregate", "MIA score", "MMLU"], rows)
 
 
 def recipe_of(training: UnlearnReport | None) -> tuple[str, str] | None:
@@ -279,8 +281,7 @@ def published_recipes(models: list[ModelEntry]) -> list[str]:
         return []
     return ["", "## Recipes beside their teams' published numbers", "",
             "lume's run of each recipe on this target, and the team's own numbers on the SemEval-2025 Task 4 "
-            "leaderboard for the same released target (published, not computed here; – where the leaderboard gives "
-            "the final score only).", ""] + markdown_table(
+            "leaderboard for the same released target (published, not computed here).", ""] + markdown_table(
         ["model", "final", "task aggregate", "MIA score", "MMLU", "published final", "published task aggregate",
          "published MIA score", "published MMLU"], rows)
 

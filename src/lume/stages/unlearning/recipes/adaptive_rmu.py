@@ -28,14 +28,15 @@ def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_
 @register_recipe
 class AdaptiveRMU(Recipe):
     name = "adaptive-rmu"
+    team = "Mr. Snuffleupagus"
     source = "Dosajh and Sanghi, SemEval-2025 Task 4; settings from the authors' unlearn_submission.py"
     runs = {
         "olmo-7b": {"adaptive-rmu": _rmu(26, 5.0, 12)},
         "olmo-1b": {"adaptive-rmu": _rmu(14, 3.0, 8)},
         "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3)},
     }
-    published = {"olmo-7b": PublishedScores(0.376),
-                 "olmo-1b": PublishedScores(0.485)}
+    published = {"olmo-7b": PublishedScores(0.376, 0.387, 0.256, 0.485),
+                 "olmo-1b": PublishedScores(0.485, 0.412, 0.793, 0.250)}
     notes = (
         "The script trains for up to 100 epochs, saving a model after each; which epoch was submitted is not in "
         "the code, and lume runs one. It measures a task's coefficient on that task's first batch of each epoch; "

@@ -28,6 +28,7 @@ PUBLISHED = {"method": "gd", "method_settings": {"alpha": 0.5, "average": "examp
 @register_recipe
 class AILSNTUA(Recipe):
     name = "ails-ntua"
+    team = "AILS-NTUA"
     source = ("Premptis et al., SemEval-2025 Task 4 (arXiv 2503.02443); settings from the authors' "
               "configs/sequential_args.json and SUGD notebooks (github.com/iraklis07/llm-unlearning)")
     runs = {
@@ -38,8 +39,8 @@ class AILSNTUA(Recipe):
                           "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 4e-4,
                                        "layers": DEMO_LAYERS}}},
     }
-    published = {"olmo-7b": PublishedScores(0.706, 0.827, 0.847, 0.443),
-                 "olmo-1b": PublishedScores(0.688, 0.964, 0.857, 0.242)}
+    published = {"olmo-7b": PublishedScores(0.706, 0.827, 0.847, 0.443, place="1st"),
+                 "olmo-1b": PublishedScores(0.688, 0.964, 0.857, 0.242, place="1st")}
     notes = (
         "The authors' published configuration is for OLMo-7B; they give none for OLMo-1B, so lume uses the same "
         "(the last 8 of its 16 layers). Their code also offers LoRA (rank 16, alpha 64 on q, v, up and down "

@@ -31,6 +31,7 @@ TARGET_KINDS = ("olmo-1b", "olmo-7b", "lume")
 
 class Recipe:
     name: ClassVar[str]
+    team: ClassVar[str]  # as the SemEval-2025 Task 4 leaderboard names it
     source: ClassVar[str]  # the paper (and the code the settings were read from)
     # target kind -> run name -> UnlearnConfig fields (nested settings as mappings)
     runs: ClassVar[dict[str, dict[str, dict]]]

@@ -24,6 +24,7 @@ PUBLISHED = {"method": "adaptive-gd", "schedule": {"kind": "epochs", "epochs": 8
 @register_recipe
 class SHA256(Recipe):
     name = "sha256"
+    team = "SHA256"
     source = ("Agrawal and Huang, SemEval-2025 Task 4 (arXiv 2504.12996); settings from the authors' unlearn.py and "
               "README (github.com/LAB-FLAIR/Constrained-Unlearning-for-LLM)")
     runs = {
@@ -33,9 +34,9 @@ class SHA256(Recipe):
                                     "training": {**PUBLISHED["training"], "batch_size": 4, "gradient_accumulation": 1,
                                                  "learning_rate": 1e-4}}},
     }
-    # 7B: 0.711 before the leaderboard excluded it (MMLU below 0.371, 75 % of the target's)
-    published = {"olmo-7b": PublishedScores(0.711),
-                 "olmo-1b": PublishedScores(0.652, 0.973, 0.741, 0.243)}
+    published = {"olmo-7b": PublishedScores(0.711, 0.964, 0.894, 0.275, place="excluded: MMLU below 0.371",
+                                             below_threshold=True),
+                 "olmo-1b": PublishedScores(0.652, 0.973, 0.741, 0.243, place="2nd")}
     notes = (
         "Their batches of 12 mix forget and retain rows drawn from one shuffled set; lume's steps hold 6 forget and 6 "
         "retain examples. They keep the checkpoint with the lowest validation loss (every 4 steps); lume keeps the "

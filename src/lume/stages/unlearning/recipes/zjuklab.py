@@ -34,6 +34,7 @@ PUBLISHED = {"over-forgetting": _model(0.4, 0.4, 0.2, 1), "under-forgetting": _m
 @register_recipe
 class ZJUKLAB(Recipe):
     name = "zjuklab"
+    team = "ZJUKLAB"
     source = ("Xu et al., SemEval-2025 Task 4 (arXiv 2503.21088); settings from the authors' "
               "semeval25/unlearn-merging.py (github.com/zjunlp/unlearn)")
     runs = {
@@ -44,8 +45,8 @@ class ZJUKLAB(Recipe):
                                             learning_rate=1e-3)},
     }
     merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
-    published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471),
-                 "olmo-1b": PublishedScores(0.483)}
+    published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471, place="2nd"),
+                 "olmo-1b": PublishedScores(0.483, 0.915, 0.292, 0.243)}
     notes = (
         "Their NPO puts one log-ratio per micro-batch inside the log-sigmoid, the batch's per-token mean "
         "cross-entropy of the policy minus the reference's (pooling: batch, the released targets' setting): at "
