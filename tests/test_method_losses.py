@@ -386,6 +386,17 @@ def test_npo_pooled_over_the_batch_is_zjuklabs_formula_and_moves_the_model_other
     assert not torch.allclose(per_row, batch, rtol=1e-2)
 
 
+def test_zjuklabs_kl_is_summed_and_divided_by_rows_times_the_padded_length():
+    """Their KL: batchmean over every position of rows padded to N, so the answer tokens' sum
+    over rows × N (the retain batch has 2 rows and 4 answer tokens)."""
+    settings = {"beta": B, "npo_weight": 0.0, "kl_weight": 1.0, "nll_weight": 0.0}
+    tokens = sum(len(answer) for _, answer in RETAIN)
+    per_token, _ = loss_of("npo+kl+gd", settings)
+    padded, _ = loss_of("npo+kl+gd", {**settings, "kl_padded_length": 16})
+    assert per_token == pytest.approx(kl_reference_policy(RETAIN), rel=1e-5)
+    assert padded == pytest.approx(kl_reference_policy(RETAIN) * tokens / (len(RETAIN) * 16), rel=1e-5)
+
+
 DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) values
     "gd": {"alpha": 1.0, "average": "tokens"}, "kl": {"alpha": 1.0},
     "npo": {"beta": 0.1, "alpha": 1.0, "pooling": "sequence"},
@@ -396,8 +407,9 @@ DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) va
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},
     "undial": {"beta": 10.0, "gamma": 1.0, "alpha": 0.0},
-    "npo+kl+gd": {"beta": 0.1, "pooling": "sequence", "npo_weight": 1.0, "kl_weight": 1.0, "nll_weight": 1.0},
-    "adaptive-gd": {"base_weight": 1.2, "max_weight": 2.3},
+    "npo+kl+gd": {"beta": 0.1, "pooling": "sequence", "npo_weight": 1.0, "kl_weight": 1.0, "nll_weight": 1.0,
+                  "kl_padded_length": 0},
+    "adaptive-gd": {"base_weight": 1.2, "max_weight": 2.3, "baseline": "mean"},
     "ce-u": {"skip_first": 1, "alpha": 0.0},
     "pdu": {"gamma": 1.0, "alpha": 1.0, "retain_loss_eps": 0.3, "dual_step_size": 1.0, "dual_warmup_steps": 0,
             "primal_dual": True},
@@ -547,6 +559,32 @@ def test_adaptive_gd_raises_the_retain_weight_with_the_retain_loss_after_the_fir
     assert logs["retain_weight"] == pytest.approx(expected_weight) == pytest.approx(1.5)
     assert value.item() == pytest.approx(-nll(POLICY, FORGET) + 1.5 * nll(POLICY, RETAIN), rel=1e-5)
     assert retain_weight(0.1, 0.2, 1.2, 2.3) == 1.2 and retain_weight(5.0, 0.0, 1.2, 2.3) == 2.3
+
+
+def test_sha256s_baseline_divides_the_first_epochs_batch_means_by_its_retain_rows():
+    """Their unlearn.py: average_positive_loss += batch mean; n_positive_examples += rows."""
+    forget, _ = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    context = loss_of("adaptive-gd", {})[1]
+    method = build_method("adaptive-gd", {"baseline": "per-row"})
+    context.steps_per_epoch, context.step = 2, 0
+    method.loss(context, forget, retain)
+    method.loss(context, forget, retain)
+    assert method.state_dict() == {"total": pytest.approx(2 * nll(POLICY, RETAIN), rel=1e-5),
+                                   "count": 2 * len(RETAIN)}
+
+
+def test_a_validation_loss_leaves_what_the_method_keeps_between_steps_as_it_was():
+    forget, _ = batch_of(FORGET)
+    retain, _ = batch_of(RETAIN)
+    context = loss_of("adaptive-gd", {})[1]
+    method = build_method("adaptive-gd", {})
+    context.steps_per_epoch, context.step = 2, 0
+    method.loss(context, forget, retain)
+    kept = method.state_dict()
+    value = method.validation_loss(context, forget, retain)
+    assert value.item() == pytest.approx(-nll(POLICY, FORGET) + 1.2 * nll(POLICY, RETAIN), rel=1e-5)
+    assert method.state_dict() == kept
 
 
 def test_pdu_moves_its_dual_variable_after_the_warm_up_and_keeps_it_in_checkpoints():

@@ -345,3 +345,61 @@ def test_merging_adapters_onto_another_base_is_one_line(capsys, tmp_path, tiny_m
     # stream an earlier test closed, so its lines are not counted here
     assert code == 2 and "size mismatch" not in err and len([line for line in err.splitlines() if "lume:" in line]) == 1
     assert "its weights do not fit the base model" in err and str(tmp_path / "a" / "adapter") in err
+
+
+def test_weights_held_in_bf16_lose_an_update_below_their_spacing_which_float32_keeps(tmp_path, tiny_model_dir, sets):
+    """dtype bfloat16 trains without a float32 copy (as AILS-NTUA and SHA256 did): AdamW's first
+    steps move each weight by about the learning rate, 1e-6 here, under half the bf16 spacing of
+    any weight above 0.01 in size (3e-5 or more), so those weights stay as they were; float32 keeps them."""
+    from safetensors.torch import load_file
+
+    forget, retain = sets
+    before = load_file(tiny_model_dir / "model.safetensors")
+    name = next(k for k in before if k.endswith("mlp.down_proj.weight"))
+    large = before[name].abs() > 0.01
+
+    def trained(dtype):
+        config = UnlearnConfig(method="gd", steps=2, dtype=dtype, progress=False,
+                               training=TrainingSettings(batch_size=1, learning_rate=1e-6, mixed_precision="no"))
+        unlearn(tiny_model_dir, tmp_path / str(dtype), config, forget=forget[:1], retain=retain[:1])
+        return load_file(tmp_path / str(dtype) / "model.safetensors")[name]
+
+    held_in_bf16, held_in_float32 = trained("bfloat16"), trained(None)
+    assert held_in_bf16.dtype == torch.bfloat16 and large.sum() > 100
+    assert torch.equal(held_in_bf16[large], before[name].bfloat16()[large])
+    assert (held_in_float32[large] != before[name][large]).float().mean() > 0.9
+
+
+def test_select_loss_keeps_the_step_of_lowest_validation_loss(tmp_path, tiny_model_dir, sets, monkeypatch):
+    """SHA256's checkpoint choice: the method's loss on validation rows drawn from the training
+    rows, every `eval_every` steps; the lowest step's weights are the model saved."""
+    from safetensors.torch import load_file
+
+    forget, retain = sets
+    by_step = {0: 5.0, 1: 1.0, 2: 3.0}  # the loss after steps 1, 2, 3 (context.step is the last step taken)
+    monkeypatch.setattr(Method, "validation_loss", lambda self, context, f, r: torch.tensor(by_step[context.step]))
+    from lume.stages.unlearning.selection import ProbeSettings
+
+    probes = ProbeSettings(docs_per_task=0, non_members=0, mmlu_questions=0, validation_rows=2)
+    config = UnlearnConfig(method="gd", steps=3, eval_every=1, select="loss", probes=probes, training=FAST,
+                           progress=False)
+    report = unlearn(tiny_model_dir, tmp_path / "loss", config, forget=forget, retain=retain)
+    assert [row.validation_loss for row in report.probes] == [None, 5.0, 1.0, 3.0]
+    assert report.selection.step == 2 and "validation" in report.selection.criterion
+    two_steps = UnlearnConfig(method="gd", steps=2, training=FAST, progress=False)
+    unlearn(tiny_model_dir, tmp_path / "two", two_steps, forget=forget, retain=retain)
+    chosen, direct = (load_file(tmp_path / name / "model.safetensors") for name in ("loss", "two"))
+    assert all(torch.equal(chosen[name], direct[name]) for name in direct)
+
+
+def test_validation_rows_are_drawn_per_task_from_both_sets():
+    from types import SimpleNamespace
+
+    from lume.stages.unlearning.selection import ProbeSettings, validation_indices
+
+    rows = lambda split: [SimpleNamespace(id=f"{split}{t}{i}", task=t) for t in ("Task1", "Task2") for i in range(5)]  # noqa: E731
+    forget, retain = validation_indices(rows("f"), rows("r"), ProbeSettings(validation_rows=4))
+    assert len(forget) + len(retain) == 8 and forget == sorted(set(forget))
+    assert validation_indices(rows("f"), rows("r"), ProbeSettings(validation_rows=4)) == (forget, retain)
+    with pytest.raises(LumeError, match="select 'loss' measures .*set probes.validation_rows"):
+        UnlearnConfig(eval_every=1, select="loss")

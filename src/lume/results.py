@@ -253,6 +253,7 @@ class ProbeRow(Result):
     mmlu_dev: float | None = doc("accuracy on MMLU dev questions")
     selection_score: float | None = doc("the final-score formula on these numbers (lume.stages.unlearning"
                                         ".selection.selection_score)", omit_none=True)
+    validation_loss: float | None = doc("the method's loss on the validation rows (select: loss)", omit_none=True)
     seconds: float | None = doc("time the probe took", omit_none=True)
     cached: bool | None = doc("step 0 read from the cache shared by runs from the same model", omit_none=True)
 
@@ -266,7 +267,7 @@ class ProbeRow(Result):
 @dataclass(frozen=True, kw_only=True)
 class StepChoice(Result):
     step: int | None = doc("the step whose weights were saved")
-    select: str | None = doc("last, or best on the probes")
+    select: str | None = doc("last, best on the probes, or loss (lowest validation loss)")
     rule_met: bool | None = doc("that step keeps MMLU (dev) at least 75 % of the starting model's")
     data: dict = doc("the probes' selection data (documents, non-members, MMLU dev questions)", factory=dict)
     criterion: str | None = doc("what `best` means, in words")

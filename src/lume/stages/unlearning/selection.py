@@ -13,7 +13,11 @@ wherever the protocol allows (the report states the split):
   never the test questions of the final score.
 
 The selection score is the protocol's final-score formula on these numbers; a step whose MMLU
-(dev) falls below 75 % of the starting model's is never chosen.
+(dev) falls below 75 % of the starting model's is never chosen (`select: best`).
+
+`select: loss` keeps instead the step of lowest validation loss, the method's own loss on a
+seeded sample of the rows it trains on (SHA256's checkpoint choice, SemEval-2025 Task 4: every
+4 steps, 500 rows per task drawn from its training data).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from lume.config import MAX_SEED, check_settings, setting
 from lume.data.mmlu import Question, load_mmlu
 from lume.data.records import Document, Record, build_documents
 from lume.data.selection import select_documents
+from lume.errors import LumeError
 from lume.metrics import AGGREGATE_ORDER, auc, final_score, mia_score, mmlu_flag, task_aggregate, task_means
 from lume.metrics.mia import membership_attack_scores, membership_score
 from lume.metrics.mmlu import evaluate_mmlu
@@ -40,7 +46,7 @@ from lume.metrics.probes import score_records, transformers_backend
 from lume.training import without_autocast
 from lume.results import ProbeRow
 
-SELECTIONS = ("last", "best")
+SELECTIONS = ("last", "best", "loss")
 
 
 @dataclass
@@ -49,6 +55,8 @@ class ProbeSettings:
     non_members: int = setting(8, "Held-out documents for the MIA probe", at_least=0)
     mmlu_questions: int = setting(20, "MMLU dev questions, drawn across subjects", at_least=0)
     seed: int = setting(0, "Seed of the probe slice", at_least=0, at_most=MAX_SEED)
+    validation_rows: int = setting(0, "Rows per task drawn (seeded) from the forget and retain sets together, on "
+                                      "which select: loss measures the method's loss (SHA256: 500)", at_least=0)
 
     def __post_init__(self):
         check_settings(self)
@@ -92,6 +100,23 @@ def probe_set(forget: list[Record], retain: list[Record], held_out: list[Documen
                     _dev_questions(mmlu_dir, settings.mmlu_questions, settings.seed) if mmlu_dir else {})
 
 
+def validation_indices(forget: list[Record], retain: list[Record], settings: ProbeSettings
+                       ) -> tuple[list[int], list[int]]:
+    """The forget and retain rows (indices) `select: loss` validates on: `validation_rows` per
+    task, drawn from both sets together, as SHA256 drew its validation rows from its training data."""
+    pool = [("forget", i, r) for i, r in enumerate(forget)] + [("retain", i, r) for i, r in enumerate(retain)]
+    drawn = []
+    for task in sorted({r.task for r in forget + retain}):
+        rows = sorted((p for p in pool if p[2].task == task), key=lambda p: (p[0], p[2].id))
+        drawn += random.Random(f"{settings.seed}:validation:{task}").sample(rows, min(settings.validation_rows,
+                                                                                      len(rows)))
+    chosen = {split: sorted(i for side, i, _ in drawn if side == split) for split in ("forget", "retain")}
+    if not chosen["forget"] or not chosen["retain"]:
+        raise LumeError(f"select loss: the {settings.validation_rows} validation rows per task hold no "
+                        f"{'forget' if not chosen['forget'] else 'retain'} row; raise probes.validation_rows")
+    return chosen["forget"], chosen["retain"]
+
+
 def probe(model, tokenizer, probes: ProbeSet, step: int) -> ProbeRow:
     """The probe numbers of the model as it is: the 12 task means, MIA AUC, MMLU (dev)."""
     means = task_means(score_records(transformers_backend(model, tokenizer), probes.records))
@@ -130,14 +155,18 @@ def eligible(row: ProbeRow, start: ProbeRow) -> bool:
 
 
 def chosen_step(rows: list[ProbeRow], select: str) -> dict:
-    """The step to keep: the last, or the best-scoring eligible one after step 0 (the last when
-    none is eligible, said in `rule_met`)."""
+    """The step to keep: the last; the best-scoring eligible one after step 0 (`best`; the last
+    when none is eligible, said in `rule_met`); or the eligible one of lowest validation loss
+    (`loss`; the earliest of equals, as a trainer keeps its first best checkpoint)."""
     start, trained = rows[0], [r for r in rows if r.step > 0]
     last = max(trained, key=lambda r: r.step)
     candidates = [r for r in trained if eligible(r, start)]
     if select == "last" or not candidates:
         return {"step": last.step, "select": select, "rule_met": eligible(last, start)}
-    best = max(candidates, key=lambda r: (r.selection_score, r.step))
+    if select == "loss":
+        best = min(candidates, key=lambda r: (r.validation_loss, r.step))
+    else:
+        best = max(candidates, key=lambda r: (r.selection_score, r.step))
     return {"step": best.step, "select": select, "rule_met": True}
 
 
@@ -151,8 +180,9 @@ class Trajectory:
     improvement. Every process probes (sharded forwards need them all); the main one writes."""
 
     def __init__(self, out_dir: Path, key: dict, probes: ProbeSet, select: str, accelerator,
-                 start_cache: Path | None = None):
+                 start_cache: Path | None = None, validation: Callable[[object], float] | None = None):
         self.probes, self.select, self.accelerator = probes, select, accelerator
+        self.validation = validation  # select loss: the method's loss on the validation rows, of a model
         self.start_cache = start_cache  # the starting model's probe row, shared by runs from the same model
         self.weights_file = out_dir / BEST_NAME / "weights.pt"
         self.store = ItemStore(out_dir / PROBES_NAME, key, writable=accelerator.is_main_process)
@@ -174,19 +204,21 @@ class Trajectory:
             with torch.no_grad(), without_autocast(model):
                 model.eval()
                 row = probe(model, tokenizer, self.probes, step)
+                if self.validation and step > 0:  # the starting model is never chosen (nor cached with it)
+                    row = dataclasses.replace(row, validation_loss=self.validation(model))
                 model.train()
             row = dataclasses.replace(row, seconds=time.time() - started)
             if step == 0 and self.start_cache and self.accelerator.is_main_process:
                 write_json_atomic(self.start_cache, row.to_json())
         row = dataclasses.replace(row, selection_score=selection_score(row))
-        if self.select == "best" and step > 0 and self._improves(row):
+        if self.select != "last" and step > 0 and self._improves(row):
             self._keep_weights(model)
         self.store.add(row.to_json())
         return row
 
     def _improves(self, row: ProbeRow) -> bool:
         """`row` is what `chosen_step` would choose now, so the kept weights are always its choice."""
-        choice = chosen_step([*self.rows(), row], "best")
+        choice = chosen_step([*self.rows(), row], self.select)
         return choice["rule_met"] and choice["step"] == row.step
 
     def _keep_weights(self, model) -> None:

@@ -9,6 +9,7 @@ distributed run see different examples.
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -24,15 +25,15 @@ from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import write_json_atomic
-from lume.models import (check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
+from lume.models import (DTYPES, check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
                          save_model)
 from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
 from lume.stages.unlearning.methods.base import prime
 from lume.stages.unlearning.schedule import Plan, ScheduleSettings, plan
-from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory,
+from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory, validation_indices,
                                              chosen_step, probe_set)
-from lume.training import (TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
+from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
 from lume.training.stage import Stage
 from lume.results import StepChoice, UnlearnReport
@@ -50,11 +51,18 @@ class UnlearnConfig:
     schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
     eval_every: int = setting(0, "Probe the model every N steps (selection data: a document slice, held-out "
                                  "non-members, MMLU dev) and at the last; 0 = never", at_least=0)
-    select: str = setting("last", "The step saved: last, or best on the probes (needs eval_every)",
-                          choices=SELECTIONS)
+    select: str = setting("last", "The step saved: last; best on the probes; or loss, the lowest method loss on "
+                                  "probes.validation_rows (both need eval_every)", choices=SELECTIONS)
     probes: ProbeSettings = setting(help="The probes' selection data", factory=ProbeSettings)
     training: TrainingSettings = setting(help="How it trains; batch_size: forget examples per step (and as many "
                                               "retain); seed: also the batch draws", factory=TrainingSettings)
+    text: TextSettings = setting(help="How each record becomes a sequence: the space before the answer, EOS, "
+                                      "truncation", factory=TextSettings)
+    dtype: str | None = setting(None, "The dtype the trained weights are held and updated in: None = float32 (a "
+                                      "float32 copy, the forward under training.mixed_precision's autocast); "
+                                      "bfloat16 or float16: no float32 copy, AdamW updates the weights in that dtype "
+                                      "(as AILS-NTUA and SHA256 trained; docs/unlearning.md says what it costs)",
+                                choices=(None, *DTYPES))
     device: str | None = setting(None, "cpu to force the CPU")
     progress: bool = setting(True, "Progress bars")
     recipe: str | None = setting(None, "The recipe these settings came from (recorded in the report; set by "
@@ -62,8 +70,12 @@ class UnlearnConfig:
 
     def __post_init__(self):
         check_settings(self)
-        if self.select == "best" and not self.eval_every:
-            raise LumeError("select 'best' chooses among probed steps: set eval_every too (e.g. --eval-every 5)")
+        if self.select != "last" and not self.eval_every:
+            raise LumeError(f"select {self.select!r} chooses among probed steps: set eval_every too (e.g. "
+                            "--eval-every 5)")
+        if self.select == "loss" and not self.probes.validation_rows:
+            raise LumeError("select 'loss' measures the method's loss on validation rows: set "
+                            "probes.validation_rows too (e.g. 500)")
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
         check_device(self.device)
         self.method_settings = method_settings(self.method, self.method_settings)
@@ -112,9 +124,10 @@ def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list
     return pick("forget"), pick("retain")
 
 
-def _examples(model, tokenizer, records: list[Record], split: str) -> list:
+def _examples(model, tokenizer, records: list[Record], split: str, text: TextSettings) -> list:
     """Training examples of the records; one beyond the model's context is refused by name."""
-    examples = [replace(prompt_answer_example(tokenizer, r.input, r.output), record=r) for r in records]
+    examples = [replace(prompt_answer_example(tokenizer, r.input, r.output, text=text, task=r.task), record=r)
+                for r in records]
     refuse_beyond_context(model, ((e.record.id, len(e.input_ids)) for e in examples), f"{split} record")
     return examples
 
@@ -123,7 +136,8 @@ def _training_run(config: UnlearnConfig, method, model_fingerprint: str, forget:
                   retain: list[Record], mixed_precision: str, schedule: Plan) -> TrainingRun:
     return TrainingRun(replace(config.training, mixed_precision=mixed_precision), schedule.steps,
                        {"method": config.method, "method_settings": asdict(method.settings),
-                        "schedule": asdict(config.schedule), "model": model_fingerprint,
+                        "schedule": asdict(config.schedule), "text": asdict(config.text), "dtype": config.dtype,
+                        "model": model_fingerprint,
                         "forget": _fingerprint(forget), "retain": _fingerprint(retain)}, schedule.segments())
 
 
@@ -149,9 +163,7 @@ def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, 
     pad_id = context.tokenizer.pad_token_id
 
     def batch_of(examples: list, indices: list[int]) -> dict:
-        batch = collate([examples[i] for i in indices], pad_id, accelerator.device)
-        batch["index"] = torch.tensor(indices, device=accelerator.device)
-        return batch
+        return _batch_of(examples, indices, pad_id, accelerator.device)
 
     def step_loss(model, micro_step: int):
         training = config.training
@@ -169,6 +181,36 @@ def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, 
         return loss, {"loss": loss.item(), **logs, "tokens": tokens}
 
     return step_loss
+
+
+def _batch_of(examples: list, indices: list[int], pad_id: int, device) -> dict:
+    """The examples at `indices` as one batch that knows their indices (for per-example reference values)."""
+    batch = collate([examples[i] for i in indices], pad_id, device)
+    batch["index"] = torch.tensor(indices, device=device)
+    return batch
+
+
+def _validation(method, context: Context, config: UnlearnConfig, forget_examples: list, retain_examples: list,
+                forget: list[Record], retain: list[Record]) -> Callable[[object], float] | None:
+    """`select: loss`'s measure of a model: the method's loss, without gradients, on the
+    validation rows in batches of `batch_size` forget and as many retain rows (the shorter side
+    cycled), averaged over the batches."""
+    if config.select != "loss":
+        return None
+    forget_rows, retain_rows = validation_indices(forget, retain, config.probes)
+    size, pad_id = config.training.batch_size, context.tokenizer.pad_token_id
+    batches = math.ceil(max(len(forget_rows), len(retain_rows)) / size)
+    cycled = lambda rows, b: [rows[(b * size + i) % len(rows)] for i in range(size)]  # noqa: E731
+
+    def validation_loss(model) -> float:
+        context.model, device = model, next(model.parameters()).device
+        batch = lambda examples, rows, b: _batch_of(examples, cycled(rows, b), pad_id, device)  # noqa: E731
+        with torch.no_grad(), context.autocast():
+            losses = [method.validation_loss(context, batch(forget_examples, forget_rows, b),
+                                             batch(retain_examples, retain_rows, b)).item() for b in range(batches)]
+        return sum(losses) / len(losses)
+
+    return validation_loss
 
 
 def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
@@ -208,7 +250,8 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
 
 
 def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: list[Record],
-                retain: list[Record], model_in, data_dir: str | None, accelerator) -> Trajectory | None:
+                retain: list[Record], model_in, data_dir: str | None, accelerator, validation=None
+                ) -> Trajectory | None:
     """Probes every `eval_every` steps on the run's selection data; None when off."""
     if not config.eval_every:
         return None
@@ -222,7 +265,8 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
              "retain": run.identity["retain"], "held_out": sorted(d.doc_id for d in held_out),
              "device": accelerator.device.type}
     start_key = settings_key(start)
-    return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json")
+    return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json",
+                      validation)
 
 
 def _probing(trajectory: Trajectory | None, config: UnlearnConfig, last_step: int, model, tokenizer, accelerator,
@@ -244,9 +288,12 @@ def _selected(trajectory: Trajectory | None, config: UnlearnConfig, model) -> di
     chosen = chosen_step(rows, config.select)
     trajectory.restore_chosen(model, chosen)
     return {"probes": rows, "probe_seconds": sum(row.seconds or 0.0 for row in rows),
-            "selection": StepChoice(**chosen, data=trajectory.probes.describe(),
-                                    criterion="final-score formula on the probes; MMLU (dev) at least 75 % of the "
-                                              "starting model's")}
+            "selection": StepChoice(**chosen, data=trajectory.probes.describe(), criterion=CRITERIA[config.select])}
+
+
+CRITERIA = {"last": "the last step", "best": "final-score formula on the probes; MMLU (dev) at least 75 % of the "
+                                             "starting model's",
+            "loss": "lowest method loss on the validation rows (drawn from the training rows)"}
 
 
 class _UnlearnStage(Stage):
@@ -268,7 +315,7 @@ class _UnlearnStage(Stage):
             self.description = f"unlearning ({config.recipe}{run}: {config.method})"
 
     def whole_weights_for(self) -> list[str]:
-        return super().whole_weights_for() + ["select best"] * (self.config.select == "best")
+        return super().whole_weights_for() + [f"select {self.config.select}"] * (self.config.select != "last")
 
     def find_unused_parameters(self) -> bool:
         return self.method.leaves_weights_without_gradient
@@ -282,10 +329,10 @@ class _UnlearnStage(Stage):
     def model(self, accelerator):
         """The model to train, its examples, and the method prepared (its reference quantities)."""
         training = self.settings
-        self.loaded = load_model(self.model_in, dtype="float32", device="cpu")
+        self.loaded = load_model(self.model_in, dtype=self.config.dtype or "float32", device="cpu")
         tokenizer = self.loaded.tokenizer
-        self.forget_examples = _examples(self.loaded.model, tokenizer, self.forget, "forget")
-        self.retain_examples = _examples(self.loaded.model, tokenizer, self.retain, "retain")
+        self.forget_examples = _examples(self.loaded.model, tokenizer, self.forget, "forget", self.config.text)
+        self.retain_examples = _examples(self.loaded.model, tokenizer, self.retain, "retain", self.config.text)
         model, reference_model = _prepared_model(self.loaded, self.method, self.run.settings, accelerator)
         self.context = Context(model, tokenizer, self.forget_examples,
                                lambda ex: collate(ex, tokenizer.pad_token_id, accelerator.device),
@@ -302,8 +349,10 @@ class _UnlearnStage(Stage):
 
     def before_training(self, model, accelerator) -> None:
         """The probes' trajectory, and step 0 probed; the training time counts from here."""
+        validation = _validation(self.method, self.context, self.config, self.forget_examples, self.retain_examples,
+                                 self.forget, self.retain)
         self.trajectory = _trajectory(self.config, self.out_dir, self.run, self.forget, self.retain, self.model_in,
-                                      self.data_dir, accelerator)
+                                      self.data_dir, accelerator, validation)
         self.probing = _probing(self.trajectory, self.config, self.run.max_steps, model, self.loaded.tokenizer,
                                 accelerator, self.on_probe)
         self.probing(0)

@@ -7,7 +7,9 @@ Isolation", Agrawal and Huang, arXiv 2504.12996):
     m = clip(round(0.3 · 6^Δ + 0.8, 1), m₀, m_max)  with Δ = NLL_θ(R) − ℓ̄  when Δ > 0, else m₀
 
 (m₀ = 1.2, m_max = 2.3: the authors'). Pooled tokens in each batch, as gd. ℓ̄ is kept in every
-checkpoint, so a resumed run goes on with the same one.
+checkpoint, so a resumed run goes on with the same one. With `baseline: per-row`, ℓ̄ is what the
+authors' unlearn.py computes: the first epoch's batch means summed and divided by the number of
+retain rows (not batches), a fraction 1/(retain rows a batch) of the mean, so m rises sooner.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from lume.stages.unlearning.methods.base import Method, nll, register
 class AdaptiveGDSettings:
     base_weight: float = setting(1.2, "m₀, the retain weight while the retain loss is at its baseline", at_least=0)
     max_weight: float = setting(2.3, "m_max, the retain weight's ceiling", at_least=0)
+    baseline: str = setting("mean", "ℓ̄: mean, the first epoch's mean retain loss; per-row, their sum over the "
+                                    "number of retain rows (the authors' code)", choices=("mean", "per-row"))
 
     def __post_init__(self):
         check_settings(self)
@@ -48,7 +52,7 @@ class AdaptiveGradientDifference(Method):
         forget_nll, retain_nll = nll(context.model, forget), nll(context.model, retain)
         if context.step < context.steps_per_epoch:
             self.first_epoch["total"] += retain_nll.item()
-            self.first_epoch["count"] += 1
+            self.first_epoch["count"] += retain["input_ids"].shape[0] if self.settings.baseline == "per-row" else 1
             weight = self.settings.base_weight
         else:
             baseline = self.first_epoch["total"] / max(self.first_epoch["count"], 1)

@@ -30,6 +30,7 @@ unlearning. `docs/methods.md` gives each method's formula, what it averages over
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from contextlib import contextmanager, nullcontext
 from typing import ClassVar
@@ -75,6 +76,15 @@ class Method:
 
     def loss(self, context: Context, forget: dict, retain: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def validation_loss(self, context: Context, forget: dict, retain: dict) -> torch.Tensor:
+        """The loss on validation batches (`select: loss`), leaving what the loss keeps between
+        steps as it was (a validation batch is no training step)."""
+        kept = copy.deepcopy(self.state_dict())
+        try:
+            return self.loss(context, forget, retain)[0]
+        finally:
+            self.load_state_dict(kept)
 
     def state_dict(self) -> dict:
         """What the loss keeps between steps (a dual variable, adaptive coefficients), as JSON
@@ -185,11 +195,13 @@ def retain_kl(context: Context, retain: dict) -> torch.Tensor:
     return retain_kl_and_nll(context, retain)[0]
 
 
-def retain_kl_and_nll(context: Context, retain: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def retain_kl_and_nll(context: Context, retain: dict, padded_length: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """KL(p_ref ‖ p_θ) and NLL_θ, both per labelled token of the retain batch and averaged over
-    those tokens, from one forward of each model."""
+    those tokens, from one forward of each model. With `padded_length` N, the KL summed over
+    those tokens is divided by rows × N instead (a mean over every position of rows padded to N)."""
     with context.starting_model() as reference:
         reference_log_probs = answers(reference, retain).log_probs()
     found = answers(context.model, retain)
     per_token = (reference_log_probs.exp() * (reference_log_probs - found.log_probs())).sum(-1)
-    return token_mean(per_token), -token_mean(found.log_likelihoods())
+    kl = per_token.sum() / (found.size * padded_length) if padded_length else token_mean(per_token)
+    return kl, -token_mean(found.log_likelihoods())

@@ -8,7 +8,8 @@ whose log-ratio is the batch's pooled per-token one:
     L = −(2/β) · log σ(β · (CE_θ(F) − CE_ref(F))),   CE = mean NLL over the batch's answer tokens together
 
 and `npo+kl+gd`, the weighted sum of all three that ZJUKLAB trained each of its two LoRA
-models with (SemEval-2025 Task 4, arXiv 2503.21088):  w_npo · NPO + w_kl · KL on R + w_nll · NLL_θ(R).
+models with (SemEval-2025 Task 4, arXiv 2503.21088):  w_npo · NPO + w_kl · KL on R + w_nll · NLL_θ(R),
+the KL per answer token, or (`kl_padded_length` N) summed and divided by rows × N as theirs is.
 
 with log π summed over answer tokens. π_ref on the forget set is the starting model's and never
 changes, so it is computed once in `prepare` and no second copy of the model is kept.
@@ -97,6 +98,9 @@ class NPOMixSettings:
     npo_weight: float = setting(1.0, "w_npo (ZJUKLAB's ga_ratio)", at_least=0)
     kl_weight: float = setting(1.0, "w_kl on the retain batch (their gd_ratio)", at_least=0)
     nll_weight: float = setting(1.0, "w_nll on the retain batch (their gk_ratio)", at_least=0)
+    kl_padded_length: int = setting(0, "0: the KL averaged over the retain answer tokens; N: summed over them and "
+                                       "divided by rows × N, the size of ZJUKLAB's (batchmean over rows padded to N = "
+                                       "256 positions)", at_least=0)
 
     def __post_init__(self):
         check_settings(self)
@@ -112,6 +116,6 @@ class NPOKLGD(NPO):
     def loss(self, context, forget, retain):
         settings = self.settings
         forget_term = self.forget_term(context, forget)
-        kl, retain_nll = retain_kl_and_nll(context, retain)
+        kl, retain_nll = retain_kl_and_nll(context, retain, settings.kl_padded_length)
         loss = settings.npo_weight * forget_term + settings.kl_weight * kl + settings.nll_weight * retain_nll
         return loss, {"npo": forget_term.item(), "retain_kl": kl.item(), "retain_nll": retain_nll.item()}
