@@ -139,3 +139,29 @@ def test_adaptive_rmu_steers_each_task_towards_its_own_scaled_direction(fitted, 
                 return masked_mse(hidden, target.expand_as(hidden), batch, "all").item()
 
         assert distance(after) < 0.7 * distance(before)
+
+
+def test_adaptive_rmu_measured_as_the_team_did_reads_the_first_batch_padding_included(fitted, tokenizer, rows):
+    """norms_from first-batch: each task's first batch_size forget rows, every position of their
+    padded batch in the mean (unlearn_submission.py: norm per position, mean over positions, then rows)."""
+    from dataclasses import replace
+
+    from lume.models import load_model
+
+    pool = [replace(r, task="Task1") for r in rows[0] + rows[1]]
+    examples = sorted((replace(e, record=r) for e, r in zip(examples_of(tokenizer, pool), pool)),
+                      key=lambda e: len(e.input_ids))
+    examples = [examples[0], examples[-1], examples[1]]  # the first batch: the shortest row and the longest
+    model = load_model(fitted, device="cpu").model
+    norms = {}
+    for source in ("task", "first-batch"):
+        method = build_method("rmu", {"layer": 1, "adaptive_scale": 2.0, "norms_from": source})
+        context = Context(model, tokenizer, examples, lambda ex: collate(ex, tokenizer.pad_token_id), batch_size=2)
+        method.prepare(context)
+        norms[source] = method.activation_norms(context)["Task1"]
+    batch = collate(examples[:2], tokenizer.pad_token_id)
+    assert batch["attention_mask"].min() == 0  # the two rows differ in length: the batch has padding
+    with torch.no_grad():
+        by_hand = layer_output(model, batch, 1).norm(dim=-1).mean(-1).mean().item()
+    assert norms["first-batch"] == pytest.approx(2.0 * by_hand, rel=1e-5)
+    assert norms["first-batch"] != pytest.approx(norms["task"], rel=1e-3)

@@ -402,7 +402,7 @@ DEFAULTS = {  # docs/methods.md's table; the papers' (or the authors' code's) va
     "npo": {"beta": 0.1, "alpha": 1.0, "pooling": "sequence"},
     "simnpo": {"beta": 2.5, "gamma": 0.0, "alpha": 1.0}, "sequential-gd": {"chunks": 5, "alpha": 1.0},
     "rmu": {"layer": 7, "steering_coefficient": 6.5, "alpha": 1200.0, "seed": 0, "tokens": "all",
-            "adaptive_scale": 0.0},
+            "adaptive_scale": 0.0, "norms_from": "task"},
     "idk": {"beta": 0.1, "alpha": 1.0, "scaling": "dpo", "refusals_file": None},
     "wga": {"beta": 1.0, "gamma": 1.0, "alpha": 1.0},
     "satimp": {"beta1": 5.0, "beta2": 1.0, "gamma": 0.1, "alpha": 1.0},

@@ -35,6 +35,8 @@ def test_ails_ntua_is_sequential_gradient_difference_on_chunks_in_the_last_eight
     training = config.training
     assert (training.learning_rate, training.batch_size, training.scheduler, training.layers, training.lora_rank) \
         == (1e-5, 1, "linear", LAST_EIGHT, 0)
+    assert config.dtype == "bfloat16"  # loaded in bf16 and trained with bf16=True: no float32 copy
+    assert (config.text.eos, config.text.answer_space, config.text.max_tokens) == (False, True, 0)
 
 
 @pytest.mark.parametrize("kind", ["olmo-1b", "olmo-7b"])
@@ -48,6 +50,10 @@ def test_zjuklab_trains_two_lora_models_at_different_weights_and_ties_merges_the
     for config in runs.values():
         assert config.method == "npo+kl+gd" and config.method_settings["beta"] == 0.1
         assert config.method_settings["pooling"] == "batch"  # their NPO: one per-token-mean log-ratio a batch
+        assert config.method_settings["kl_padded_length"] == 256  # their KL: batchmean over 256 positions a row
+        assert (config.text.answer_space, config.text.eos, config.text.prompt_tokens, config.text.max_tokens) \
+            == (False, True, 204, 256)
+        assert (config.dtype, config.training.mixed_precision) == ("float16", "no")  # fp16 base, no autocast
         training = config.training
         assert (training.lora_rank, training.lora_alpha, training.lora_dropout, training.layers, training.modules) \
             == (32, 32, 0.05, None, None)
@@ -66,18 +72,37 @@ def test_sha256_trains_the_mlps_of_layers_0_to_5_with_an_adaptive_retain_weight(
 
     assert config.method == "adaptive-gd"
     assert asdict(build_method(config.method, config.method_settings).settings) == {"base_weight": 1.2,
-                                                                                     "max_weight": 2.3}
+                                                                                     "max_weight": 2.3,
+                                                                                     "baseline": "per-row"}
     training = config.training
     assert (training.layers, training.modules, training.lora_rank) == ([0, 1, 2, 3, 4, 5], ["mlp"], 0)
     assert (training.learning_rate, training.batch_size, training.gradient_accumulation) == (1.5e-5, 6, 10)
     assert (config.schedule.kind, config.schedule.epochs) == ("epochs", 8)
+    assert (config.dtype, training.mixed_precision, config.text.answer_space) == ("bfloat16", "no", False)
+    # the checkpoint of lowest loss every 4 steps, on 500 rows per task drawn from the training rows
+    assert (config.eval_every, config.select, config.probes.validation_rows) == (4, "loss", 500)
+    assert (config.probes.docs_per_task, config.probes.non_members, config.probes.mmlu_questions) == (0, 0, 0)
+
+
+def test_the_lume_settings_keep_lumes_corrected_forms():
+    (sha256,) = configs("sha256", "lume").values()
+    assert sha256.method_settings.get("baseline", "mean") == "mean" and sha256.select == "last"
+    (rmu,) = configs("adaptive-rmu", "lume").values()
+    assert (rmu.method_settings["norms_from"], rmu.schedule.max_seconds) == ("task", 0.0)
+    for name in RECIPES:
+        for config in configs(name, "lume").values():
+            assert config.dtype is None and config.text == UnlearnConfig().text
 
 
 @pytest.mark.parametrize("kind, layer, scale, batch", [("olmo-1b", 14, 3.0, 8), ("olmo-7b", 26, 5.0, 12)])
 def test_adaptive_rmu_steers_its_layer_with_per_task_coefficients(kind, layer, scale, batch):
     (config,) = configs("adaptive-rmu", kind).values()
     assert config.method == "rmu"
-    assert config.method_settings == {"layer": layer, "adaptive_scale": scale, "alpha": 900.0, "tokens": "all"}
+    assert config.method_settings == {"layer": layer, "adaptive_scale": scale, "alpha": 900.0, "tokens": "all",
+                                      "norms_from": "first-batch"}
+    # 100 epochs, each saved, the last one finished within the organisers' hour kept; no EOS; per-task cuts
+    assert (config.schedule.kind, config.schedule.epochs, config.schedule.max_seconds) == ("epochs", 100, 3600)
+    assert (config.text.eos, config.text.task_max_tokens) == (False, {"Task1": 256, "Task2": 105, "Task3": 335})
     training = config.training
     assert (training.modules, training.learning_rate, training.batch_size, training.max_grad_norm,
             training.scheduler) == (["down_proj"], 5e-5, batch, 0.0, "constant")

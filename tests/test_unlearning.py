@@ -403,3 +403,28 @@ def test_validation_rows_are_drawn_per_task_from_both_sets():
     assert validation_indices(rows("f"), rows("r"), ProbeSettings(validation_rows=4)) == (forget, retain)
     with pytest.raises(LumeError, match="select 'loss' measures .*set probes.validation_rows"):
         UnlearnConfig(eval_every=1, select="loss")
+
+
+def test_a_time_budget_stops_at_the_end_of_the_epoch_before_the_one_that_would_overrun():
+    from lume.stages.unlearning.schedule import EpochBudget, ScheduleSettings, plan
+
+    schedule = plan(ScheduleSettings(kind="epochs", epochs=100, max_seconds=25), None, 10, 10, 2, 1, 1)
+    budget = EpochBudget(schedule)  # 5 steps an epoch
+    assert budget(4, 8.0) is None and budget(5, 10.0) is None  # one epoch of 10 s; the next ends by 20 s
+    stopped = budget(10, 21.0)  # the longest epoch so far 11 s: a third would end at 32 s
+    assert stopped == "time budget: 2 epoch(s) in 21 s of training; one more (about 11 s) would end past 25 s"
+    resumed = EpochBudget(schedule)  # a resumed run: its first epochs count at their mean length
+    assert resumed(15, 22.0).startswith("time budget: 3 epoch(s)") and resumed.longest == pytest.approx(22.0 / 3)
+    with pytest.raises(LumeError, match="max_seconds stops at the end of an epoch: it needs kind epochs"):
+        ScheduleSettings(kind="draws", max_seconds=10)
+
+
+def test_a_run_over_its_time_budget_keeps_its_first_finished_epoch(tmp_path, tiny_model_dir, sets):
+    forget, retain = sets
+    from lume.stages.unlearning.schedule import ScheduleSettings
+
+    config = UnlearnConfig(method="gd", schedule=ScheduleSettings(kind="epochs", epochs=5, max_seconds=1e-6),
+                           training=FAST, progress=False)
+    report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    assert report.steps == math.ceil(len(forget) / FAST.batch_size)  # one epoch, then stopped
+    assert report.stopped.startswith("time budget: 1 epoch(s)")

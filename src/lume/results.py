@@ -285,6 +285,8 @@ class UnlearnReport(Result):
     forget: dict = doc("the forget set: records and fingerprint", factory=dict)
     retain: dict = doc("the retain set: records and fingerprint", factory=dict)
     steps: int | None = doc("optimiser steps run (a recipe's: all its runs')")
+    stopped: str | None = doc("why training ended before the schedule's last step (schedule.max_seconds)",
+                              omit_none=True)
     losses: list[dict] = doc("each step's loss and the method's logged terms", factory=list)
     seconds: float | None = doc("wall time of the run")
     train_seconds: float | None = doc("time in the training loop (probes and checks apart)", omit_none=True)

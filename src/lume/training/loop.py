@@ -278,12 +278,14 @@ class _Tracking:
 
 def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torch.Tensor, dict]],
           checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
-          description: str = "training", show_progress: bool = True, accelerator=None, stateful=None) -> TrainResult:
+          description: str = "training", show_progress: bool = True, accelerator=None, stateful=None,
+          budget: Callable[[int, float], str | None] | None = None) -> TrainResult:
     """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
 
     `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
     `after_step(step)` may return a reason to stop early; its time is not counted as training
-    time. Resumes from `checkpoint_dir`; time and tokens count every segment of a resumed run.
+    time. `budget(step, training seconds so far)` may too (a time limit). Resumes from
+    `checkpoint_dir`; time and tokens count every segment of a resumed run.
     `stateful` (a method whose loss keeps state, such as a dual variable) has its `state_dict()`
     saved in each checkpoint and given back to `load_state_dict` on resume.
     """
@@ -313,7 +315,7 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
             if settings.save_every and (step + 1) % settings.save_every == 0:
                 stepper.checkpoints.save({"step": step + 1, "losses": losses, "seconds": elapsed, "tokens": tokens})
             checked = time.time()
-            stopped = after_step(step + 1) or stopped
+            stopped = after_step(step + 1) or (budget and budget(step + 1, elapsed)) or stopped
             started += time.time() - checked  # checks and probes between steps are not training time
             if stopped != "max_steps":
                 break

@@ -67,6 +67,10 @@ class Stage:
         """What besides the weights and optimiser a checkpoint keeps (a method's dual variable)."""
         return None
 
+    def budget(self) -> Callable[[int, float], str | None] | None:
+        """A limit on the training time, checked after each step (None: none)."""
+        return None
+
     def finished(self, model, result: TrainResult, accelerator):
         """What `save` writes, computed on every process before the weights are gathered."""
         return result
@@ -104,7 +108,8 @@ class Stage:
         self.before_training(model, accelerator)
         result = train(model, run, self.step_loss(model, accelerator), self.out_dir / "checkpoints",
                        description=self.description, show_progress=self.show_progress, accelerator=accelerator,
-                       after_step=self.after_step(model, accelerator), stateful=self.stateful())
+                       after_step=self.after_step(model, accelerator), stateful=self.stateful(),
+                       budget=self.budget())
         finished = self.finished(model, result, accelerator)
         if self.kind:
             weights = None if settings.lora_rank > 0 else gathered_weights(accelerator, model)

@@ -40,9 +40,14 @@ class ScheduleSettings:
     epochs: float = setting(1.0, "epochs and chunks: passes over the forget set (over each chunk)", above=0)
     chunk_size: int = setting(32, "chunks: forget examples per chunk", at_least=1)
     restart_per_chunk: bool = setting(False, "chunks: fresh optimiser moments and learning-rate schedule per chunk")
+    max_seconds: float = setting(0.0, "epochs: stop at the end of an epoch when one more, as long as the longest so "
+                                      "far, would end past N seconds of training (a run cut off at a time limit "
+                                      "keeps its last finished epoch); 0 = no limit", at_least=0)
 
     def __post_init__(self):
         check_settings(self)
+        if self.max_seconds and self.kind != "epochs":
+            raise LumeError(f"max_seconds stops at the end of an epoch: it needs kind epochs, not {self.kind}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,31 @@ class Plan:
             start += micro
             retain_start += len(chunk) * ratio
         raise AssertionError("unreachable: the last chunk takes every later micro-step")
+
+
+class EpochBudget:
+    """`max_seconds`, checked after each step: at the end of an epoch, stop when one more epoch,
+    as long as the longest so far, would end past the budget. A resumed run's first epochs count
+    at their mean length (the training time of a resumed run includes theirs)."""
+
+    def __init__(self, plan: Plan):
+        self.plan, self.epochs, self.ended, self.longest = plan, 0, 0.0, 0.0
+
+    def finished_epochs(self, step: int) -> int:
+        per_step = self.plan.batch_size * self.plan.micro_steps_per_step * self.plan.processes
+        return step * per_step // self.plan.forget_count
+
+    def __call__(self, step: int, seconds: float) -> str | None:
+        epochs = self.finished_epochs(step)
+        if epochs == self.finished_epochs(step - 1):
+            return None
+        self.longest = max(self.longest, (seconds - self.ended) / max(epochs - self.epochs, 1))
+        self.epochs, self.ended = epochs, seconds
+        budget = self.plan.settings.max_seconds
+        if seconds + self.longest <= budget:
+            return None
+        return (f"time budget: {epochs} epoch(s) in {seconds:.0f} s of training; one more (about "
+                f"{self.longest:.0f} s) would end past {budget:.0f} s")
 
 
 def _shuffled(count: int, salt: str) -> list[int]:

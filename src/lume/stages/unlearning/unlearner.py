@@ -30,7 +30,7 @@ from lume.models import (DTYPES, check_device, load_model, model_fingerprint, re
 from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
 from lume.stages.unlearning.methods import METHODS, Context
 from lume.stages.unlearning.methods.base import prime
-from lume.stages.unlearning.schedule import Plan, ScheduleSettings, plan
+from lume.stages.unlearning.schedule import EpochBudget, Plan, ScheduleSettings, plan
 from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory, validation_indices,
                                              chosen_step, probe_set)
 from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
@@ -242,7 +242,8 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
                          model_in=str(model_in), model_in_fingerprint=loaded.fingerprint,
                          forget={"records": len(forget), "fingerprint": _fingerprint(forget)},
                          retain={"records": len(retain), "fingerprint": _fingerprint(retain)},
-                         steps=result.steps, losses=result.losses, seconds=time.time() - started,
+                         steps=result.steps, stopped=None if result.stopped == "max_steps" else result.stopped,
+                         losses=result.losses, seconds=time.time() - started,
                          train_seconds=result.seconds, tokens=result.tokens,
                          tokens_per_second=result.tokens / max(result.seconds, 1e-9),
                          peak_memory_mb=result.peak_memory_mb, device=str(accelerator.device),
@@ -369,6 +370,9 @@ class _UnlearnStage(Stage):
 
     def stateful(self):
         return self.method
+
+    def budget(self):
+        return EpochBudget(self.schedule) if self.config.schedule.max_seconds else None
 
     def finished(self, model, result, accelerator) -> UnlearnReport:
         """The report; with `select: best`, the chosen step's weights put back into the model."""

@@ -16,7 +16,8 @@ used it): one random direction u_k per task k, scaled to c_k = adaptive_scale ·
 of the task's forget activations at layer ℓ (‖h^ℓ_θ‖ over the token set, averaged per example,
 then over the task's forget examples), measured on the model as it is at the start of each
 epoch; each forget row is steered towards its own task's c_k·u_k. The coefficients are kept in
-every checkpoint.
+every checkpoint. `norms_from: first-batch` measures as the team's unlearn_submission.py does:
+on the task's first batch only, every position of the padded batch counted (padding too).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class RMUSettings:
                           choices=TOKEN_SETS)
     adaptive_scale: float = setting(0.0, "0: the fixed coefficient c; above 0: per-task c_k from the activation "
                                          "norms", at_least=0)
+    norms_from: str = setting("task", "adaptive: the norms of every forget example of the task over the token set "
+                                      "(task), or of its first batch_size ones over every position of their padded "
+                                      "batch (first-batch, Mr. Snuffleupagus's)", choices=("task", "first-batch"))
 
     def __post_init__(self):
         check_settings(self)
@@ -158,13 +162,16 @@ class RMU(Method):
         for example in context.forget_examples:
             by_task.setdefault(task_of(example), []).append(example)
         norms = {}
+        first_batch = self.settings.norms_from == "first-batch"
         for task, examples in by_task.items():
             per_example = []
-            for start in range(0, len(examples), context.batch_size):
+            for start in range(0, context.batch_size if first_batch else len(examples), context.batch_size):
                 batch = context.collate(examples[start:start + context.batch_size])
                 with context.autocast():
                     hidden = layer_output(context.model, batch, self.settings.layer)
                 mask = batch["attention_mask"] if self.settings.tokens == "all" else batch["labels"] != IGNORE
+                if first_batch:  # every position of the padded batch, padding included
+                    mask = torch.ones_like(batch["attention_mask"])
                 lengths = mask.sum(-1).clamp(min=1)
                 per_example.append((hidden.float().norm(dim=-1) * mask).sum(-1) / lengths)
             norms[task] = self.settings.adaptive_scale * torch.cat(per_example).mean().item()

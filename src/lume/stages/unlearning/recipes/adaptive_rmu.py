@@ -17,12 +17,21 @@ from lume.stages.unlearning.recipes.base import Recipe, register_recipe
 from lume.results import PublishedScores
 
 
-def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_rate: float = 5e-5) -> dict:
-    return {"method": "rmu", "method_settings": {"layer": layer, "adaptive_scale": scale, "alpha": 900.0,
-                                                 "tokens": "all"},
-            "schedule": {"kind": "epochs", "epochs": epochs},
-            "training": {"batch_size": batch_size, "learning_rate": learning_rate, "scheduler": "constant",
-                         "max_grad_norm": 0.0, "modules": ["down_proj"]}}
+# Their script: 100 epochs, the model saved after each, stopped by the organisers' one-hour limit;
+# each row `input + " " + output` without EOS, cut per task; each task's coefficient from its
+# first batch, padding included.
+THEIRS = {"schedule": {"kind": "epochs", "epochs": 100, "max_seconds": 3600},
+          "text": {"eos": False, "task_max_tokens": {"Task1": 256, "Task2": 105, "Task3": 335}}}
+
+
+def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_rate: float = 5e-5,
+         theirs: bool = True) -> dict:
+    run = {"method": "rmu", "method_settings": {"layer": layer, "adaptive_scale": scale, "alpha": 900.0,
+                                                "tokens": "all", "norms_from": "first-batch" if theirs else "task"},
+           "schedule": {"kind": "epochs", "epochs": epochs},
+           "training": {"batch_size": batch_size, "learning_rate": learning_rate, "scheduler": "constant",
+                        "max_grad_norm": 0.0, "modules": ["down_proj"]}}
+    return {**run, **THEIRS} if theirs else run
 
 
 @register_recipe
@@ -33,7 +42,7 @@ class AdaptiveRMU(Recipe):
     runs = {
         "olmo-7b": {"adaptive-rmu": _rmu(26, 5.0, 12)},
         "olmo-1b": {"adaptive-rmu": _rmu(14, 3.0, 8)},
-        "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3)},
+        "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3, theirs=False)},
     }
     published = {"olmo-7b": PublishedScores(0.376, 0.387, 0.256, 0.485),
                  "olmo-1b": PublishedScores(0.485, 0.412, 0.793, 0.250)}

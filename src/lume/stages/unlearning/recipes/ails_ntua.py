@@ -22,7 +22,10 @@ LAST_EIGHT = [-8, -7, -6, -5, -4, -3, -2, -1]
 PUBLISHED = {"method": "gd", "method_settings": {"alpha": 0.5, "average": "examples"},
              "schedule": {"kind": "chunks", "chunk_size": 32, "retain_per_forget": 7, "epochs": 7,
                           "restart_per_chunk": True},
-             "training": {"batch_size": 1, "learning_rate": 1e-5, "scheduler": "linear", "layers": LAST_EIGHT}}
+             "training": {"batch_size": 1, "learning_rate": 1e-5, "scheduler": "linear", "layers": LAST_EIGHT},
+             # the model loaded in bf16 and trained with bf16=True: no float32 copy of the weights; no EOS
+             "dtype": "bfloat16", "text": {"eos": False}}
+LUME = {**PUBLISHED, "dtype": None, "text": {}}  # a small target lume built: float32 weights, lume's text
 
 
 @register_recipe
@@ -35,7 +38,7 @@ class AILSNTUA(Recipe):
         "olmo-7b": {"sugd": PUBLISHED},
         "olmo-1b": {"sugd": PUBLISHED},
         # the demo target's: chunks of 16, its 12 trained layers, 3 epochs a chunk at 4e-4 (tuned on it)
-        "lume": {"sugd": {**PUBLISHED, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "epochs": 3},
+        "lume": {"sugd": {**LUME, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "epochs": 3},
                           "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 4e-4,
                                        "layers": DEMO_LAYERS}}},
     }

@@ -16,9 +16,16 @@ from __future__ import annotations
 from lume.stages.unlearning.recipes.base import Recipe, register_recipe
 from lume.results import PublishedScores
 
-PUBLISHED = {"method": "adaptive-gd", "schedule": {"kind": "epochs", "epochs": 8},
+PUBLISHED = {"method": "adaptive-gd", "method_settings": {"baseline": "per-row"},
+             "schedule": {"kind": "epochs", "epochs": 8},
              "training": {"batch_size": 6, "gradient_accumulation": 10, "learning_rate": 1.5e-5,
-                          "scheduler": "linear", "layers": [0, 1, 2, 3, 4, 5], "modules": ["mlp"]}}
+                          "scheduler": "linear", "layers": [0, 1, 2, 3, 4, 5], "modules": ["mlp"],
+                          "mixed_precision": "no"},
+             # bf16 weights, no autocast; the answer tokenised on its own after the prompt (no space)
+             "dtype": "bfloat16", "text": {"answer_space": False},
+             # every 4 steps, the lowest loss on 500 rows per task drawn from the training rows
+             "eval_every": 4, "select": "loss",
+             "probes": {"docs_per_task": 0, "non_members": 0, "mmlu_questions": 0, "validation_rows": 500}}
 
 
 @register_recipe
@@ -30,9 +37,9 @@ class SHA256(Recipe):
     runs = {
         "olmo-7b": {"constrained-gd": PUBLISHED},
         "olmo-1b": {"constrained-gd": PUBLISHED},
-        "lume": {"constrained-gd": {**PUBLISHED, "schedule": {"kind": "epochs", "epochs": 3},
+        "lume": {"constrained-gd": {"method": "adaptive-gd", "schedule": {"kind": "epochs", "epochs": 3},
                                     "training": {**PUBLISHED["training"], "batch_size": 4, "gradient_accumulation": 1,
-                                                 "learning_rate": 1e-4}}},
+                                                 "learning_rate": 1e-4, "mixed_precision": "auto"}}},
     }
     published = {"olmo-7b": PublishedScores(0.711, 0.964, 0.894, 0.275, place="excluded: MMLU below 0.371",
                                              below_threshold=True),

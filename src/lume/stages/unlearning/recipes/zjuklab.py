@@ -21,13 +21,24 @@ TRAINING = {"learning_rate": 1e-4, "weight_decay": 0.01, "scheduler": "linear", 
 SCHEDULE = {"kind": "epochs", "epochs": 5}
 
 
-def _model(npo: float, kl: float, nll: float, batch_size: int, pooling: str = "batch", **training) -> dict:
-    return {"method": "npo+kl+gd", "method_settings": {"beta": 0.1, "pooling": pooling, "npo_weight": npo,
-                                                       "kl_weight": kl, "nll_weight": nll},
-            "schedule": SCHEDULE, "training": {**TRAINING, "batch_size": batch_size, **training}}
+# their script: the prompt's last 204 tokens (80 % of 256), the answer with no space before it, EOS,
+# rows cut at 256; float16 weights under the LoRA adapters, no autocast (fp16 and bf16 off)
+THEIR_TEXT = {"answer_space": False, "prompt_tokens": 204, "max_tokens": 256}
 
 
-# their NPO: one log-ratio per micro-batch, its per-token mean (get_batch_loss), inside the log-sigmoid
+def _model(npo: float, kl: float, nll: float, batch_size: int, theirs: bool = True, **training) -> dict:
+    # their NPO: one log-ratio per micro-batch, its per-token mean (get_batch_loss), inside the log-sigmoid;
+    # their KL: batchmean over rows padded to 256 positions
+    method = {"beta": 0.1, "pooling": "batch" if theirs else "sequence", "kl_padded_length": 256 if theirs else 0,
+              "npo_weight": npo, "kl_weight": kl, "nll_weight": nll}
+    model = {"method": "npo+kl+gd", "method_settings": method, "schedule": SCHEDULE,
+             "training": {**TRAINING, "batch_size": batch_size, **training}}
+    if theirs:
+        model.update(text=THEIR_TEXT, dtype="float16")
+        model["training"]["mixed_precision"] = "no"
+    return model
+
+
 PUBLISHED = {"over-forgetting": _model(0.4, 0.4, 0.2, 1), "under-forgetting": _model(0.3, 0.3, 0.4, 2)}
 
 
@@ -40,9 +51,8 @@ class ZJUKLAB(Recipe):
     runs = {
         "olmo-7b": PUBLISHED,
         "olmo-1b": PUBLISHED,
-        "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, "sequence", gradient_accumulation=1, learning_rate=1e-3),
-                 "under-forgetting": _model(0.3, 0.3, 0.4, 4, "sequence", gradient_accumulation=1,
-                                            learning_rate=1e-3)},
+        "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, False, gradient_accumulation=1, learning_rate=1e-3),
+                 "under-forgetting": _model(0.3, 0.3, 0.4, 4, False, gradient_accumulation=1, learning_rate=1e-3)},
     }
     merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
     published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471, place="2nd"),
