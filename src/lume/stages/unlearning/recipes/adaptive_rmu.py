@@ -46,10 +46,3 @@ class AdaptiveRMU(Recipe):
     }
     published = {"olmo-7b": PublishedScores(0.376, 0.387, 0.256, 0.485),
                  "olmo-1b": PublishedScores(0.485, 0.412, 0.793, 0.250)}
-    notes = (
-        "The script trains for up to 100 epochs, saving a model after each; which epoch was submitted is not in "
-        "the code, and lume runs one. It measures a task's coefficient on that task's first batch of each epoch; "
-        "lume on all of the task's forget examples at the epoch's start. Its batches hold one task each; lume's "
-        "mix tasks, each row steered towards its own task's target. It averages the squared error over every "
-        "position, padding included; lume over the real tokens. For a small target lume built (`lume`), lume's "
-        "settings: layer 20 of SmolLM2's 30, 3 epochs at 1e-3, 4 rows a step.")

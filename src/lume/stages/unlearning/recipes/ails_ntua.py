@@ -44,13 +44,3 @@ class AILSNTUA(Recipe):
     }
     published = {"olmo-7b": PublishedScores(0.706, 0.827, 0.847, 0.443, place="1st"),
                  "olmo-1b": PublishedScores(0.688, 0.964, 0.857, 0.242, place="1st")}
-    notes = (
-        "The authors' published configuration is for OLMo-7B; they give none for OLMo-1B, so lume uses the same "
-        "(the last 8 of its 16 layers). Their code also offers LoRA (rank 16, alpha 64 on q, v, up and down "
-        "projections), switched off in that configuration. Their trainer takes one example per optimiser step "
-        "(batch size 1), so a forget example and its 7 retain examples are 8 steps there; lume's unlearning step "
-        "always holds forget and retain examples together, so here they are one step of 1 forget + 7 retain "
-        "examples, with the same loss for the group. For a small target lume built (`lume`), lume's settings: "
-        "chunks of 16, 7 retain examples per forget one, 3 epochs per chunk, 2 forget examples a step at 4e-4, only "
-        "the layers the demo target trained (its last 12 of 30), tuned by full evaluations on the demo target "
-        "(bench/README.md).")

@@ -7,10 +7,11 @@ training settings) and, for a system that merges models, how the runs' LoRA adap
 runs its runs with the ordinary unlearning stage and merges with `lume merge`'s code.
 
 The kinds of target: `olmo-1b` and `olmo-7b`, the organisers' released targets, whose settings
-are the papers' (or the authors' code's, said where); `lume`, a small target lume built (the
-demo's), whose settings lume chose (scaled to its size, tuned with `lume sweep`; said in the
-recipe's `notes`). A new recipe is one file in this folder with a `Recipe` subclass decorated
-`@register_recipe` (or, from another package, an entry point in the group `lume.recipes`).
+are the teams' code's; `lume`, a small target lume built (the demo's), whose settings lume
+chose (scaled to its size, tuned with `lume sweep`). docs/recipes.md compares each recipe with
+its team's code, point by point. A new recipe is one file in this folder with a `Recipe`
+subclass decorated `@register_recipe` (or, from another package, an entry point in the group
+`lume.recipes`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class Recipe:
     # target kind -> run name -> UnlearnConfig fields (nested settings as mappings)
     runs: ClassVar[dict[str, dict[str, dict]]]
     merge: ClassVar[dict | None] = None  # MergeConfig fields: the runs' LoRA adapters merged into one model
-    notes: ClassVar[str] = ""  # what the paper leaves out and what lume chose
     # target kind -> the team's published leaderboard numbers, shown beside lume's, labelled as published
     published: ClassVar[dict[str, PublishedScores]] = {}
 

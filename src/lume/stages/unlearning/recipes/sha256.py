@@ -44,11 +44,3 @@ class SHA256(Recipe):
     published = {"olmo-7b": PublishedScores(0.711, 0.964, 0.894, 0.275, place="excluded: MMLU below 0.371",
                                              below_threshold=True),
                  "olmo-1b": PublishedScores(0.652, 0.973, 0.741, 0.243, place="2nd")}
-    notes = (
-        "Their batches of 12 mix forget and retain rows drawn from one shuffled set; lume's steps hold 6 forget and 6 "
-        "retain examples. They keep the checkpoint with the lowest validation loss (every 4 steps); lume keeps the "
-        "last (use eval_every and select: best for lume's selection on the probes). They wrap each prompt in the "
-        "chat template; lume trains on the raw prompt, as evaluation sees it. Their first-epoch mean divides summed "
-        "batch means by the number of examples (a smaller number than the mean); lume takes the mean itself. The "
-        "README and the paper name layers 0-5 for both targets. For a small target lume built (`lume`), lume's "
-        "settings: 3 epochs, 4 forget and 4 retain examples a step at 1e-4, the same layers.")

@@ -57,15 +57,3 @@ class ZJUKLAB(Recipe):
     merge = {"combination": "ties", "density": 0.8, "weights": [1.0, 1.0]}
     published = {"olmo-7b": PublishedScores(0.487, 0.944, 0.048, 0.471, place="2nd"),
                  "olmo-1b": PublishedScores(0.483, 0.915, 0.292, 0.243)}
-    notes = (
-        "Their NPO puts one log-ratio per micro-batch inside the log-sigmoid, the batch's per-token mean "
-        "cross-entropy of the policy minus the reference's (pooling: batch, the released targets' setting): at "
-        "the start its gradient is that of gradient ascent weighted by 1/(number of answer tokens), and it "
-        "saturates only once the per-token loss has risen by several nats. The settings for a lume target keep "
-        "the per-example form they were chosen with. "
-        "The authors' script uses the same settings for both targets. Their KL term averages over every position of "
-        "the retain batch (prompt and padding too); lume's over the answer tokens, as the protocol defines the KL "
-        "baseline. Their script pairs forget example i with retain example i mod |R|; lume cycles through the whole "
-        "retain set (the LUME forget and retain sets are about the same size). They train in float16 with a paged "
-        "32-bit AdamW; lume in its own precision with AdamW. For a small target lume built (`lume`), lume's "
-        "settings: the same weights and merge, 2 and 4 examples a step without accumulation, at 1e-3.")
