@@ -282,12 +282,10 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
           budget: Callable[[int, float], str | None] | None = None) -> TrainResult:
     """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
 
-    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s).
-    `after_step(step)` may return a reason to stop early; its time is not counted as training
-    time. `budget(step, training seconds so far)` may too (a time limit). Resumes from
-    `checkpoint_dir`; time and tokens count every segment of a resumed run.
-    `stateful` (a method whose loss keeps state, such as a dual variable) has its `state_dict()`
-    saved in each checkpoint and given back to `load_state_dict` on resume.
+    `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s). `after_step(step)`
+    (its time not training time) and `budget(step, training seconds)` may return a reason to stop
+    early. Resumes from `checkpoint_dir`; time and tokens count every segment of a resumed run.
+    `stateful` (a method whose loss keeps state) has its `state_dict()` saved in each checkpoint.
     """
     from accelerate.utils import set_seed
 
