@@ -347,7 +347,8 @@ def test_merging_adapters_onto_another_base_is_one_line(capsys, tmp_path, tiny_m
     assert "its weights do not fit the base model" in err and str(tmp_path / "a" / "adapter") in err
 
 
-def test_weights_held_in_bf16_lose_an_update_below_their_spacing_which_float32_keeps(tmp_path, tiny_model_dir, sets):
+def test_weights_held_in_bf16_lose_an_update_below_their_spacing_which_float32_keeps(tmp_path, tiny_model_dir, sets,
+                                                                                   fresh_accelerate_state):
     """dtype bfloat16 trains without a float32 copy (as AILS-NTUA and SHA256 did): AdamW's first
     steps move each weight by about the learning rate, 1e-6 here, under half the bf16 spacing of
     any weight above 0.01 in size (3e-5 or more), so those weights stay as they were; float32 keeps them."""
