@@ -310,3 +310,30 @@ def test_a_recipes_runs_each_name_themselves_in_their_progress_bar(tmp_path, tin
     assert bar("runs/first", "zjuklab") == "unlearning (zjuklab first: npo+kl+gd)"
     assert bar("out", None) == "unlearning (npo+kl+gd)"
     assert bar("zjuklab", "zjuklab") == "unlearning (zjuklab: npo+kl+gd)"  # a one-run recipe in a folder of its name
+
+
+# the released-target settings, scaled to the tiny model: its layers, a few rows, short runs
+RELEASED_SCALED = {
+    "ails-ntua": {"training": {"layers": [-1]}, "schedule": {"chunk_size": 4, "epochs": 1}},
+    "sha256": {"training": {"layers": [0], "gradient_accumulation": 1}, "schedule": {"epochs": 2},
+               "probes": {"validation_rows": 2}},
+    "zjuklab": {"schedule": {"epochs": 1}, "training": {"lora_rank": 4}},
+    "adaptive-rmu": {"method_settings": {"layer": 1}, "schedule": {"epochs": 3, "max_seconds": 1e-6}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED_SCALED))
+def test_each_recipes_released_target_settings_run_as_their_team_ran_them(name, tmp_path, tiny_model_dir, sets,
+                                                                           fresh_accelerate_state):
+    """bf16 and fp16 weights, their text, SHA256's choice by validation loss, the time budget."""
+    forget, retain = sets
+    report = unlearn_with_recipe(tiny_model_dir, tmp_path / name, name, {**RELEASED_SCALED[name], "progress": False},
+                                 target="olmo-1b", forget=forget, retain=retain).to_json()
+    trained = tmp_path / name / ("runs/over-forgetting" if name == "zjuklab" else "")  # zjuklab: before its merge
+    saved = json.loads((trained / "config.json").read_text())
+    dtype = saved.get("dtype") or saved.get("torch_dtype")
+    assert dtype == {"ails-ntua": "bfloat16", "sha256": "bfloat16", "zjuklab": "float16"}.get(name, "float32")
+    if name == "sha256":
+        assert report["selection"]["select"] == "loss" and report["probes"][-1]["validation_loss"] is not None
+    if name == "adaptive-rmu":  # its 8 rows a step hold more than the forget set: one step, then the budget
+        assert report["steps"] == 1 and report["stopped"].startswith("time budget:")
