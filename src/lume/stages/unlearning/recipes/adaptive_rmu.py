@@ -25,8 +25,8 @@ THEIRS = {"schedule": {"kind": "epochs", "epochs": 100, "max_seconds": 3600},
 
 
 def _rmu(layer: int, scale: float, batch_size: int, epochs: float = 1, learning_rate: float = 5e-5,
-         theirs: bool = True) -> dict:
-    run = {"method": "rmu", "method_settings": {"layer": layer, "adaptive_scale": scale, "alpha": 900.0,
+         alpha: float = 900.0, theirs: bool = True) -> dict:
+    run = {"method": "rmu", "method_settings": {"layer": layer, "adaptive_scale": scale, "alpha": alpha,
                                                 "tokens": "all", "norms_from": "first-batch" if theirs else "task"},
            "schedule": {"kind": "epochs", "epochs": epochs},
            "training": {"batch_size": batch_size, "learning_rate": learning_rate, "scheduler": "constant",
@@ -42,7 +42,9 @@ class AdaptiveRMU(Recipe):
     runs = {
         "olmo-7b": {"adaptive-rmu": _rmu(26, 5.0, 12)},
         "olmo-1b": {"adaptive-rmu": _rmu(14, 3.0, 8)},
-        "lume": {"adaptive-rmu": _rmu(20, 3.0, 4, epochs=3, learning_rate=1e-3, theirs=False)},
+        # the demo's size: layer 26 of 30, 5 epochs of 4 rows a step at 3.5e-3, retain weight 70
+        # (configs/recipes-tuning.yaml's best trial)
+        "lume": {"adaptive-rmu": _rmu(26, 3.0, 4, epochs=5, learning_rate=3.5e-3, alpha=70.0, theirs=False)},
     }
     published = {"olmo-7b": PublishedScores(0.376, 0.387, 0.256, 0.485),
                  "olmo-1b": PublishedScores(0.485, 0.412, 0.793, 0.250)}
