@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from lume.errors import InputError
+from lume.stages.unlearning.recipes import RECIPES
 from lume.sweep import load_sweep, sweep
 from tests.test_mmlu import make_mmlu
 
@@ -231,7 +232,9 @@ def test_a_one_run_recipe_is_swept_over_its_settings_for_the_target(tmp_path, ti
     report = json.loads((tmp_path / "run" / "trials" / trial["folder"].split("/")[-1] / "lume_unlearn.json")
                         .read_text())
     assert trial["state"] == "COMPLETE" and report["config"]["recipe"] == "adaptive-rmu"
-    assert report["config"]["method"] == "rmu" and report["config"]["method_settings"]["alpha"] == 900.0
+    (run,) = RECIPES["adaptive-rmu"].configs("lume").values()  # the other method settings are the recipe's
+    assert report["config"]["method"] == "rmu" and report["config"]["method_settings"] == {**run.method_settings,
+                                                                                         "layer": 1}
     assert report["config"]["training"]["learning_rate"] == trial["params"]["training.learning_rate"]
 
 
