@@ -67,10 +67,14 @@ class Plan:
         size = self.settings.chunk_size
         return [range(start, min(start + size, self.forget_count)) for start in range(0, self.forget_count, size)]
 
+    @property
+    def forget_per_step(self) -> int:
+        """Forget examples an optimiser step takes: `batch_size` per micro-step and process."""
+        return self.batch_size * self.micro_steps_per_step * self.processes
+
     def chunk_steps(self) -> list[int]:
-        """Optimiser steps per chunk: `epochs` passes over it, `batch_size` per micro-step and process."""
-        per_step = self.batch_size * self.micro_steps_per_step * self.processes
-        return [max(1, math.ceil(len(chunk) * self.settings.epochs / per_step)) for chunk in self.chunks()]
+        """Optimiser steps per chunk: `epochs` passes over it."""
+        return [max(1, math.ceil(len(chunk) * self.settings.epochs / self.forget_per_step)) for chunk in self.chunks()]
 
     def segments(self) -> list[int] | None:
         return self.chunk_steps() if self.settings.kind == "chunks" and self.settings.restart_per_chunk else None
@@ -118,8 +122,7 @@ class EpochBudget:
         self.plan, self.epochs, self.ended, self.longest = plan, 0, 0.0, 0.0
 
     def finished_epochs(self, step: int) -> int:
-        per_step = self.plan.batch_size * self.plan.micro_steps_per_step * self.plan.processes
-        return step * per_step // self.plan.forget_count
+        return step * self.plan.forget_per_step // self.plan.forget_count
 
     def __call__(self, step: int, seconds: float) -> str | None:
         epochs = self.finished_epochs(step)
@@ -165,8 +168,7 @@ def plan(settings: ScheduleSettings, steps: int | None, forget_count: int, retai
     elif steps is not None:
         length = steps
     elif settings.kind == "epochs":
-        per_step = batch_size * micro_steps_per_step * processes
-        length = max(1, math.ceil(forget_count * settings.epochs / per_step))
+        length = max(1, math.ceil(forget_count * settings.epochs / partial.forget_per_step))
     else:
         length = DEFAULT_STEPS
     return Plan(settings, forget_count, retain_count, batch_size, micro_steps_per_step, processes, length, order)

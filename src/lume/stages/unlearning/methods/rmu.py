@@ -169,9 +169,10 @@ class RMU(Method):
                 batch = context.collate(examples[start:start + context.batch_size])
                 with context.autocast():
                     hidden = layer_output(context.model, batch, self.settings.layer)
-                mask = batch["attention_mask"] if self.settings.tokens == "all" else batch["labels"] != IGNORE
                 if first_batch:  # every position of the padded batch, padding included
                     mask = torch.ones_like(batch["attention_mask"])
+                else:
+                    mask = batch["attention_mask"] if self.settings.tokens == "all" else batch["labels"] != IGNORE
                 lengths = mask.sum(-1).clamp(min=1)
                 per_example.append((hidden.float().norm(dim=-1) * mask).sum(-1) / lengths)
             norms[task] = self.settings.adaptive_scale * torch.cat(per_example).mean().item()
