@@ -14,9 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lume.errors import LumeError
 from lume.inference.batching import IGNORE
-from lume.stages.unlearning import build_method
+from lume.stages.unlearning import UnlearnConfig, build_method
 from lume.stages.unlearning.methods import METHODS, Context
+from lume.stages.unlearning.schedule import ScheduleSettings
 from lume.training import Example, collate
 
 VOCAB, HIDDEN, LAYERS = 6, 4, 3
@@ -279,8 +281,6 @@ def test_rmu_on_non_zero_activations_on_both_sides(tokens):
 
 
 def test_rmu_token_sets_differ_and_an_unknown_one_is_refused():
-    from lume.errors import LumeError
-
     control = loss_of("rmu", {"layer": 1})[1].precomputed["rmu_control"].tolist()
     assert rmu_terms(1, control, "all")[0] != pytest.approx(rmu_terms(1, control, "answer")[0], rel=1e-3)
     with pytest.raises(LumeError, match="tokens must be one of all, answer"):
@@ -337,7 +337,6 @@ def test_idk_prepare_builds_refusals_on_a_real_tokenizer(tokenizer, tmp_path):
 
 
 def test_idk_refusals_file_and_scaling_are_checked(tmp_path):
-    from lume.errors import LumeError
     from lume.stages.unlearning.methods.idk import REFUSALS as BUILT_IN, refusals
 
     assert refusals(METHODS["idk"].Settings()) == list(BUILT_IN)
@@ -520,8 +519,6 @@ def test_rmu_trains_exactly_the_mlps_of_layers_l_minus_2_to_l(tokenizer, layer, 
 def test_rmu_refuses_a_layer_outside_the_model(tokenizer):
     from .conftest import make_tiny_model
 
-    from lume.errors import LumeError
-
     with pytest.raises(LumeError, match="rmu: layer 4 does not exist"):
         build_method("rmu", {"layer": 4}).select_parameters(make_tiny_model(tokenizer, layers=4))
     with pytest.raises(LumeError, match="method_settings.layer must be at least 0, got -1"):
@@ -533,6 +530,23 @@ def test_gd_averaged_per_example_over_both_batches():
     value = loss_of("gd", {"alpha": A, "average": "examples"})[0]
     assert value == pytest.approx(per_example_gd(A), rel=1e-5)
     assert value != pytest.approx(CASES["gd"][1](), rel=1e-3)
+
+
+@pytest.mark.parametrize("average", ["examples", "tokens"])
+def test_gd_on_a_step_of_one_kind_of_rows_keeps_only_that_term(average):
+    """`schedule.rows_apart`: a forget-only step is −NLL(F), a retain-only one α · NLL(R)."""
+    forget, retain = batch_of(FORGET)[0], batch_of(RETAIN)[0]
+    method = build_method("gd", {"alpha": A, "average": average})
+    context = Context(POLICY, None, batch_of(FORGET)[1], lambda ex: collate(ex, 0))
+    row_nll = lambda row: -mean(token_log_probs(POLICY, row))  # noqa: E731
+    mean_of = (lambda rows: mean(row_nll(r) for r in rows)) if average == "examples" \
+        else (lambda rows: nll(POLICY, rows))
+    forget_only, logs = method.loss(context, forget, None)
+    assert forget_only.item() == pytest.approx(-mean_of(FORGET), rel=1e-5) and set(logs) == {"forget_nll"}
+    retain_only, logs = method.loss(context, None, retain)
+    assert retain_only.item() == pytest.approx(A * mean_of(RETAIN), rel=1e-5) and set(logs) == {"retain_nll"}
+    with pytest.raises(LumeError, match="rows_apart .* method 'npo' does not take"):
+        UnlearnConfig(method="npo", schedule=ScheduleSettings(kind="chunks", rows_apart=True))
 
 
 def test_ce_u_without_skipping_averages_every_answer_token():
@@ -608,7 +622,6 @@ def test_pdu_moves_its_dual_variable_after_the_warm_up_and_keeps_it_in_checkpoin
 
 def test_altpo_alternates_are_other_forget_rows_answers_of_the_same_kind(tmp_path):
     from lume.data.records import Record
-    from lume.errors import LumeError
     from lume.stages.unlearning.methods.altpo import read_alternates, swapped_alternates
 
     def row(row_id, task, output):

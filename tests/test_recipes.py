@@ -170,6 +170,40 @@ def test_chunks_run_in_order_each_for_its_epochs_with_the_next_retain_examples()
         plan(settings, 12, 5, 7, 1, 1, 1)
 
 
+def test_rows_apart_takes_each_chunk_row_by_row_forget_then_its_retain_rows():
+    """AILS-NTUA's single-GPU notebook: the chunk's rows in sequence, each its own step; on 8
+    processes a step of rows apart is the default set-up's step (1 forget + its 7 retain rows)."""
+    settings = ScheduleSettings(kind="chunks", chunk_size=2, retain_per_forget=2, epochs=2, rows_apart=True)
+    schedule = plan(settings, None, forget_count=3, retain_count=5, batch_size=1, micro_steps_per_step=1,
+                    processes=1, seed=4)
+    assert schedule.chunk_steps() == [12, 6] and schedule.steps == 18
+    f0, f1, f2 = schedule.order
+    steps = [schedule.indices(0, step, 0, range(3)) for step in range(18)]
+    assert steps[:6] == [([f0], []), ([], [0]), ([], [1]), ([f1], []), ([], [2]), ([], [3])]
+    assert steps[6:12] == steps[:6]  # the second pass over the chunk
+    assert steps[12:15] == [([f2], []), ([], [4]), ([], [0])]  # the next chunk's retain rows go on cycling
+    paired = replace(settings, chunk_size=32, retain_per_forget=7, epochs=1)
+    eight = plan(paired, None, 4, 40, 1, 1, processes=8, seed=4)
+    together = plan(replace(paired, rows_apart=False), None, 4, 40, 1, 1, processes=1, seed=4)
+    for step in range(4):
+        rows = [eight.indices(0, step, process, range(4)) for process in range(8)]
+        assert ([i for f, _ in rows for i in f], [i for _, r in rows for i in r]) == together.indices(0, step, 0, [])
+    with pytest.raises(LumeError, match="rows_apart .* needs kind chunks, not epochs"):
+        ScheduleSettings(kind="epochs", rows_apart=True)
+
+
+def test_also_train_adds_weights_outside_the_chosen_layers(tokenizer):
+    model = scoped(make_tiny_model(tokenizer, layers=2), TrainingSettings(layers=[-1], also_train=["embed_tokens"]))
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any("embed_tokens" in name for name in trained) and all("layers.0." not in name for name in trained)
+    assert any("layers.1." in name for name in trained) and not any(name.endswith("norm.weight") and
+                                                                    "layers" not in name for name in trained)
+    with pytest.raises(LumeError, match="also_train: no weight of .* is named with 'nothing_here'"):
+        scoped(make_tiny_model(tokenizer, layers=2), TrainingSettings(layers=[-1], also_train=["nothing_here"]))
+    with pytest.raises(LumeError, match="needs full fine-tuning"):
+        TrainingSettings(lora_rank=4, also_train=["lm_head"])
+
+
 def test_epochs_visit_every_forget_example_once_per_epoch_and_cycle_the_retain_set():
     schedule = plan(ScheduleSettings(kind="epochs", epochs=2), None, forget_count=6, retain_count=4, batch_size=2,
                     micro_steps_per_step=1, processes=1)
@@ -245,6 +279,44 @@ def test_each_recipe_raises_the_forget_nll_and_keeps_the_retain_nll(name, fitted
     else:
         assert saved["config"]["recipe"] == name
     assert report["steps"] == saved["steps"]
+
+
+def test_ails_ntuas_single_gpu_set_up_unlearns_row_by_row(fitted, tokenizer, rows, tmp_path):
+    """Their SUGD.ipynb: one row a step (forget, then its retain rows), the embeddings and the
+    output layer training beside the last layers."""
+    overrides = {"schedule": {"chunk_size": 2, "retain_per_forget": 3, "epochs": 10, "rows_apart": True},
+                 "training": {"learning_rate": 3e-3, "layers": [-1], "batch_size": 1,
+                              "also_train": ["embed_tokens", "lm_head"]}, "progress": False}
+    forget_before, retain_before = nlls(fitted, tokenizer, rows)
+    report = unlearn_with_recipe(fitted, tmp_path / "single", "ails-ntua", overrides, forget=rows[0], retain=rows[1])
+    forget_after, retain_after = nlls(tmp_path / "single", tokenizer, rows)
+    assert report.steps == len(rows[0]) * 4 * 10  # every row of every pass its own step
+    # measured: the forget NLL rises about 11 nats a token, the retain NLL stays within 0.001
+    assert forget_after - forget_before >= 5.0 and retain_after - retain_before <= 0.2, (forget_after, retain_after)
+    from transformers import AutoModelForCausalLM
+
+    before, after = (AutoModelForCausalLM.from_pretrained(folder) for folder in (fitted, tmp_path / "single"))
+    assert not torch.equal(before.get_input_embeddings().weight, after.get_input_embeddings().weight)
+    assert torch.equal(before.model.layers[0].mlp.up_proj.weight, after.model.layers[0].mlp.up_proj.weight)
+
+
+def test_the_single_gpu_set_up_the_docs_give_configures_the_notebooks_points():
+    """docs/recipes.md's YAML for SUGD.ipynb, over the recipe's OLMo-7B settings: one row a step
+    on one process at batch 1, embeddings and output layer trained, fp16 over bf16 weights."""
+    import re
+
+    import yaml
+
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "recipes.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```yaml\n(methods:\n  - recipe: ails-ntua\n.*?)```", text, re.S)
+    (entry,) = yaml.safe_load(block)["methods"]
+    overrides = {k: v for k, v in entry.items() if k not in ("recipe", "name")}
+    (config,) = RECIPES["ails-ntua"].configs("olmo-7b", overrides).values()
+    assert (config.schedule.rows_apart, config.schedule.retain_per_forget, config.training.batch_size) == (True, 7, 1)
+    assert (config.training.also_train, config.training.layers) == (["embed_tokens", "lm_head"], LAST_EIGHT)
+    assert (config.training.mixed_precision, config.dtype, config.training.learning_rate) == ("fp16", "bfloat16", 1e-5)
 
 
 def test_every_recipe_has_a_behaviour_case():

@@ -4,8 +4,9 @@ or LoRA adapters on the linear layers among those.
 
 `layers` are decoder-layer indices, negative ones counting from the last (`[-8, ..., -1]` is the
 last eight); `modules` are parts of parameter names (`mlp`, `self_attn`, `down_proj`,
-`mlp.down_proj`), matched as whole dotted components. Outside the chosen layers nothing trains:
-not the embeddings, the final norm or the output layer either.
+`mlp.down_proj`), matched as whole dotted components. Outside the chosen layers nothing trains
+(not the embeddings, the final norm or the output layer either) but the weights `also_train`
+names the same way (`embed_tokens`, `lm_head`).
 """
 
 from __future__ import annotations
@@ -52,14 +53,23 @@ def in_scope(name: str, layers: list[str] | None, modules: list[str] | None) -> 
         (modules is None or any(_contains(name, module) for module in modules))
 
 
-def freeze_outside(model, layers: list[int] | None, modules: list[str] | None) -> None:
-    """Full fine-tuning: every weight outside the chosen layers and modules stops training."""
+def freeze_outside(model, layers: list[int] | None, modules: list[str] | None, also: list[str] | None = None) -> None:
+    """Full fine-tuning: every weight outside the chosen layers and modules stops training, but
+    those named by a part in `also` (a tied weight by either of its names)."""
     if layers is None and modules is None:
         return
-    chosen = layer_names(model, layers)
+    chosen, also = layer_names(model, layers), also or []
+    names = {id(parameter): [] for parameter in model.parameters()}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names[id(parameter)].append(name)
+    for part in also:
+        if not any(_contains(name, part) for found in names.values() for name in found):
+            raise LumeError(f"also_train: no weight of {type(model).__name__} is named with {part!r}")
     kept = 0
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(parameter.requires_grad and in_scope(name, chosen, modules))
+    for parameter in model.parameters():
+        wanted = any(in_scope(name, chosen, modules) or any(_contains(name, part) for part in also)
+                     for name in names[id(parameter)])
+        parameter.requires_grad_(parameter.requires_grad and wanted)
         kept += parameter.requires_grad
     if not kept:
         raise LumeError(f"no weight trains: no parameter of layers {layers} matches modules {modules}")
@@ -103,5 +113,5 @@ def scoped(model, settings):
     or (full fine-tuning) every weight outside the chosen layers and modules frozen."""
     if settings.lora_rank > 0:
         return with_lora(model, settings)
-    freeze_outside(model, settings.layers, settings.modules)
+    freeze_outside(model, settings.layers, settings.modules, settings.also_train)
     return model

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from lume.errors import LumeError
 from lume.config import MAX_BATCH, MAX_SEED, check_settings, setting, settings_key
 from lume.training.distributed import check_tracker
 from lume.training.precision import CHOICES as MIXED_PRECISION
@@ -37,6 +38,8 @@ class TrainingSettings:
                                              "lume.training.scope); with LoRA, their linear layers get the adapters")
     modules: list[str] | None = setting(None, "Within those layers, the modules that train by name (mlp, self_attn, "
                                               "down_proj ...; None = all)")
+    also_train: list[str] | None = setting(None, "Outside those layers, weights that train too, by name part "
+                                                 "(embed_tokens, lm_head; full fine-tuning only)")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower)")
     compile: bool = setting(False, "Compile the training step (torch.compile, inductor; eager again if it fails): "
                                    "faster steps after minutes of compiling (bench/README.md)")
@@ -51,6 +54,9 @@ class TrainingSettings:
 
     def __post_init__(self):
         check_settings(self)
+        if self.also_train and self.lora_rank > 0:
+            raise LumeError(f"also_train {self.also_train} trains whole weights: it needs full fine-tuning "
+                            f"(lora_rank 0, not {self.lora_rank})")
 
 
 @dataclass

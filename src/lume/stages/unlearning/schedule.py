@@ -13,7 +13,10 @@ each giving every process of a distributed run its own share:
   forget example with `retain_per_forget` retain examples taken cyclically over the retain set
   (the same ones at every pass over that chunk, the next ones for the next chunk). With
   `restart_per_chunk`, each chunk starts with fresh optimiser moments and its own learning-rate
-  schedule, as a new trainer per chunk has it.
+  schedule, as a new trainer per chunk has it. With `rows_apart`, each chunk is one sequence of
+  rows (a forget example, then its retain examples, then the next forget example ...) and a
+  micro-step takes the next `batch_size` rows of it, whatever their kind: a step may hold forget
+  rows only or retain rows only (AILS-NTUA's single-GPU notebook: one row, one optimiser step).
 
 For `epochs` and `chunks` the run's length follows from the data: `epochs` passes (per chunk)
 of `batch_size` forget examples per micro-step.
@@ -43,11 +46,15 @@ class ScheduleSettings:
     max_seconds: float = setting(0.0, "epochs: stop at the end of an epoch when one more, as long as the longest so "
                                       "far, would end past N seconds of training (a run cut off at a time limit "
                                       "keeps its last finished epoch); 0 = no limit", at_least=0)
+    rows_apart: bool = setting(False, "chunks: a micro-step takes the next batch_size rows of the chunk's sequence "
+                                      "(each forget row, then its retain rows), so a step may hold one kind only")
 
     def __post_init__(self):
         check_settings(self)
         if self.max_seconds and self.kind != "epochs":
             raise LumeError(f"max_seconds stops at the end of an epoch: it needs kind epochs, not {self.kind}")
+        if self.rows_apart and self.kind != "chunks":
+            raise LumeError(f"rows_apart takes the rows of a chunk's sequence: it needs kind chunks, not {self.kind}")
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,20 @@ class Plan:
 
     @property
     def forget_per_step(self) -> int:
-        """Forget examples an optimiser step takes: `batch_size` per micro-step and process."""
+        """Forget examples (with `rows_apart`, rows of either kind) an optimiser step takes:
+        `batch_size` per micro-step and process."""
         return self.batch_size * self.micro_steps_per_step * self.processes
+
+    @property
+    def row_width(self) -> int:
+        """Rows a forget example stands for in a chunk's sequence: 1, or with `rows_apart` itself
+        and its retain rows."""
+        return 1 + self.settings.retain_per_forget if self.settings.rows_apart else 1
 
     def chunk_steps(self) -> list[int]:
         """Optimiser steps per chunk: `epochs` passes over it."""
-        return [max(1, math.ceil(len(chunk) * self.settings.epochs / self.forget_per_step)) for chunk in self.chunks()]
+        return [max(1, math.ceil(len(chunk) * self.row_width * self.settings.epochs / self.forget_per_step))
+                for chunk in self.chunks()]
 
     def segments(self) -> list[int] | None:
         return self.chunk_steps() if self.settings.kind == "chunks" and self.settings.restart_per_chunk else None
@@ -100,17 +115,36 @@ class Plan:
 
     def _chunk_indices(self, micro_step: int, process: int) -> tuple[list[int], list[int]]:
         """Chunk by chunk, in order; forget example i of a chunk with its own retain examples."""
-        ratio, chunks, retain_start, start = self.settings.retain_per_forget, self.chunks(), 0, 0
+        chunks, retain_start, start = self.chunks(), 0, 0
         for chunk, steps in zip(chunks, self.chunk_steps()):
             micro = steps * self.micro_steps_per_step
             if micro_step < start + micro or chunk is chunks[-1]:
                 first = ((micro_step - start) * self.processes + process) * self.batch_size
+                if self.settings.rows_apart:
+                    return self._rows_apart(chunk, first, retain_start)
                 positions = [(first + k) % len(chunk) for k in range(self.batch_size)]
-                retain = [(retain_start + i * ratio + r) % self.retain_count for i in positions for r in range(ratio)]
-                return [self.order[chunk[i]] for i in positions], retain
+                return ([self.order[chunk[i]] for i in positions],
+                        [j for i in positions for j in self._retain_of(retain_start, i)])
             start += micro
-            retain_start += len(chunk) * ratio
+            retain_start += len(chunk) * self.settings.retain_per_forget
         raise AssertionError("unreachable: the last chunk takes every later micro-step")
+
+    def _retain_of(self, retain_start: int, position: int) -> list[int]:
+        """The retain examples of a chunk's forget example `position` (the chunk's start at `retain_start`)."""
+        ratio = self.settings.retain_per_forget
+        return [(retain_start + position * ratio + r) % self.retain_count for r in range(ratio)]
+
+    def _rows_apart(self, chunk: range, first: int, retain_start: int) -> tuple[list[int], list[int]]:
+        """Rows `first` ... of the chunk's sequence (each forget row, then its retain rows; passes
+        repeat it), split by kind."""
+        forget, retain = [], []
+        for row in range(first, first + self.batch_size):
+            position, slot = divmod(row % (len(chunk) * self.row_width), self.row_width)
+            if slot:
+                retain.append(self._retain_of(retain_start, position)[slot - 1])
+            else:
+                forget.append(self.order[chunk[position]])
+        return forget, retain
 
 
 class EpochBudget:

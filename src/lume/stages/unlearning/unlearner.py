@@ -79,6 +79,9 @@ class UnlearnConfig:
         above_zero(self.training, "learning_rate")  # at 0 the trained model is a copy of its input
         check_device(self.device)
         self.method_settings = method_settings(self.method, self.method_settings)
+        if self.schedule.rows_apart and not METHODS[self.method].one_sided_steps:
+            raise LumeError(f"schedule.rows_apart gives steps of forget rows only or retain rows only, which method "
+                            f"{self.method!r} does not take (gd does)")
 
 
 def method_settings(name: str, settings: dict | None) -> dict:
@@ -169,15 +172,15 @@ def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, 
         training = config.training
         pool = method.forget_pool(micro_step // training.gradient_accumulation, schedule.steps, len(forget_examples))
         forget_indices, retain_indices = schedule.indices(training.seed, micro_step, accelerator.process_index, pool)
-        forget_batch = batch_of(forget_examples, forget_indices)
-        retain_batch = batch_of(retain_examples, retain_indices)
+        # a side with no rows (`schedule.rows_apart`) is None
+        batches = {"forget": batch_of(forget_examples, forget_indices) if forget_indices else None,
+                   "retain": batch_of(retain_examples, retain_indices) if retain_indices else None}
         context.model, context.step = model, micro_step // training.gradient_accumulation
-        batches = {"forget": forget_batch, "retain": retain_batch}
-        primed = [batches[name] for name in method.policy_batches]
+        primed = [batches[name] for name in method.policy_batches if batches[name] is not None]
         if primed:
             prime(model, primed, pad_id)
-        loss, logs = method.loss(context, forget_batch, retain_batch)
-        tokens = int(forget_batch["attention_mask"].sum() + retain_batch["attention_mask"].sum())
+        loss, logs = method.loss(context, batches["forget"], batches["retain"])
+        tokens = sum(int(batch["attention_mask"].sum()) for batch in batches.values() if batch is not None)
         return loss, {"loss": loss.item(), **logs, "tokens": tokens}
 
     return step_loss

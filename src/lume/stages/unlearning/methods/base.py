@@ -60,6 +60,9 @@ class Method:
     # The batches whose answer logits the loss reads from the trained model: computed together,
     # in one packed forward, before the loss runs (a batch left out is computed when asked for).
     policy_batches: ClassVar[tuple[str, ...]] = ("forget", "retain")
+    # The loss takes steps whose forget or retain batch is None (`schedule.rows_apart`: a step
+    # of one kind of rows); most losses need both.
+    one_sided_steps: ClassVar[bool] = False
 
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()

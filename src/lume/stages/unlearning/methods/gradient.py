@@ -4,6 +4,7 @@ GA:  minimise -NLL_θ(F)
 GD:  -NLL_θ(F) + α · NLL_θ(R)                      (average: tokens, each batch's pooled tokens)
      (−Σ_{i∈F} NLL_i + α · Σ_{j∈R} NLL_j) / (|F| + |R|)   (average: examples, NLL_i one example's
                                                   token mean: AILS-NTUA's per-example weights)
+     a step with no forget (or no retain) rows drops that term (`schedule.rows_apart`)
 KL:  -NLL_θ(F) + α · KL(p_ref ‖ p_θ) on R, per real answer token
 """
 
@@ -51,16 +52,20 @@ class GradientAscent(Method):
 class GradientDifference(Method):
     name = "gd"
     Settings = GDSettings
+    one_sided_steps = True
 
     def loss(self, context, forget, retain):
+        """A side a step lacks (None: `schedule.rows_apart`) drops out of the sum and the count."""
+        signs = {"forget": (forget, -1.0), "retain": (retain, self.settings.alpha)}
+        present = {name: (batch, sign) for name, (batch, sign) in signs.items() if batch is not None}
         if self.settings.average == "examples":
-            forget_nlls, retain_nlls = example_nlls(context.model, forget), example_nlls(context.model, retain)
-            count = len(forget_nlls) + len(retain_nlls)
-            loss = (-forget_nlls.sum() + self.settings.alpha * retain_nlls.sum()) / count
-            return loss, {"forget_nll": forget_nlls.mean().item(), "retain_nll": retain_nlls.mean().item()}
-        forget_nll, retain_nll = nll(context.model, forget), nll(context.model, retain)
-        loss = -forget_nll + self.settings.alpha * retain_nll
-        return loss, {"forget_nll": forget_nll.item(), "retain_nll": retain_nll.item()}
+            nlls = {name: example_nlls(context.model, batch) for name, (batch, _) in present.items()}
+            count = sum(len(values) for values in nlls.values())
+            loss = sum(present[name][1] * values.sum() for name, values in nlls.items()) / count
+            return loss, {f"{name}_nll": values.mean().item() for name, values in nlls.items()}
+        nlls = {name: nll(context.model, batch) for name, (batch, _) in present.items()}
+        loss = sum(present[name][1] * value for name, value in nlls.items())
+        return loss, {f"{name}_nll": value.item() for name, value in nlls.items()}
 
 
 @register
