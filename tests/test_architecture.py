@@ -92,3 +92,14 @@ def test_every_training_stage_runs_through_the_one_stage_skeleton():
     assert not bypassing, bypassing
     stages = {cls.__name__ for cls in Stage.__subclasses__()}
     assert {"_TargetStage", "_UnlearnStage", "_RelearnStage"} <= stages, stages
+
+
+def test_a_study_takes_its_step_keys_from_the_stages_and_imports_no_training_internals():
+    """What decides a step (precision included) is the stage's to say (`step_key`, `target_key`):
+    the study and the sweep import nothing from lume.training."""
+    reaching = []
+    for name in ("pipeline.py", "sweep.py"):
+        for node in ast.walk(ast.parse((ROOT / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lume.training"):
+                reaching.append(f"{name} imports {node.module}")
+    assert not reaching, reaching

@@ -131,3 +131,44 @@ def test_an_installed_plugins_method_and_section_run_end_to_end(installed_plugin
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert set(summary["answer_nll"]) == {"forget", "retain"} and all(v > 0 for v in summary["answer_nll"].values())
     assert "answer_nll.jsonl" in summary["files"] and "answer NLL (forget)" in done.stdout
+
+
+def test_the_help_lists_what_the_registries_hold_so_a_new_file_is_listed():
+    """A method, recipe or attack registered in lume's tree appears in `--help` with no list to edit."""
+    code = """
+from lume.stages.attacks import ATTACKS, Attack
+from lume.stages.unlearning.methods import METHODS, Method
+from lume.stages.unlearning.recipes import RECIPES, Recipe
+for registry, base, name in ((METHODS, Method, "fresh-method"), (RECIPES, Recipe, "fresh-recipe"),
+                             (ATTACKS, Attack, "fresh-attack")):
+    registry.register(type(name, (base,), {"name": name}))
+from typer.testing import CliRunner
+from lume.cli import app
+for command in ("unlearn", "attack"):
+    print(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"}).output)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert all(name in text for name in ("fresh-method", "fresh-recipe", "fresh-attack", "npo+gd", "relearn")), text
+
+
+def test_the_readme_and_the_docs_list_every_registered_method_recipe_and_attack():
+    """The hand-written pages name exactly what the registries hold (a new file fails here until
+    its page lists it)."""
+    import re
+
+    from lume.stages.attacks import ATTACKS
+    from lume.stages.unlearning.methods import METHODS
+    from lume.stages.unlearning.recipes import RECIPES
+
+    root = Path(__file__).parent.parent
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    names = lambda text: set(re.findall(r"`([^`]+)`", text))  # noqa: E731
+    assert names(re.search(r"Methods: (.*?) \(each", readme).group(1)) == set(METHODS)
+    assert names(re.search(r"Recipes: (.*?) \(\[docs", readme).group(1)) == set(RECIPES)
+    docs = {page: (root / "docs" / page).read_text(encoding="utf-8") for page in ("methods.md", "recipes.md",
+                                                                                  "attacks.md")}
+    assert not [m for m in METHODS if f"| `{m}` |" not in docs["methods.md"]]
+    assert not [r for r in RECIPES if f"## `{r}`" not in docs["recipes.md"]]
+    assert not [a for a in ATTACKS if f"`{a}`" not in docs["attacks.md"]]

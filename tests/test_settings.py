@@ -162,3 +162,18 @@ def test_each_commands_setting_example_is_one_it_accepts():
         option = next(p for p in command.params if p.name == "setting")
         example = option.help.rsplit("e.g. ", 1)[1]
         given_values(cls, {}, [example])  # raises if the command's config refuses it
+
+
+def test_the_settings_reference_page_is_written_from_the_fields_and_current():
+    """docs/settings.md is `python -m lume.cli.reference`'s output: a new field, default or help
+    text fails here until the page is written again."""
+    from pathlib import Path
+
+    from lume.cli.reference import reference
+
+    page = Path(__file__).parent.parent / "docs" / "settings.md"
+    assert page.read_text(encoding="utf-8") == reference(), \
+        "docs/settings.md is stale: python -m lume.cli.reference > docs/settings.md"
+    text = reference()
+    assert "| `also_train` |" in text and "| `progress` | bool | `True` |  | Progress bars (changes no result) |" \
+        in text

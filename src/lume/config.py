@@ -166,17 +166,56 @@ def build(cls, values, *, where: str = "", source: str | Path = "<settings>"):
 
 def setting(default=dataclasses.MISSING, help: str = "", *, factory=None, at_least: float | None = None,
             at_most: float | None = None, above: float | None = None, between: tuple[float, float] | None = None,
-            choices=None, check=None, option: str | None = None):
+            choices=None, check=None, option: str | None = None, decides: bool = True):
     """A settings field: its default (or `factory`), its help text, and its range: `at_least`,
     `at_most`, `above` (strictly), `between` (both ends included), `choices` (a tuple, or a
     callable giving them), or `check` (a callable that raises LumeError for a value not None it
     refuses, where the choices are only known when asked). `option`: the CLI's name for it, where
-    it differs from `--field-name`."""
+    it differs from `--field-name`. `decides`: whether it changes what the stage computes (False
+    for progress bars, logging, checkpoint intervals): only deciding fields key results."""
     metadata = {"help": help, "at_least": at_least, "at_most": at_most, "above": above, "between": between,
-                "choices": choices, "check": check, "option": option}
+                "choices": choices, "check": check, "option": option, "decides": decides}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# Raised when a setting's default changes what a run computes: keys leave defaults out (below), so
+# only this tells an old result from a new one. tests/test_identity.py pins every default.
+IDENTITY_VERSION = 1
+
+
+def default_of(field: dataclasses.Field):
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+
+
+def identity(settings) -> dict:
+    """What in `settings` (a settings dataclass) decides a stage's result: each deciding field
+    whose value is not its default, nested settings the same way. A cosmetic field never counts,
+    and a new option at its default leaves the keys of the runs that do not use it unchanged."""
+    found = {}
+    for field in dataclasses.fields(settings):
+        if not field.metadata.get("decides", True):
+            continue
+        value = getattr(settings, field.name)
+        if dataclasses.is_dataclass(value):
+            nested = identity(value)
+            if nested:
+                found[field.name] = nested
+        elif value != default_of(field):
+            found[field.name] = value
+    return found
+
+
+def decided_by(settings, **context) -> dict:
+    """A result's key: the identity of the `settings` that made it and its `context` (the inputs'
+    fingerprints, the precision the settings resolved to ...)."""
+    return {"version": IDENTITY_VERSION, "settings": identity(settings), **context}
+
+
+def identity_key(settings, length: int = 16, **context) -> str:
+    """A short hash of `decided_by(settings, **context)`: names checkpoints and cached results."""
+    return settings_key(decided_by(settings, **context), length)
 
 
 def help_of(cls, name: str) -> str:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged, safe_name, setting, settings_key, shown
+from lume.config import build, coerce_fields, merged, safe_name, setting, shown
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
-from lume.data.paths import DATA_DIR_HELP, cache_dir
+from lume.data.paths import DATA_DIR_HELP
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
@@ -30,13 +29,14 @@ from lume.outputs import check_output_dir, one_writer, refuse_overwriting_inputs
 from lume.reports.study import write_report
 from lume.results import EvaluationSummary, read_summary
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
+from lume.stages.attacks import step_key as attack_key
 from lume.stages.evaluation import EvalConfig, evaluate
-from lume.stages.target import ORACLE_DIR, MemorizeConfig, memorize, memorize_oracle, preset
+from lume.stages.evaluation import step_key as evaluation_key
+from lume.stages.target import ORACLE_DIR, MemorizeConfig, cached_target, memorize_oracle, preset
 from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, unlearn
+from lume.stages.unlearning import step_key as unlearning_key
 from lume.stages.unlearning.recipes import RECIPES, recipe_configs, target_kind
-from lume.stages.unlearning.recipes.run import unlearn_with_recipe
-from lume.training.distributed import started_processes
-from lume.training.precision import chosen_mixed_precision
+from lume.stages.unlearning.recipes.run import recipe_step_key, unlearn_with_recipe
 
 log = logging.getLogger(__name__)
 
@@ -218,22 +218,7 @@ def build_target(config: RunConfig) -> Path:
     overrides = {**config.target.memorize, "data_dir": config.data_dir}
     settings = (preset(config.target.preset, **overrides) if config.target.preset
                 else merged(MemorizeConfig(), overrides))
-    key = {**dataclasses.asdict(settings), "progress": None, "data_dir": None,
-           "mixed_precision": chosen_mixed_precision(settings.training.mixed_precision, settings.device),
-           "base_fingerprint": model_fingerprint(settings.base),
-           "data_fingerprint": lume_data.load(config.data_dir, settings.source).fingerprint}
-    folder = cache_dir() / "targets" / settings_key(key, 12)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # several sweep workers: one builds, the others wait and reuse it (the processes of one
-    # distributed run build it together instead)
-    with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
-        spoilt = damaged(folder)  # a damaged cached target is lume's own: built again over it
-        if not (folder / MANIFEST_NAME).is_file() or spoilt:
-            log.info(f"building the target model in {folder}")
-            memorize(folder, settings, overwrite=spoilt)
-        else:
-            log.info(f"reusing the target model in {folder}")
-    return folder
+    return cached_target(settings, lume_data.load(config.data_dir, settings.source).fingerprint)
 
 
 def build_oracle(target: Path) -> Path:
@@ -274,7 +259,7 @@ class Steps:
 def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: EvalConfig,
                    overwrite: bool = False) -> EvaluationSummary:
     """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
-    key = {"model": model_fingerprint(model), "config": {**dataclasses.asdict(config), "progress": None}}
+    key = {"model": model_fingerprint(model), **evaluation_key(config)}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
         log.info(f"{label}: evaluation already done")
@@ -298,15 +283,11 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
     fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
     if "recipe" in spec:
         kind, configs = recipe_configs(spec["recipe"], target, fields, spec.get("recipe_target", "auto"))
-        settings = {run: {**dataclasses.asdict(config), "progress": None} for run, config in configs.items()}
-        precision = {run: chosen_mixed_precision(c.training.mixed_precision, c.device) for run, c in configs.items()}
-        described = {"recipe": RECIPES[spec["recipe"]].name, "target_kind": kind, "runs": settings}
+        described = recipe_step_key(spec["recipe"], kind, configs)
     else:
         config = merged(UnlearnConfig(method=spec["method"]), fields)
-        described = {**dataclasses.asdict(config), "progress": None}
-        precision = chosen_mixed_precision(config.training.mixed_precision, config.device)
-    key = {"target": model_fingerprint(target), "data": dataset.fingerprint, "settings": described,
-           "mixed_precision": precision}
+        described = unlearning_key(config)
+    key = {"target": model_fingerprint(target), "data": dataset.fingerprint, **described}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done" and damaged(folder):
         log.warning(f"{label}: the finished model in {folder} changed since it was written (truncated?); redoing it")
@@ -327,9 +308,8 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
 def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:
     """The study step "attack LABEL": skipped when done with the same key, else run."""
     settings = dataclasses.replace(config.attack, data_dir=config.data_dir)
-    key = {"model": model_fingerprint(model), "target": model_fingerprint(target), "attacks": config.attacks,
-           "config": {**dataclasses.asdict(settings), "progress": None},
-           "mixed_precision": chosen_mixed_precision(settings.relearn.mixed_precision, None)}
+    key = {"model": model_fingerprint(model), "target": model_fingerprint(target),
+           **attack_key(settings, config.attacks)}
     state = steps.state(f"attack-{label}", key, (folder / RESULT_NAME).is_file())
     if state == "done":
         return

@@ -57,6 +57,11 @@ class Registry(Mapping):
 
         return add if cls is None else add(cls)
 
+    def listed(self) -> list[str]:
+        """Every name for `--help` and the docs: those registered, then installed plug-ins'
+        (named without loading them, so a broken one cannot break the help)."""
+        return [*self._classes, *(name for name in plugin_names(self.group) if name not in self._classes)]
+
     def _check_kind(self, cls) -> None:
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             what = place(cls) if isinstance(cls, type) else repr(cls)

@@ -19,11 +19,11 @@ from lume.cli import (STAGE_HELP, DataDir, Overwrite, Setting, Wait, configured,
                       name_values, setting_option)
 from lume.config import help_of
 from lume.errors import LumeError
-from lume.registry import plugin_names
-from lume.stages.attacks import AttackConfig
+from lume.stages.attacks import ATTACKS, AttackConfig
 from lume.stages.evaluation import EvalConfig
 from lume.stages.target import MemorizeConfig
-from lume.stages.unlearning import UnlearnConfig
+from lume.stages.unlearning import METHODS, UnlearnConfig
+from lume.stages.unlearning.recipes import RECIPES
 from lume.stages.unlearning.merge import MergeConfig
 from lume.training import TrainingSettings
 
@@ -32,14 +32,10 @@ RecipeTarget = Annotated[Optional[str], typer.Option(
     "--recipe-target", help="Which of the recipe's settings: auto (by MODEL_IN), olmo-1b, olmo-7b or lume "
                             "(a target lume built)")]
 RecipeName = Annotated[Optional[str], typer.Option(
-    "--recipe", help="A SemEval-2025 system instead of a method: " + ", ".join(
-        ["ails-ntua", "zjuklab", "sha256", "adaptive-rmu", *plugin_names("lume.recipes")])
+    "--recipe", help="A SemEval-2025 system instead of a method: " + ", ".join(RECIPES.listed())
     + " (docs/recipes.md); the other options given override its settings")]
 MethodName = Annotated[Optional[str], typer.Option(
-    "--method", help=", ".join(["ga", "gd", "kl", "npo", "npo+gd", "npo+kl", "npo+kl+gd", "simnpo", "rmu", "idk",
-                                "altpo", "sequential-gd", "adaptive-gd", "wga", "satimp", "undial", "ce-u", "pdu",
-                                *plugin_names("lume.methods")])
-    + " (docs/methods.md), or package.module:Class (docs/plugins.md)")]
+    "--method", help=", ".join(METHODS.listed()) + " (docs/methods.md), or package.module:Class (docs/plugins.md)")]
 
 
 def _settings_field(cls, name: str) -> tuple[type, dataclasses.Field]:
@@ -238,8 +234,7 @@ def attack_command(
     model: Annotated[Path, typer.Argument(help="The unlearned model folder")],
     target: Annotated[Path, typer.Option(help="The target model it was unlearned from")],
     attack: Annotated[list[str], typer.Option(
-        help=", ".join(["relearn", "relearn-public", "quantize-8", "quantize-4", "probe",
-                        *plugin_names("lume.attacks")]) + ", or package.module:Class (repeatable)")],
+        help=", ".join(ATTACKS.listed()) + ", or package.module:Class (repeatable)")],
     given: dict,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for attacks.json")] = Path("runs/attack"),
     relearn_learning_rate: Annotated[Optional[float], typer.Option(

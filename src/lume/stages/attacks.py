@@ -30,7 +30,7 @@ from typing import ClassVar
 import torch
 
 from lume import data as lume_data
-from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, setting
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
 from lume.data.manifest import read_manifest
 from lume.data.mmlu import load_mmlu
 from lume.data.records import Document, Record
@@ -44,6 +44,7 @@ from lume.models import load_model
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer, refuse_overwriting_inputs
 from lume.registry import Registry
 from lume.training import Example, TrainingRun, TrainingSettings, collate, prompt_answer_example, scoped
+from lume.training.precision import chosen_mixed_precision
 from lume.training.stage import Stage
 from lume.training.sampling import drawn_batches
 from lume.data.paths import DATA_DIR_HELP
@@ -70,10 +71,17 @@ class AttackConfig:
     batch_size: int = setting(BATCH_SIZE, "Prompts decoded together", at_least=1, at_most=MAX_BATCH)
     max_new_tokens: int = setting(MAX_NEW_TOKENS, "Tokens generated at most per probe (the protocol's; lower only "
                                                   "for quick looks)", at_least=1, at_most=MAX_NEW_TOKENS_LIMIT)
-    progress: bool = setting(True, "Progress bars")
+    progress: bool = setting(True, "Progress bars", decides=False)
 
     def __post_init__(self):
         check_settings(self)
+
+
+def step_key(config: AttackConfig, attacks: list[str]) -> dict:
+    """What decides the attacks' results, beside the two models' fingerprints (a study's step
+    record): the attacks, the deciding settings and the relearning's mixed precision here."""
+    return decided_by(config, attacks=list(attacks),
+                      mixed_precision=chosen_mixed_precision(config.relearn.mixed_precision, None))
 
 
 def split_for_relearning(documents: list[Document], seed: int) -> tuple[list[Document], list[Document]]:

@@ -10,12 +10,13 @@ what was trained and what was held out, for membership inference later.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lume import data as lume_data
-from lume.config import above_zero, check_settings, merged, setting
+from lume.config import above_zero, build, check_settings, decided_by, identity, merged, setting, settings_key
 from lume.data.manifest import MANIFEST_NAME, TargetManifest, read_manifest
 from lume.data.records import Document
 from lume.data.selection import Selection
@@ -28,9 +29,11 @@ from lume.models.fingerprint import damaged
 from lume.outputs import UNFINISHED_NAME, one_writer
 from lume.training import (Example, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            scoped, without_autocast)
+from lume.training.precision import chosen_mixed_precision
 from lume.training.stage import Stage
 from lume.training.sampling import epoch_batch
-from lume.data.paths import DATA_DIR_HELP
+from lume.data.paths import DATA_DIR_HELP, cache_dir
+from lume.training.distributed import started_processes
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class MemorizeConfig:
                                          factory=_memorize_training)
     dtype: str | None = setting(None, "The dtype the base is loaded in (default float32)", choices=(None, *DTYPES))
     device: str | None = setting(None, "cpu to force the CPU")
-    progress: bool = setting(True, "Progress bars")
+    progress: bool = setting(True, "Progress bars", decides=False)
 
     def __post_init__(self):
         check_settings(self)
@@ -179,12 +182,36 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracl
     return built
 
 
+def cached_target(settings: MemorizeConfig, data_fingerprint: str) -> Path:
+    """The target `settings` build from the data of `data_fingerprint`, in lume's cache under
+    its key (with the base model's fingerprint): built once, reused after. Several sweep workers:
+    one builds, the others wait and reuse it (the processes of one distributed run build it
+    together instead)."""
+    key = {**target_key(settings), "base_fingerprint": model_fingerprint(settings.base),
+           "data_fingerprint": data_fingerprint}
+    folder = cache_dir() / "targets" / settings_key(key, 12)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
+        spoilt = damaged(folder)  # a damaged cached target is lume's own: built again over it
+        if not (folder / MANIFEST_NAME).is_file() or spoilt:
+            log.info(f"building the target model in {folder}")
+            memorize(folder, settings, overwrite=spoilt)
+        else:
+            log.info(f"reusing the target model in {folder}")
+    return folder
+
+
 def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
     """The finished, undamaged target in OUT_DIR when it was built with `config` (progress aside)."""
     if not _finished_target(out_dir):
         return None
     manifest = read_manifest(out_dir)
-    return manifest if _settings(manifest.settings) == _settings(asdict(config)) else None
+    fields = {k: v for k, v in manifest.settings.items() if k not in MANIFEST_COUNTS}
+    try:
+        built = build(MemorizeConfig, fields, source=out_dir / MANIFEST_NAME)
+    except LumeError:  # written by a lume whose settings differ: not built with these
+        return None
+    return manifest if identity(built) == identity(config) else None
 
 
 def _finished_target(out_dir: Path) -> bool:
@@ -201,9 +228,12 @@ def _damaged_warning(out_dir: Path) -> bool:
     return True
 
 
-def _settings(fields: dict) -> dict:
-    """A target's settings that decide it (its manifest adds two counts; progress decides nothing)."""
-    return {k: v for k, v in fields.items() if k not in ("progress", "steps_per_epoch", "examples")}
+def target_key(config: MemorizeConfig) -> dict:
+    """What decides the target `config` builds, beside its base model's and data's fingerprints:
+    its deciding settings but the data folder (the fingerprint stands for it) and the mixed
+    precision they resolve to on this machine."""
+    return decided_by(replace(config, data_dir=None),
+                      mixed_precision=chosen_mixed_precision(config.training.mixed_precision, config.device))
 
 
 def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetManifest:
@@ -263,7 +293,8 @@ class _TargetStage(Stage):
         return TargetManifest.from_selection(
             self.selection, base_model=self.config.base, data_fingerprint=self.data_fingerprint,
             left_out=[d.doc_id for d in self.selection.chosen if (d.split, d.doc_id) not in trained],
-            settings={**asdict(self.config), "steps_per_epoch": self.steps_per_epoch, "examples": len(self.examples)},
+            settings={**asdict(self.config), MANIFEST_COUNTS[0]: self.steps_per_epoch,
+                      MANIFEST_COUNTS[1]: len(self.examples)},
             result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds, "tokens": result.tokens,
                     "history": self.history, "losses": result.losses, **distribution(accelerator)})
 
@@ -277,6 +308,7 @@ class _TargetStage(Stage):
 
 
 ORACLE_DIR = "oracle"  # a target's retrained oracle, inside its folder
+MANIFEST_COUNTS = ("steps_per_epoch", "examples")  # what a manifest adds to the settings it was built with
 
 
 def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bool = False,
@@ -291,7 +323,8 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
         raise LumeError(f"{target_dir} is not a target lume built (no {MANIFEST_NAME}): it has no oracle to build")
     if target.left_out:
         raise LumeError(f"{target_dir} is itself an oracle")
-    config = merged(MemorizeConfig(), {**_settings(target.settings), "progress": progress})
+    fields = {k: v for k, v in target.settings.items() if k not in MANIFEST_COUNTS}
+    config = merged(MemorizeConfig(), {**fields, "progress": progress})
     out_dir = target_dir / ORACLE_DIR
     built = None if overwrite else _built_with(out_dir, config)
     if built is not None:  # finished with these settings: nothing to do

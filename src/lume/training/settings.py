@@ -4,10 +4,10 @@ building, unlearning and the relearning attack, so each field is set the same wa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from lume.errors import LumeError
-from lume.config import MAX_BATCH, MAX_SEED, check_settings, setting, settings_key
+from lume.config import MAX_BATCH, MAX_SEED, check_settings, identity_key, setting
 from lume.training.distributed import check_tracker
 from lume.training.precision import CHOICES as MIXED_PRECISION
 
@@ -42,15 +42,16 @@ class TrainingSettings:
                                                  "(embed_tokens, lm_head; full fine-tuning only)")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower)")
     compile: bool = setting(False, "Compile the training step (torch.compile, inductor; eager again if it fails): "
-                                   "faster steps after minutes of compiling (bench/README.md)")
+                                   "faster steps once compiled, after minutes of compiling")
     mixed_precision: str = setting("auto", "auto (bf16 autocast where the device computes bf16 natively, else "
                                            "float32), bf16, fp16 or no", choices=MIXED_PRECISION)
     seed: int = setting(0, "Seed of the training (and of the stage's draws)", at_least=0, at_most=MAX_SEED)
     save_every: int | None = setting(None, "Checkpoint every N optimiser steps to resume from; 0 = never; None = the "
                                            "stage's default (memorize: each epoch; unlearn and relearning: never)",
-                                     at_least=0)
+                                     at_least=0, decides=False)
     log_with: str | None = setting(None, "Log training to an accelerate tracker (tensorboard, wandb, mlflow ...) under "
-                                         "OUT/logs; off by default", check=check_tracker)
+                                         "OUT/logs; off by default", check=check_tracker,
+                                     decides=False)
 
     def __post_init__(self):
         check_settings(self)
@@ -80,6 +81,5 @@ class TrainingRun:
 
     def key(self) -> str:
         """What decides the trained weights (checkpoint interval and logging do not)."""
-        decisive = {**asdict(self.settings), "save_every": None, "log_with": None, "max_steps": self.max_steps,
-                    "identity": self.identity, **({"segments": self.segments} if self.segments else {})}
-        return settings_key(decisive)
+        return identity_key(self.settings, max_steps=self.max_steps, identity=self.identity,
+                            **({"segments": self.segments} if self.segments else {}))

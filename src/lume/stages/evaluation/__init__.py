@@ -11,6 +11,6 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name.endswith("_section"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from lume.stages.evaluation.evaluator import EvalConfig, evaluate, part_dtypes  # noqa: E402
+from lume.stages.evaluation.evaluator import EvalConfig, evaluate, part_dtypes, step_key  # noqa: E402
 
-__all__ = ["SECTIONS", "EvalConfig", "Evaluation", "Section", "evaluate", "part_dtypes", "register_section"]
+__all__ = ["SECTIONS", "EvalConfig", "Evaluation", "Section", "evaluate", "part_dtypes", "register_section", "step_key"]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lume import data as lume_data
-from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, setting
+from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
@@ -54,11 +54,11 @@ class EvalConfig:
     max_new_tokens: int = setting(MAX_NEW_TOKENS, "Tokens generated at most per probe (the protocol's)", at_least=1,
                                   at_most=MAX_NEW_TOKENS_LIMIT)
     batch_size: int = setting(BATCH_SIZE, "Prompts decoded together", at_least=1, at_most=MAX_BATCH)
-    early_exit: bool = setting(True, "Stop QA rows that can no longer match (scores unchanged)")
+    early_exit: bool = setting(True, "Stop QA rows that can no longer match (scores unchanged)", decides=False)
     backend: str = setting("hf", "Generation backend: hf (transformers), vllm (when installed; GPU), a plug-in's "
                                  "name or package.module:Class")
     vllm_memory: float = setting(0.5, "Share of GPU memory vLLM may take; the transformers copy stays loaded",
-                                 above=0)
+                                 above=0, decides=False)
     mia: bool = setting(True, "Membership inference (a section runs unless a false field here bears its name)")
     mia_set: str = setting("final", "final or validation SemEval MIA files, or none (a lume target's held-out "
                                     "documents alone)", choices=MIA_SETS)
@@ -78,7 +78,7 @@ class EvalConfig:
                                       "the reference's per part on a GPU (generation and MIA bfloat16, MMLU auto), "
                                       "float32 on a CPU", choices=(None, *DTYPES, "auto"))
     device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: the GPU when there is one)")
-    progress: bool = setting(True, "Progress bars")
+    progress: bool = setting(True, "Progress bars", decides=False)
 
     def __post_init__(self):
         check_settings(self)
@@ -97,6 +97,12 @@ def part_dtypes(config: EvalConfig, device: str) -> dict[str, str]:
     if device.startswith("cuda"):
         return {"generation": "bfloat16", "mia": "bfloat16", "mmlu": "auto"}
     return dict.fromkeys(PARTS, "float32")
+
+
+def step_key(config: EvalConfig) -> dict:
+    """What decides an evaluation's scores, beside the model's fingerprint (a study's step record):
+    the deciding settings and the dtype each part loads the model in on this machine."""
+    return decided_by(config, dtypes=part_dtypes(config, config.device or default_device()))
 
 
 def _versions() -> dict[str, str]:

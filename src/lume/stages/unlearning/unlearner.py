@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from lume import data as lume_data
-from lume.config import above_zero, check_settings, coerce_fields, setting, settings_key
+from lume.config import above_zero, check_settings, coerce_fields, decided_by, identity, setting, settings_key
 from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
@@ -36,6 +36,7 @@ from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettin
 from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
 from lume.training.stage import Stage
+from lume.training.precision import chosen_mixed_precision
 from lume.results import StepChoice, UnlearnReport
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
@@ -64,9 +65,9 @@ class UnlearnConfig:
                                       "(as AILS-NTUA and SHA256 trained; docs/unlearning.md says what it costs)",
                                 choices=(None, *DTYPES))
     device: str | None = setting(None, "cpu to force the CPU")
-    progress: bool = setting(True, "Progress bars")
+    progress: bool = setting(True, "Progress bars", decides=False)
     recipe: str | None = setting(None, "The recipe these settings came from (recorded in the report; set by "
-                                       "--recipe)")
+                                       "--recipe)", decides=False)
 
     def __post_init__(self):
         check_settings(self)
@@ -82,6 +83,12 @@ class UnlearnConfig:
         if self.schedule.rows_apart and not METHODS[self.method].one_sided_steps:
             raise LumeError(f"schedule.rows_apart gives steps of forget rows only or retain rows only, which method "
                             f"{self.method!r} does not take (gd does)")
+
+
+def step_key(config: UnlearnConfig) -> dict:
+    """What decides the model `config` unlearns, beside its input model and data: its deciding
+    settings and the mixed precision they resolve to on this machine (a study's step record)."""
+    return decided_by(config, mixed_precision=chosen_mixed_precision(config.training.mixed_precision, config.device))
 
 
 def method_settings(name: str, settings: dict | None) -> dict:
@@ -138,8 +145,8 @@ def _examples(model, tokenizer, records: list[Record], split: str, text: TextSet
 def _training_run(config: UnlearnConfig, method, model_fingerprint: str, forget: list[Record],
                   retain: list[Record], mixed_precision: str, schedule: Plan) -> TrainingRun:
     return TrainingRun(replace(config.training, mixed_precision=mixed_precision), schedule.steps,
-                       {"method": config.method, "method_settings": asdict(method.settings),
-                        "schedule": asdict(config.schedule), "text": asdict(config.text), "dtype": config.dtype,
+                       {"method": config.method, "method_settings": identity(method.settings),
+                        "schedule": identity(config.schedule), "text": identity(config.text), "dtype": config.dtype,
                         "model": model_fingerprint,
                         "forget": _fingerprint(forget), "retain": _fingerprint(retain)}, schedule.segments())
 
@@ -264,8 +271,8 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     held_out = manifest.selection(dataset.documents).held_out if manifest else []
     mmlu_dir = dataset.data_dir / "mmlu"
     probes = probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes)
-    key = {"run": run.key(), "probes": asdict(config.probes), "select": config.select, "data": probes.describe()}
-    start = {"model": run.identity["model"], "probes": asdict(config.probes), "forget": run.identity["forget"],
+    key = {"run": run.key(), "probes": identity(config.probes), "select": config.select, "data": probes.describe()}
+    start = {"model": run.identity["model"], "probes": identity(config.probes), "forget": run.identity["forget"],
              "retain": run.identity["retain"], "held_out": sorted(d.doc_id for d in held_out),
              "device": accelerator.device.type}
     start_key = settings_key(start)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from lume.config import settings_key
+from lume.config import build, decided_by, identity, settings_key
 from lume.data.manifest import MANIFEST_NAME
 from lume.errors import LumeError
 from lume.files import write_json_atomic
@@ -24,7 +24,7 @@ from lume.outputs import claim, mark_finished, one_writer, refuse_overwriting_in
 from lume.stages.unlearning.merge import MergeConfig, check_adapters, merge_into
 from lume.stages.unlearning.recipes.base import RECIPES, recipe_configs
 from lume.results import UnlearnReport
-from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, unlearn
+from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, step_key, unlearn
 
 RUNS_DIR = "runs"
 
@@ -48,9 +48,15 @@ def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = N
         return _merged(model_in, Path(out_dir), recipe, kind, configs, merge, overwrite, on_probe, common)
 
 
+def recipe_step_key(name: str, kind: str, configs: dict[str, UnlearnConfig]) -> dict:
+    """What decides a recipe's model, beside its input model and data (a study's step record):
+    the recipe, the kind of target its settings are for, and each run's key."""
+    return {"recipe": RECIPES[name].name, "target_kind": kind, "runs": {run: step_key(c) for run, c in configs.items()}}
+
+
 def _key(model_in, configs: dict[str, UnlearnConfig], merge: MergeConfig) -> str:
-    settings = {"model": model_fingerprint(model_in), "merge": asdict(merge),
-                "runs": {run: {**asdict(config), "progress": None} for run, config in configs.items()}}
+    settings = {"model": model_fingerprint(model_in), "merge": decided_by(merge),
+                "runs": {run: decided_by(config) for run, config in configs.items()}}
     return settings_key(settings)
 
 
@@ -60,7 +66,11 @@ def _finished_report(folder: Path, config: UnlearnConfig) -> UnlearnReport | Non
         report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")))
     except (OSError, ValueError, LumeError):
         return None
-    return report if report.config == asdict(config) else None
+    try:
+        finished = build(UnlearnConfig, report.config, source=folder / REPORT_NAME)
+    except LumeError:  # written by a lume whose settings differ: not this run's
+        return None
+    return report if identity(finished) == identity(config) else None
 
 
 def _merged(model_in, out_dir: Path, recipe, kind: str, configs: dict[str, UnlearnConfig], merge: MergeConfig,
