@@ -101,8 +101,11 @@ def test_a_rerun_redoes_nothing(finished, study, cache, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("finished work was redone")
 
-    for name in ("unlearn", "evaluate", "memorize"):
+    import lume.stages.target
+
+    for name in ("unlearn", "evaluate"):
         monkeypatch.setattr(pipeline, name, fail)
+    monkeypatch.setattr(lume.stages.target, "memorize", fail)  # the cached target is built there
     monkeypatch.setenv("LUME_CACHE", str(cache))
     (finished / "report.md").unlink()
     assert run(load_config(study)) == finished
