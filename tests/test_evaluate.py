@@ -234,3 +234,40 @@ def test_every_attack_has_an_auc_with_an_interval_and_the_reference_is_the_base_
     monkeypatch.setattr(membership, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     again = evaluate(target, tmp_path / "again", settings).to_json()
     assert not loads and again["mia"]["auc_reference"] == summary["mia"]["auc_reference"]  # from the cache
+
+
+def test_verify_recomputes_every_official_number_and_names_an_edited_one(evaluated, tmp_path, capsys):
+    """`lume verify`: equal on a fresh evaluation (and a study holding it); an edited per-item
+    score, summary number or MMLU logit is named, exit 1."""
+    from lume.cli import main
+    from lume.reports.verify import verify_evaluation
+
+    folder = tmp_path / "study" / "eval" / "model"
+    shutil.copytree(evaluated[0], folder)
+    checks = verify_evaluation(folder)
+    assert all(check.equal for check in checks), [c.line() for c in checks if not c.equal]
+    assert len(checks) == 1 + 12 + 1 + 2 + 1 + 1
+    assert {"task_aggregate", "mia_score", "mmlu accuracy", "final"} <= {check.name for check in checks}
+    main(["verify", str(tmp_path / "study")])  # exit 0: no SystemExit
+    assert "DIFFERS" not in capsys.readouterr().out
+
+    items = [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    items[3]["score"] += 0.25
+    (folder / "items.jsonl").write_text("".join(json.dumps(item) + "\n" for item in items))
+    wrong = [check for check in verify_evaluation(folder) if not check.equal]
+    assert [check.name for check in wrong] == ["items scored as recorded"] and items[3]["id"] in wrong[0].where
+
+    shutil.copy(evaluated[0] / "items.jsonl", folder / "items.jsonl")
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["task_aggregate"] += 0.01
+    (folder / "summary.json").write_text(json.dumps(summary))
+    mmlu = [json.loads(line) for line in (folder / "mmlu.jsonl").read_text().splitlines()]
+    right = not mmlu[0]["correct"]  # a question it got right is now wrong, and the other way round
+    mmlu[0]["letter_logits"] = [100.0 if ("ABCD"[k] == mmlu[0]["answer"]) == right else -100.0 for k in range(4)]
+    (folder / "mmlu.jsonl").write_text("".join(json.dumps(row) + "\n" for row in mmlu))
+    # the final score recomputed from the edited MMLU logits differs too
+    assert {check.name for check in verify_evaluation(folder) if not check.equal} == {"task_aggregate",
+                                                                                      "mmlu accuracy", "final"}
+    with pytest.raises(SystemExit) as exited:
+        main(["verify", str(folder)])
+    assert exited.value.code == 1 and "DIFFERS  task_aggregate" in capsys.readouterr().out

@@ -270,6 +270,28 @@ def report_command(
     log.info(f"written: {markdown_file}, {html_file}")
 
 
+@app.command("verify")
+def verify_command(
+    folders: Annotated[list[Path], typer.Argument(help="Evaluation folders, or study folders (each eval/*)")],
+):
+    """Recompute every official number of finished evaluations from their per-item files, by the
+    protocol's definitions and none of the evaluator's code; exit 1 when one differs from summary.json."""
+    from lume.reports.verify import evaluations, verify_evaluation
+
+    differing = 0
+    for folder in folders:
+        for evaluation in evaluations(folder):
+            checks = verify_evaluation(evaluation)
+            differing += sum(not check.equal for check in checks)
+            console.print(f"[bold]{evaluation}[/bold]")
+            for check in checks:
+                console.print(f"  {check.line()}", markup=False, highlight=False)
+    if differing:
+        log.error(f"{differing} number(s) differ from summary.json")
+        raise typer.Exit(1)
+    log.info("every official number equals its recomputation")
+
+
 _stand_in("attack")
 
 
