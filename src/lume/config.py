@@ -186,6 +186,7 @@ IDENTITY_VERSION = 1
 
 
 def default_of(field: dataclasses.Field):
+    """A settings field's default value (a fresh one where it has a factory)."""
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 

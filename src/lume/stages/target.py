@@ -10,8 +10,8 @@ what was trained and what was held out, for membership inference later.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,6 +36,8 @@ from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.training.distributed import started_processes
 
 log = logging.getLogger(__name__)
+
+MANIFEST_COUNTS = ("steps_per_epoch", "examples")  # what a manifest adds to the settings it was built with
 
 
 def _memorize_training() -> TrainingSettings:
@@ -308,7 +310,6 @@ class _TargetStage(Stage):
 
 
 ORACLE_DIR = "oracle"  # a target's retrained oracle, inside its folder
-MANIFEST_COUNTS = ("steps_per_epoch", "examples")  # what a manifest adds to the settings it was built with
 
 
 def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bool = False,
