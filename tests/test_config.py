@@ -97,7 +97,8 @@ def test_the_recipes_study_shows_every_recipe_on_the_demo_target_tuned_on_other_
     assert study.out.startswith("runs/") and study.target.preset == "demo" and not study.target.memorize
     assert sorted(m["recipe"] for m in study.methods if "recipe" in m) == sorted(RECIPES)
     assert [m["method"] for m in study.methods if "method" in m] == ["npo+gd"]
-    tuning = [load_sweep(configs / "recipes-tuning.yaml"), load_config(configs / "recipes-tuning-zjuklab.yaml")]
+    tuning = [load_sweep(configs / "recipes-tuning.yaml"), load_config(configs / "recipes-tuning-zjuklab.yaml"),
+              load_config(configs / "recipes-tuning-zjuklab-retain.yaml")]
     for config in tuning:  # the same preset, other documents: the reported ones were never tuned on
         assert config.target.preset == "demo" and config.target.memorize["training"]["seed"] != 0
     assert {m["recipe"] for config in tuning for m in config.methods} == set(RECIPES)
