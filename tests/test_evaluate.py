@@ -247,7 +247,7 @@ def test_verify_recomputes_every_official_number_and_names_an_edited_one(evaluat
     checks = verify_evaluation(folder)
     assert all(check.equal for check in checks), [c.line() for c in checks if not c.equal]
     assert len(checks) == 1 + 12 + 1 + 2 + 1 + 1
-    assert {"task_aggregate", "mia_score", "mmlu accuracy", "final"} <= {check.name for check in checks}
+    assert {"task aggregate", "MIA score", "MMLU accuracy", "final score"} <= {check.name for check in checks}
     main(["verify", str(tmp_path / "study")])  # exit 0: no SystemExit
     assert "DIFFERS" not in capsys.readouterr().out
 
@@ -266,8 +266,8 @@ def test_verify_recomputes_every_official_number_and_names_an_edited_one(evaluat
     mmlu[0]["letter_logits"] = [100.0 if ("ABCD"[k] == mmlu[0]["answer"]) == right else -100.0 for k in range(4)]
     (folder / "mmlu.jsonl").write_text("".join(json.dumps(row) + "\n" for row in mmlu))
     # the final score recomputed from the edited MMLU logits differs too
-    assert {check.name for check in verify_evaluation(folder) if not check.equal} == {"task_aggregate",
-                                                                                      "mmlu accuracy", "final"}
+    assert {check.name for check in verify_evaluation(folder) if not check.equal} == {"task aggregate",
+                                                                                      "MMLU accuracy", "final score"}
     with pytest.raises(SystemExit) as exited:
         main(["verify", str(folder)])
-    assert exited.value.code == 1 and "DIFFERS  task_aggregate" in capsys.readouterr().out
+    assert exited.value.code == 1 and "DIFFERS  task aggregate" in capsys.readouterr().out

@@ -1,8 +1,9 @@
 """`lume verify DIR`: the official numbers of a finished evaluation recomputed from its per-item
 files, by the protocol's own definitions (docs/evaluation.md; `rouge_score`, scikit-learn and
 the standard library, and nothing of lume's evaluator or metrics), and compared with its
-summary.json. A study folder is verified model by model. What a report shows can then be
-checked by anyone holding the folder, without the code that produced it."""
+summary.json (read as the typed `EvaluationSummary`). A study folder is verified model by
+model. What a report shows can then be checked by anyone holding the folder, without the code
+that produced it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lume.errors import LumeError
+from lume.results import EvaluationSummary, read_summary
 
 TOLERANCE = 1e-9  # the same sums in another order: float64 round-off only
 TASKS, SPLITS, METRICS = ("Task1", "Task2", "Task3"), ("forget", "retain"), ("regurgitation", "knowledge")
@@ -54,7 +56,7 @@ def item_score(item: dict, scorer) -> float:
     return float(item["output"].strip().lower() == item["generation"].strip().lower())
 
 
-def _probe_checks(items: list[dict], summary: dict) -> tuple[list[Check], float]:
+def _probe_checks(items: list[dict], summary: EvaluationSummary) -> tuple[list[Check], float]:
     """Each item's score, the 12 means and their harmonic mean (the task aggregate)."""
     from rouge_score.rouge_scorer import RougeScorer
 
@@ -72,36 +74,38 @@ def _probe_checks(items: list[dict], summary: dict) -> tuple[list[Check], float]
                           and i["id"][:-1].endswith(kind)]
                 mean = statistics.fmean(values) if values else None
                 name = f"{split}/{task}/{metric}"
-                checks.append(Check(name, summary.get("scores", {}).get(name), mean))
+                checks.append(Check(name, summary.scores.get(name), mean))
                 twelve.append(None if mean is None else (1 - mean if split == "forget" else mean))
     aggregate = statistics.harmonic_mean(twelve) if None not in twelve else None
-    checks.append(Check("task_aggregate", summary.get("task_aggregate"), aggregate))
+    checks.append(Check("task aggregate", summary.task_aggregate, aggregate))
     return checks, aggregate
 
 
-def _mia_checks(rows: list[dict], summary: dict) -> tuple[list[Check], float | None]:
+def _mia_checks(rows: list[dict], summary: EvaluationSummary) -> tuple[list[Check], float | None]:
     """The loss attack's AUC (roc_curve on −loss, members 1) and 1 − 2·|AUC − 0.5|."""
     from sklearn.metrics import auc, roc_curve
 
-    scored = summary.get("mia", {}).get("set", "")  # held-out, or semeval-final / semeval-validation
+    if summary.mia is None:
+        return [], None
+    scored = summary.mia.set or ""  # held-out, or semeval-final / semeval-validation
     rows = [row for row in rows if row.get("set") == ("semeval" if scored.startswith("semeval") else scored)]
     if not rows:
         return [], None
     fpr, tpr, _ = roc_curve([int(row["member"]) for row in rows], [-row["loss"] for row in rows])
     area = auc(fpr, tpr)
     score = 1 - 2 * abs(area - 0.5)
-    return [Check("mia auc (loss)", summary["mia"].get("auc_loss"), area),
-            Check("mia_score", summary["mia"].get("mia_score"), score)], score
+    return [Check("MIA AUC (loss)", summary.mia.auc_loss, area),
+            Check("MIA score", summary.mia.mia_score, score)], score
 
 
-def _mmlu_checks(rows: list[dict], summary: dict) -> tuple[list[Check], float | None]:
+def _mmlu_checks(rows: list[dict], summary: EvaluationSummary) -> tuple[list[Check], float | None]:
     """Each question's prediction, the argmax of its letter logits, against its answer; the micro-average."""
-    if not rows or "mmlu" not in summary:
+    if not rows or summary.mmlu is None:
         return [], None
     letters = "ABCD"
     correct = [letters[max(range(4), key=row["letter_logits"].__getitem__)] == row["answer"] for row in rows]
     accuracy = statistics.fmean(correct)
-    return [Check("mmlu accuracy", summary["mmlu"].get("accuracy"), accuracy)], accuracy
+    return [Check("MMLU accuracy", summary.mmlu.accuracy, accuracy)], accuracy
 
 
 def verify_evaluation(folder: str | Path) -> list[Check]:
@@ -110,14 +114,14 @@ def verify_evaluation(folder: str | Path) -> list[Check]:
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         raise LumeError(f"{folder}: no summary.json (not a finished evaluation)")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = read_summary(summary_path)
     read = lambda name: _rows(folder / name) if (folder / name).is_file() else []  # noqa: E731
     checks, aggregate = _probe_checks(read("items.jsonl"), summary)
     mia, mia_score = _mia_checks(read("mia.jsonl"), summary)
     mmlu, accuracy = _mmlu_checks(read("mmlu.jsonl"), summary)
     parts = [aggregate, mia_score, accuracy]
     final = statistics.fmean(parts) if None not in parts else None
-    return [*checks, *mia, *mmlu, Check("final", summary.get("final"), final)]
+    return [*checks, *mia, *mmlu, Check("final score", summary.final, final)]
 
 
 def evaluations(folder: str | Path) -> list[Path]:
