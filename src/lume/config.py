@@ -208,6 +208,16 @@ def identity(settings) -> dict:
     return found
 
 
+def made_with(recorded: dict, settings, source: str | Path) -> bool:
+    """Whether settings an output recorded (a mapping, in SOURCE) have the identity of `settings`;
+    ones written by a lume whose settings differ, which no longer build, count as different."""
+    try:
+        built = build(type(settings), recorded, source=source)
+    except LumeError:
+        return False
+    return identity(built) == identity(settings)
+
+
 def decided_by(settings, **context) -> dict:
     """A result's key: the identity of the `settings` that made it and its `context` (the inputs'
     fingerprints, the precision the settings resolved to ...)."""

@@ -7,13 +7,13 @@ that produced it."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from lume.errors import LumeError
+from lume.files import read_jsonl
 from lume.results import EvaluationSummary, read_summary
 
 TOLERANCE = 1e-9  # the same sums in another order: float64 round-off only
@@ -40,13 +40,6 @@ class Check:
         verdict = "equal" if self.equal else "DIFFERS"
         return f"{verdict:8} {self.name}: summary {shown(self.recorded)}, recomputed {shown(self.recomputed)}" \
                + (f" ({self.where})" if self.where else "")
-
-
-def _rows(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as error:
-        raise LumeError(f"{path}: cannot read it ({error})") from None
 
 
 def item_score(item: dict, scorer) -> float:
@@ -115,7 +108,7 @@ def verify_evaluation(folder: str | Path) -> list[Check]:
     if not summary_path.is_file():
         raise LumeError(f"{folder}: no summary.json (not a finished evaluation)")
     summary = read_summary(summary_path)
-    read = lambda name: _rows(folder / name) if (folder / name).is_file() else []  # noqa: E731
+    read = lambda name: read_jsonl(folder / name, "per-item file") if (folder / name).is_file() else []  # noqa: E731
     checks, aggregate = _probe_checks(read("items.jsonl"), summary)
     mia, mia_score = _mia_checks(read("mia.jsonl"), summary)
     mmlu, accuracy = _mmlu_checks(read("mmlu.jsonl"), summary)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lume import data as lume_data
-from lume.config import above_zero, build, check_settings, decided_by, identity, merged, setting, settings_key
+from lume.config import above_zero, check_settings, decided_by, made_with, merged, setting, settings_key
 from lume.data.manifest import MANIFEST_NAME, TargetManifest, read_manifest
 from lume.data.records import Document
 from lume.data.selection import Selection
@@ -208,12 +208,12 @@ def _built_with(out_dir: Path, config: MemorizeConfig) -> TargetManifest | None:
     if not _finished_target(out_dir):
         return None
     manifest = read_manifest(out_dir)
-    fields = {k: v for k, v in manifest.settings.items() if k not in MANIFEST_COUNTS}
-    try:
-        built = build(MemorizeConfig, fields, source=out_dir / MANIFEST_NAME)
-    except LumeError:  # written by a lume whose settings differ: not built with these
-        return None
-    return manifest if identity(built) == identity(config) else None
+    return manifest if made_with(_recorded_settings(manifest), config, out_dir / MANIFEST_NAME) else None
+
+
+def _recorded_settings(manifest: TargetManifest) -> dict:
+    """The MemorizeConfig fields a target's manifest records (without the counts it adds)."""
+    return {k: v for k, v in manifest.settings.items() if k not in MANIFEST_COUNTS}
 
 
 def _finished_target(out_dir: Path) -> bool:
@@ -324,8 +324,7 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
         raise LumeError(f"{target_dir} is not a target lume built (no {MANIFEST_NAME}): it has no oracle to build")
     if target.left_out:
         raise LumeError(f"{target_dir} is itself an oracle")
-    fields = {k: v for k, v in target.settings.items() if k not in MANIFEST_COUNTS}
-    config = merged(MemorizeConfig(), {**fields, "progress": progress})
+    config = merged(MemorizeConfig(), {**_recorded_settings(target), "progress": progress})
     out_dir = target_dir / ORACLE_DIR
     built = None if overwrite else _built_with(out_dir, config)
     if built is not None:  # finished with these settings: nothing to do

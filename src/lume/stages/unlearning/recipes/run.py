@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from lume.config import build, decided_by, identity, settings_key
+from lume.config import decided_by, made_with, settings_key
 from lume.data.manifest import MANIFEST_NAME
 from lume.errors import LumeError
 from lume.files import write_json_atomic
@@ -66,11 +66,7 @@ def _finished_report(folder: Path, config: UnlearnConfig) -> UnlearnReport | Non
         report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")))
     except (OSError, ValueError, LumeError):
         return None
-    try:
-        finished = build(UnlearnConfig, report.config, source=folder / REPORT_NAME)
-    except LumeError:  # written by a lume whose settings differ: not this run's
-        return None
-    return report if identity(finished) == identity(config) else None
+    return report if made_with(report.config, config, folder / REPORT_NAME) else None
 
 
 def _merged(model_in, out_dir: Path, recipe, kind: str, configs: dict[str, UnlearnConfig], merge: MergeConfig,
