@@ -56,15 +56,15 @@ class GradientDifference(Method):
 
     def loss(self, context, forget, retain):
         """A side a step lacks (None: `schedule.rows_apart`) drops out of the sum and the count."""
-        signs = {"forget": (forget, -1.0), "retain": (retain, self.settings.alpha)}
-        present = {name: (batch, sign) for name, (batch, sign) in signs.items() if batch is not None}
+        weight = {"forget": -1.0, "retain": self.settings.alpha}
+        batches = {name: batch for name, batch in (("forget", forget), ("retain", retain)) if batch is not None}
         if self.settings.average == "examples":
-            nlls = {name: example_nlls(context.model, batch) for name, (batch, _) in present.items()}
+            nlls = {name: example_nlls(context.model, batch) for name, batch in batches.items()}
             count = sum(len(values) for values in nlls.values())
-            loss = sum(present[name][1] * values.sum() for name, values in nlls.items()) / count
+            loss = sum(weight[name] * values.sum() for name, values in nlls.items()) / count
             return loss, {f"{name}_nll": values.mean().item() for name, values in nlls.items()}
-        nlls = {name: nll(context.model, batch) for name, (batch, _) in present.items()}
-        loss = sum(present[name][1] * value for name, value in nlls.items())
+        nlls = {name: nll(context.model, batch) for name, batch in batches.items()}
+        loss = sum(weight[name] * value for name, value in nlls.items())
         return loss, {f"{name}_nll": value.item() for name, value in nlls.items()}
 
 

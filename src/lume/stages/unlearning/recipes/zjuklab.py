@@ -51,8 +51,8 @@ class ZJUKLAB(Recipe):
     runs = {
         "olmo-7b": PUBLISHED,
         "olmo-1b": PUBLISHED,
-        # the demo's size: 2 and 4 rows a step without accumulation, 5 epochs at 3e-4 (the better of the two
-        # settings configs/recipes-tuning-zjuklab.yaml compared; neither kept the retain set there)
+        # the demo's size: 2 and 4 rows a step without accumulation, 5 epochs at 3e-4 (the best of the settings
+        # configs/recipes-tuning-zjuklab*.yaml compared; none kept the retain set there)
         "lume": {"over-forgetting": _model(0.4, 0.4, 0.2, 2, False, gradient_accumulation=1, learning_rate=3e-4),
                  "under-forgetting": _model(0.3, 0.3, 0.4, 4, False, gradient_accumulation=1, learning_rate=3e-4)},
     }
