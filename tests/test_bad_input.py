@@ -242,22 +242,46 @@ def test_a_cache_that_is_a_file_is_one_line_before_any_work(capsys, tmp_path, mo
 
 
 def test_paths_that_are_not_utf8_or_not_ascii_under_the_c_locale_are_written_and_read_back(tmp_path,
-                                                                                          tiny_model_dir, data_dir):
+                                                                                          tiny_target, data_dir):
     """A folder name of bytes that are not UTF-8, and a non-ASCII one under a true C locale,
     reach lume as lone surrogates: every file that records them is written and read back."""
     import os
     import subprocess
     import sys
 
+    import shutil
+
+    model = os.fsdecode(os.fsencode(str(tmp_path)) + "/m\xf6dell-".encode() + b"\xfe")
+    shutil.copytree(tiny_target, model)  # the tokenizer and weights, read and written by Rust libraries
+    unlearned = os.fsdecode(os.fsencode(str(tmp_path)) + "/vergessen-".encode() + b"\xfd")
     out = os.fsdecode(os.fsencode(str(tmp_path)) + "/\xe9val-".encode() + b"\xff")
     env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C"}
-    done = subprocess.run([sys.executable, "-m", "lume", "evaluate", str(tiny_model_dir), "--out", out,
-                           "--data-dir", str(data_dir), "--docs-per-task", "1", "--no-mia", "--no-mmlu",
-                           "--max-new-tokens", "4"], env=env, capture_output=True, timeout=600)
-    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")[-2000:]
+    merged = os.fsdecode(os.fsencode(str(tmp_path)) + b"/merged-\xfc")
+    for args in (["unlearn", model, unlearned, "--method", "ga", "--steps", "1", "--lora-rank", "2"],
+                 ["merge", model, f"{unlearned}/adapter", f"{unlearned}/adapter", "--out", merged],
+                 ["evaluate", unlearned, "--out", out, "--docs-per-task", "1", "--no-mia", "--no-mmlu",
+                  "--max-new-tokens", "4"]):
+        data = ["--data-dir", str(data_dir)] if args[0] != "merge" else []
+        done = subprocess.run([sys.executable, "-m", "lume", *args, *data], env=env, capture_output=True, timeout=600)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")[-2000:]
     folder = next(p for p in tmp_path.iterdir() if p.name.startswith("\xe9val") or p.name.endswith("\udcff"))
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-    assert os.fsencode(summary["model"]["path"]) == os.fsencode(str(tiny_model_dir))
+    assert os.fsencode(summary["model"]["path"]) == os.fsencode(unlearned)
+
+
+def test_a_non_ascii_folder_in_a_study_file_under_the_c_locale_is_the_folder_of_its_utf8_bytes(tmp_path):
+    """The file is UTF-8; under the C locale Python names such a folder by lone surrogates."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.yaml"
+    path.write_text("out: r\u00e9sultats\ntarget: {model: m\u00f6dell}\n", encoding="utf-8")
+    show = ("import os, sys; from lume.pipeline import load_config; c = load_config(sys.argv[1]); "
+            "sys.stdout.buffer.write(os.fsencode(c.out) + b'|' + os.fsencode(c.target.model))")
+    done = subprocess.run([sys.executable, "-c", show, str(path)], capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C"}, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "r\u00e9sultats|m\u00f6dell".encode(), done.stderr[-2000:]
 
 
 def test_misleading_or_silent_cases_say_what_is_so(capsys, tmp_path, tiny_target):

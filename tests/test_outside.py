@@ -68,6 +68,7 @@ def test_an_output_folder_that_holds_the_current_one_is_one_line(capsys, tmp_pat
     path.write_text(yaml.safe_dump({"out": out}))
     code, err = run_cli(capsys, "run", path, "--overwrite")
     assert code == 2 and "must be a folder of its own" in err and len(err.strip().splitlines()) == 1
+    assert "study.yaml: field 'out'" in err  # refused when the file is read, naming it
     code, err = run_cli(capsys, "evaluate", tmp_path, "--out", out, "--overwrite")
     assert code == 2 and "must be a folder of its own" in err
     assert (tmp_path / "thesis.txt").read_text() == "mine"

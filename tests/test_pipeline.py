@@ -7,6 +7,7 @@ import yaml
 import lume.pipeline as pipeline
 from lume.errors import InputError
 from lume.pipeline import load_config, run
+from lume.sweep import load_sweep
 from tests.test_mmlu import make_mmlu
 
 
@@ -174,6 +175,24 @@ def test_a_damaged_finished_model_is_redone_not_reused(finished, study, cache, m
     with caplog.at_level("WARNING", logger="lume"):
         run(load_config(study))
     assert "gd: the finished model in" in caplog.text and weights.stat().st_size == size
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"method": "gd", "training": {"layers": [5]}}, "layer 5 does not exist: the model has 2 decoder layers"),
+    ({"method": "rmu", "method_settings": {"layer": 2}}, "rmu: layer 2 does not exist"),
+    ({"recipe": "ails-ntua", "recipe_target": "olmo-7b"}, "layer -8 does not exist"),
+    ({"recipe": "adaptive-rmu", "recipe_target": "olmo-7b"}, "rmu: layer 26 does not exist")])
+def test_a_layer_the_given_target_lacks_is_refused_when_the_file_is_read(tmp_path, tiny_model_dir, entry, message):
+    """Read from the target's config.json with no weights loaded: before the target's evaluation."""
+    for loader, extra in ((load_config, {}), (load_sweep, {"eval_every": 1, "search": {
+            "training.learning_rate": {"low": 1e-5, "high": 1e-4}}})):
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump({"target": {"model": str(tiny_model_dir)}, "methods": [{**entry, **extra}]}))
+        with pytest.raises(InputError, match=rf"s.yaml: field 'methods\[0\]': {message}"):
+            loader(path)
+    path.write_text(yaml.safe_dump({"target": {"model": str(tiny_model_dir)}, "methods": [
+        {"method": "gd", "training": {"layers": [1, -2]}}, {"method": "rmu", "method_settings": {"layer": 1}}]}))
+    assert len(load_config(path).methods) == 2  # layers it has pass
 
 
 def test_olmo_settings_for_a_target_the_study_builds_are_refused_when_read(tmp_path):

@@ -56,6 +56,30 @@ def writing_to(path: str | Path) -> Iterator[None]:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
 
 
+def os_path(text: str) -> str:
+    """A path read from a UTF-8 file, as the OS names it: under a filesystem encoding other than
+    UTF-8 (the C locale), its UTF-8 bytes become the lone surrogates Python gives such bytes."""
+    return os.fsdecode(text.encode("utf-8", "surrogateescape"))
+
+
+@contextmanager
+def utf8_path(folder: str | Path) -> Iterator[Path]:
+    """FOLDER under a name the Rust libraries (tokenizers, safetensors) can take: they need UTF-8,
+    and a folder whose bytes are not UTF-8 (or any non-ASCII one under the C locale) reaches Python
+    as lone surrogates. Such a folder is reached through a link of an ASCII name in a temporary
+    folder; any other is given as it is."""
+    folder = Path(folder)
+    try:
+        str(folder).encode("utf-8")
+    except UnicodeEncodeError:
+        with tempfile.TemporaryDirectory(prefix="lume-path-") as links:
+            link = Path(links) / "folder"
+            link.symlink_to(folder.absolute(), target_is_directory=True)
+            yield link
+        return
+    yield folder
+
+
 def _free_bytes(path: Path) -> int:
     """Free bytes on the disk that holds PATH (or its nearest existing folder)."""
     while not path.exists() and path != path.parent:

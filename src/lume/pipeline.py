@@ -22,10 +22,10 @@ from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import DATA_DIR_HELP
 from lume.errors import InputError, LumeError, set_study_note
-from lume.files import read_json, write_json_atomic
+from lume.files import os_path, read_json, write_json_atomic
 from lume.models import model_fingerprint, resolve_model_path
 from lume.models.fingerprint import damaged
-from lume.outputs import check_output_dir, one_writer, refuse_overwriting_inputs
+from lume.outputs import check_output_dir, one_writer, own_folder, refuse_overwriting_inputs
 from lume.reports.study import write_report
 from lume.results import EvaluationSummary, read_summary
 from lume.stages.attacks import RESULT_NAME, AttackConfig, attack, check_attacks
@@ -33,7 +33,7 @@ from lume.stages.attacks import step_key as attack_key
 from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.evaluation import step_key as evaluation_key
 from lume.stages.target import ORACLE_DIR, MemorizeConfig, cached_target, memorize_oracle, preset
-from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, unlearn
+from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, check_fits, unlearn
 from lume.stages.unlearning import step_key as unlearning_key
 from lume.stages.unlearning.recipes import RECIPES, recipe_configs, target_kind
 from lume.stages.unlearning.recipes.run import recipe_step_key, unlearn_with_recipe
@@ -90,6 +90,20 @@ def read_yaml(path: Path):
                          line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as error:
         raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
+
+
+def os_paths(raw: dict, target: TargetConfig, path: Path) -> TargetConfig:
+    """A study's or sweep's folders as the OS names them (lume.files.os_path), its `out` checked to
+    be a folder of its own; RAW is changed in place, the target returned."""
+    for name in ("out", "data_dir"):
+        if isinstance(raw.get(name), str):
+            raw[name] = os_path(raw[name])
+    if "out" in raw:
+        try:
+            own_folder(raw["out"])
+        except LumeError as error:
+            raise InputError(path, str(error), field="out") from None
+    return dataclasses.replace(target, model=os_path(target.model)) if target.model else target
 
 
 MAX_METHODS = 200  # entries of a study's `methods`: checked before each one is
@@ -177,7 +191,7 @@ def load_config(path: str | Path | None) -> RunConfig:
     if not path.is_file():
         raise InputError(path, "no such file")
     raw = coerce_fields(RunConfig, read_yaml(path), source=path)
-    target = build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path)
+    target = os_paths(raw, build(TargetConfig, raw.pop("target", None) or {}, where="target", source=path), path)
     target = dataclasses.replace(target, memorize=checked_fields(MemorizeConfig, target.memorize,
                                                                   "target.memorize", path))
     if target.oracle and target.model and not (Path(target.model) / MANIFEST_NAME).is_file():
@@ -188,6 +202,7 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise InputError(path, f"{len(methods)} methods; a study runs at most {MAX_METHODS}", field="methods")
     raw["methods"] = [method_spec(spec, i, path) for i, spec in enumerate(methods)]
     _check_recipe_targets(raw["methods"], target, path)
+    check_fits_target(raw["methods"], target, path)
     labels = [method_label(spec) for spec in raw["methods"]]
     twice = next((label for label in labels if labels.count(label) > 1), None)
     if twice is not None:
@@ -280,13 +295,7 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
                    dataset, on_probe=lambda _step, _row: None, overwrite: bool = False) -> None:
     """The study step "unlearn LABEL" (`spec`: UnlearnConfig fields, or a recipe and the fields
     overriding its runs): skipped, resumed or redone by its key."""
-    fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
-    if "recipe" in spec:
-        kind, configs = recipe_configs(spec["recipe"], target, fields, spec.get("recipe_target", "auto"))
-        described = recipe_step_key(spec["recipe"], kind, configs)
-    else:
-        config = merged(UnlearnConfig(method=spec["method"]), fields)
-        described = unlearning_key(config)
+    described, configs = entry_configs(spec, target)
     key = {"target": model_fingerprint(target), "data": dataset.fingerprint, **described}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done" and damaged(folder):
@@ -299,10 +308,41 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
     options = dict(forget=forget, retain=retain, data_dir=data_dir, overwrite=overwrite or state == "redo",
                    on_probe=on_probe)
     if "recipe" in spec:
-        unlearn_with_recipe(target, folder, spec["recipe"], fields, target=spec.get("recipe_target", "auto"),
-                            **options)
+        unlearn_with_recipe(target, folder, spec["recipe"], _entry_fields(spec),
+                            target=spec.get("recipe_target", "auto"), **options)
     else:
-        unlearn(target, folder, config, **options)
+        unlearn(target, folder, configs[spec["method"]], **options)
+
+
+def _entry_fields(spec: dict) -> dict:
+    """A `methods:` entry's UnlearnConfig fields (a recipe's: those overriding its runs)."""
+    return {k: v for k, v in spec.items() if k not in ("name", "search", *RECIPE_KEYS)}
+
+
+def entry_configs(spec: dict, target) -> tuple[dict, dict[str, UnlearnConfig]]:
+    """What describes a `methods:` entry's model in its step key, and its runs' settings on TARGET
+    (a recipe's by run name; a method's by the method's name)."""
+    if "recipe" in spec:
+        kind, configs = recipe_configs(spec["recipe"], target, _entry_fields(spec), spec.get("recipe_target", "auto"))
+        return recipe_step_key(spec["recipe"], kind, configs), configs
+    config = merged(UnlearnConfig(method=spec["method"]), _entry_fields(spec))
+    return unlearning_key(config), {spec["method"]: config}
+
+
+def check_fits_target(methods: list[dict], target: TargetConfig, path: Path) -> None:
+    """Each entry's layers against a given target's config.json, read when the file is (no weights
+    loaded), so a layer the model lacks stops the study before its target is evaluated."""
+    if target.model is None or not (Path(target.model) / "config.json").is_file():
+        return
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(target.model)
+    for index, spec in enumerate(methods):
+        for config in entry_configs(spec, target.model)[1].values():
+            try:
+                check_fits(config, model_config)
+            except LumeError as error:
+                raise InputError(path, str(error), field=f"methods[{index}]") from None
 
 
 def attacked_step(steps: Steps, config: RunConfig, target: Path, model: Path, label: str, folder: Path) -> None:

@@ -29,8 +29,8 @@ from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, s
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
-from lume.pipeline import (RECIPE_KEYS, RunConfig, Steps, TargetConfig, build_target, evaluated_step, method_label,
-                           method_spec, read_yaml, unlearned_step)
+from lume.pipeline import (RECIPE_KEYS, RunConfig, Steps, TargetConfig, build_target, check_fits_target,
+                           evaluated_step, method_label, method_spec, os_paths, read_yaml, unlearned_step)
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
@@ -119,7 +119,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     if not path.is_file():
         raise InputError(path, "no such file")
     raw = coerce_fields(SweepConfig, read_yaml(path), source=path)
-    raw["target"] = build(TargetConfig, raw.get("target") or {}, where="target", source=path)
+    raw["target"] = os_paths(raw, build(TargetConfig, raw.get("target") or {}, where="target", source=path), path)
     methods = []
     for index, spec in enumerate(raw.get("methods") or []):
         where = f"methods[{index}]"
@@ -134,6 +134,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         methods.append({**checked, "search": _checked_search(search, checked, index, path)})
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
+    check_fits_target(methods, raw["target"], path)
     for name in ("trials", "heartbeat"):
         if raw.get(name, 1) < 1:
             raise InputError(path, f"must be at least 1, got {raw[name]}", field=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class LumeData:
         """sha256 over the source files' bytes (first 16 hex digits)."""
         digest = hashlib.sha256()
         for path in self.files:
-            digest.update(path.name.encode())
+            digest.update(os.fsencode(path.name))
             digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 

@@ -10,6 +10,7 @@ changed.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from lume.data.paths import cache_dir
@@ -35,14 +36,14 @@ def _stats(files: list[Path]) -> dict[str, list[int]]:
 def _digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for file in files:
-        digest.update(f"{file.name}\0{file.stat().st_size}\0".encode())
+        digest.update(os.fsencode(file.name) + f"\0{file.stat().st_size}\0".encode())
         with file.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()[:16]
 
 
 def _cache_record(folder: Path) -> Path:
-    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
+    key = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:24]
     return cache_dir() / "fingerprints" / f"{key}.json"
 
 

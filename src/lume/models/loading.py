@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
-from lume.files import writing_to
+from lume.files import utf8_path, writing_to
 from lume.models.fingerprint import fingerprint as folder_fingerprint, record_fingerprint
 from lume.models.heap import keep_freed_memory
 from lume.models.memory import check_memory
@@ -99,9 +99,10 @@ def save_model(model, tokenizer, out_dir: str | Path, state_dict: dict | None = 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_space(out_dir, state_dict if state_dict is not None else model.state_dict())
-    with writing_to(out_dir / "model.safetensors"):
-        model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(out_dir)
+    with utf8_path(out_dir) as folder:
+        with writing_to(out_dir / "model.safetensors"):
+            model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(folder)
     record_fingerprint(out_dir)
 
 
@@ -192,7 +193,7 @@ def resolve_model_path(name_or_path: str | Path) -> tuple[str, Path | str]:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise LumeError(f"{path}: no such GGUF file")
-        key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(os.fsencode(path.resolve()) + f":{path.stat().st_size}".encode()).hexdigest()[:12]
         return path.stem, convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")
     if path.exists():
         refuse_unfinished(path)  # a lume output that never finished is no model
@@ -218,10 +219,11 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL, *, dtype: str | None = 
     if isinstance(source, Path):
         check_memory(name, source, resolve_dtype(dtype, device), device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=resolve_dtype(dtype, device), use_safetensors=True,
-            trust_remote_code=trust_remote_code)
+        with utf8_path(source) if isinstance(source, Path) else contextlib.nullcontext(source) as readable:
+            tokenizer = AutoTokenizer.from_pretrained(readable, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                readable, dtype=resolve_dtype(dtype, device), use_safetensors=True,
+                trust_remote_code=trust_remote_code)
     except (OSError, ValueError, SafetensorError, ArithmeticError, KeyError, TypeError, AttributeError) as error:
         # a truncated weights file, a config that builds no model (num_attention_heads: 0), a missing key
         where = "a local folder or the hub" if isinstance(source, str) else "its folder"

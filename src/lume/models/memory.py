@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lume.errors import LumeError
+from lume.files import utf8_path
 
 
 def parameter_count(folder: Path) -> int | None:
@@ -18,13 +19,14 @@ def parameter_count(folder: Path) -> int | None:
     if not files:
         return None
     total = 0
-    for file in files:
-        try:
-            with safe_open(str(file), "pt") as handle:
-                total += sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
-        except (SafetensorError, OSError) as error:
-            raise LumeError(f"cannot load model from {folder}: {file.name} is damaged or truncated "
-                            f"({str(error).splitlines()[0]})") from None
+    with utf8_path(folder) as readable:
+        for file in files:
+            try:
+                with safe_open(str(readable / file.name), "pt") as handle:
+                    total += sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+            except (SafetensorError, OSError) as error:
+                raise LumeError(f"cannot load model from {folder}: {file.name} is damaged or truncated "
+                                f"({str(error).splitlines()[0]})") from None
     return total
 
 

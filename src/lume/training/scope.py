@@ -36,11 +36,16 @@ def layer_names(model, layers: list[int] | None) -> list[str] | None:
     if layers is None:
         return None
     found = decoder_layers(model)
-    for index in layers:
-        if not -len(found) <= index < len(found):
-            raise LumeError(f"layer {index} does not exist: the model has {len(found)} decoder layers "
-                            f"(0 to {len(found) - 1}, or -{len(found)} to -1 from the last)")
+    check_layer_indices(layers, len(found))
     return sorted({found[index][0] for index in layers})
+
+
+def check_layer_indices(layers: list[int] | None, count: int) -> None:
+    """Refuse a chosen layer a model of COUNT decoder layers does not have (before any weight is loaded)."""
+    for index in layers or ():
+        if not -count <= index < count:
+            raise LumeError(f"layer {index} does not exist: the model has {count} decoder layers "
+                            f"(0 to {count - 1}, or -{count} to -1 from the last)")
 
 
 def _contains(name: str, part: str) -> bool:

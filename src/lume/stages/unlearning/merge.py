@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lume.config import check_settings, setting
 from lume.errors import LumeError
-from lume.files import write_json_atomic
+from lume.files import utf8_path, write_json_atomic
 from lume.models import load_model, resolve_model_path, save_model
 from lume.outputs import FINISHED_MARKERS, claim, mark_finished, one_writer
 
@@ -72,11 +72,11 @@ def _merge(base, adapters: list, out_dir: Path, combination: str, weights: list[
 
     loaded = load_model(base, dtype="float32", device="cpu")
     names = [f"adapter{i}" for i in range(len(adapters))]
-    with _fitting(adapters[0], base):
-        model = PeftModel.from_pretrained(loaded.model, str(adapters[0]), adapter_name=names[0])
+    with _fitting(adapters[0], base), utf8_path(adapters[0]) as first:
+        model = PeftModel.from_pretrained(loaded.model, str(first), adapter_name=names[0])
     for name, adapter in zip(names[1:], adapters[1:]):
-        with _fitting(adapter, base):
-            model.load_adapter(str(adapter), adapter_name=name)
+        with _fitting(adapter, base), utf8_path(adapter) as readable:
+            model.load_adapter(str(readable), adapter_name=name)
     extra = {"density": density} if COMBINATIONS[combination] == "ties" else {}
     model.add_weighted_adapter(names, weights, "merged", combination_type=COMBINATIONS[combination], **extra)
     model.set_adapter("merged")

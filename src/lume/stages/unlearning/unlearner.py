@@ -24,7 +24,7 @@ from lume.data import Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
-from lume.files import write_json_atomic
+from lume.files import utf8_path, write_json_atomic
 from lume.models import (DTYPES, check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
                          save_model)
 from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
@@ -35,6 +35,7 @@ from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettin
                                              chosen_step, probe_set)
 from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
+from lume.training.scope import check_layer_indices
 from lume.training.stage import Stage
 from lume.training.precision import chosen_mixed_precision
 from lume.results import StepChoice, UnlearnReport
@@ -106,6 +107,13 @@ def method_settings(name: str, settings: dict | None) -> dict:
 def build_method(name: str, settings: dict | None = None):
     checked = method_settings(name, settings)
     return METHODS[name](METHODS[name].Settings(**checked))
+
+
+def check_fits(config: UnlearnConfig, model_config) -> None:
+    """Refuse settings a model of MODEL_CONFIG (a transformers config) cannot take, before any
+    weight is loaded: a chosen layer it lacks, or a method setting (`Method.check_model`)."""
+    check_layer_indices(config.training.layers, model_config.num_hidden_layers)
+    build_method(config.method, config.method_settings).check_model(model_config)
 
 
 def read_split(path: str | Path, split: str) -> list[Record]:
@@ -394,7 +402,9 @@ class _UnlearnStage(Stage):
         """The model (and the adapter, for `lume merge`), the target's manifest (evaluation scores
         the same documents), then the report: its presence means the model is complete."""
         if self.settings.lora_rank > 0:
-            model.save_pretrained(self.out_dir / "adapter")
+            (self.out_dir / "adapter").mkdir(parents=True, exist_ok=True)
+            with utf8_path(self.out_dir / "adapter") as adapter:
+                model.save_pretrained(adapter)
             model = model.merge_and_unload()
         save_model(model, self.loaded.tokenizer, self.out_dir, state_dict=weights)
         if (Path(self.model_in) / MANIFEST_NAME).is_file():

@@ -67,6 +67,10 @@ class Method:
     def __init__(self, settings=None):
         self.settings = settings if settings is not None else self.Settings()
 
+    def check_model(self, model_config) -> None:
+        """Refuse settings a model of this transformers config cannot take (a layer it lacks):
+        called before any weight is loaded, so a study refuses them when its file is read."""
+
     def select_parameters(self, model) -> None:
         """Freeze what the method must not change (full fine-tuning only); default: train all."""
 

@@ -116,13 +116,13 @@ class RMU(Method):
     leaves_weights_without_gradient = True  # nothing above layer ℓ (with LoRA: its adapters) is reached
     policy_batches = ()  # it reads hidden states at layer ℓ, not answer logits
 
-    def _check_layer(self, model) -> None:
-        count = model.config.num_hidden_layers
+    def check_model(self, model_config) -> None:
+        count = model_config.num_hidden_layers
         if not 0 <= self.settings.layer < count:
             raise LumeError(f"rmu: layer {self.settings.layer} does not exist (the model has {count} layers)")
 
     def select_parameters(self, model) -> None:
-        self._check_layer(model)
+        self.check_model(model.config)
         blocks = decoder_layers(model)[max(0, self.settings.layer - 2):self.settings.layer + 1]
         wanted = tuple(mlp_prefix(name, layer) for name, layer in blocks)
         for name, parameter in model.named_parameters():  # within what the training settings let train
@@ -134,7 +134,7 @@ class RMU(Method):
         self.measured_epoch = -1
 
     def prepare(self, context):
-        self._check_layer(context.model)  # with LoRA, select_parameters is not called
+        self.check_model(context.model.config)  # with LoRA, select_parameters is not called
         hidden = context.model.config.hidden_size
         generator = torch.Generator().manual_seed(self.settings.seed)
         tasks = sorted({task_of(e) for e in context.forget_examples}) if self.settings.adaptive_scale else [""]
