@@ -173,3 +173,26 @@ def test_a_reused_folder_holds_only_the_new_runs_results(tmp_path, tiny_model_di
     summary = evaluate(other, tmp_path / "eval", EvalConfig(**{**config.__dict__, "mia": False})).to_json()
     assert not (tmp_path / "eval" / "mia.jsonl").exists() and "mia.jsonl" not in summary["files"]
     assert load_study([tmp_path / "eval"])[0].mia_rows == []
+
+
+def test_an_interrupted_lora_run_resumes_to_the_uninterrupted_adapter(tmp_path, tiny_model_dir, sets, monkeypatch):
+    """The adapters are drawn after the seed is set, and their trained state comes back from the
+    checkpoint: a killed and resumed LoRA run (from another random state) equals a whole one."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    forget, retain = sets
+    config = UnlearnConfig(method="npo+kl+gd", steps=4, progress=False,
+                           training=TrainingSettings(batch_size=2, lora_rank=4, learning_rate=1e-3, save_every=1))
+    torch.manual_seed(1)
+    whole = unlearn(tiny_model_dir, tmp_path / "whole", config, forget=forget, retain=retain).to_json()
+    torch.manual_seed(2)
+    with monkeypatch.context() as patch:
+        patch.setattr(Accelerator, "save_state", _fail_on_call(2, Accelerator.save_state, after_it=True))
+        with pytest.raises(KeyboardInterrupt):
+            unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
+    torch.manual_seed(3)
+    resumed = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain).to_json()
+    assert [r["loss"] for r in resumed["losses"]] == [r["loss"] for r in whole["losses"]]
+    expected, got = (load_file(tmp_path / name / "adapter" / "adapter_model.safetensors") for name in ("whole", "out"))
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
