@@ -69,7 +69,7 @@ def _peer_batches(args, tokenizer) -> list[dict]:
     examples = [[prompt_answer_example(tokenizer, r.input, r.output) for r in rows] for rows in (forget, retain)]
     batches = []
     for step in range(args.steps):
-        picked = drawn_batches(0, step, 0, [range(len(forget)), range(len(retain))], [args.batch, args.batch])
+        picked = drawn_batches(0, step, [range(len(forget)), range(len(retain))], [args.batch, args.batch])
         batches.append({name: collate([pool[i] for i in indices], tokenizer.pad_token_id)
                         for name, pool, indices in zip(("forget", "retain"), examples, picked)})
     return batches

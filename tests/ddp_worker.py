@@ -2,8 +2,10 @@
 
 Arguments: MODEL FORGET RETAIN OUT OPTIONS, OPTIONS a JSON object: `stage` ("unlearn" or
 "memorize"), `method`, `device` (None: the default), `lora_rank`, `fsdp` (FSDP2 through
-accelerate), `method_settings`, `steps`, `save_every`, `crash_after` (a checkpoint's step: exit there, as a kill
-would), `data_dir` (memorize). Each process writes OUT/../rank-N.json: the digest of its full
+accelerate), `method_settings`, `steps`, `schedule` (ScheduleSettings fields), `accumulation`
+(micro-batches per step, default 2), `mixed_precision`, `save_every`, `crash_after` (a checkpoint's
+step: exit there, as a kill would), `data_dir` (memorize); under torchrun with one process too.
+Each process writes OUT/../rank-N.json: the digest of its full
 trained weights, the example indices it drew, and its logits on fixed token ids.
 """
 
@@ -89,7 +91,8 @@ def record(out: str, options: dict, draws: list):
 
     def recording_train(trained, *args, **kwargs):
         result = real_train(trained, *args, **kwargs)
-        rank, weights = torch.distributed.get_rank(), full_weights(trained)
+        rank = int(os.environ.get("RANK", "0"))
+        weights = full_weights(trained) if torch.distributed.is_initialized() else trained.state_dict()
         with open(f"{out}/../rank-{rank}.json", "w") as handle:
             json.dump({"digest": digest(weights), "draws": draws,
                        "logits": probe_logits(trained, weights, options.get("fsdp")).tolist()}, handle)
@@ -108,7 +111,7 @@ def record_draws(draws: list) -> None:
 
     def epoch_batch(*args, **kwargs):
         chunk = real_epoch(*args, **kwargs)
-        draws.append(chunk[torch.distributed.get_rank()::torch.distributed.get_world_size()])
+        draws.append(chunk)
         return chunk
 
     Plan.indices, target_module.epoch_batch = draw, epoch_batch
@@ -129,20 +132,23 @@ def crash_after(step: int) -> None:
 
 def run_stage(model: str, forget: str, retain: str, out: str, options: dict) -> None:
     from lume.stages.target import MemorizeConfig, memorize
-    from lume.stages.unlearning import UnlearnConfig, read_split, unlearn
+    from lume.stages.unlearning import ScheduleSettings, UnlearnConfig, read_split, unlearn
     from lume.training import TrainingSettings
 
-    training = TrainingSettings(batch_size=2, learning_rate=1e-3, lora_rank=options.get("lora_rank", 0),
-                                save_every=options.get("save_every"), scheduler="constant")
+    training = TrainingSettings(batch_size=2, gradient_accumulation=options.get("accumulation", 2), learning_rate=1e-3,
+                                lora_rank=options.get("lora_rank", 0), save_every=options.get("save_every"),
+                                scheduler="constant", mixed_precision=options.get("mixed_precision", "auto"))
     if options["stage"] == "memorize":
         config = MemorizeConfig(base=model, data_dir=options["data_dir"], docs_per_task=1, held_out_per_task=1,
                                 max_epochs=1, min_epochs=1, training=training, device=options.get("device"),
                                 progress=False)
         memorize(out, config)
         return
+    schedule = options.get("schedule", {})
     config = UnlearnConfig(method=options["method"], method_settings=options.get("method_settings", {}),
-                           steps=options.get("steps", 3), device=options.get("device"), progress=False,
-                           training=training)
+                           steps=None if schedule.get("kind") == "chunks" else options.get("steps", 3),
+                           device=options.get("device"), progress=False, training=training,
+                           schedule=ScheduleSettings(**schedule))
     unlearn(model, out, config, forget=read_split(forget, "forget"), retain=read_split(retain, "retain"))
 
 

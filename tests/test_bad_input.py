@@ -253,7 +253,7 @@ def test_paths_that_are_not_utf8_or_not_ascii_under_the_c_locale_are_written_and
 
     model = os.fsdecode(os.fsencode(str(tmp_path)) + "/m\xf6dell-".encode() + b"\xfe")
     shutil.copytree(tiny_target, model)  # the tokenizer and weights, read and written by Rust libraries
-    unlearned = os.fsdecode(os.fsencode(str(tmp_path)) + "/vergessen-".encode() + b"\xfd")
+    unlearned = os.fsdecode(os.fsencode(str(tmp_path)) + b"/vergessen-\xfd")
     out = os.fsdecode(os.fsencode(str(tmp_path)) + "/\xe9val-".encode() + b"\xff")
     env = {**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C"}
     merged = os.fsdecode(os.fsencode(str(tmp_path)) + b"/merged-\xfc")

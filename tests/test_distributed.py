@@ -12,6 +12,10 @@ from tests.ddp_worker import PROBE_IDS, digest
 
 # two processes on a free port (`--standalone`): tests running side by side never share one
 TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+# Two processes sum their gradients in another order than one process accumulating the same
+# micro-batches: equal weights differ by float32 round-off, which AdamW's normalised steps carry
+# into the weights (3 steps at lr 1e-3 on the tiny model: measured below 1e-6; asserted at 1e-5)
+TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +31,16 @@ def split_files(tmp_path_factory, data_dir):
     return folder / "forget.jsonl", folder / "retain.jsonl"
 
 
-def on_two_processes(model_dir, split_files, out: Path, options: dict, check: bool = True):
+def on_two_processes(model_dir, split_files, out: Path, options: dict, check: bool = True, processes: int = 2):
     """Run tests/ddp_worker.py under torchrun; each process's record (digest, draws, logits)."""
     out.parent.mkdir(exist_ok=True)
-    result = subprocess.run([*TORCHRUN, str(Path(__file__).parent / "ddp_worker.py"),
+    result = subprocess.run([*TORCHRUN[:-1], str(processes), str(Path(__file__).parent / "ddp_worker.py"),
                              str(model_dir), *map(str, split_files), str(out), json.dumps(options)],
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
-    return result, [json.loads((out.parent / f"rank-{rank}.json").read_text()) if check else None for rank in (0, 1)]
+    return result, [json.loads((out.parent / f"rank-{rank}.json").read_text()) if check else None
+                    for rank in range(processes)]
 
 
 def assert_one_model_saved(out: Path, ranks: list[dict]) -> None:
@@ -81,6 +86,98 @@ def test_two_processes_unlearn_one_model_and_save_it(tmp_path, tiny_model_dir, s
     assert report["distributed_type"] == ("FSDP" if "fsdp" in case else "MULTI_CPU")
 
 
+INVARIANCE_CASES = {
+    "npo+gd": {"method": "npo+gd"},
+    "kl": {"method": "kl"},
+    "rmu": {"method": "rmu", "method_settings": {"layer": 1}},
+    "npo+gd-fsdp": {"method": "npo+gd", "fsdp": True},
+    "kl-fsdp": {"method": "kl", "fsdp": True},
+    "gd-epochs": {"method": "gd", "schedule": {"kind": "epochs"}},
+    "gd-chunks": {"method": "gd", "schedule": {"kind": "chunks", "chunk_size": 4, "retain_per_forget": 2}},
+    "npo+gd-four-micro-batches": {"method": "npo+gd", "accumulation": 4},
+}
+
+
+def _losses(out: Path) -> list[float]:
+    return [row["loss"] for row in json.loads((out / "lume_unlearn.json").read_text())["losses"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", INVARIANCE_CASES)
+def test_one_process_and_two_train_the_same_model(tmp_path, tiny_model_dir, split_files, case):
+    """The same settings on 1 and on 2 processes (DDP or FSDP2): the same micro-batches, per-step
+    losses and final weights within float32 round-off."""
+    from lume.models import load_model
+
+    options = {"stage": "unlearn", "mixed_precision": "no", **INVARIANCE_CASES[case]}
+    one, two = tmp_path / "one" / "out", tmp_path / "two" / "out"
+    _, (alone,) = on_two_processes(tiny_model_dir, split_files, one, {**options, "fsdp": False}, processes=1)
+    _, shared = on_two_processes(tiny_model_dir, split_files, two, options)
+    assert sorted(alone["draws"]) == sorted(shared[0]["draws"] + shared[1]["draws"])  # the same micro-batches
+    assert len(_losses(one)) == len(_losses(two)) >= 2
+    torch.testing.assert_close(_losses(two), _losses(one), rtol=TOLERANCE, atol=TOLERANCE)
+    weights = [load_model(folder, dtype="float32", device="cpu").model.state_dict() for folder in (one, two)]
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=TOLERANCE, msg=name)
+
+
+@pytest.mark.slow
+def test_a_run_killed_on_one_process_resumes_on_two_to_the_same_model(tmp_path, tiny_model_dir, split_files):
+    from lume.models import load_model
+
+    options = {"stage": "unlearn", "method": "npo+gd", "steps": 4, "save_every": 2, "mixed_precision": "no"}
+    whole, cut = tmp_path / "whole" / "out", tmp_path / "cut" / "out"
+    on_two_processes(tiny_model_dir, split_files, whole, options, processes=1)
+    killed, _ = on_two_processes(tiny_model_dir, split_files, cut, {**options, "crash_after": 2}, check=False,
+                                 processes=1)
+    assert killed.returncode != 0 and not (cut / "lume_unlearn.json").exists()
+    result, _ = on_two_processes(tiny_model_dir, split_files, cut, options)
+    assert "resuming from step 2" in result.stdout + result.stderr
+    torch.testing.assert_close(_losses(cut), _losses(whole), rtol=TOLERANCE, atol=TOLERANCE)
+    weights = [load_model(folder, dtype="float32", device="cpu").model.state_dict() for folder in (whole, cut)]
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=TOLERANCE, msg=name)
+
+
+@pytest.mark.slow
+def test_one_process_and_two_memorize_the_same_target(tmp_path, tiny_model_dir, split_files, data_dir):
+    from lume.models import load_model
+
+    options = {"stage": "memorize", "data_dir": str(data_dir), "mixed_precision": "no"}
+    one, two = tmp_path / "one" / "target", tmp_path / "two" / "target"
+    _, (alone,) = on_two_processes(tiny_model_dir, split_files, one, options, processes=1)
+    _, shared = on_two_processes(tiny_model_dir, split_files, two, options)
+    assert sorted(map(sorted, alone["draws"])) == sorted(map(sorted, shared[0]["draws"] + shared[1]["draws"]))
+    weights = [load_model(folder, dtype="float32", device="cpu").model.state_dict() for folder in (one, two)]
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=TOLERANCE, msg=name)
+
+
+def test_gradient_accumulation_equals_one_micro_batch_of_the_whole_step_for_a_per_example_loss(tmp_path,
+                                                                                             tiny_model_dir,
+                                                                                             split_files):
+    """Two micro-batches of 2 against one of 4 (one process): a loss that averages per example
+    (gd with average examples) gives the same step whatever the micro-batches."""
+    from lume.models import load_model
+    from lume.stages.unlearning import ScheduleSettings, UnlearnConfig, read_split, unlearn
+    from lume.training import TrainingSettings
+
+    forget, retain = (read_split(path, split) for path, split in zip(split_files, ("forget", "retain")))
+    results = []
+    for batch, accumulation in ((2, 2), (4, 1)):
+        training = TrainingSettings(batch_size=batch, gradient_accumulation=accumulation, learning_rate=1e-3,
+                                    mixed_precision="no")
+        config = UnlearnConfig(method="gd", method_settings={"average": "examples"}, steps=3, progress=False,
+                               schedule=ScheduleSettings(kind="epochs"), training=training)
+        out = tmp_path / f"{batch}x{accumulation}"
+        unlearn(tiny_model_dir, out, config, forget=forget, retain=retain)
+        results.append((_losses(out), load_model(out, dtype="float32", device="cpu").model.state_dict()))
+    (losses_a, weights_a), (losses_b, weights_b) = results
+    torch.testing.assert_close(losses_a, losses_b, rtol=TOLERANCE, atol=TOLERANCE)
+    for name, value in weights_a.items():
+        torch.testing.assert_close(weights_b[name], value, rtol=0, atol=TOLERANCE, msg=name)
+
+
 @pytest.mark.slow
 def test_lora_on_sharded_weights_is_refused_in_one_line(tmp_path, tiny_model_dir, split_files):
     result, _ = on_two_processes(tiny_model_dir, split_files, tmp_path / "run" / "out",
@@ -101,7 +198,7 @@ def test_processes_not_set_up_as_one_run_stop_with_a_clear_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     try:
         with pytest.raises(LumeError, match="2 processes were started but accelerate set up 1 .NO."):
-            make_accelerator("no")
+            make_accelerator("no", gradient_accumulation=2)
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
 
@@ -133,7 +230,8 @@ def test_two_processes_resume_where_they_were_killed(tmp_path, tiny_model_dir, s
 def test_the_cli_under_torchrun_reports_once(tmp_path, tiny_model_dir, split_files):
     forget, retain = split_files
     result = subprocess.run([*TORCHRUN, "-m", "lume", "unlearn", str(tiny_model_dir),
-                             str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2"],
+                             str(retain), str(forget), str(tmp_path / "out"), "--steps", "2", "--batch-size", "2",
+                             "--gradient-accumulation", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("unlearned model written") == 1, result.stderr  # only the main process logs

@@ -152,8 +152,8 @@ def test_chunks_run_in_order_each_for_its_epochs_with_the_next_retain_examples()
 
     settings = ScheduleSettings(kind="chunks", chunk_size=3, retain_per_forget=2, epochs=2, restart_per_chunk=True)
     documents = ["b", "a", "b", "c", "a"]
-    schedule = plan(settings, None, forget_count=5, retain_count=7, batch_size=1, micro_steps_per_step=1,
-                    processes=1, forget_documents=documents, seed=4)
+    schedule = plan(settings, None, forget_count=5, retain_count=7, batch_size=1, micro_batches_per_step=1,
+                    forget_documents=documents, seed=4)
     order = document_order(documents, 4)
     assert sorted(order) == list(range(5)) and schedule.order == order
     assert [documents[i] for i in order] in (["a", "a", "b", "b", "c"], ["a", "a", "c", "b", "b"],
@@ -161,33 +161,33 @@ def test_chunks_run_in_order_each_for_its_epochs_with_the_next_retain_examples()
                                              ["c", "a", "a", "b", "b"], ["c", "b", "b", "a", "a"])
     assert document_order(list(documents), 4) == order  # seeded: the same order every run
     assert schedule.chunk_steps() == [6, 4] and schedule.steps == 10 and schedule.segments() == [6, 4]
-    draws = [schedule.indices(0, step, 0, range(5)) for step in range(10)]
+    draws = [schedule.indices(0, step, range(5)) for step in range(10)]
     assert [f for f, _ in draws] == [[order[i]] for i in (0, 1, 2, 0, 1, 2, 3, 4, 3, 4)]
     assert [r for _, r in draws[:3]] == [[0, 1], [2, 3], [4, 5]]
     assert draws[3][1] == draws[0][1]  # the same retain examples at each pass over a chunk
     assert [r for _, r in draws[6:8]] == [[6, 0], [1, 2]]  # the next chunk goes on cycling
     with pytest.raises(LumeError, match="leave steps unset"):
-        plan(settings, 12, 5, 7, 1, 1, 1)
+        plan(settings, 12, 5, 7, 1, 1)
 
 
 def test_rows_apart_takes_each_chunk_row_by_row_forget_then_its_retain_rows():
-    """AILS-NTUA's single-GPU notebook: the chunk's rows in sequence, each its own step; on 8
-    processes a step of rows apart is the default set-up's step (1 forget + its 7 retain rows)."""
+    """AILS-NTUA's single-GPU notebook: the chunk's rows in sequence, each its own step; a step of
+    8 micro-batches of rows apart (8 processes, or accumulation) is the default set-up's step (1
+    forget + its 7 retain rows)."""
     settings = ScheduleSettings(kind="chunks", chunk_size=2, retain_per_forget=2, epochs=2, rows_apart=True)
-    schedule = plan(settings, None, forget_count=3, retain_count=5, batch_size=1, micro_steps_per_step=1,
-                    processes=1, seed=4)
+    schedule = plan(settings, None, forget_count=3, retain_count=5, batch_size=1, micro_batches_per_step=1, seed=4)
     assert schedule.chunk_steps() == [12, 6] and schedule.steps == 18
     f0, f1, f2 = schedule.order
-    steps = [schedule.indices(0, step, 0, range(3)) for step in range(18)]
+    steps = [schedule.indices(0, step, range(3)) for step in range(18)]
     assert steps[:6] == [([f0], []), ([], [0]), ([], [1]), ([f1], []), ([], [2]), ([], [3])]
     assert steps[6:12] == steps[:6]  # the second pass over the chunk
     assert steps[12:15] == [([f2], []), ([], [4]), ([], [0])]  # the next chunk's retain rows go on cycling
     paired = replace(settings, chunk_size=32, retain_per_forget=7, epochs=1)
-    eight = plan(paired, None, 4, 40, 1, 1, processes=8, seed=4)
-    together = plan(replace(paired, rows_apart=False), None, 4, 40, 1, 1, processes=1, seed=4)
+    eight = plan(paired, None, 4, 40, 1, 8, seed=4)
+    together = plan(replace(paired, rows_apart=False), None, 4, 40, 1, 1, seed=4)
     for step in range(4):
-        rows = [eight.indices(0, step, process, range(4)) for process in range(8)]
-        assert ([i for f, _ in rows for i in f], [i for _, r in rows for i in r]) == together.indices(0, step, 0, [])
+        rows = [eight.indices(0, micro_batch, range(4)) for micro_batch in range(step * 8, step * 8 + 8)]
+        assert ([i for f, _ in rows for i in f], [i for _, r in rows for i in r]) == together.indices(0, step, [])
     with pytest.raises(LumeError, match="rows_apart .* needs kind chunks, not epochs"):
         ScheduleSettings(kind="epochs", rows_apart=True)
 
@@ -206,16 +206,15 @@ def test_also_train_adds_weights_outside_the_chosen_layers(tokenizer):
 
 def test_epochs_visit_every_forget_example_once_per_epoch_and_cycle_the_retain_set():
     schedule = plan(ScheduleSettings(kind="epochs", epochs=2), None, forget_count=6, retain_count=4, batch_size=2,
-                    micro_steps_per_step=1, processes=1)
+                    micro_batches_per_step=1)
     assert schedule.steps == 6
-    forget = [i for step in range(6) for i in schedule.indices(3, step, 0, range(6))[0]]
+    forget = [i for step in range(6) for i in schedule.indices(3, step, range(6))[0]]
     assert sorted(forget[:6]) == list(range(6)) == sorted(forget[6:]) and forget[:6] != forget[6:]
-    retain = [i for step in range(6) for i in schedule.indices(3, step, 0, range(6))[1]]
+    retain = [i for step in range(6) for i in schedule.indices(3, step, range(6))[1]]
     assert sorted(retain[:4]) == list(range(4)) and retain[4:8] == retain[:4]
-    two = plan(ScheduleSettings(kind="epochs"), None, 6, 4, 1, 1, 2)  # two processes share each epoch
-    assert sorted(two.indices(0, 0, 0, range(6))[0] + two.indices(0, 0, 1, range(6))[0]
-                  + two.indices(0, 1, 0, range(6))[0] + two.indices(0, 1, 1, range(6))[0]
-                  + two.indices(0, 2, 0, range(6))[0] + two.indices(0, 2, 1, range(6))[0]) == list(range(6))
+    two = plan(ScheduleSettings(kind="epochs"), None, 6, 4, 1, 2)  # two micro-batches a step share each epoch
+    assert two.steps == 3 and sorted(i for micro_batch in range(6) for i in two.indices(0, micro_batch, range(6))[0]
+                                     ) == list(range(6))
 
 
 def test_a_fresh_optimiser_per_segment_equals_separate_trainers(tiny_model, tmp_path, fresh_accelerate_state):

@@ -257,16 +257,29 @@ def test_a_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_m
     assert not (tmp_path / "out" / "lume_unlearn.json").exists()
 
 
-def test_forget_and_retain_draws_are_independent_per_step_and_process():
+def test_forget_and_retain_draws_are_independent_per_micro_batch_and_the_same_on_any_process():
     from lume.stages.unlearning.schedule import ScheduleSettings, plan
+    from lume.training.sampling import process_micro_batches
 
-    draws = plan(ScheduleSettings(), None, 100, 100, 8, 1, 2)
-    first = draws.indices(0, 5, 0, range(100))
-    assert first == draws.indices(0, 5, 0, range(100))
-    assert first != draws.indices(0, 5, 1, range(100))
-    assert first != draws.indices(0, 6, 0, range(100))
+    draws = plan(ScheduleSettings(), None, 100, 100, 8, 2)
+    first = draws.indices(0, 5, range(100))
+    assert first == draws.indices(0, 5, range(100))
+    assert first != draws.indices(0, 6, range(100)) and first != draws.indices(1, 5, range(100))
     assert first[0] != first[1]
-    assert all(i in range(40, 50) for i in draws.indices(0, 5, 0, range(40, 50))[0])
+    assert all(i in range(40, 50) for i in draws.indices(0, 5, range(40, 50))[0])
+    # step 2 of 4 micro-batches: one process trains 8-11, two share them, four take one each
+    assert list(process_micro_batches(2, 4, 1, 0)) == [8, 9, 10, 11]
+    assert [list(process_micro_batches(2, 4, 2, p)) for p in (0, 1)] == [[8, 9], [10, 11]]
+    assert [list(process_micro_batches(2, 4, 4, p)) for p in range(4)] == [[8], [9], [10], [11]]
+
+
+def test_a_step_that_processes_cannot_share_equally_is_refused_in_one_line():
+    from lume.training.sampling import process_share
+
+    assert process_share(4, 2) == 2 and process_share(3, 1) == 3
+    with pytest.raises(LumeError, match="gradient_accumulation 3: a step of 3 micro-batch.es. cannot be shared "
+                                        "equally by 2 processes; set it to a multiple of 2"):
+        process_share(3, 2)
 
 
 @pytest.mark.slow
@@ -297,10 +310,11 @@ def test_reference_quantities_are_computed_for_the_forget_examples_the_run_draws
 
     examples = [prompt_answer_example(tokenizer, f"Question {i}?", f"Answer {i}") for i in range(40)]
     training = TrainingSettings(batch_size=2, seed=3)
-    schedule = plan(ScheduleSettings(), 3, len(examples), 10, 2, 1, 1)
+    schedule = plan(ScheduleSettings(), 3, len(examples), 10, 2, 1)
     method = build_method("npo")
-    drawn = drawn_forget_examples(schedule, method, training, 0, len(examples))
-    used = {i for step in range(3) for i in schedule.indices(3, step, 0, range(40))[0]}
+    one_process = type("Accelerator", (), {"num_processes": 1, "process_index": 0})()
+    drawn = drawn_forget_examples(schedule, method, training, one_process, len(examples))
+    used = {i for step in range(3) for i in schedule.indices(3, step, range(40))[0]}
     assert drawn == sorted(used) and len(drawn) <= 6
     context = Context(tiny_model.float(), tokenizer, examples, lambda ex: collate(ex, tokenizer.pad_token_id))
     context.drawn = drawn
@@ -409,7 +423,7 @@ def test_validation_rows_are_drawn_per_task_from_both_sets():
 def test_a_time_budget_stops_at_the_end_of_the_epoch_before_the_one_that_would_overrun():
     from lume.stages.unlearning.schedule import EpochBudget, ScheduleSettings, plan
 
-    schedule = plan(ScheduleSettings(kind="epochs", epochs=100, max_seconds=25), None, 10, 10, 2, 1, 1)
+    schedule = plan(ScheduleSettings(kind="epochs", epochs=100, max_seconds=25), None, 10, 10, 2, 1)
     budget = EpochBudget(schedule)  # 5 steps an epoch
     assert budget(4, 8.0) is None and budget(5, 10.0) is None  # one epoch of 10 s; the next ends by 20 s
     stopped = budget(10, 21.0)  # the longest epoch so far 11 s: a third would end at 32 s

@@ -132,8 +132,8 @@ class _RelearnStage(Stage):
     def step_loss(self, model, accelerator):
         settings, examples = self.settings, self.examples
 
-        def step_loss(model, micro_step):
-            indices = drawn_batches(settings.seed, micro_step, 0, [range(len(examples))], settings.batch_size)
+        def step_loss(model, micro_batch):
+            indices = drawn_batches(settings.seed, micro_batch, [range(len(examples))], settings.batch_size)
             batch = collate([examples[i] for i in indices[0]], self.pad_id, model.device)
             loss = model(**batch).loss
             return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}

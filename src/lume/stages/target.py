@@ -32,6 +32,7 @@ from lume.training import (Example, TrainingRun, TrainingSettings, collate, dist
 from lume.training.precision import chosen_mixed_precision
 from lume.training.stage import Stage
 from lume.training.sampling import epoch_batch
+from lume.versions import installed_versions
 from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.training.distributed import started_processes
 
@@ -125,16 +126,15 @@ def _training_run(config: MemorizeConfig, examples: int, steps_per_epoch: int, d
 
 
 def _epoch_batches(examples: list, config: MemorizeConfig, steps_per_epoch: int, accelerator, pad_id: int):
-    """`step_loss` over seeded epoch shuffles; each process takes its share of every micro-step."""
+    """`step_loss` over seeded epoch shuffles, micro-batch by micro-batch (a process trains its share)."""
     training = config.training
     micro_per_epoch = steps_per_epoch * training.gradient_accumulation
-    width = training.batch_size * accelerator.num_processes  # examples per micro-step, all processes
     lengths = [len(e.input_ids) for e in examples]
 
-    def step_loss(model, micro_step: int):
-        chunk = epoch_batch(training.seed, micro_step, micro_per_epoch, lengths, width, config.group_by_length)
-        mine = chunk[accelerator.process_index::accelerator.num_processes]
-        batch = collate([examples[i] for i in mine], pad_id, accelerator.device)
+    def step_loss(model, micro_batch: int):
+        chosen = epoch_batch(training.seed, micro_batch, micro_per_epoch, lengths, training.batch_size,
+                             config.group_by_length)
+        batch = collate([examples[i] for i in chosen], pad_id, accelerator.device)
         loss = model(**batch).loss
         return loss, {"loss": loss.item(), "tokens": int(batch["attention_mask"].sum())}
 
@@ -270,8 +270,7 @@ class _TargetStage(Stage):
     def training_run(self, accelerator) -> TrainingRun:
         training = self.settings
         self.example_count = sum(1 + len(d.qa) * self.config.qa_repeats for d in self.documents)
-        self.steps_per_epoch = math.ceil(self.example_count / (training.batch_size * training.gradient_accumulation
-                                                               * accelerator.num_processes))
+        self.steps_per_epoch = math.ceil(self.example_count / (training.batch_size * training.gradient_accumulation))
         return _training_run(self.config, self.example_count, self.steps_per_epoch, self.data_fingerprint,
                              self.documents, accelerator.mixed_precision)
 
@@ -298,7 +297,8 @@ class _TargetStage(Stage):
             settings={**asdict(self.config), MANIFEST_COUNTS[0]: self.steps_per_epoch,
                       MANIFEST_COUNTS[1]: len(self.examples)},
             result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds, "tokens": result.tokens,
-                    "history": self.history, "losses": result.losses, **distribution(accelerator)})
+                    "history": self.history, "losses": result.losses, "versions": installed_versions(),
+                    **distribution(accelerator)})
 
     def save(self, model, weights, manifest: TargetManifest) -> None:
         """The target (LoRA merged into it), then its manifest: its presence means the target is complete."""

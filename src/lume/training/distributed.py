@@ -16,6 +16,7 @@ import torch
 
 from lume.errors import LumeError
 from lume.training.precision import choose
+from lume.training.sampling import process_share
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,19 @@ def make_accelerator(mixed_precision: str, gradient_accumulation: int = 1, cpu: 
     told so, accelerate takes each process for a lone one, and they would train separate models.
     `log_with` names an accelerate tracker, writing under `logs_dir` (off by default).
     `find_unused_parameters`: DDP's, for losses that leave some trainable weights without a gradient.
+    `gradient_accumulation`: micro-batches per optimiser step, all processes together; each
+    process accumulates its equal share of them.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    share = process_share(gradient_accumulation, started_processes())  # refused before any work if uneven
     cpu = cpu or (not torch.cuda.is_available() and started_processes() > 1)
     if log_with:
         check_tracker(log_with)
     precision = choose(mixed_precision, cpu)
     try:
-        accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, mixed_precision=precision.used,
+        accelerator = Accelerator(gradient_accumulation_steps=share, mixed_precision=precision.used,
                                   cpu=cpu, log_with=log_with, project_dir=str(logs_dir) if logs_dir else None,
                                   kwargs_handlers=[DistributedDataParallelKwargs(
                                       find_unused_parameters=find_unused_parameters)])
@@ -80,6 +84,7 @@ def distribution(accelerator) -> dict:
     """How the run was spread and in what precision, for its report: process count, accelerate's
     distributed type, and the mixed precision used with what was asked and why."""
     return {"num_processes": accelerator.num_processes, "distributed_type": accelerator.distributed_type.value,
+            "micro_batches_per_process": accelerator.gradient_accumulation_steps,
             "precision": accelerator.lume_precision.record()}
 
 

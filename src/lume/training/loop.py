@@ -26,6 +26,7 @@ from lume.files import read_json, write_json_atomic, writing_to
 from lume.progress import progress_bar
 from lume.training import compiling
 from lume.training.distributed import make_accelerator, shards_weights
+from lume.training.sampling import process_micro_batches
 from lume.training.settings import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -224,38 +225,53 @@ class _Stepper:
         """Run optimiser step `step`; return its mean logs and the tokens it processed."""
         if step in self.restarts:  # a new segment starts with fresh AdamW moments
             self.optimizer.optimizer.state.clear()
-        logs, tokens, accumulation = {}, 0, self.settings.gradient_accumulation
-        for micro in range(accumulation):
-            with self.accelerator.accumulate(self.model):
-                micro_logs = self._loss_and_gradients(step, step * accumulation + micro)
-                if self.accelerator.sync_gradients and self.settings.max_grad_norm:
-                    self.accelerator.clip_grad_norm_(self.trainable, self.settings.max_grad_norm)
+        logs, tokens, accelerator = {}, 0, self.accelerator
+        mine = process_micro_batches(step, self.settings.gradient_accumulation, accelerator.num_processes,
+                                     accelerator.process_index)
+        for micro_batch in mine:
+            with accelerator.accumulate(self.model):
+                micro_logs = self._loss_and_gradients(step, micro_batch)
+                if accelerator.sync_gradients and self.settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(self.trainable, self.settings.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad()
             tokens += int(micro_logs.pop("tokens", 0))
             for name, value in micro_logs.items():
-                logs[name] = logs.get(name, 0.0) + float(value) / accumulation
-        return logs, tokens
+                logs[name] = logs.get(name, 0.0) + float(value) / len(mine)
+        return _over_processes(accelerator, logs, tokens)
 
-    def _loss_and_gradients(self, step: int, micro_step: int) -> dict:
+    def _loss_and_gradients(self, step: int, micro_batch: int) -> dict:
         """The micro-step's loss and its backward pass; once more uncompiled if compilation fails
         (in the forward, the backward's included: before any weight's gradient is written)."""
         try:
-            return self._backward(step, micro_step)
+            return self._backward(step, micro_batch)
         except compiling.FAILURES as error:
             if not compiling.is_compiled(self.model):
                 raise
             compiling.fall_back(self.model, error)
-            return self._backward(step, micro_step)
+            return self._backward(step, micro_batch)
 
-    def _backward(self, step: int, micro_step: int) -> dict:
+    def _backward(self, step: int, micro_batch: int) -> dict:
         with compiling.backward_with_forward(self.model):
-            loss, micro_logs = self.step_loss(self.model, micro_step)
+            loss, micro_logs = self.step_loss(self.model, micro_batch)
         if not math.isfinite(loss.item()):
             raise self.checkpoints.stop(f"the loss became {loss.item()} at step {step + 1}")
         self.accelerator.backward(loss)
         return micro_logs
+
+
+def _over_processes(accelerator, logs: dict, tokens: int) -> tuple[dict, int]:
+    """A step's logs as the mean over every process's micro-batches (equal shares: the mean of
+    the processes' means) and its tokens summed over the processes: the numbers one process
+    training all the step's micro-batches records."""
+    if accelerator.num_processes == 1:
+        return logs, tokens
+    names = sorted(logs)
+    values = torch.tensor([logs[n] for n in names] + [float(tokens)], dtype=torch.float64, device=accelerator.device)
+    gathered = accelerator.gather(values.unsqueeze(0))
+    means = gathered[:, :-1].mean(0).tolist()
+    return dict(zip(names, means)), int(gathered[:, -1].sum().item())
 
 
 class _Tracking:
@@ -280,8 +296,8 @@ def train(model, run: TrainingRun, step_loss: Callable[[object, int], tuple[torc
           checkpoint_dir: Path, *, after_step: Callable[[int], str | None] = lambda _s: None,
           description: str = "training", show_progress: bool = True, accelerator=None, stateful=None,
           budget: Callable[[int, float], str | None] | None = None) -> TrainResult:
-    """Run `step_loss(model, micro_step) -> (loss, logs)` for up to `run.max_steps` optimiser steps.
-
+    """Run `step_loss(model, micro_batch) -> (loss, logs)` for up to `run.max_steps` optimiser steps
+    (each process its share of a step's micro-batches: `lume.training.sampling`).
     `logs` may hold floats to record and `tokens` (tokens processed, for tokens/s). `after_step(step)`
     (its time not training time) and `budget(step, training seconds)` may return a reason to stop
     early. Resumes from `checkpoint_dir`; time and tokens count every segment of a resumed run.

@@ -20,8 +20,9 @@ SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_wi
 
 @dataclass
 class TrainingSettings:
-    batch_size: int = setting(4, "Examples per micro-step and process (unlearning: forget ones, and as many retain)",
-                              at_least=1, at_most=MAX_BATCH)
+    batch_size: int = setting(4, "Examples per micro-batch (unlearning: forget ones, with the retain ones the "
+                                 "schedule pairs with them); a step takes batch_size × gradient_accumulation, on any "
+                                 "number of processes", at_least=1, at_most=MAX_BATCH)
     learning_rate: float = setting(5e-5, "AdamW's learning rate", at_least=0)
     scheduler: str = setting("constant", "Learning-rate schedule (transformers' scheduler of that name)",
                              choices=SCHEDULERS)
@@ -30,7 +31,9 @@ class TrainingSettings:
                                   between=(0, 1))
     weight_decay: float = setting(0.0, "AdamW's weight decay", at_least=0)
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = none", at_least=0)
-    gradient_accumulation: int = setting(1, "Micro-steps per optimiser step", at_least=1, at_most=MAX_BATCH)
+    gradient_accumulation: int = setting(1, "Micro-batches per optimiser step, all processes together: each "
+                                            "process accumulates an equal share (a multiple of the process count)",
+                                         at_least=1, at_most=MAX_BATCH)
     lora_rank: int = setting(0, "LoRA rank; 0 = full fine-tuning", at_least=0)
     lora_alpha: int = setting(32, "LoRA alpha", above=0)
     lora_dropout: float = setting(0.0, "LoRA dropout", between=(0, 1))

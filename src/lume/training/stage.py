@@ -56,7 +56,7 @@ class Stage:
         """Anything to do once the model is ready, before the first step (probing step 0)."""
 
     def step_loss(self, model, accelerator) -> Callable:
-        """`step_loss(model, micro_step) -> (loss, logs)` for the loop."""
+        """`step_loss(model, micro_batch) -> (loss, logs)` for the loop."""
         raise NotImplementedError
 
     def after_step(self, model, accelerator) -> Callable[[int], str | None]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
 import time
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ import torch
 from lume import data as lume_data
 from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
 from lume.data.manifest import read_manifest
+from lume.versions import installed_versions
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
@@ -38,7 +37,6 @@ from lume.data.paths import DATA_DIR_HELP
 SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
 log = logging.getLogger(__name__)
 
-PACKAGES = ("lume-unlearning", "torch", "transformers", "rouge-score", "scikit-learn", "accelerate", "peft", "vllm")
 MIA_SETS = ("final", "validation", "none")
 PARTS = ("generation", "mia", "mmlu")
 
@@ -103,16 +101,6 @@ def step_key(config: EvalConfig) -> dict:
     """What decides an evaluation's scores, beside the model's fingerprint (a study's step record):
     the deciding settings and the dtype each part loads the model in on this machine."""
     return decided_by(config, dtypes=part_dtypes(config, config.device or default_device()))
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def result_files() -> tuple[str, ...]:
@@ -271,7 +259,7 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
     timings["total_s"] = time.time() - started
     written = _written_rows(rows, sections)
     summary = dataclasses.replace(measured, final=_final(measured), intervals=intervals, bootstrap=bootstrap,
-                                  config=asdict(config), versions=_versions(), timings=timings,
+                                  config=asdict(config), versions=installed_versions(), timings=timings,
                                   files=[*written, SUMMARY_NAME])
     if rank == 0:
         _write_results(out_dir, summary, written)

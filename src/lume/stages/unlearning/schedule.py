@@ -1,9 +1,9 @@
 """Which forget and retain examples each step of an unlearning run trains on.
 
-Three schedules, each seeded so that a resumed or repeated run sees the same examples, and
-each giving every process of a distributed run its own share:
+Three schedules, each seeded so that a resumed or repeated run sees the same examples; each
+gives micro-batch n (numbered over the run) the same examples on any number of processes:
 
-- `draws` (the default): each step draws `batch_size` forget examples (from the method's
+- `draws` (the default): each micro-batch draws `batch_size` forget examples (from the method's
   `forget_pool`) and `batch_size · retain_per_forget` retain examples, independently;
 - `epochs`: each epoch visits every forget example once, in a seeded shuffled order, with the
   retain examples taken in turn from a seeded shuffled order (cycling over the retain set);
@@ -15,11 +15,11 @@ each giving every process of a distributed run its own share:
   `restart_per_chunk`, each chunk starts with fresh optimiser moments and its own learning-rate
   schedule, as a new trainer per chunk has it. With `rows_apart`, each chunk is one sequence of
   rows (a forget example, then its retain examples, then the next forget example ...) and a
-  micro-step takes the next `batch_size` rows of it, whatever their kind: a step may hold forget
+  micro-batch takes the next `batch_size` rows of it, whatever their kind: a step may hold forget
   rows only or retain rows only (AILS-NTUA's single-GPU notebook: one row, one optimiser step).
 
 For `epochs` and `chunks` the run's length follows from the data: `epochs` passes (per chunk)
-of `batch_size` forget examples per micro-step.
+of `batch_size` forget examples per micro-batch.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ScheduleSettings:
     max_seconds: float = setting(0.0, "epochs: stop at the end of an epoch when one more, as long as the longest so "
                                       "far, would end past N seconds of training (a run cut off at a time limit "
                                       "keeps its last finished epoch); 0 = no limit", at_least=0)
-    rows_apart: bool = setting(False, "chunks: a micro-step takes the next batch_size rows of the chunk's sequence "
+    rows_apart: bool = setting(False, "chunks: a micro-batch takes the next batch_size rows of the chunk's sequence "
                                       "(each forget row, then its retain rows), so a step may hold one kind only")
 
     def __post_init__(self):
@@ -59,14 +59,13 @@ class ScheduleSettings:
 
 @dataclass(frozen=True)
 class Plan:
-    """A run's schedule on its data: its length, its segments, and each micro-step's examples."""
+    """A run's schedule on its data: its length, its segments, and each micro-batch's examples."""
 
     settings: ScheduleSettings
     forget_count: int
     retain_count: int
-    batch_size: int  # forget examples per micro-step and process
-    micro_steps_per_step: int  # gradient accumulation
-    processes: int
+    batch_size: int  # forget examples per micro-batch
+    micro_batches_per_step: int  # gradient accumulation, all processes together
     steps: int
     order: tuple[int, ...] = ()  # chunks: the forget examples in chunking order
 
@@ -77,8 +76,8 @@ class Plan:
     @property
     def forget_per_step(self) -> int:
         """Forget examples (with `rows_apart`, rows of either kind) an optimiser step takes:
-        `batch_size` per micro-step and process."""
-        return self.batch_size * self.micro_steps_per_step * self.processes
+        `batch_size` per micro-batch."""
+        return self.batch_size * self.micro_batches_per_step
 
     @property
     def row_width(self) -> int:
@@ -94,32 +93,32 @@ class Plan:
     def segments(self) -> list[int] | None:
         return self.chunk_steps() if self.settings.kind == "chunks" and self.settings.restart_per_chunk else None
 
-    def indices(self, seed: int, micro_step: int, process: int, forget_pool: range) -> tuple[list[int], list[int]]:
-        """The forget and retain example indices of one micro-step of one process."""
+    def indices(self, seed: int, micro_batch: int, forget_pool: range) -> tuple[list[int], list[int]]:
+        """The forget and retain example indices of one micro-batch (numbered over the run)."""
         retain_size = self.batch_size * self.settings.retain_per_forget
         if self.settings.kind == "draws":
-            forget, retain = drawn_batches(seed, micro_step, process, [forget_pool, range(self.retain_count)],
+            forget, retain = drawn_batches(seed, micro_batch, [forget_pool, range(self.retain_count)],
                                            [self.batch_size, retain_size])
             return forget, retain
         if self.settings.kind == "epochs":
-            first = (micro_step * self.processes + process) * self.batch_size
+            first = micro_batch * self.batch_size
             forget = [self._epoch_order(seed, (first + k) // self.forget_count)[(first + k) % self.forget_count]
                       for k in range(self.batch_size)]
             retain_order = _shuffled(self.retain_count, f"{seed}:retain")
             return forget, [retain_order[(first * self.settings.retain_per_forget + k) % self.retain_count]
                             for k in range(retain_size)]
-        return self._chunk_indices(micro_step, process)
+        return self._chunk_indices(micro_batch)
 
     def _epoch_order(self, seed: int, epoch: int) -> list[int]:
         return _shuffled(self.forget_count, f"{seed}:epoch:{epoch}")
 
-    def _chunk_indices(self, micro_step: int, process: int) -> tuple[list[int], list[int]]:
+    def _chunk_indices(self, micro_batch: int) -> tuple[list[int], list[int]]:
         """Chunk by chunk, in order; forget example i of a chunk with its own retain examples."""
         chunks, retain_start, start = self.chunks(), 0, 0
         for chunk, steps in zip(chunks, self.chunk_steps()):
-            micro = steps * self.micro_steps_per_step
-            if micro_step < start + micro or chunk is chunks[-1]:
-                first = ((micro_step - start) * self.processes + process) * self.batch_size
+            micro = steps * self.micro_batches_per_step
+            if micro_batch < start + micro or chunk is chunks[-1]:
+                first = (micro_batch - start) * self.batch_size
                 if self.settings.rows_apart:
                     return self._rows_apart(chunk, first, retain_start)
                 positions = [(first + k) % len(chunk) for k in range(self.batch_size)]
@@ -127,7 +126,7 @@ class Plan:
                         [j for i in positions for j in self._retain_of(retain_start, i)])
             start += micro
             retain_start += len(chunk) * self.settings.retain_per_forget
-        raise AssertionError("unreachable: the last chunk takes every later micro-step")
+        raise AssertionError("unreachable: the last chunk takes every later micro-batch")
 
     def _retain_of(self, retain_start: int, position: int) -> list[int]:
         """The retain examples of a chunk's forget example `position` (the chunk's start at `retain_start`)."""
@@ -187,13 +186,13 @@ def document_order(documents: list[str], seed: int) -> tuple[int, ...]:
 
 
 def plan(settings: ScheduleSettings, steps: int | None, forget_count: int, retain_count: int, batch_size: int,
-         micro_steps_per_step: int, processes: int, forget_documents: list[str] | None = None, seed: int = 0) -> Plan:
+         micro_batches_per_step: int, forget_documents: list[str] | None = None, seed: int = 0) -> Plan:
     """The schedule on this data; `steps` (None: the schedule's own length) is refused for
     `chunks`, whose length is its chunks' passes. `forget_documents` (each forget example's
     document) groups the chunks' examples by document; without it, each example is its own."""
     order = document_order(forget_documents or [str(i) for i in range(forget_count)], seed) \
         if settings.kind == "chunks" else ()
-    partial = Plan(settings, forget_count, retain_count, batch_size, micro_steps_per_step, processes, 0, order)
+    partial = Plan(settings, forget_count, retain_count, batch_size, micro_batches_per_step, 0, order)
     if settings.kind == "chunks":
         if steps is not None:
             raise LumeError("the chunks schedule's length is its chunks' passes (schedule.epochs per chunk): "
@@ -205,4 +204,4 @@ def plan(settings: ScheduleSettings, steps: int | None, forget_count: int, retai
         length = max(1, math.ceil(forget_count * settings.epochs / partial.forget_per_step))
     else:
         length = DEFAULT_STEPS
-    return Plan(settings, forget_count, retain_count, batch_size, micro_steps_per_step, processes, length, order)
+    return Plan(settings, forget_count, retain_count, batch_size, micro_batches_per_step, length, order)

@@ -25,6 +25,7 @@ from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
 from lume.files import utf8_path, write_json_atomic
+from lume.versions import installed_versions
 from lume.models import (DTYPES, check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
                          save_model)
 from lume.outputs import FINISHED_MARKERS, one_writer, refuse_overwriting_inputs
@@ -35,6 +36,7 @@ from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettin
                                              chosen_step, probe_set)
 from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
+from lume.training.sampling import process_micro_batches
 from lume.training.scope import check_layer_indices
 from lume.training.stage import Stage
 from lume.training.precision import chosen_mixed_precision
@@ -56,8 +58,9 @@ class UnlearnConfig:
     select: str = setting("last", "The step saved: last; best on the probes; or loss, the lowest method loss on "
                                   "probes.validation_rows (both need eval_every)", choices=SELECTIONS)
     probes: ProbeSettings = setting(help="The probes' selection data", factory=ProbeSettings)
-    training: TrainingSettings = setting(help="How it trains; batch_size: forget examples per step (and as many "
-                                              "retain); seed: also the batch draws", factory=TrainingSettings)
+    training: TrainingSettings = setting(help="How it trains; batch_size: forget examples per micro-batch "
+                                              "(and the retain examples paired with them); seed: also the draws",
+                                         factory=TrainingSettings)
     text: TextSettings = setting(help="How each record becomes a sequence: the space before the answer, EOS, "
                                       "truncation", factory=TextSettings)
     dtype: str | None = setting(None, "The dtype the trained weights are held and updated in: None = float32 (a "
@@ -159,38 +162,41 @@ def _training_run(config: UnlearnConfig, method, model_fingerprint: str, forget:
                         "forget": _fingerprint(forget), "retain": _fingerprint(retain)}, schedule.segments())
 
 
-def _plan(config: UnlearnConfig, forget: list[Record], retain: list[Record], processes: int) -> Plan:
+def _plan(config: UnlearnConfig, forget: list[Record], retain: list[Record]) -> Plan:
     training = config.training
     return plan(config.schedule, config.steps, len(forget), len(retain), training.batch_size,
-                training.gradient_accumulation, processes, [r.doc_id for r in forget], training.seed)
+                training.gradient_accumulation, [r.doc_id for r in forget], training.seed)
 
 
-def drawn_forget_examples(schedule: Plan, method, training: TrainingSettings, process: int, size: int) -> list[int]:
-    """The forget examples this process's micro-steps will draw, in order of first use: the only
-    ones whose reference quantities a run needs (the draws are seeded, so known in advance)."""
+def drawn_forget_examples(schedule: Plan, method, training: TrainingSettings, accelerator, size: int) -> list[int]:
+    """The forget examples this process's micro-batches will draw: the only ones whose reference
+    quantities a run needs (the draws are seeded, so known in advance)."""
     drawn: dict[int, None] = {}
-    for micro in range(schedule.steps * training.gradient_accumulation):
-        pool = method.forget_pool(micro // training.gradient_accumulation, schedule.steps, size)
-        drawn.update(dict.fromkeys(schedule.indices(training.seed, micro, process, pool)[0]))
+    per_step = training.gradient_accumulation
+    for step in range(schedule.steps):
+        pool = method.forget_pool(step, schedule.steps, size)
+        for micro_batch in process_micro_batches(step, per_step, accelerator.num_processes, accelerator.process_index):
+            drawn.update(dict.fromkeys(schedule.indices(training.seed, micro_batch, pool)[0]))
     return sorted(drawn)
 
 
 def _step_loss(method, context: Context, config: UnlearnConfig, schedule: Plan, forget_examples: list,
                retain_examples: list, accelerator):
-    """The loss of one micro-step: the schedule's forget and retain examples, then the method's loss."""
+    """The loss of one micro-batch: the schedule's forget and retain examples, then the method's loss."""
     pad_id = context.tokenizer.pad_token_id
 
     def batch_of(examples: list, indices: list[int]) -> dict:
         return _batch_of(examples, indices, pad_id, accelerator.device)
 
-    def step_loss(model, micro_step: int):
+    def step_loss(model, micro_batch: int):
         training = config.training
-        pool = method.forget_pool(micro_step // training.gradient_accumulation, schedule.steps, len(forget_examples))
-        forget_indices, retain_indices = schedule.indices(training.seed, micro_step, accelerator.process_index, pool)
+        step = micro_batch // training.gradient_accumulation
+        pool = method.forget_pool(step, schedule.steps, len(forget_examples))
+        forget_indices, retain_indices = schedule.indices(training.seed, micro_batch, pool)
         # a side with no rows (`schedule.rows_apart`) is None
         batches = {"forget": batch_of(forget_examples, forget_indices) if forget_indices else None,
                    "retain": batch_of(retain_examples, retain_indices) if retain_indices else None}
-        context.model, context.step = model, micro_step // training.gradient_accumulation
+        context.model, context.step = model, step
         primed = [batches[name] for name in method.policy_batches if batches[name] is not None]
         if primed:
             prime(model, primed, pad_id)
@@ -265,7 +271,7 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
                          train_seconds=result.seconds, tokens=result.tokens,
                          tokens_per_second=result.tokens / max(result.seconds, 1e-9),
                          peak_memory_mb=result.peak_memory_mb, device=str(accelerator.device),
-                         **distribution(accelerator))  # tokens and tokens/s are the main process's
+                         versions=installed_versions(), **distribution(accelerator))
 
 
 def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: list[Record],
@@ -340,7 +346,7 @@ class _UnlearnStage(Stage):
         return self.method.leaves_weights_without_gradient
 
     def training_run(self, accelerator) -> TrainingRun:
-        self.schedule = _plan(self.config, self.forget, self.retain, accelerator.num_processes)
+        self.schedule = _plan(self.config, self.forget, self.retain)
         self.run = _training_run(self.config, self.method, model_fingerprint(self.model_in), self.forget, self.retain,
                                  accelerator.mixed_precision, self.schedule)
         return self.run
@@ -358,10 +364,8 @@ class _UnlearnStage(Stage):
                                reference_model=reference_model, batch_size=training.batch_size,
                                autocast=accelerator.autocast, unwrap=accelerator.unwrap_model)
         self.context.steps_per_epoch = plan(ScheduleSettings(kind="epochs"), None, len(self.forget), len(self.retain),
-                                            training.batch_size, training.gradient_accumulation,
-                                            accelerator.num_processes).steps
-        self.context.drawn = drawn_forget_examples(self.schedule, self.method, training, accelerator.process_index,
-                                                   len(self.forget))
+                                            training.batch_size, training.gradient_accumulation).steps
+        self.context.drawn = drawn_forget_examples(self.schedule, self.method, training, accelerator, len(self.forget))
         with accelerator.autocast():  # reference quantities in the precision the trained forward runs in
             self.method.prepare(self.context)
         return model
