@@ -8,7 +8,8 @@ from pathlib import Path
 
 import lume
 
-RANK = {"errors": 0, "config": 0, "files": 0, "versions": 0, "outputs": 0, "registry": 0, "compat": 0, "progress": 0, "results": 0,
+RANK = {"errors": 0, "config": 0, "files": 0, "versions": 0, "outputs": 0, "registry": 0, "compat": 0, "progress": 0,
+        "results": 0,
         "data": 1,
         "models": 2, "inference": 3, "training": 4, "metrics": 5, "stages": 6, "reports": 7, "pipeline": 8,
         "sweep": 8.5, "cli": 9, "__main__": 9, "__init__": 0}

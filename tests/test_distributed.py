@@ -153,9 +153,8 @@ def test_one_process_and_two_memorize_the_same_target(tmp_path, tiny_model_dir, 
         torch.testing.assert_close(weights[1][name], value, rtol=0, atol=TOLERANCE, msg=name)
 
 
-def test_gradient_accumulation_equals_one_micro_batch_of_the_whole_step_for_a_per_example_loss(tmp_path,
-                                                                                             tiny_model_dir,
-                                                                                             split_files):
+def test_gradient_accumulation_equals_one_micro_batch_of_the_whole_step_for_a_per_example_loss(
+        tmp_path, tiny_model_dir, split_files, fresh_accelerate_state):
     """Two micro-batches of 2 against one of 4 (one process): a loss that averages per example
     (gd with average examples) gives the same step whatever the micro-batches."""
     from lume.models import load_model

@@ -91,3 +91,36 @@ def test_folders_of_the_same_name_get_labels_that_tell_them_apart(tmp_path):
                tmp_path / "b" / "eval" / "npo"]
     assert distinct_labels(folders) == ["target", "npo", "b/eval/target", "b/eval/npo"]  # the first study's target
     assert distinct_labels(folders[:2]) == ["target", "npo"]
+
+
+def test_a_rerun_says_where_its_numbers_differ_beyond_their_intervals():
+    """The same model in two studies (another machine, another number of processes): a number
+    outside the other run's 95 % interval differs; round-off does not."""
+    from lume.reports.leaderboard import reruns
+
+    def summary(final: float, span: float) -> dict:
+        return {"final": final, "intervals": {"final": [final - span, final + span]}}
+
+    models = [model_entry("npo", summary(0.5, 0.05)), model_entry("kl", summary(0.5, 0.1)),
+              model_entry("gd", summary(0.5, 0.05)), model_entry("target", summary(0.4, 0.05)),
+              model_entry("b/eval/npo", summary(0.58, 0.1)), model_entry("b/eval/kl", summary(0.55, 0.1)),
+              model_entry("b/eval/gd", summary(0.5 + 1e-6, 0.05))]
+    rows = {line.split(" | ")[0].strip("| "): line for line in reruns(models) if "| final |" in line}
+    assert set(rows) == {"b/eval/npo", "b/eval/kl", "b/eval/gd"}  # the target ran once
+    assert rows["b/eval/npo"].endswith("| +0.080 | differs |")  # 0.58 is outside the first's [0.45, 0.55]
+    assert rows["b/eval/kl"].endswith("| +0.050 | within its interval |")
+    assert rows["b/eval/gd"].endswith("| +0.000 | within its interval |")  # round-off
+    assert "| b/eval/gd | task_aggregate | – | – | – | not measured |" in reruns(models)
+    assert reruns(models[:4]) == []  # no model appears twice: no section
+
+
+def test_the_report_says_how_each_model_was_made():
+    from lume.reports.leaderboard import provenance
+
+    entry = model_entry("npo", {"model": {"fingerprint": "0123456789abcdef", "device": "cpu", "dtype": "float32"},
+                                "data": {"fingerprint": "fedcba9876543210"},
+                                "versions": {"torch": "2.13.0", "transformers": "5.25.0", "python": "3.11"}},
+                        training={"num_processes": 2, "device": "cpu", "precision": {"mixed_precision": "bf16"}})
+    row = provenance([entry])[-1]
+    assert row == ("| npo | 0123456789ab | fedcba987654 | 2 × cpu, bf16 | cpu, float32 | "
+                   "torch 2.13.0 transformers 5.25.0 |")

@@ -286,6 +286,64 @@ def published_recipes(models: list[ModelEntry]) -> list[str]:
          "published MIA score", "published MMLU"], rows)
 
 
+RERUN_NUMBERS = (Headline.TASK_AGGREGATE, Headline.MIA_SCORE, Headline.MMLU, Headline.FINAL)
+
+
+def provenance(models: list[ModelEntry]) -> list[str]:
+    """What each number depends on beside the settings: where and with what it was made."""
+    rows = []
+    for entry in models:
+        summary, training = entry.summary, entry.training
+        versions = summary.versions
+        trained = (f"{training.num_processes or 1} × {training.device}, "
+                   f"{(training.precision or {}).get('mixed_precision', '–')}") if training else "–"
+        rows.append([entry.label, (summary.model.fingerprint or "–")[:12], (summary.data.fingerprint or "–")[:12],
+                     trained, f"{summary.model.device or '–'}, {summary.model.dtype or '–'}",
+                     " ".join(f"{name} {versions[name]}" for name in ("torch", "transformers", "lume-unlearning")
+                              if name in versions)])
+    return ["", "## How each model was made", "",
+            "What a rerun needs beside the settings: the model's and the data's fingerprints, where it trained "
+            "(processes × device, mixed precision) and was evaluated, and the versions.", ""] + markdown_table(
+        ["model", "model fingerprint", "data fingerprint", "trained on", "evaluated on", "versions"], rows)
+
+
+def _first_run(models: list[ModelEntry], index: int) -> ModelEntry | None:
+    """The earlier entry of the same folder name (a rerun's later folder is labelled by its path)."""
+    name = models[index].label.rsplit("/", 1)[-1]
+    return next((m for m in models[:index] if m.label.rsplit("/", 1)[-1] == name), None)
+
+
+def _rerun_cell(first: ModelEntry, rerun: ModelEntry, name: str) -> tuple[str, str]:
+    """rerun − first on `name`, and whether either number lies outside the other's 95 % interval
+    (a difference the evaluation's own uncertainty does not cover)."""
+    points = [_point(entry.summary, name) for entry in (first, rerun)]
+    spans = [(entry.summary.intervals or {}).get(name) for entry in (first, rerun)]
+    if None in points:
+        return "–", "not measured"
+    if None in spans:
+        return f"{points[1] - points[0]:+.3f}", "no intervals"
+    outside = any(not low <= point <= high for point, (low, high) in zip(points, reversed(spans)))
+    return f"{points[1] - points[0]:+.3f}", "differs" if outside else "within its interval"
+
+
+def reruns(models: list[ModelEntry]) -> list[str]:
+    """Models evaluated in two folders of the same name (a study rerun, on another machine or
+    number of processes): where their numbers differ beyond their 95 % intervals."""
+    rows = []
+    for index, rerun in enumerate(models):
+        first = _first_run(models, index)
+        for name in RERUN_NUMBERS if first else ():
+            change, verdict = _rerun_cell(first, rerun, name)
+            rows.append([rerun.label, name, number(_point(first.summary, name)), number(_point(rerun.summary, name)),
+                         change, verdict])
+    if not rows:
+        return []
+    return ["", "## Reruns", "",
+            "Each model that appears in two folders of the same name, the later against the first: the "
+            "difference, and whether either number lies outside the other's 95 % interval.", ""] + markdown_table(
+        ["model", "number", "first", "rerun", "difference", ""], rows)
+
+
 def markdown(models: list[ModelEntry]) -> str:
     target = next((m for m in models if m.label == "target"), None)
     first = models[0].summary
@@ -306,5 +364,5 @@ def markdown(models: list[ModelEntry]) -> str:
     lines += task_numbers(models) + differences(models, target) + forgetting_finding(models, target)
     lines += membership_finding(models, target)
     lines += attack_aucs(models) + beyond_official(models) + semeval_mia(models) + extra_sections(models)
-    lines += published_recipes(models) + published(models)
+    lines += published_recipes(models) + published(models) + reruns(models) + provenance(models)
     return "\n".join(lines) + "\n"
