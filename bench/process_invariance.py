@@ -18,21 +18,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = {
-    "npo+gd": {"method": "npo+gd"},
-    "kl": {"method": "kl"},
-    "rmu": {"method": "rmu", "method_settings": {"layer": 1}},
-    "npo+gd FSDP2": {"method": "npo+gd", "fsdp": True},
-    "kl FSDP2": {"method": "kl", "fsdp": True},
-    "gd epochs": {"method": "gd", "schedule": {"kind": "epochs"}},
-    "gd chunks": {"method": "gd", "schedule": {"kind": "chunks", "chunk_size": 4, "retain_per_forget": 2}},
-    "npo+gd 4 micro-batches": {"method": "npo+gd", "accumulation": 4},
-}
+sys.path.insert(0, str(ROOT))
+from tests.test_distributed import INVARIANCE_CASES as CASES  # noqa: E402  (the cases the tests bound)
 
 
 def tiny_model(folder: Path) -> Path:
     """The tests' tiny Llama and tokenizer (tests/conftest.py), saved once."""
-    sys.path.insert(0, str(ROOT))
     from lume.data.paths import resolve_data_dir
     from tests.conftest import make_tiny_model, tokenizer
 
