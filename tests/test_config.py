@@ -102,3 +102,20 @@ def test_the_recipes_study_shows_every_recipe_on_the_demo_target_tuned_on_other_
     for config in tuning:  # the same preset, other documents: the reported ones were never tuned on
         assert config.target.preset == "demo" and config.target.memorize["training"]["seed"] != 0
     assert {m["recipe"] for config in tuning for m in config.methods} == set(RECIPES)
+
+
+def test_yes_no_on_and_off_are_text_as_in_yaml_1_2_and_only_true_and_false_are_booleans(tmp_path, capsys):
+    """`mixed_precision: no` (a choice of that setting) was the boolean False under YAML 1.1."""
+    from lume.cli import name_values
+    from lume.config import yaml_value
+    from lume.pipeline import load_config
+
+    assert name_values(["training.mixed_precision=no", "progress=true", "x=off"], "--setting") == {
+        "training": {"mixed_precision": "no"}, "progress": True, "x": "off"}
+    assert yaml_value("[yes, no, on, off, True, false, 1e-5]") == ["yes", "no", "on", "off", True, False, "1e-5"]
+    path = tmp_path / "s.yaml"
+    path.write_text("methods: [{method: gd, training: {mixed_precision: no}}]\n")
+    assert load_config(path).methods[0]["training"]["mixed_precision"] == "no"
+    path.write_text("methods: [{method: gd, progress: yes}]\n")
+    with pytest.raises(InputError, match="field 'methods.0..progress': expected true or false, got 'yes'"):
+        load_config(path)

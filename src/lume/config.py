@@ -23,6 +23,8 @@ import typing
 from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
+
 from lume.errors import InputError, LumeError
 
 # Upper bounds of sizes that would only exhaust memory (a batch of millions fails after minutes)
@@ -55,6 +57,25 @@ def shown_name(key) -> str:
 def _type_name(expected) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "a mapping",
             list: "a list"}.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # the C parser where built: fast
+    """Safe YAML whose booleans are YAML 1.2's, true and false only: YAML 1.1 also reads yes, no,
+    on and off as booleans, which would make `mixed_precision: no` the boolean False."""
+
+    yaml_implicit_resolvers = {first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+YamlLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def yaml_value(text: str):
+    """TEXT (a file's or a `NAME=VALUE` option's) read as YAML by YamlLoader; raises yaml.YAMLError."""
+    return yaml.load(text, Loader=YamlLoader)
 
 
 def _coerce(expected, value, name: str):

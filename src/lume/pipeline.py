@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from lume import data as lume_data
-from lume.config import build, coerce_fields, merged, safe_name, setting, shown
+from lume.config import build, coerce_fields, merged, safe_name, setting, shown, yaml_value
 from lume.data.loading import text_lines
 from lume.data.manifest import MANIFEST_NAME
 from lume.data.paths import DATA_DIR_HELP
@@ -82,7 +82,7 @@ def read_yaml(path: Path):
     """The parsed YAML file; a syntax error names its line, bad bytes their offset."""
     text = "".join(line for _, line in text_lines(path))
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # the C parser: fast
+        return yaml_value(text) or {}
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         context = f" ({error.context} on line {error.context_mark.line + 1})" if error.context_mark else ""

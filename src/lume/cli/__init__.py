@@ -124,7 +124,7 @@ Setting = setting_option("training.weight_decay=0.01")
 
 def name_values(values: list[str], option: str) -> dict:
     """`NAME=VALUE` pairs as a (nested, for dotted names) mapping, each VALUE read as YAML."""
-    import yaml
+    from lume.config import yaml_value
 
     parsed: dict = {}
     for value in values:
@@ -135,7 +135,7 @@ def name_values(values: list[str], option: str) -> dict:
         place = parsed
         for part in outer:
             place = place.setdefault(part, {})
-        place[last] = yaml.safe_load(text)
+        place[last] = yaml_value(text)
     return parsed
 
 
