@@ -110,7 +110,7 @@ def test_a_rerun_says_where_its_numbers_differ_beyond_their_intervals():
     assert rows["b/eval/npo"].endswith("| +0.080 | differs |")  # 0.58 is outside the first's [0.45, 0.55]
     assert rows["b/eval/kl"].endswith("| +0.050 | within its interval |")
     assert rows["b/eval/gd"].endswith("| +0.000 | within its interval |")  # round-off
-    assert "| b/eval/gd | task_aggregate | – | – | – | not measured |" in reruns(models)
+    assert "| b/eval/gd | task aggregate | – | – | – | not measured |" in reruns(models)
     assert reruns(models[:4]) == []  # no model appears twice: no section
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -20,7 +20,6 @@ import torch
 from lume import data as lume_data
 from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
 from lume.data.manifest import read_manifest
-from lume.versions import installed_versions
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
@@ -32,6 +31,7 @@ from lume.models import (DTYPES, LoadedModel, check_device, default_device, load
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
 from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
 from lume.training.distributed import started_processes
+from lume.versions import installed_versions
 from lume.data.paths import DATA_DIR_HELP
 
 SUMMARY_NAME = FINISHED_MARKERS["evaluate"]
