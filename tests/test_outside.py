@@ -41,10 +41,12 @@ def test_a_new_study_step_never_replaces_a_folder_it_did_not_write(tmp_path, mon
     dataset = type("Data", (), {"fingerprint": "data", "records": []})()
     steps = Steps(tmp_path / "run")
     spec = {"method": "ga", "steps": 1}
-    pipeline.unlearned_step(steps, tmp_path / "target", spec, "ga", tmp_path / "run/models/ga", None, dataset)
-    assert calls == [False]  # never run before: a folder there is the user's, refused unless --overwrite
-    pipeline.unlearned_step(steps, tmp_path / "target", {**spec, "steps": 2}, "ga", tmp_path / "run/models/ga",
+    target = tmp_path / "target"
+    pipeline.unlearned_step(steps, target, pipeline.study_entry(spec, target), "ga", tmp_path / "run/models/ga",
                             None, dataset)
+    assert calls == [False]  # never run before: a folder there is the user's, refused unless --overwrite
+    pipeline.unlearned_step(steps, target, pipeline.study_entry({**spec, "steps": 2}, target), "ga",
+                            tmp_path / "run/models/ga", None, dataset)
     assert calls == [False, True]  # this study's own earlier result, of other settings: replaced
 
 

@@ -102,6 +102,7 @@ def test_a_study_step_is_redone_when_auto_resolves_differently(monkeypatch, tmp_
     dataset = type("Dataset", (), {"fingerprint": "data"})()
     for native in (False, True):
         pretend(monkeypatch, native)
-        pipeline.unlearned_step(Recorder(), "target", {"method": "npo"}, "npo", tmp_path, None, dataset)
+        pipeline.unlearned_step(Recorder(), "target", pipeline.study_entry({"method": "npo"}, "target"), "npo",
+                                tmp_path, None, dataset)
     assert keys[0]["mixed_precision"] == "no" and keys[1]["mixed_precision"] == "bf16"
     assert keys[0]["settings"] == keys[1]["settings"]

@@ -34,9 +34,8 @@ from lume.stages.evaluation import EvalConfig, evaluate
 from lume.stages.evaluation import step_key as evaluation_key
 from lume.stages.target import ORACLE_DIR, MemorizeConfig, cached_target, memorize_oracle, preset
 from lume.stages.unlearning import METHODS, REPORT_NAME, UnlearnConfig, check_fits, unlearn
-from lume.stages.unlearning import step_key as unlearning_key
-from lume.stages.unlearning.recipes import RECIPES, recipe_configs, target_kind
-from lume.stages.unlearning.recipes.run import recipe_step_key, unlearn_with_recipe
+from lume.stages.unlearning.recipes import RECIPES, target_kind
+from lume.stages.unlearning.recipes.run import Entry, run_recipe
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def method_spec(spec, index: int, path: Path) -> dict:
             safe_name(name)
         except LumeError as error:
             raise InputError(path, str(error), field=f"{where}.name") from None
-    fields = {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
+    fields = entry_fields(spec)
     named = {"name": name} if name else {}
     if "recipe" in spec:
         return {**_recipe_spec(spec, fields, where, path), **named}
@@ -291,12 +290,11 @@ def _unlearning_sets(target: Path, dataset) -> tuple[list | None, list | None]:
     return ([r for r in dataset.records if r.split == "forget"], [r for r in dataset.records if r.split == "retain"])
 
 
-def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: Path, data_dir: str | None,
+def unlearned_step(steps: Steps, target: Path, entry: Entry, label: str, folder: Path, data_dir: str | None,
                    dataset, on_probe=lambda _step, _row: None, overwrite: bool = False) -> None:
-    """The study step "unlearn LABEL" (`spec`: UnlearnConfig fields, or a recipe and the fields
-    overriding its runs): skipped, resumed or redone by its key."""
-    described, configs = entry_configs(spec, target)
-    key = {"target": model_fingerprint(target), "data": dataset.fingerprint, **described}
+    """The study step "unlearn LABEL" (`entry`: a `methods:` entry worked out by study_entry):
+    skipped, resumed or redone by its key."""
+    key = {"target": model_fingerprint(target), "data": dataset.fingerprint, **entry.key()}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done" and damaged(folder):
         log.warning(f"{label}: the finished model in {folder} changed since it was written (truncated?); redoing it")
@@ -307,26 +305,23 @@ def unlearned_step(steps: Steps, target: Path, spec: dict, label: str, folder: P
     forget, retain = _unlearning_sets(target, dataset)
     options = dict(forget=forget, retain=retain, data_dir=data_dir, overwrite=overwrite or state == "redo",
                    on_probe=on_probe)
-    if "recipe" in spec:
-        unlearn_with_recipe(target, folder, spec["recipe"], _entry_fields(spec),
-                            target=spec.get("recipe_target", "auto"), **options)
+    if entry.recipe:
+        run_recipe(target, folder, entry, **options)
     else:
-        unlearn(target, folder, configs[spec["method"]], **options)
+        unlearn(target, folder, entry.config, **options)
 
 
-def _entry_fields(spec: dict) -> dict:
+def entry_fields(spec: dict) -> dict:
     """A `methods:` entry's UnlearnConfig fields (a recipe's: those overriding its runs)."""
-    return {k: v for k, v in spec.items() if k not in ("name", "search", *RECIPE_KEYS)}
+    return {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
 
 
-def entry_configs(spec: dict, target) -> tuple[dict, dict[str, UnlearnConfig]]:
-    """What describes a `methods:` entry's model in its step key, and its runs' settings on TARGET
-    (a recipe's by run name; a method's by the method's name)."""
+def study_entry(spec: dict, target) -> Entry:
+    """A checked `methods:` entry worked out against TARGET (its folder, or its name): the one
+    object its step keys and runs."""
     if "recipe" in spec:
-        kind, configs = recipe_configs(spec["recipe"], target, _entry_fields(spec), spec.get("recipe_target", "auto"))
-        return recipe_step_key(spec["recipe"], kind, configs), configs
-    config = merged(UnlearnConfig(method=spec["method"]), _entry_fields(spec))
-    return unlearning_key(config), {spec["method"]: config}
+        return Entry.of_recipe(spec["recipe"], target, entry_fields(spec), spec.get("recipe_target", "auto"))
+    return Entry.of_method(merged(UnlearnConfig(method=spec["method"]), entry_fields(spec)))
 
 
 def check_fits_target(methods: list[dict], target: TargetConfig, path: Path) -> None:
@@ -338,7 +333,7 @@ def check_fits_target(methods: list[dict], target: TargetConfig, path: Path) -> 
 
     model_config = AutoConfig.from_pretrained(target.model)
     for index, spec in enumerate(methods):
-        for config in entry_configs(spec, target.model)[1].values():
+        for config in study_entry(spec, target.model).runs.values():
             try:
                 check_fits(config, model_config)
             except LumeError as error:
@@ -392,7 +387,8 @@ def _run(config: RunConfig, out: Path, overwrite: bool = False) -> Path:
         evaluated.append(out / "eval" / "oracle")
     for spec, label in zip(config.methods, labels):
         model_dir = out / "models" / label
-        unlearned_step(steps, target, spec, label, model_dir, config.data_dir, dataset, overwrite=overwrite)
+        unlearned_step(steps, target, study_entry(spec, target), label, model_dir, config.data_dir, dataset,
+                       overwrite=overwrite)
         evaluated_step(steps, model_dir, label, out / "eval" / label,
                        dataclasses.replace(evaluation, target_mmlu=target_mmlu), overwrite)
         if config.attacks:

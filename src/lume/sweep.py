@@ -29,8 +29,8 @@ from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, s
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
-from lume.pipeline import (RECIPE_KEYS, RunConfig, Steps, TargetConfig, build_target, check_fits_target,
-                           evaluated_step, method_label, method_spec, os_paths, read_yaml, unlearned_step)
+from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, check_fits_target, entry_fields,
+                           evaluated_step, method_label, method_spec, os_paths, read_yaml, study_entry, unlearned_step)
 from lume.reports.study import write_report
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
@@ -134,7 +134,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
         methods.append({**checked, "search": _checked_search(search, checked, index, path)})
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
-    check_fits_target(methods, raw["target"], path)
+    check_fits_target([{k: v for k, v in m.items() if k != "search"} for m in methods], raw["target"], path)
     for name in ("trials", "heartbeat"):
         if raw.get(name, 1) < 1:
             raise InputError(path, f"must be at least 1, got {raw[name]}", field=name)
@@ -221,8 +221,8 @@ def _objective(run: _Run, spec: dict, trials: int):
         settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
         for name, value in params.items():
             settings = with_value(settings, name, value)
-        fields = {k: v for k, v in settings.items() if k not in RECIPE_KEYS}
-        settings = {**settings, **coerce_fields(UnlearnConfig, fields, source="the sweep")}  # a float drawn for an int
+        # a float drawn for an int setting becomes the int
+        settings = {**settings, **coerce_fields(UnlearnConfig, entry_fields(settings), source="the sweep")}
         label = f"{method_label(spec)}-{settings_key(params, 8)}"
         folder = run.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
@@ -234,8 +234,8 @@ def _objective(run: _Run, spec: dict, trials: int):
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
-                unlearned_step(run.steps, run.target, settings, label, folder, run.data_dir, run.dataset,
-                               on_probe=on_probe)
+                unlearned_step(run.steps, run.target, study_entry(settings, run.target), label, folder, run.data_dir,
+                               run.dataset, on_probe=on_probe)
             except KeyboardInterrupt:  # the next start runs these settings first, resuming their checkpoint
                 trial.study.enqueue_trial(params, user_attrs={"retried_after_interrupt": trial.number})
                 raise

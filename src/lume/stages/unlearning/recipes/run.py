@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lume.config import decided_by, made_with, settings_key
@@ -29,23 +29,60 @@ from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, step_ke
 RUNS_DIR = "runs"
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One unlearning worked out once against its input model: a method's run, or a recipe's runs
+    with the overrides applied (and the kind of target their settings are for). A study step, a
+    sweep trial and `unlearn_with_recipe` key and run it from this, never from a settings dict."""
+
+    runs: dict[str, UnlearnConfig]  # a recipe's runs by name; a method's one run by the method's name
+    recipe: str | None = None
+    target_kind: str | None = None  # a recipe's: olmo-1b, olmo-7b or lume
+
+    @classmethod
+    def of_recipe(cls, name: str, model_in, overrides: dict | None = None, asked: str = "auto") -> Entry:
+        """Recipe NAME's runs for MODEL_IN's kind of target (`asked`: auto, olmo-1b, olmo-7b or
+        lume), `overrides` (UnlearnConfig fields) over every run's."""
+        kind, configs = recipe_configs(name, model_in, overrides, asked)
+        return cls(configs, RECIPES[name].name, kind)
+
+    @classmethod
+    def of_method(cls, config: UnlearnConfig) -> Entry:
+        return cls({config.method: config})
+
+    @property
+    def config(self) -> UnlearnConfig:
+        """A method entry's one run."""
+        (config,) = self.runs.values()
+        return config
+
+    def key(self) -> dict:
+        """What decides its model, beside the input model and the data (a study step's record)."""
+        return recipe_step_key(self.recipe, self.target_kind, self.runs) if self.recipe else step_key(self.config)
+
+
 def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = None, *, target: str = "auto",
-                        forget=None, retain=None, data_dir: str | None = None, overwrite: bool = False,
-                        wait: bool = False, on_probe: Callable[[int, dict], None] = lambda _step, _row: None
-                        ) -> UnlearnReport:
+                        **options) -> UnlearnReport:
     """Unlearn MODEL_IN into OUT_DIR with recipe NAME, its settings for MODEL_IN's kind of target
     (`target`: auto, olmo-1b, olmo-7b or lume) with `overrides` (UnlearnConfig fields) over
-    every run's; returns the report written to OUT_DIR/lume_unlearn.json."""
-    recipe = RECIPES[name]
-    kind, configs = recipe_configs(name, model_in, overrides, target)
-    configs = {run: replace(config, recipe=recipe.name) for run, config in configs.items()}
+    every run's; returns the report written to OUT_DIR/lume_unlearn.json. `options`: run_recipe's."""
+    return run_recipe(model_in, out_dir, Entry.of_recipe(name, model_in, overrides, target), **options)
+
+
+def run_recipe(model_in, out_dir, entry: Entry, *, forget=None, retain=None, data_dir: str | None = None,
+               overwrite: bool = False, wait: bool = False,
+               on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> UnlearnReport:
+    """A recipe entry's runs through the unlearning stage (each recording the recipe), then its merge."""
+    recipe = RECIPES[entry.recipe]
+    configs = {run: replace(config, recipe=recipe.name) for run, config in entry.runs.items()}
     common = dict(forget=forget, retain=retain, data_dir=data_dir)
     if recipe.merge is None:
         (config,) = configs.values()
         return unlearn(model_in, out_dir, config, overwrite=overwrite, wait=wait, on_probe=on_probe, **common)
     merge = MergeConfig(**recipe.merge)
     with one_writer(out_dir, wait):
-        return _merged(model_in, Path(out_dir), recipe, kind, configs, merge, overwrite, on_probe, common)
+        return _merged(model_in, Path(out_dir), recipe, entry.target_kind, configs, merge, overwrite, on_probe,
+                       common)
 
 
 def recipe_step_key(name: str, kind: str, configs: dict[str, UnlearnConfig]) -> dict:
