@@ -85,6 +85,7 @@ def test_two_processes_unlearn_one_model_and_save_it(tmp_path, tiny_model_dir, s
     assert digest(before.state_dict()) != digest(load_model(out, dtype="float32", device="cpu").model.state_dict())
     report = json.loads((out / "lume_unlearn.json").read_text())
     assert report["steps"] == 3 and report["num_processes"] == 2
+    assert report["examples_per_step"] == 4 and report["micro_batches_per_process"] == 1  # 2 micro-batches of 2
     assert report["distributed_type"] == ("FSDP" if "fsdp" in case else "MULTI_CPU")
 
 

@@ -297,6 +297,8 @@ class UnlearnReport(Result):
     num_processes: int | None = doc("processes it ran on", omit_none=True)
     distributed_type: str | None = doc("accelerate's distributed type", omit_none=True)
     versions: dict[str, str] | None = doc("python and the packages that decide the numbers", omit_none=True)
+    examples_per_step: int | None = doc("forget examples (rows, with rows_apart) an optimiser step took, all processes "
+                                        "together: batch_size × gradient_accumulation", omit_none=True)
     micro_batches_per_process: int | None = doc("micro-batches each process accumulated per step (its equal share "
                                                 "of training.gradient_accumulation)", omit_none=True)
     precision: dict | None = doc("the mixed precision used, what was asked and why", omit_none=True)

@@ -298,6 +298,7 @@ class _TargetStage(Stage):
                       MANIFEST_COUNTS[1]: len(self.examples)},
             result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds, "tokens": result.tokens,
                     "history": self.history, "losses": result.losses, "versions": installed_versions(),
+                    "examples_per_step": self.settings.batch_size * self.settings.gradient_accumulation,
                     **distribution(accelerator)})
 
     def save(self, model, weights, manifest: TargetManifest) -> None:
