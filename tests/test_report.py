@@ -120,7 +120,8 @@ def test_the_report_says_how_each_model_was_made():
     entry = model_entry("npo", {"model": {"fingerprint": "0123456789abcdef", "device": "cpu", "dtype": "float32"},
                                 "data": {"fingerprint": "fedcba9876543210"},
                                 "versions": {"torch": "2.13.0", "transformers": "5.25.0", "python": "3.11"}},
-                        training={"num_processes": 2, "device": "cpu", "precision": {"mixed_precision": "bf16"}})
+                        training={"num_processes": 2, "device": "cpu", "precision": {"mixed_precision": "bf16"},
+                                  "config": {"training": {"seed": 3}}})
     row = provenance([entry])[-1]
-    assert row == ("| npo | 0123456789ab | fedcba987654 | 2 × cpu, bf16 | cpu, float32 | "
+    assert row == ("| npo | 0123456789ab | fedcba987654 | 2 × cpu, bf16, seed 3 | cpu, float32 | "
                    "torch 2.13.0 transformers 5.25.0 |")

@@ -297,14 +297,16 @@ def provenance(models: list[ModelEntry]) -> list[str]:
         summary, training = entry.summary, entry.training
         versions = summary.versions
         trained = (f"{training.num_processes or 1} × {training.device}, "
-                   f"{(training.precision or {}).get('mixed_precision', '–')}") if training else "–"
+                   f"{(training.precision or {}).get('mixed_precision', '–')}, "
+                   f"seed {training.config.get('training', {}).get('seed', '–')}") if training else "–"
         rows.append([entry.label, (summary.model.fingerprint or "–")[:12], (summary.data.fingerprint or "–")[:12],
                      trained, f"{summary.model.device or '–'}, {summary.model.dtype or '–'}",
                      " ".join(f"{name} {versions[name]}" for name in ("torch", "transformers", "lume-unlearning")
                               if name in versions)])
     return ["", "## How each model was made", "",
             "What a rerun needs beside the settings: the model's and the data's fingerprints, where it trained "
-            "(processes × device, mixed precision) and was evaluated, and the versions.", ""] + markdown_table(
+            "(processes × device, mixed precision, training seed) and was evaluated, and the versions.",
+            ""] + markdown_table(
         ["model", "model fingerprint", "data fingerprint", "trained on", "evaluated on", "versions"], rows)
 
 
