@@ -270,7 +270,7 @@ class _TargetStage(Stage):
     def training_run(self, accelerator) -> TrainingRun:
         training = self.settings
         self.example_count = sum(1 + len(d.qa) * self.config.qa_repeats for d in self.documents)
-        self.steps_per_epoch = math.ceil(self.example_count / (training.batch_size * training.gradient_accumulation))
+        self.steps_per_epoch = math.ceil(self.example_count / training.examples_per_step)
         return _training_run(self.config, self.example_count, self.steps_per_epoch, self.data_fingerprint,
                              self.documents, accelerator.mixed_precision)
 
@@ -298,7 +298,7 @@ class _TargetStage(Stage):
                       MANIFEST_COUNTS[1]: len(self.examples)},
             result={"stopped": stopped, "steps": result.steps, "seconds": result.seconds, "tokens": result.tokens,
                     "history": self.history, "losses": result.losses, "versions": installed_versions(),
-                    "examples_per_step": self.settings.batch_size * self.settings.gradient_accumulation,
+                    "examples_per_step": self.settings.examples_per_step,
                     **distribution(accelerator)})
 
     def save(self, model, weights, manifest: TargetManifest) -> None:

@@ -56,6 +56,11 @@ class TrainingSettings:
                                          "OUT/logs; off by default", check=check_tracker,
                                      decides=False)
 
+    @property
+    def examples_per_step(self) -> int:
+        """Examples an optimiser step takes, all processes together."""
+        return self.batch_size * self.gradient_accumulation
+
     def __post_init__(self):
         check_settings(self)
         if self.also_train and self.lora_rank > 0:

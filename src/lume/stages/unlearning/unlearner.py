@@ -262,7 +262,6 @@ def _forget_and_retain(model_in, forget, retain, data_dir) -> tuple[list[Record]
 
 def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, result, started: float,
             accelerator) -> UnlearnReport:
-    training = config.training
     return UnlearnReport(method=config.method, method_settings=asdict(method.settings), config=asdict(config),
                          model_in=str(model_in), model_in_fingerprint=loaded.fingerprint,
                          forget={"records": len(forget), "fingerprint": _fingerprint(forget)},
@@ -273,7 +272,7 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
                          tokens_per_second=result.tokens / max(result.seconds, 1e-9),
                          peak_memory_mb=result.peak_memory_mb, device=str(accelerator.device),
                          versions=installed_versions(),
-                         examples_per_step=training.batch_size * training.gradient_accumulation,
+                         examples_per_step=config.training.examples_per_step,
                          **distribution(accelerator))
 
 
