@@ -22,7 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the tiny model and MMLU folder
 
 from lume.data.paths import resolve_data_dir  # noqa: E402
-from lume.pipeline import load_config, run  # noqa: E402
+from lume.study.run import load_config, run  # noqa: E402
 from tests import conftest  # noqa: E402
 from tests.test_mmlu import make_mmlu  # noqa: E402
 

@@ -58,7 +58,8 @@ def main() -> None:
     from lume.data.manifest import read_manifest
     from lume.models import load_model
     from lume.stages.target import memorisation_scores
-    from lume.pipeline import RunConfig, build_target
+    from lume.study.course import build_target
+    from lume.study.run import RunConfig
     from lume.stages.unlearning.methods import METHODS
 
     target = args.target or build_target(RunConfig())

@@ -277,7 +277,7 @@ def test_a_non_ascii_folder_in_a_study_file_under_the_c_locale_is_the_folder_of_
 
     path = tmp_path / "s.yaml"
     path.write_text("out: r\u00e9sultats\ntarget: {model: m\u00f6dell}\n", encoding="utf-8")
-    show = ("import os, sys; from lume.pipeline import load_config; c = load_config(sys.argv[1]); "
+    show = ("import os, sys; from lume.study.run import load_config; c = load_config(sys.argv[1]); "
             "sys.stdout.buffer.write(os.fsencode(c.out) + b'|' + os.fsencode(c.target.model))")
     done = subprocess.run([sys.executable, "-c", show, str(path)], capture_output=True, timeout=120,
                           env={**os.environ, "PYTHONUTF8": "0", "LC_ALL": "C"}, cwd=tmp_path)
@@ -307,7 +307,7 @@ def test_misleading_or_silent_cases_say_what_is_so(capsys, tmp_path, tiny_target
 def test_an_interrupted_study_names_the_steps_it_kept(capsys, tmp_path, tiny_target, data_dir, monkeypatch):
     import yaml
 
-    import lume.pipeline
+    import lume.study.run
 
     def interrupted(*_args, **_kwargs):
         raise KeyboardInterrupt
@@ -317,6 +317,6 @@ def test_an_interrupted_study_names_the_steps_it_kept(capsys, tmp_path, tiny_tar
                                      "target": {"model": str(tiny_target)}, "methods": [{"method": "ga", "steps": 1}],
                                      "evaluation": {"mia": False, "mmlu": False, "max_new_tokens": 4,
                                                     "progress": False}}))
-    monkeypatch.setattr(lume.pipeline, "unlearned_step", interrupted)  # after the target's evaluation finished
+    monkeypatch.setattr(lume.study.run, "unlearned_step", interrupted)  # after the target's evaluation finished
     code, err = run_cli(capsys, "run", study)
     assert code == 130 and f"lume: interrupted: the study's finished steps are kept in {tmp_path / 'run'}" in err

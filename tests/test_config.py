@@ -3,7 +3,7 @@
 import pytest
 
 from lume.errors import InputError
-from lume.pipeline import load_config
+from lume.study.run import load_config
 from lume.stages.evaluation import EvalConfig
 
 
@@ -16,7 +16,7 @@ def config_file(tmp_path, text: str, raw: bytes | None = None):
 def test_yaml_1_1_exponents_are_numbers(tmp_path):
     text = "methods:\n  - {method: npo, training: {learning_rate: 1e-5}, steps: 3}\n"
     config = load_config(config_file(tmp_path, text))
-    learning_rate = config.methods[0]["training"]["learning_rate"]
+    learning_rate = config.methods[0].entry.config.training.learning_rate
     assert learning_rate == 1e-5 and isinstance(learning_rate, float)
 
 
@@ -70,7 +70,7 @@ def test_the_released_target_configs_run_the_four_baselines(name):
     from pathlib import Path
 
     config = load_config(Path(__file__).parent.parent / "configs" / f"{name}.yaml")
-    assert config.target.model == name and [m["method"] for m in config.methods] == ["ga", "gd", "kl", "npo"]
+    assert config.target.model == name and [m.entry.config.method for m in config.methods] == ["ga", "gd", "kl", "npo"]
     assert config.evaluation == EvalConfig(mia_set="final")
 
 
@@ -81,41 +81,42 @@ def test_the_semeval_top_config_runs_every_recipe_on_olmo_1b_with_its_published_
 
     config = load_config(Path(__file__).parent.parent / "configs" / "semeval-top.yaml")
     assert config.target.model == "lume-olmo-1b" and config.evaluation == EvalConfig(mia_set="final")
-    recipes = [m for m in config.methods if "recipe" in m]
-    assert sorted(m["recipe"] for m in recipes) == sorted(RECIPES)
-    assert all(set(m) == {"recipe", "recipe_target"} and m["recipe_target"] == "auto" for m in recipes)
+    recipes = [m for m in config.methods if m.entry.recipe]
+    assert sorted(m.entry.recipe for m in recipes) == sorted(RECIPES)
+    assert all(m.written == {"recipe": m.entry.recipe, "recipe_target": "auto"} for m in recipes)
+    assert {m.entry.target_kind for m in recipes} == {"olmo-1b"}
 
 
 def test_the_recipes_study_shows_every_recipe_on_the_demo_target_tuned_on_other_documents():
     from pathlib import Path
 
     from lume.stages.unlearning.recipes import RECIPES
-    from lume.sweep import load_sweep
+    from lume.study.sweep import load_sweep
 
     configs = Path(__file__).parent.parent / "configs"
     study = load_config(configs / "recipes.yaml")
     assert study.out.startswith("runs/") and study.target.preset == "demo" and not study.target.memorize
-    assert sorted(m["recipe"] for m in study.methods if "recipe" in m) == sorted(RECIPES)
-    assert [m["method"] for m in study.methods if "method" in m] == ["npo+gd"]
+    assert sorted(m.entry.recipe for m in study.methods if m.entry.recipe) == sorted(RECIPES)
+    assert [m.entry.config.method for m in study.methods if not m.entry.recipe] == ["npo+gd"]
     tuning = [load_sweep(configs / "recipes-tuning.yaml"), load_config(configs / "recipes-tuning-zjuklab.yaml"),
               load_config(configs / "recipes-tuning-zjuklab-retain.yaml")]
     for config in tuning:  # the same preset, other documents: the reported ones were never tuned on
         assert config.target.preset == "demo" and config.target.memorize["training"]["seed"] != 0
-    assert {m["recipe"] for config in tuning for m in config.methods} == set(RECIPES)
+    assert {m.entry.recipe for config in tuning for m in config.methods} == set(RECIPES)
 
 
 def test_yes_no_on_and_off_are_text_as_in_yaml_1_2_and_only_true_and_false_are_booleans(tmp_path, capsys):
     """`mixed_precision: no` (a choice of that setting) was the boolean False under YAML 1.1."""
     from lume.cli import name_values
     from lume.config import yaml_value
-    from lume.pipeline import load_config
+    from lume.study.run import load_config
 
-    assert name_values(["training.mixed_precision=no", "progress=true", "x=off"], "--setting") == {
-        "training": {"mixed_precision": "no"}, "progress": True, "x": "off"}
+    assert name_values(["training.mixed_precision=no", "progress=true", "x=off"], "--setting") == [
+        ("training.mixed_precision", "no"), ("progress", True), ("x", "off")]
     assert yaml_value("[yes, no, on, off, True, false, 1e-5]") == ["yes", "no", "on", "off", True, False, "1e-5"]
     path = tmp_path / "s.yaml"
     path.write_text("methods: [{method: gd, training: {mixed_precision: no}}]\n")
-    assert load_config(path).methods[0]["training"]["mixed_precision"] == "no"
+    assert load_config(path).methods[0].entry.config.training.mixed_precision == "no"
     path.write_text("methods: [{method: gd, progress: yes}]\n")
     with pytest.raises(InputError, match="field 'methods.0..progress': expected true or false, got 'yes'"):
         load_config(path)

@@ -186,7 +186,7 @@ def test_a_damaged_unfinished_mark_still_says_unfinished(capsys, tmp_path, model
 
 
 def test_a_damaged_study_step_record_redoes_the_step(tmp_path, caplog):
-    from lume.pipeline import Steps
+    from lume.study.steps import Steps
 
     steps = Steps(tmp_path)
     assert steps.state("evaluate-x", {"a": 1}, finished=False) == "new"  # never run: its folder is not replaced
@@ -206,7 +206,7 @@ def test_a_damaged_study_step_record_redoes_the_step(tmp_path, caplog):
 ])
 def test_a_bad_search_range_is_refused_when_the_sweep_is_read(tmp_path, tiny_target, data_dir, space, said):
     from lume.errors import InputError
-    from lume.sweep import load_sweep
+    from lume.study.sweep import load_sweep
     from tests.test_sweep import write_config
 
     path = write_config(tmp_path, tiny_target, data_dir, trials=1)
@@ -223,7 +223,7 @@ def test_a_bad_search_range_is_refused_when_the_sweep_is_read(tmp_path, tiny_tar
 def test_a_bad_storage_url_or_a_missing_driver_is_refused_when_the_sweep_is_read(tmp_path, tiny_target, data_dir,
                                                                                  storage, said):
     from lume.errors import InputError
-    from lume.sweep import load_sweep
+    from lume.study.sweep import load_sweep
     from tests.test_sweep import write_config
 
     with pytest.raises(InputError, match=said):
@@ -232,7 +232,7 @@ def test_a_bad_storage_url_or_a_missing_driver_is_refused_when_the_sweep_is_read
 
 def test_an_unknown_search_field_is_named_once(tmp_path, tiny_target, data_dir):
     from lume.errors import InputError
-    from lume.sweep import load_sweep
+    from lume.study.sweep import load_sweep
     from tests.test_sweep import write_config
 
     path = write_config(tmp_path, tiny_target, data_dir, trials=1)

@@ -4,10 +4,14 @@ removed without --overwrite (which never removes an input)."""
 import pytest
 import yaml
 
-import lume.pipeline as pipeline
+import lume.study.steps as steps_module
 from lume.errors import InputError, LumeError
-from lume.pipeline import RunConfig, Steps, TargetConfig, load_config, run
-from lume.sweep import load_sweep
+from lume.stages.unlearning import UnlearnConfig
+from lume.stages.unlearning.recipes.run import Entry
+from lume.study.config import TargetConfig
+from lume.study.run import RunConfig, load_config, run
+from lume.study.steps import Steps
+from lume.study.sweep import load_sweep
 from tests.conftest import run_cli
 
 UNSAFE_NAMES = ["../../../victim", "/abs/path", "a/b", "a\"b'c<img src=x onerror=alert(2)>", "..", ".hidden", "",
@@ -30,23 +34,22 @@ def test_names_with_spaces_signs_and_letters_of_any_script_are_kept(tmp_path):
     path = tmp_path / "study.yaml"
     names = ["NPO beta=0.5", "ails-ntua (tuned)", "méthode_2", "npo+gd@1e-4"]
     path.write_text(yaml.safe_dump({"methods": [{"method": "ga", "name": n} for n in names]}))
-    assert [pipeline.method_label(m) for m in load_config(path).methods] == names
+    assert [m.label for m in load_config(path).methods] == names
 
 
 def test_a_new_study_step_never_replaces_a_folder_it_did_not_write(tmp_path, monkeypatch):
     """Only a step this study ran before (its record says so) has its folder replaced."""
     calls = []
-    monkeypatch.setattr(pipeline, "unlearn", lambda *args, overwrite, **kw: calls.append(overwrite))
-    monkeypatch.setattr(pipeline, "model_fingerprint", lambda _path: "fingerprint")
+    monkeypatch.setattr(steps_module, "unlearn", lambda *args, overwrite, **kw: calls.append(overwrite))
+    monkeypatch.setattr(steps_module, "model_fingerprint", lambda _path: "fingerprint")
     dataset = type("Data", (), {"fingerprint": "data", "records": []})()
     steps = Steps(tmp_path / "run")
-    spec = {"method": "ga", "steps": 1}
     target = tmp_path / "target"
-    pipeline.unlearned_step(steps, target, pipeline.study_entry(spec, target), "ga", tmp_path / "run/models/ga",
-                            None, dataset)
+    steps_module.unlearned_step(steps, target, Entry.of_method(UnlearnConfig(method="ga", steps=1)), "ga",
+                                tmp_path / "run/models/ga", dataset)
     assert calls == [False]  # never run before: a folder there is the user's, refused unless --overwrite
-    pipeline.unlearned_step(steps, target, pipeline.study_entry({**spec, "steps": 2}, target), "ga",
-                            tmp_path / "run/models/ga", None, dataset)
+    steps_module.unlearned_step(steps, target, Entry.of_method(UnlearnConfig(method="ga", steps=2)), "ga",
+                                tmp_path / "run/models/ga", dataset)
     assert calls == [False, True]  # this study's own earlier result, of other settings: replaced
 
 

@@ -4,10 +4,10 @@ import re
 import pytest
 import yaml
 
-import lume.pipeline as pipeline
+import lume.study.steps as study_steps
 from lume.errors import InputError
-from lume.pipeline import load_config, run
-from lume.sweep import load_sweep
+from lume.study.run import load_config, run
+from lume.study.sweep import load_sweep
 from tests.test_mmlu import make_mmlu
 
 
@@ -105,7 +105,7 @@ def test_a_rerun_redoes_nothing(finished, study, cache, monkeypatch):
     import lume.stages.target
 
     for name in ("unlearn", "evaluate"):
-        monkeypatch.setattr(pipeline, name, fail)
+        monkeypatch.setattr(study_steps, name, fail)
     monkeypatch.setattr(lume.stages.target, "memorize", fail)  # the cached target is built there
     monkeypatch.setenv("LUME_CACHE", str(cache))
     (finished / "report.md").unlink()
@@ -140,8 +140,8 @@ def test_a_changed_method_under_the_same_name_is_redone_with_its_evaluation(fini
     changed.write_text(yaml.safe_dump(config))
     calls = []
     for name in ("unlearn", "evaluate"):
-        real = getattr(pipeline, name)
-        monkeypatch.setattr(pipeline, name, lambda *a, _real=real, _name=name, **k: calls.append(
+        real = getattr(study_steps, name)
+        monkeypatch.setattr(study_steps, name, lambda *a, _real=real, _name=name, **k: calls.append(
             (_name, a[1].name)) or _real(*a, **k))
     monkeypatch.setenv("LUME_CACHE", str(cache))
     caplog.clear()

@@ -75,15 +75,16 @@ def test_a_reference_names_a_class_anywhere_a_name_is(capsys, tmp_path, tiny_mod
 
 
 def test_a_study_takes_a_reference_and_labels_it_by_the_methods_name(tmp_path, monkeypatch):
-    from lume.pipeline import load_config, method_label
+    from lume.study.run import load_config
 
     monkeypatch.syspath_prepend(str(PLUGIN / "src"))
     study = tmp_path / "study.yaml"
     study.write_text(f"methods:\n  - method: {REFERENCE}\n    method_settings: {{cap: 2}}\n")
     try:
-        spec = load_config(study).methods[0]
-        assert spec["method"] == REFERENCE and spec["method_settings"] == {"cap": 2.0}  # checked against its Settings
-        assert method_label(spec) == "capped-gd"  # folders and reports, not the reference
+        method = load_config(study).methods[0]
+        assert method.entry.config.method == REFERENCE  # checked against its Settings:
+        assert method.entry.config.method_settings == {"cap": 2.0}
+        assert method.label == "capped-gd"  # folders and reports, not the reference
     finally:
         METHODS.pop("capped-gd")
 

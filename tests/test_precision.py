@@ -89,10 +89,12 @@ def test_memorize_records_the_precision_it_trained_in(monkeypatch, tmp_path, tin
 
 def test_a_study_step_is_redone_when_auto_resolves_differently(monkeypatch, tmp_path):
     """The study's step key holds the resolved precision: a run moved to bf16 hardware is not 'done'."""
-    from lume import pipeline
+    from lume.stages.unlearning import UnlearnConfig
+    from lume.stages.unlearning.recipes.run import Entry
+    from lume.study import steps
 
     keys = []
-    monkeypatch.setattr(pipeline, "model_fingerprint", lambda _path: "model")
+    monkeypatch.setattr(steps, "model_fingerprint", lambda _path: "model")
 
     class Recorder:
         def state(self, _step, key, _finished):
@@ -102,7 +104,7 @@ def test_a_study_step_is_redone_when_auto_resolves_differently(monkeypatch, tmp_
     dataset = type("Dataset", (), {"fingerprint": "data"})()
     for native in (False, True):
         pretend(monkeypatch, native)
-        pipeline.unlearned_step(Recorder(), "target", pipeline.study_entry({"method": "npo"}, "target"), "npo",
-                                tmp_path, None, dataset)
+        steps.unlearned_step(Recorder(), "target", Entry.of_method(UnlearnConfig(method="npo")), "npo", tmp_path,
+                             dataset)
     assert keys[0]["mixed_precision"] == "no" and keys[1]["mixed_precision"] == "bf16"
     assert keys[0]["settings"] == keys[1]["settings"]

@@ -158,7 +158,10 @@ def test_not_enough_memory_for_the_dtype_is_refused_before_loading(tiny_model_di
 
 def test_a_study_on_a_released_target_unlearns_the_data_sources_sets(hub, olmo_files, data_dir):
     from lume import data
-    from lume.pipeline import RunConfig, TargetConfig, _unlearning_sets, build_target
+    from lume.study.config import TargetConfig
+    from lume.study.course import build_target
+    from lume.study.run import RunConfig
+    from lume.study.steps import _unlearning_sets
 
     hub(repos={REPO: {**olmo_files[0], **olmo_files[1]}})
     target = build_target(RunConfig(target=TargetConfig(model="lume-olmo-1b")))

@@ -46,7 +46,7 @@ def test_probes_are_recorded_every_n_steps_and_the_chosen_step_is_the_saved_mode
     monkeypatch.setattr(selection, "selection_score", lambda probe_row: -probe_row.step)  # step 2 wins
     config = UnlearnConfig(method="npo+gd", steps=4, eval_every=2, select="best", training=FAST, progress=False)
     seen = []
-    report = unlearn(tiny_target, tmp_path / "best", config, data_dir=str(data_dir),
+    report = unlearn(tiny_target, tmp_path / "best", config, data=str(data_dir),
                      on_probe=lambda step, probe_row: seen.append(step)).to_json()
     assert [r["step"] for r in report["probes"]] == [0, 2, 4] and seen == [0, 2, 4]
     first = report["probes"][0]

@@ -11,8 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from lume.cli import app
-from lume.pipeline import RunConfig, TargetConfig
-from lume.sweep import SweepConfig
+from lume.study.config import TargetConfig
+from lume.study.run import RunConfig
+from lume.study.sweep import SweepConfig
 from lume.cli import stages
 from lume.stages.attacks import AttackConfig
 from lume.stages.evaluation import EvalConfig

@@ -7,7 +7,7 @@ import yaml
 
 from lume.errors import InputError
 from lume.stages.unlearning.recipes import RECIPES
-from lume.sweep import load_sweep, sweep
+from lume.study.sweep import load_sweep, sweep
 from tests.test_mmlu import make_mmlu
 
 
@@ -117,7 +117,7 @@ def test_a_sweep_killed_mid_trial_retries_it_and_resumes_its_checkpoint(tmp_path
 
 def test_another_search_under_the_same_name_on_one_storage_is_refused(tmp_path, data_dir):
     from lume.errors import LumeError
-    from lume.sweep import _storage, _study
+    from lume.study.sweep import _storage, _study
 
     storage_url = f"sqlite:///{tmp_path / 'shared.db'}"
     first = load_sweep(write_config(tmp_path, tmp_path, data_dir, trials=1, storage=storage_url))
@@ -138,7 +138,7 @@ def test_trials_are_exact_across_workers_and_a_dead_workers_trial_is_never_left_
     """Another worker's trial (here: started, its heartbeat recorded, then silent, as when its
     worker or the database died) takes one of the `trials` places; this worker runs the rest, then
     finds that trial stale, fails it and runs its retry: exactly `trials` finished, none RUNNING."""
-    from lume.sweep import _storage, _study
+    from lume.study.sweep import _storage, _study
 
     config = load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2, heartbeat=1))
     (tmp_path / "run").mkdir()
@@ -204,7 +204,7 @@ def test_ctrl_c_in_a_sweep_is_lumes_note_and_the_next_start_resumes_the_trial(tm
 def test_trials_that_fail_take_their_places_and_the_sweep_ends(tmp_path, tiny_target, data_dir, monkeypatch):
     """A diverging trial is recorded as failed and counts among `trials`: a sweep whose every
     trial fails ends after `trials` of them (it must not draw new ones forever)."""
-    import lume.sweep
+    import lume.study.sweep
     from lume.errors import LumeError
 
     calls = []
@@ -215,7 +215,7 @@ def test_trials_that_fail_take_their_places_and_the_sweep_ends(tmp_path, tiny_ta
             raise RuntimeError("the sweep kept drawing trials")
         raise LumeError("the loss became non-finite at step 1")
 
-    monkeypatch.setattr(lume.sweep, "unlearned_step", diverging)
+    monkeypatch.setattr(lume.study.sweep, "unlearned_step", diverging)
     run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2)))
     trials = json.loads((run / "sweep.json").read_text())["trials"]
     assert [t["state"] for t in trials] == ["FAIL", "FAIL"] and len(calls) == 2

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from lume.errors import InputError, LumeError
-from lume.sweep import load_sweep
+from lume.study.sweep import load_sweep
 from tests.test_sweep import write_config
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_two_workers_on_postgres_share_a_sweep_survive_a_kill_and_equal_one_work
 
 def test_a_missing_driver_or_a_host_that_does_not_answer_is_one_line_quickly(tmp_path, tiny_target, data_dir,
                                                                             monkeypatch):
-    from lume.sweep import _storage
+    from lume.study.sweep import _storage
 
     path = config_on(tmp_path, tiny_target, data_dir, "postgresql+nosuchdriver://lume@127.0.0.1/x")
     with pytest.raises(InputError, match="field 'storage'"):
@@ -134,7 +134,7 @@ def test_a_missing_driver_or_a_host_that_does_not_answer_is_one_line_quickly(tmp
         silent.listen(4)
         path = config_on(tmp_path, tiny_target, data_dir,
                          f"postgresql+psycopg://lume@127.0.0.1:{silent.getsockname()[1]}/x")
-        monkeypatch.setattr("lume.sweep.CONNECT_TIMEOUT", 2)
+        monkeypatch.setattr("lume.study.sweep.CONNECT_TIMEOUT", 2)
         started = time.time()
         with pytest.raises(LumeError, match="cannot use the database"):
             _storage(load_sweep(path), tmp_path)

@@ -201,6 +201,25 @@ def setting(default=dataclasses.MISSING, help: str = "", *, factory=None, at_lea
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def restated(cls, name: str, default=dataclasses.MISSING, *, factory=None, help: str | None = None):
+    """Field NAME of settings class CLS again, for a subclass: another default (or `factory`), its
+    range and flags kept, its help kept unless given."""
+    base = next(f for f in dataclasses.fields(cls) if f.name == name)
+    metadata = {**base.metadata, "help": base.metadata["help"] if help is None else help}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def with_dotted(mapping: dict, dotted: str, value) -> dict:
+    """A copy of the nested mapping with the setting DOTTED (e.g. training.learning_rate) set to VALUE."""
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {**mapping, head: value}
+    inner = mapping.get(head)
+    return {**mapping, head: with_dotted(inner if isinstance(inner, dict) else {}, rest, value)}
+
+
 # Raised when a setting's default changes what a run computes: keys leave defaults out (below), so
 # only this tells an old result from a new one. tests/test_identity.py pins every default.
 IDENTITY_VERSION = 1

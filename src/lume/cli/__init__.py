@@ -122,20 +122,16 @@ def setting_option(example: str):
 Setting = setting_option("training.weight_decay=0.01")
 
 
-def name_values(values: list[str], option: str) -> dict:
-    """`NAME=VALUE` pairs as a (nested, for dotted names) mapping, each VALUE read as YAML."""
+def name_values(values: list[str], option: str) -> list[tuple[str, object]]:
+    """`NAME=VALUE` pairs as (NAME, VALUE read as YAML); NAME may be dotted (training.seed)."""
     from lume.config import yaml_value
 
-    parsed: dict = {}
+    parsed = []
     for value in values:
         name, sep, text = value.partition("=")
         if not sep:
             raise LumeError(f"{option} {value!r}: expected NAME=VALUE")
-        *outer, last = name.split(".")
-        place = parsed
-        for part in outer:
-            place = place.setdefault(part, {})
-        place[last] = yaml_value(text)
+        parsed.append((name, yaml_value(text)))
     return parsed
 
 
@@ -145,7 +141,7 @@ def given_values(cls, given: dict, settings: list[str]) -> dict:
     `training`. Values are checked as a YAML file's are."""
     import dataclasses
 
-    from lume.config import coerce_fields
+    from lume.config import coerce_fields, with_dotted
     from lume.training import TrainingSettings
 
     values = {key: list(value) if isinstance(value, tuple) else value  # a repeatable option: a tuple on older typer
@@ -155,9 +151,8 @@ def given_values(cls, given: dict, settings: list[str]) -> dict:
                 if key not in own and key in {f.name for f in dataclasses.fields(TrainingSettings)}}
     if training:
         values["training"] = training
-    extra = name_values(settings, "--setting")
-    for key, value in extra.items():
-        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    for name, value in name_values(settings, "--setting"):
+        values = with_dotted(values, name, value)
     return coerce_fields(cls, values, source="the command line")
 
 
@@ -231,7 +226,7 @@ def run_command(config: Annotated[Optional[Path], typer.Argument(
             "--overwrite", help="Redo the steps whose folders hold results they cannot resume; empty a folder that "
                                 "is not a lume study")] = False):
     """A whole study: build or reuse the target, unlearn with each method, evaluate all, report."""
-    from lume.pipeline import load_config, run
+    from lume.study.run import load_config, run
 
     out = run(load_config(config), wait=wait, overwrite=overwrite)
     log.info(f"report: {out / 'report.md'} and {out / 'report.html'}")
@@ -245,7 +240,7 @@ def sweep_command(config: Annotated[Path, typer.Argument(help="YAML sweep config
     config's `storage`) to run trials in parallel."""
     import optuna
 
-    from lume.sweep import load_sweep, sweep
+    from lume.study.sweep import load_sweep, sweep
 
     optuna.logging.set_verbosity(log.getEffectiveLevel())  # its [I] lines follow -q and -v
     out = sweep(load_sweep(config))

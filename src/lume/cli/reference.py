@@ -11,14 +11,15 @@ import dataclasses
 import typing
 
 from lume.config import default_of
-from lume.pipeline import RunConfig, TargetConfig
+from lume.study.config import TargetConfig
+from lume.study.run import RunConfig
 from lume.stages.attacks import AttackConfig
 from lume.stages.evaluation import EvalConfig
 from lume.stages.target import MemorizeConfig
 from lume.stages.unlearning import METHODS, ScheduleSettings, UnlearnConfig
 from lume.stages.unlearning.merge import MergeConfig
 from lume.stages.unlearning.selection import ProbeSettings
-from lume.sweep import SweepConfig
+from lume.study.sweep import SweepConfig
 from lume.training import TextSettings, TrainingSettings
 
 PAGES = [

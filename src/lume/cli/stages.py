@@ -172,9 +172,9 @@ def unlearn_command(
     overwrite: Overwrite = False,
     wait: Wait = False,
 ):
-    given = {**given, "method_settings": name_values(set_, "--set") or None}
+    given = {**given, "method_settings": dict(name_values(set_, "--set")) or None}
     report = _unlearned(paths, method, recipe, recipe_target, given, setting,
-                        dict(data_dir=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait))
+                        dict(data=str(data_dir) if data_dir else None, overwrite=overwrite, wait=wait))
     log.info(_unlearned_line(report, paths[-1]))
 
 

@@ -66,6 +66,16 @@ def load(data_dir: str | Path | None = None, source: str = "lume") -> LumeData:
     return LumeData(root, source, files, records)
 
 
+def loaded(data: str | Path | LumeData | None = None, source: str = "lume") -> LumeData:
+    """DATA's records of SOURCE: data already loaded (a study loads its data once and hands it to
+    every stage) as it is, else loaded from the folder DATA names (None: the resolved default)."""
+    if isinstance(data, LumeData):
+        if data.source == source:
+            return data
+        data = data.data_dir
+    return load(data, source)
+
+
 def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
     """Warn (on stderr) when forget and retain rows share an id or the same prompt and answer."""
     seen = {r.id for r in retain} | {(r.input, r.output) for r in retain}
@@ -87,6 +97,6 @@ def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> li
 
 __all__ = [
     "SOURCES", "SPLITS", "TASKS", "Document", "LumeData", "MIADocument", "Record", "Selection",
-    "build_documents", "load", "load_mia", "parse_id", "read_mia_documents", "read_records",
+    "build_documents", "load", "load_mia", "loaded", "parse_id", "read_mia_documents", "read_records",
     "resolve_data_dir", "select_documents", "warn_overlap",
 ]

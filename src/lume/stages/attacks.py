@@ -31,6 +31,7 @@ import torch
 
 from lume import data as lume_data
 from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
+from lume.data import LumeData
 from lume.data.manifest import read_manifest
 from lume.data.mmlu import load_mmlu
 from lume.data.records import Document, Record
@@ -339,11 +340,13 @@ def check_attacks(attacks: list[str]) -> None:
 
 
 def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, attacks: list[str],
-           config: AttackConfig | None = None, *, overwrite: bool = False, wait: bool = False) -> dict:
+           config: AttackConfig | None = None, *, overwrite: bool = False, wait: bool = False,
+           data: LumeData | None = None) -> dict:
     """Run the attacks on an unlearned model and write OUT/attacks.json.
 
     OUT must not hold either model or finished results (unless `overwrite`); while another
-    command writes it, this one stops (or waits, with `wait`).
+    command writes it, this one stops (or waits, with `wait`). DATA: the data already loaded (a
+    study's); None: config.data_dir's.
     """
     config = config or AttackConfig()
     check_attacks(attacks)
@@ -354,7 +357,8 @@ def attack(model_dir: str | Path, target_dir: str | Path, out_dir: str | Path, a
     with one_writer(out_dir, wait):
         out_dir = claim(out_dir, "attack", inputs=(model_dir, target_dir), overwrite=overwrite,
                         resumable=lambda folder: all(e.name in (*ATTACKS, UNFINISHED_NAME) for e in folder.iterdir()))
-        results = _attacked(Path(model_dir), Path(target_dir), out_dir, attacks, config, manifest)
+        results = _attacked(Path(model_dir), Path(target_dir), out_dir, attacks, config, manifest,
+                            lume_data.loaded(data or config.data_dir))
         write_json_atomic(out_dir / RESULT_NAME, results)
         mark_finished(out_dir)
     return results
@@ -373,8 +377,7 @@ def _check_relearnable(selection, attacks: list[str], seed: int) -> None:
 
 
 def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[str], config: AttackConfig,
-              manifest) -> dict:
-    dataset = lume_data.load(config.data_dir)
+              manifest, dataset: LumeData) -> dict:
     selection = manifest.selection(dataset.documents)
     _check_relearnable(selection, attacks, config.seed)
     attacker = Attacker(load_model(model_dir, dtype="float32", device=None),

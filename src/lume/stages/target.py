@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lume import data as lume_data
 from lume.config import above_zero, check_settings, decided_by, made_with, merged, setting, settings_key
+from lume.data import LumeData
 from lume.data.manifest import MANIFEST_NAME, TargetManifest, read_manifest
 from lume.data.records import Document
 from lume.data.selection import Selection
@@ -163,13 +164,14 @@ def _memorisation_check(model, tokenizer, documents: list[Document], config: Mem
 
 
 def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracle: bool = False,
-             overwrite: bool = False, wait: bool = False) -> TargetManifest:
+             overwrite: bool = False, wait: bool = False, data: LumeData | None = None) -> TargetManifest:
     """Build a target model in OUT_DIR (model files + lume_target.json); resumable. With
     `oracle`, also its retrained oracle in OUT_DIR/oracle (`memorize_oracle`); a target already
     built with these settings is then kept and only the oracle built.
 
     OUT_DIR must not hold the base model or other results (unless `overwrite`); while another
-    command writes it, this one stops (or waits for it, with `wait`).
+    command writes it, this one stops (or waits for it, with `wait`). DATA: the data already
+    loaded (a study's); None: config.data_dir's.
     """
     config = config or MemorizeConfig()
     built = _built_with(Path(out_dir), config) if oracle and not overwrite else None
@@ -178,26 +180,27 @@ def memorize(out_dir: str | Path, config: MemorizeConfig | None = None, *, oracl
                         "oracle is built with those, so give them to --oracle; or choose another --out")
     if built is None:
         with one_writer(out_dir, wait):
-            built = _memorize(Path(out_dir), config, overwrite)
+            built = _memorize(Path(out_dir), config, overwrite, data)
     if oracle:
-        memorize_oracle(out_dir, overwrite=overwrite, wait=wait, progress=config.progress)
+        memorize_oracle(out_dir, overwrite=overwrite, wait=wait, progress=config.progress, data=data)
     return built
 
 
-def cached_target(settings: MemorizeConfig, data_fingerprint: str) -> Path:
-    """The target `settings` build from the data of `data_fingerprint`, in lume's cache under
-    its key (with the base model's fingerprint): built once, reused after. Several sweep workers:
+def cached_target(settings: MemorizeConfig, data: LumeData | None = None) -> Path:
+    """The target `settings` build from DATA (loaded; None: settings.data_dir's), in lume's cache
+    under its key (with the base model's and the data's fingerprints): built once, reused after. Several sweep workers:
     one builds, the others wait and reuse it (the processes of one distributed run build it
     together instead)."""
+    data = lume_data.loaded(data or settings.data_dir, settings.source)
     key = {**target_key(settings), "base_fingerprint": model_fingerprint(settings.base),
-           "data_fingerprint": data_fingerprint}
+           "data_fingerprint": data.fingerprint}
     folder = cache_dir() / "targets" / settings_key(key, 12)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with one_writer(folder, wait=True) if started_processes() == 1 else nullcontext():
         spoilt = damaged(folder)  # a damaged cached target is lume's own: built again over it
         if not (folder / MANIFEST_NAME).is_file() or spoilt:
             log.info(f"building the target model in {folder}")
-            memorize(folder, settings, overwrite=spoilt)
+            memorize(folder, settings, overwrite=spoilt, data=data)
         else:
             log.info(f"reusing the target model in {folder}")
     return folder
@@ -238,8 +241,8 @@ def target_key(config: MemorizeConfig) -> dict:
                       mixed_precision=chosen_mixed_precision(config.training.mixed_precision, config.device))
 
 
-def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool) -> TargetManifest:
-    dataset = lume_data.load(config.data_dir, config.source)
+def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool, data: LumeData | None) -> TargetManifest:
+    dataset = lume_data.loaded(data or config.data_dir, config.source)
     selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
                                            config.training.seed)
     if not selection.chosen:
@@ -314,7 +317,7 @@ ORACLE_DIR = "oracle"  # a target's retrained oracle, inside its folder
 
 
 def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bool = False,
-                    progress: bool = True) -> TargetManifest:
+                    progress: bool = True, data: LumeData | None = None) -> TargetManifest:
     """The target's retrained oracle in TARGET/oracle: its base trained with the target's
     settings on the target's retain documents only (the forget ones left out), so that what a
     model that never saw the forget documents scores can be measured. Its manifest lists the
@@ -331,7 +334,7 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
     if built is not None:  # finished with these settings: nothing to do
         return built
     overwrite = overwrite or _damaged_warning(out_dir)
-    dataset = lume_data.load(config.data_dir, config.source)
+    dataset = lume_data.loaded(data or config.data_dir, config.source)
     if dataset.fingerprint != target.data_fingerprint:
         raise LumeError(f"the data differs from the data {target_dir} was trained on: its oracle would not match it")
     selection = target.selection(dataset.documents)

@@ -19,6 +19,7 @@ import torch
 
 from lume import data as lume_data
 from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
+from lume.data import LumeData
 from lume.data.manifest import read_manifest
 from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
@@ -124,13 +125,14 @@ def processes(config: EvalConfig) -> tuple[int, int, str | None]:
     return state.process_index, state.num_processes, str(state.device)
 
 
-def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, device: str | None) -> Evaluation:
+def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, device: str | None,
+          data: LumeData | None) -> Evaluation:
     """The model (in the first part's dtype), the data and the documents to evaluate: those the
     target was trained on and held out (its manifest), else a seeded selection."""
     device = config.device or device or default_device()
     dtypes = part_dtypes(config, device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dtype=dtypes["generation"], device=device)
-    dataset = lume_data.load(config.data_dir, config.source)
+    dataset = lume_data.loaded(data or config.data_dir, config.source)
     manifest = read_manifest(loaded.path)
     if manifest is not None and manifest.data_fingerprint != dataset.fingerprint:
         log.warning(f"{loaded.path} was trained on other data (fingerprint {manifest.data_fingerprint}) than "
@@ -222,19 +224,19 @@ def _write_results(out_dir: Path, summary: EvaluationSummary, written: dict[str,
 
 
 def evaluate(model: str | Path | LoadedModel, out_dir: str | Path, config: EvalConfig | None = None, *,
-             overwrite: bool = False, wait: bool = False) -> EvaluationSummary:
+             overwrite: bool = False, wait: bool = False, data: LumeData | None = None) -> EvaluationSummary:
     """Evaluate a model with the LUME protocol; write OUT's files and return the summary.
 
     OUT may hold an earlier evaluation (its keyed per-item caches are reused); anything else
     there is refused unless `overwrite`. While another command writes OUT, this one stops (or
-    waits, with `wait`).
+    waits, with `wait`). DATA: the data already loaded (a study's); None: config.data_dir's.
     """
     with one_writer(out_dir, wait):
-        return _evaluate(model, Path(out_dir), config or EvalConfig(), overwrite)
+        return _evaluate(model, Path(out_dir), config or EvalConfig(), overwrite, data)
 
 
 def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig,
-              overwrite: bool) -> EvaluationSummary:
+              overwrite: bool, data: LumeData | None) -> EvaluationSummary:
     rank, world, device = processes(config)
     if rank == 0:  # on several processes, the main one guards and writes the folder
         inputs = (model.path,) if isinstance(model, LoadedModel) else (resolve_model_path(model)[1],)
@@ -243,7 +245,7 @@ def _evaluate(model: str | Path | LoadedModel, out_dir: Path, config: EvalConfig
     if world > 1:
         torch.distributed.barrier()
     started, timings, summary, rows = time.time(), {}, {"dtypes": {}}, {}
-    evaluation = _open(model, config, out_dir, rank, world, device)
+    evaluation = _open(model, config, out_dir, rank, world, device, data)
     header = _header(evaluation)  # the model as loaded for generation
     set_resume_note(f"the items finished so far are kept in {out_dir / 'cache'}; the same command resumes")
     sections = _sections(config)

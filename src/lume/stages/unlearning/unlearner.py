@@ -20,7 +20,7 @@ import torch
 
 from lume import data as lume_data
 from lume.config import above_zero, check_settings, coerce_fields, decided_by, identity, setting, settings_key
-from lume.data import Record, read_records, warn_overlap
+from lume.data import LumeData, Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
 from lume.errors import LumeError
@@ -135,12 +135,13 @@ def _fingerprint(records: list[Record]) -> str:
     return digest.hexdigest()[:16]
 
 
-def manifest_records(model_dir: Path, data_dir: str | None = None) -> tuple[list[Record], list[Record]]:
-    """The forget and retain records a target model was trained on (from its manifest)."""
+def manifest_records(model_dir: Path, data: str | Path | LumeData | None = None) -> tuple[list[Record], list[Record]]:
+    """The forget and retain records a target model was trained on (from its manifest; DATA: a
+    data folder, or the data already loaded)."""
     manifest = read_manifest(model_dir)
     if manifest is None:
         raise LumeError(f"{model_dir}: no {MANIFEST_NAME}; give RETAIN and FORGET sets explicitly")
-    selection = manifest.selection(lume_data.load(data_dir).documents)
+    selection = manifest.selection(lume_data.loaded(data).documents)
     pick = lambda split: [r for d in selection.split(split) for r in d.records]  # noqa: E731
     return pick("forget"), pick("retain")
 
@@ -250,10 +251,10 @@ def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
     return model, reference_model
 
 
-def _forget_and_retain(model_in, forget, retain, data_dir) -> tuple[list[Record], list[Record]]:
+def _forget_and_retain(model_in, forget, retain, data) -> tuple[list[Record], list[Record]]:
     """The given sets, else those of the target's manifest; both non-empty, overlap warned of."""
     if forget is None or retain is None:
-        forget, retain = manifest_records(Path(model_in), data_dir)
+        forget, retain = manifest_records(Path(model_in), data)
     if not forget or not retain:
         raise LumeError("the forget and retain sets must both be non-empty")
     warn_overlap(forget, retain)
@@ -277,12 +278,12 @@ def _report(config: UnlearnConfig, method, model_in, loaded, forget, retain, res
 
 
 def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: list[Record],
-                retain: list[Record], model_in, data_dir: str | None, accelerator, validation=None
+                retain: list[Record], model_in, data, accelerator, validation=None
                 ) -> Trajectory | None:
     """Probes every `eval_every` steps on the run's selection data; None when off."""
     if not config.eval_every:
         return None
-    dataset = lume_data.load(data_dir)
+    dataset = lume_data.loaded(data)
     manifest = read_manifest(model_in) if Path(model_in).is_dir() else None
     held_out = manifest.selection(dataset.documents).held_out if manifest else []
     mmlu_dir = dataset.data_dir / "mmlu"
@@ -331,11 +332,11 @@ class _UnlearnStage(Stage):
     scratch = (BEST_NAME,)
 
     def __init__(self, model_in, out_dir: Path, config: UnlearnConfig, method, forget: list[Record],
-                 retain: list[Record], data_dir: str | None, overwrite: bool, on_probe):
+                 retain: list[Record], data, overwrite: bool, on_probe):
         super().__init__(out_dir, config.training, device=config.device, overwrite=overwrite,
                          show_progress=config.progress, inputs=(resolve_model_path(model_in)[1],))
         self.model_in, self.config, self.method, self.forget, self.retain = model_in, config, method, forget, retain
-        self.data_dir, self.on_probe = data_dir, on_probe
+        self.data, self.on_probe = data, on_probe
         self.description = f"unlearning ({config.method})"
         if config.recipe:  # a recipe's runs (their folders named by run) each say which one they are
             run = "" if out_dir.name == config.recipe else f" {out_dir.name}"
@@ -377,7 +378,7 @@ class _UnlearnStage(Stage):
         validation = _validation(self.method, self.context, self.config, self.forget_examples, self.retain_examples,
                                  self.forget, self.retain)
         self.trajectory = _trajectory(self.config, self.out_dir, self.run, self.forget, self.retain, self.model_in,
-                                      self.data_dir, accelerator, validation)
+                                      self.data, accelerator, validation)
         self.probing = _probing(self.trajectory, self.config, self.run.max_steps, model, self.loaded.tokenizer,
                                 accelerator, self.on_probe)
         self.probing(0)
@@ -420,23 +421,24 @@ class _UnlearnStage(Stage):
 
 def unlearn(model_in: str | Path, out_dir: str | Path, config: UnlearnConfig | None = None, *,
             forget: list[Record] | None = None, retain: list[Record] | None = None,
-            data_dir: str | None = None, overwrite: bool = False, wait: bool = False,
+            data: str | Path | LumeData | None = None, overwrite: bool = False, wait: bool = False,
             on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> UnlearnReport:
     """Unlearn `forget` from MODEL_IN and write the model and `lume_unlearn.json` to OUT_DIR.
 
     OUT_DIR must not hold the input or other results (unless `overwrite`); an unfinished run
     of the same settings there is resumed from its last checkpoint; while another command
     writes it, this one stops (or waits, with `wait`). With `eval_every`, the model is probed
-    as it trains (`on_probe(step, row)` sees each row; a sweep prunes there).
+    as it trains (`on_probe(step, row)` sees each row; a sweep prunes there). DATA: the data
+    folder (default: the resolved one), or the data already loaded (a study's).
     """
     with one_writer(out_dir, wait):
-        return _unlearn(model_in, Path(out_dir), config or UnlearnConfig(), forget, retain, data_dir, overwrite,
+        return _unlearn(model_in, Path(out_dir), config or UnlearnConfig(), forget, retain, data, overwrite,
                         on_probe)
 
 
-def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, data_dir, overwrite: bool,
+def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, data, overwrite: bool,
              on_probe) -> UnlearnReport:
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
-    forget, retain = _forget_and_retain(model_in, forget, retain, data_dir)
-    return _UnlearnStage(model_in, out_dir, config, method, forget, retain, data_dir, overwrite, on_probe).execute()
+    forget, retain = _forget_and_retain(model_in, forget, retain, data)
+    return _UnlearnStage(model_in, out_dir, config, method, forget, retain, data, overwrite, on_probe).execute()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lume.config import decided_by, made_with, settings_key
+from lume.config import decided_by, made_with, merged, settings_key
 from lume.data.manifest import MANIFEST_NAME
 from lume.errors import LumeError
 from lume.files import write_json_atomic
@@ -50,6 +50,14 @@ class Entry:
     def of_method(cls, config: UnlearnConfig) -> Entry:
         return cls({config.method: config})
 
+    def with_overrides(self, overrides: dict) -> Entry:
+        """This entry with `overrides` (checked UnlearnConfig fields, nested ones as mappings) over
+        every run's settings (a sweep trial's drawn values)."""
+        runs = {name: merged(config, overrides) for name, config in self.runs.items()}
+        if self.recipe:
+            RECIPES[self.recipe].check(runs)
+        return replace(self, runs=runs)
+
     @property
     def config(self) -> UnlearnConfig:
         """A method entry's one run."""
@@ -69,13 +77,13 @@ def unlearn_with_recipe(model_in, out_dir, name: str, overrides: dict | None = N
     return run_recipe(model_in, out_dir, Entry.of_recipe(name, model_in, overrides, target), **options)
 
 
-def run_recipe(model_in, out_dir, entry: Entry, *, forget=None, retain=None, data_dir: str | None = None,
+def run_recipe(model_in, out_dir, entry: Entry, *, forget=None, retain=None, data=None,
                overwrite: bool = False, wait: bool = False,
                on_probe: Callable[[int, dict], None] = lambda _step, _row: None) -> UnlearnReport:
     """A recipe entry's runs through the unlearning stage (each recording the recipe), then its merge."""
     recipe = RECIPES[entry.recipe]
     configs = {run: replace(config, recipe=recipe.name) for run, config in entry.runs.items()}
-    common = dict(forget=forget, retain=retain, data_dir=data_dir)
+    common = dict(forget=forget, retain=retain, data=data)
     if recipe.merge is None:
         (config,) = configs.values()
         return unlearn(model_in, out_dir, config, overwrite=overwrite, wait=wait, on_probe=on_probe, **common)

@@ -23,19 +23,18 @@ from pathlib import Path
 
 import optuna
 
-from lume import data as lume_data
-from lume.data.paths import DATA_DIR_HELP
-from lume.config import MAX_SEED, build, coerce_fields, setting, settings_key, shown
+from lume.config import MAX_SEED, coerce_fields, restated, setting, settings_key, shown, with_dotted
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
-from lume.pipeline import (RunConfig, Steps, TargetConfig, build_target, check_fits_target, entry_fields,
-                           evaluated_step, method_label, method_spec, os_paths, read_yaml, study_entry, unlearned_step)
-from lume.reports.study import write_report
+from lume.results import ProbeRow, UnlearnReport
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
 from lume.stages.unlearning.recipes import RECIPES
-from lume.results import ProbeRow, UnlearnReport
+from lume.study.config import StudyConfig, read_study
+from lume.study.course import OpenStudy, evaluated_course, open_study
+from lume.study.entries import StudyMethod, study_methods
+from lume.study.steps import unlearned_step
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
             "qmc": "QMCSampler", "gp": "GPSampler"}
@@ -47,14 +46,14 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SweepConfig:
-    name: str = setting("sweep", "The sweep's name")
-    out: str = setting("runs/sweep", "The run folder")
-    data_dir: str | None = setting(None, DATA_DIR_HELP)
-    target: TargetConfig = setting(help="The target: given, or built", factory=TargetConfig)
-    methods: list[dict] = setting(help="Each: UnlearnConfig fields (eval_every set, so that trials are scored on "
-                                       "the probes), an optional `name`, and `search`: {dotted field: {low, high"
-                                       "[, log]} or {choices: [...]}}", factory=list)
+class SweepConfig(StudyConfig):
+    name: str = restated(StudyConfig, "name", "sweep", help="The sweep's name")
+    out: str = restated(StudyConfig, "out", "runs/sweep")
+    methods: list = restated(StudyConfig, "methods", help=(
+        "Each: UnlearnConfig fields (eval_every set, so that trials are scored on the probes), an optional "
+        "`name`, and `search`: {dotted field: {low, high[, log]} or {choices: [...]}}"), factory=list)
+    evaluation: EvalConfig = restated(StudyConfig, "evaluation", help="How each method's best trial is evaluated",
+                                      factory=lambda: EvalConfig(mia_set="validation", mmlu_limit=1))
     trials: int = setting(8, "Trials per method, finished or pruned, all workers together")
     sampler: str = setting("tpe", "One of SAMPLERS (grid: every search entry needs `choices`)")
     pruner: str = setting("none", "One of PRUNERS")
@@ -62,13 +61,11 @@ class SweepConfig:
     seed: int = setting(0, "The sampler's seed")
     heartbeat: int = setting(60, "Seconds between a running trial's heartbeats; silent for 3 of them = its worker "
                                  "died")
-    evaluation: EvalConfig = setting(help="How each method's best trial is evaluated",
-                                     factory=lambda: EvalConfig(mia_set="validation", mmlu_limit=1))
 
 
-def _checked_search(search, spec: dict, index: int, path: Path) -> dict:
-    """`search` entries, each a range or a list of choices of a real UnlearnConfig field (for a
-    recipe: a field every run of its takes)."""
+def _checked_search(search, method: StudyMethod, index: int, path: Path) -> dict:
+    """`search` entries, each a range or a list of choices of a real UnlearnConfig field whose ends
+    (or choices) the entry takes (a recipe's: on every run)."""
     where = f"methods[{index}]"
     if not isinstance(search, dict) or not search:
         raise InputError(path, "expected a mapping of settings to search, e.g. {training.learning_rate: "
@@ -81,8 +78,22 @@ def _checked_search(search, spec: dict, index: int, path: Path) -> dict:
                                    f"else{given}", field=here)
         _check_space(space, here, path)
         for value in space.get("choices") or (space["low"], space["high"]):
-            method_spec(with_value({k: v for k, v in spec.items() if k != "name"}, name, value), index, path)
+            try:
+                trial_entry(method, {name: value}, source=path, where=where)
+            except InputError:
+                raise
+            except LumeError as error:
+                raise InputError(path, str(error), field=here) from None
     return search
+
+
+def trial_entry(method: StudyMethod, params: dict, source="the sweep", where: str = ""):
+    """METHOD's entry with the drawn PARAMS ({dotted field: value}) over its settings, each value
+    of its field's type (a float drawn for an int setting becomes the int)."""
+    overrides = {}
+    for name, value in params.items():
+        overrides = with_dotted(overrides, name, value)
+    return method.entry.with_overrides(coerce_fields(UnlearnConfig, overrides, where=where, source=source))
 
 
 RANGE = {"low", "high", "log"}  # a searched range's keys (a list of choices stands alone)
@@ -105,36 +116,17 @@ def _check_space(space: dict, where: str, path: Path) -> None:
         raise InputError(path, f"a log-spaced range needs low above 0, got {low}", field=where)
 
 
-def with_value(spec: dict, dotted: str, value) -> dict:
-    """A copy of the nested mapping `spec` with `dotted` (e.g. training.learning_rate) set."""
-    head, _, rest = dotted.partition(".")
-    if not rest:
-        return {**spec, head: value}
-    return {**spec, head: with_value(spec.get(head) or {}, rest, value)}
-
-
 def load_sweep(path: str | Path) -> SweepConfig:
-    """A sweep YAML file, every field checked before any work."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
-    raw = coerce_fields(SweepConfig, read_yaml(path), source=path)
-    raw["target"] = os_paths(raw, build(TargetConfig, raw.get("target") or {}, where="target", source=path), path)
-    methods = []
-    for index, spec in enumerate(raw.get("methods") or []):
-        where = f"methods[{index}]"
-        search = spec.pop("search", None) if isinstance(spec, dict) else None
-        checked = method_spec(spec, index, path)
-        if "recipe" in checked and RECIPES[checked["recipe"]].merge is not None:
-            raise InputError(path, f"recipe {checked['recipe']!r} merges models it trains, which the probes cannot "
-                                   "score as it trains: sweep one-run recipes, or compare its settings in a study",
-                             field=f"{where}.recipe")
-        if not checked.get("eval_every"):
-            raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
-        methods.append({**checked, "search": _checked_search(search, checked, index, path)})
+    """A sweep YAML file, every field checked and every `methods:` entry worked out before any work."""
+    raw, specs = read_study(SweepConfig, path)
+    searches = [spec.pop("search", None) if isinstance(spec, dict) else None for spec in specs]
+    methods = study_methods(specs, raw["target"], path)
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
-    check_fits_target([{k: v for k, v in m.items() if k != "search"} for m in methods], raw["target"], path)
+    for index, method in enumerate(methods):
+        _check_sweepable(method, f"methods[{index}]", path)
+        search = _checked_search(searches[index], method, index, path)
+        methods[index] = dataclasses.replace(method, written={**method.written, "search": search})
     for name in ("trials", "heartbeat"):
         if raw.get(name, 1) < 1:
             raise InputError(path, f"must be at least 1, got {raw[name]}", field=name)
@@ -143,13 +135,22 @@ def load_sweep(path: str | Path) -> SweepConfig:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if raw.get("sampler") == "grid":
         _check_grid(methods, path)
-    if "evaluation" in raw:
-        raw["evaluation"] = build(EvalConfig, raw["evaluation"] or {}, where="evaluation", source=path)
     if raw.get("storage") is not None:
         check_storage(raw["storage"], path)
     if not 0 <= raw.get("seed", 0) <= MAX_SEED:
         raise InputError(path, f"must be between 0 and {MAX_SEED}, got {raw['seed']}", field="seed")
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
+
+
+def _check_sweepable(method: StudyMethod, where: str, path: Path) -> None:
+    """A trial is scored on the probes as it trains: every run of it probed, none merged after."""
+    recipe = method.entry.recipe
+    if recipe and RECIPES[recipe].merge is not None:
+        raise InputError(path, f"recipe {recipe!r} merges models it trains, which the probes cannot score as it "
+                               "trains: sweep one-run recipes, or compare its settings in a study",
+                         field=f"{where}.recipe")
+    if not all(config.eval_every for config in method.entry.runs.values()):
+        raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
 
 
 DRIVERS = {"postgresql": "lume-unlearning[postgres]", "mysql": "a MySQL driver (pip install pymysql)"}
@@ -183,16 +184,6 @@ def _suggest(trial: optuna.Trial, name: str, space: dict):
     return trial.suggest_float(name, float(low), float(high), log=log)
 
 
-@dataclass
-class _Run:
-    """What every trial of the sweep shares."""
-    out: Path
-    steps: Steps
-    target: Path
-    dataset: object
-    data_dir: str | None
-
-
 class _InterruptedTrials(logging.Filter):
     """Optuna's lines on a trial stopped by Ctrl-C (a traceback, then its value), which lume's own
     interruption note replaces."""
@@ -209,7 +200,7 @@ class _InterruptedTrials(logging.Filter):
         return not (found and found[1] in self.numbers)
 
 
-def _objective(run: _Run, spec: dict, trials: int):
+def _objective(opened: OpenStudy, method: StudyMethod, trials: int):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
     by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
     trial started when `trials` were already claimed (by another worker) stops at once, marked surplus."""
@@ -217,14 +208,9 @@ def _objective(run: _Run, spec: dict, trials: int):
         if claimed(trial.study, before=trial.number) >= trials:
             trial.set_user_attr(SURPLUS, True)
             raise optuna.TrialPruned()
-        params = {name: _suggest(trial, name, space) for name, space in spec["search"].items()}
-        settings = {k: v for k, v in spec.items() if k not in ("name", "search")}
-        for name, value in params.items():
-            settings = with_value(settings, name, value)
-        # a float drawn for an int setting becomes the int
-        settings = {**settings, **coerce_fields(UnlearnConfig, entry_fields(settings), source="the sweep")}
-        label = f"{method_label(spec)}-{settings_key(params, 8)}"
-        folder = run.out / "trials" / label
+        params = {name: _suggest(trial, name, space) for name, space in method.search.items()}
+        label = f"{method.label}-{settings_key(params, 8)}"
+        folder = opened.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
 
         def on_probe(step: int, row: ProbeRow) -> None:
@@ -234,8 +220,8 @@ def _objective(run: _Run, spec: dict, trials: int):
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
-                unlearned_step(run.steps, run.target, study_entry(settings, run.target), label, folder, run.data_dir,
-                               run.dataset, on_probe=on_probe)
+                unlearned_step(opened.steps, opened.target, trial_entry(method, params), label, folder, opened.data,
+                               on_probe=on_probe)
             except KeyboardInterrupt:  # the next start runs these settings first, resuming their checkpoint
                 trial.study.enqueue_trial(params, user_attrs={"retried_after_interrupt": trial.number})
                 raise
@@ -262,43 +248,43 @@ def _failures_marked(objective):
 
 def _check_grid(methods: list[dict], path: Path) -> None:
     """The grid sampler walks a list of choices for every searched setting."""
-    for index, spec in enumerate(methods):
-        ranged = next((name for name, space in spec["search"].items() if "choices" not in space), None)
+    for index, method in enumerate(methods):
+        ranged = next((name for name, space in method.search.items() if "choices" not in space), None)
         if ranged is not None:
             raise InputError(path, "the grid sampler needs `choices` for every searched setting",
                              field=f"methods[{index}].search.{ranged}")
 
 
-def _sampler(config: SweepConfig, spec: dict, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(config: SweepConfig, method: StudyMethod, seed: int) -> optuna.samplers.BaseSampler:
     sampler_class = getattr(optuna.samplers, SAMPLERS[config.sampler])
     if config.sampler != "grid":
         return sampler_class(seed=seed)
-    return sampler_class({name: space["choices"] for name, space in spec["search"].items()}, seed=seed)
+    return sampler_class({name: space["choices"] for name, space in method.search.items()}, seed=seed)
 
 
-def _search_key(config: SweepConfig, spec: dict) -> str:
+def _search_key(config: SweepConfig, method: StudyMethod) -> str:
     """What makes a method's trials comparable: its settings and search, the sampler, pruner and
     seed, and the target (not `trials`, which a continued sweep may raise, nor where it writes)."""
-    return settings_key({"spec": spec, "sampler": config.sampler, "pruner": config.pruner, "seed": config.seed,
-                         "target": dataclasses.asdict(config.target)})
+    return settings_key({"spec": method.written, "sampler": config.sampler, "pruner": config.pruner,
+                         "seed": config.seed, "target": dataclasses.asdict(config.target)})
 
 
-def _study(config: SweepConfig, spec: dict, storage) -> optuna.Study:
+def _study(config: SweepConfig, method: StudyMethod, storage) -> optuna.Study:
     """The method's Optuna study, joined or created; one the storage holds under the same name
     for another search is refused (its trials are not this sweep's)."""
-    study = optuna.create_study(study_name=f"{config.name}/{method_label(spec)}", storage=storage,
+    study = optuna.create_study(study_name=f"{config.name}/{method.label}", storage=storage,
                                 pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(), direction="maximize",
                                 load_if_exists=True)
-    key, found = _search_key(config, spec), study.user_attrs.get(SEARCH_KEY)
+    key, found = _search_key(config, method), study.user_attrs.get(SEARCH_KEY)
     if found is None:
         study.set_user_attr(SEARCH_KEY, key)
     elif found != key:
         raise LumeError(f"sweep {config.name!r}: its storage already holds a sweep of that name whose "
-                        f"{method_label(spec)} search differs (settings, ranges, sampler, pruner, seed or target); "
+                        f"{method.label} search differs (settings, ranges, sampler, pruner, seed or target); "
                         "give this sweep another `name`, or another `storage`")
     # seeded by the trials so far: a continued sweep draws new settings, not its first ones again.
     # The grid gives trial n the n-th point of one seeded order: every worker must share that order.
-    study.sampler = _sampler(config, spec, config.seed + (0 if config.sampler == "grid" else len(study.trials)))
+    study.sampler = _sampler(config, method, config.seed + (0 if config.sampler == "grid" else len(study.trials)))
     return study
 
 
@@ -316,14 +302,14 @@ def claimed(study: optuna.Study, before: int | None = None) -> int:
                and (before is None or t.number < before))
 
 
-def _run_trials(config: SweepConfig, run: _Run, storage) -> dict[str, optuna.Study]:
+def _run_trials(config: SweepConfig, opened: OpenStudy, storage) -> dict[str, optuna.Study]:
     """Each method's trials until exactly `trials` are finished or pruned by all workers
     together: a trial takes its place by its number, so two workers never both run the last one."""
-    studies = {method_label(spec): _study(config, spec, storage) for spec in config.methods}
+    studies = {method.label: _study(config, method, storage) for method in config.methods}
     while True:
-        for spec, study in zip(config.methods, studies.values()):
+        for method, study in zip(config.methods, studies.values()):
             while claimed(study) < config.trials:
-                study.optimize(_objective(run, spec, config.trials), n_trials=1, catch=(LumeError,))
+                study.optimize(_objective(opened, method, config.trials), n_trials=1, catch=(LumeError,))
         if _settled(studies, config):
             return studies
 
@@ -354,22 +340,16 @@ def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
             if not trial.user_attrs.get(SURPLUS)]
 
 
-def _finish(config: SweepConfig, run: _Run, studies: dict[str, optuna.Study]) -> None:
-    """Evaluate the target and each method's best trial in full; write sweep.json and the report."""
-    evaluation = dataclasses.replace(config.evaluation, data_dir=config.data_dir)
-    target_summary = evaluated_step(run.steps, run.target, "target", run.out / "eval" / "target", evaluation)
-    target_mmlu = target_summary.mmlu_accuracy
+def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.Study]) -> None:
+    """Write sweep.json; evaluate the target and each method's best trial in full; the report."""
     best = {label: study.best_trial for label, study in studies.items()
             if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    for label, trial in best.items():
-        evaluated_step(run.steps, Path(trial.user_attrs["folder"]), label, run.out / "eval" / label,
-                       dataclasses.replace(evaluation, target_mmlu=target_mmlu))
-    write_json_atomic(run.out / SWEEP_NAME, {
+    write_json_atomic(opened.out / SWEEP_NAME, {
         "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials,
         "best": {label: {"trial": trial.number, "params": trial.params, "value": trial.value}
                  for label, trial in best.items()},
         "trials": trial_rows(studies)})
-    write_report([run.out / "eval" / "target"] + [run.out / "eval" / label for label in best], run.out)
+    evaluated_course(opened, ((label, Path(trial.user_attrs["folder"])) for label, trial in best.items()))
 
 
 def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
@@ -422,17 +402,20 @@ def _without_password(url: str) -> str:
 
 
 def sweep(config: SweepConfig) -> Path:
-    """Run (or join, or continue) the sweep; returns the run folder with its report."""
+    """Run (or join, or continue) the sweep (CONFIG as load_sweep read it); returns the run folder
+    with its report."""
+    if not all(isinstance(method, StudyMethod) for method in config.methods):
+        raise LumeError("a sweep's methods are worked out with their searches when its file is read: "
+                        "give sweep() what load_sweep(path) returns")
     for handler in logging.getLogger("optuna").handlers:
         if not any(isinstance(f, _InterruptedTrials) for f in handler.filters):
             handler.addFilter(_InterruptedTrials())
     out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    target = build_target(dataclasses.replace(RunConfig(), target=config.target, data_dir=config.data_dir))
-    run = _Run(out, Steps(out), target, lume_data.load(config.data_dir), config.data_dir)
+    opened = open_study(config)
     set_study_note(f"the finished trials are kept in the sweep's storage and {out}; the same command continues")
     try:
-        studies = _run_trials(config, run, _storage(config, out))
+        studies = _run_trials(config, opened, _storage(config, out))
     except Exception as error:
         lost = _database_error(error)
         if lost is None:
@@ -442,5 +425,5 @@ def sweep(config: SweepConfig) -> Path:
                         f"({reason}); start the same sweep again once it answers: finished trials are kept, the "
                         "interrupted one is retried") from None
     with one_writer(out, wait=True):  # one worker at a time evaluates and reports
-        _finish(config, run, studies)
+        _finish(config, opened, studies)
     return out
