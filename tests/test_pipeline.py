@@ -34,11 +34,24 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+DATA_LOADS = []  # each time the finished study read the data's files
+
+
 @pytest.fixture(scope="module")
 def finished(study, cache):
+    import lume.data
+
+    real = lume.data.load
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LUME_CACHE", str(cache))
+        patch.setattr(lume.data, "load", lambda *args, **kwargs: DATA_LOADS.append(args) or real(*args, **kwargs))
         return run(load_config(study))
+
+
+@pytest.mark.slow
+def test_a_study_reads_its_data_once_and_hands_it_to_every_stage(finished):
+    """Building the target, two unlearnings, six evaluations and two attacks: one read."""
+    assert len(DATA_LOADS) == 1, DATA_LOADS
 
 
 @pytest.mark.slow
