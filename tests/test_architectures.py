@@ -62,7 +62,7 @@ def test_every_method_trains_on_every_architecture(model_dir, tmp_path, sets, me
 
 def test_lora_and_quantisation_on_every_architecture(model_dir, tmp_path, sets):
     from lume.models import load_model
-    from lume.stages.attacks import quantize_weights
+    from lume.stages.attacks.quantize import quantize_weights
 
     forget, retain = sets
     unlearn(model_dir, tmp_path / "lora", UnlearnConfig(method="npo+kl", steps=1, device="cpu", progress=False,

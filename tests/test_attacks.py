@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from lume.training import TrainingSettings
-from lume.stages.attacks import (AttackConfig, attack, quantize_weights, recovered_fraction,
-                                     split_for_relearning)
+from lume.results import AttackResults
+from lume.stages.attacks import AttackConfig, attack
+from lume.stages.attacks.base import recovered_fraction, split_for_relearning
+from lume.stages.attacks.quantize import quantize_weights
 
 
 def test_relearning_halves_never_share_a_document(data_dir):
@@ -68,10 +70,15 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
                                                         "probe"], config)
     saved = json.loads((tmp_path / "out" / "attacks.json").read_text())
     assert set(saved["attacks"]) == {"relearn", "relearn-public", "quantize-8", "quantize-4", "probe"}
-    relearn = results["attacks"]["relearn"]
-    assert not set(relearn["relearned_documents"]) & set(relearn["measured_documents"])
-    assert {k.split("/")[0] for k in relearn["scores"]} == {"forget", "retain"}
-    assert set(results["attacks"]["probe"]["unlearned"]) == {"rephrased", "qa_containment", "rephrased_qa_containment"}
+    assert AttackResults.from_json(saved) == results  # the file reads back as the typed result
+    relearn = results.attacks["relearn"]
+    assert not set(relearn.details["relearned_documents"]) & set(relearn.details["measured_documents"])
+    assert {k.split("/")[0] for k in relearn.details["scores"]} == {"forget", "retain"}
+    assert set(saved["attacks"]["relearn"]) >= {"recovered", "retain_change", "mmlu_change", "scores", "baseline"}
+    probe = results.attacks["probe"]
+    views = {"rephrased", "qa_containment", "rephrased_qa_containment"}
+    assert probe.by_view and not relearn.by_view
+    assert set(probe.details["unlearned"]) == views and set(probe.recovered) == views
     with pytest.raises(Exception, match="unknown attack 'melt'"):
         attack(target, target, tmp_path / "x", ["melt"], config)
 
@@ -79,7 +86,7 @@ def test_every_attack_runs_on_a_tiny_model_and_keeps_it_loadable(tmp_path, data_
 def test_training_leaves_no_autocast_behind(tiny_model, tokenizer, tmp_path):
     import copy
 
-    from lume.stages.attacks import relearned
+    from lume.stages.attacks.relearn import relearned
     from lume.training import TrainingSettings, prompt_answer_example
 
     untouched = copy.deepcopy(tiny_model)
@@ -96,7 +103,7 @@ def test_relearning_trains_the_weights_its_settings_choose_as_every_stage_does(t
     was ignored), its scratch checkpoints are dropped."""
     import copy
 
-    from lume.stages.attacks import relearned
+    from lume.stages.attacks.relearn import relearned
     from lume.training import TrainingSettings, prompt_answer_example
 
     examples = [prompt_answer_example(tokenizer, "Who?", "Nobody")]
@@ -127,11 +134,11 @@ def test_an_attack_that_changes_nothing_recovers_exactly_zero(tmp_path, data_dir
                           mmlu=False,
                           max_new_tokens=24, progress=False)
     results = attack(unlearned, smollm2_folder, tmp_path / "out", ["relearn"], config)
-    relearn = results["attacks"]["relearn"]
-    measured = [v for v in relearn["recovered"].values() if v is not None]  # None: nothing was removed
-    assert measured and all(v == 0.0 for v in measured), relearn["recovered"]
-    assert relearn["recovered"]["forget/all/regurgitation"] == 0.0
-    assert relearn["retain_change"] == 0.0
+    relearn = results.attacks["relearn"]
+    measured = [v for v in relearn.recovered.values() if v is not None]  # None: nothing was removed
+    assert measured and all(v == 0.0 for v in measured), relearn.recovered
+    assert relearn.recovered["forget/all/regurgitation"] == 0.0
+    assert relearn.retain_change == 0.0
 
 
 @pytest.mark.slow
@@ -152,12 +159,12 @@ def test_an_attack_that_restores_the_target_recovers_exactly_one(data_dir, smoll
     attacker = Attacker(unlearned, target, selection, config, dataset.data_dir)
     documents = attacker.forget + attacker.retain
     report = attacker.report(target.model, documents)
-    base = report["baseline"]
-    removed = [k for k in report["recovered"] if k.count("/") == 2 and k.split("/")[1] != "all"
+    base = report.details["baseline"]
+    removed = [k for k in report.recovered if k.count("/") == 2 and k.split("/")[1] != "all"
                and abs(base["target"][k] - base["unlearned"][k]) > 1e-9]
     assert removed, base  # 4-bit rounding changed some forget score
-    assert all(report["recovered"][k] == pytest.approx(1.0) for k in removed)
-    assert report["recovered"]["forget/all/regurgitation"] == pytest.approx(1.0)
+    assert all(report.recovered[k] == pytest.approx(1.0) for k in removed)
+    assert report.recovered["forget/all/regurgitation"] == pytest.approx(1.0)
     retain = [k for k in base["target"] if k.startswith("retain/")]
     expected = sum(base["target"][k] - base["unlearned"][k] for k in retain) / len(retain)
-    assert report["retain_change"] == pytest.approx(expected)
+    assert report.retain_change == pytest.approx(expected)

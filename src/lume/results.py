@@ -312,6 +312,38 @@ class UnlearnReport(Result):
     merge: dict | None = doc("how a recipe's runs were merged (lume_merge.json)", omit_none=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class AttackResult(Result):
+    """One attack's part of `attacks.json`: what came back of what unlearning removed."""
+
+    recovered: dict = doc("(attacked − unlearned) / (target − unlearned) per forget task and metric, and per metric "
+                          "over the tasks (`forget/all/<metric>`); None where unlearning removed nothing. A rescoring "
+                          "attack's (probe): that mapping for each way of asking", factory=dict)
+    retain_change: float | None = doc("the attacked model's mean retain score minus the unlearned model's")
+    mmlu_change: float | None = doc("its MMLU accuracy minus the unlearned model's (None: MMLU off)")
+    details: dict[str, object] = doc("what else the attack reports: the attacked model's scores (`scores`, `mmlu`), the target's "
+                        "and the unlearned model's on the same documents (`baseline`), the documents measured and "
+                        "relearned", factory=dict, flat="")
+
+    @property
+    def by_view(self) -> bool:
+        """Whether `recovered` holds one mapping per way of asking (a rescoring attack)."""
+        return bool(self.recovered) and all(isinstance(v, dict) for v in self.recovered.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackResults(Result):
+    """`attacks.json`: the attacks on one unlearned model."""
+
+    model: str | None = doc("the unlearned model attacked")
+    target: str | None = doc("the target it was unlearned from (the recovered fraction's reference)")
+    config: dict = doc("the AttackConfig it ran with", factory=dict)
+    attacks: dict[str, AttackResult] = doc("each attack's result, by name", factory=dict)
+    baseline: dict = doc("the target's and the unlearned model's scores on every document, and the unlearned "
+                         "model's MMLU", factory=dict)
+    seconds: float | None = doc("wall time of the attacks")
+
+
 def read_summary(path: str | Path) -> EvaluationSummary:
     """An evaluation's summary.json; a damaged one, or one of a newer lume, refused in one line."""
     return EvaluationSummary.read(path, read_json(Path(path), what="evaluation summary"))

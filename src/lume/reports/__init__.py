@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from lume.metrics import AGGREGATE_ORDER
-from lume.results import EvaluationSummary, Headline, UnlearnReport
+from lume.results import AttackResults, EvaluationSummary, Headline, UnlearnReport
 from lume.stages.evaluation import SECTIONS
 from lume.stages.evaluation.membership_section import mia_set_label
 from lume.stages.evaluation.sections import number, with_interval
@@ -42,22 +42,22 @@ def summary_table(summary: EvaluationSummary, title: str | None = None) -> Table
     return table
 
 
-def robustness_rows(results_by_model: dict[str, dict]) -> list[list[str]]:
+def robustness_rows(results_by_model: dict[str, AttackResults]) -> list[list[str]]:
     """Rows of (model, attack, recovered regurgitation, recovered knowledge, retain change, MMLU change)."""
     rows = []
     for model, results in results_by_model.items():
-        for name, result in results["attacks"].items():
-            if name == "probe":
-                for view, recovered in result["recovered"].items():
+        for name, result in results.attacks.items():
+            if result.by_view:
+                for view, recovered in result.recovered.items():
                     # containment rescoring concerns answers only: no regurgitation number
                     regurgitation = None if "containment" in view else recovered.get("forget/all/regurgitation")
-                    rows.append([model, f"probe: {view}", number(regurgitation),
+                    rows.append([model, f"{name}: {view}", number(regurgitation),
                                  number(recovered.get("forget/all/knowledge")), "–", "–"])
                 continue
-            recovered = result["recovered"]
+            recovered = result.recovered
             rows.append([model, name, number(recovered.get("forget/all/regurgitation")),
-                         number(recovered.get("forget/all/knowledge")), number(result["retain_change"]),
-                         number(result["mmlu_change"])])
+                         number(recovered.get("forget/all/knowledge")), number(result.retain_change),
+                         number(result.mmlu_change)])
     return rows
 
 
@@ -65,7 +65,7 @@ ROBUSTNESS_HEADER = ["model", "attack", "recovered regurgitation", "recovered kn
                      "MMLU change"]
 
 
-def robustness_table(results_by_model: dict[str, dict]) -> Table:
+def robustness_table(results_by_model: dict[str, AttackResults]) -> Table:
     table = Table(*ROBUSTNESS_HEADER, title="Robustness: fraction of the forgotten that comes back")
     for row in robustness_rows(results_by_model):
         table.add_row(*row)

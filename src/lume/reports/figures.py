@@ -9,7 +9,7 @@ import io
 from lume.metrics import AGGREGATE_ORDER
 from lume.metrics.oracle import task_distances
 from lume.reports import ModelEntry
-from lume.results import EvaluationSummary, Headline
+from lume.results import AttackResults, EvaluationSummary, Headline
 from lume.stages.evaluation.membership_section import official_rows
 
 
@@ -136,16 +136,18 @@ def figures(models: list[ModelEntry]) -> dict[str, bytes]:
     return out
 
 
-def robustness_figure(attacks: dict[str, dict]) -> bytes:
+def robustness_figure(attacks: dict[str, AttackResults]) -> bytes:
     """Bars of recovered fraction (regurgitation and knowledge together) per method and attack."""
     plt = pyplot()
-    names = sorted({name for result in attacks.values() for name in result["attacks"] if name != "probe"})
+    names = sorted({name for result in attacks.values() for name, part in result.attacks.items()
+                    if not part.by_view})
     figure, axis = plt.subplots(figsize=(6, 3.5))
     width = 0.8 / max(len(attacks), 1)
     for i, (model, result) in enumerate(attacks.items()):
         values = []
         for name in names:
-            recovered = result["attacks"].get(name, {}).get("recovered", {})
+            part = result.attacks.get(name)
+            recovered = part.recovered if part else {}
             parts = [v for k, v in recovered.items() if k.startswith("forget/all/") and v is not None]
             values.append(sum(parts) / len(parts) if parts else 0.0)
         axis.bar([j + i * width for j in range(len(names))], values, width, label=model)

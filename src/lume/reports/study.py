@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lume.errors import LumeError
 from lume.files import read_json, read_jsonl, write_text_atomic
-from lume.results import UnlearnReport, read_summary
+from lume.results import AttackResults, UnlearnReport, read_summary
 from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, ModelEntry, robustness_rows
 from lume.reports.figures import figures, robustness_figure
@@ -52,13 +52,13 @@ def distinct_labels(folders: list) -> list[str]:
     return labels
 
 
-def load_attacks(run_dir: Path) -> dict[str, dict]:
-    """{model label: attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
-    return {path.parent.name: read_json(path, what="attack results")
+def load_attacks(run_dir: Path) -> dict[str, AttackResults]:
+    """{model label: its attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
+    return {path.parent.name: AttackResults.from_json(read_json(path, what="attack results"), source=path)
             for path in sorted(Path(run_dir).glob(f"attacks/*/{RESULT_NAME}"))}
 
 
-def robustness_markdown(attacks: dict[str, dict]) -> str:
+def robustness_markdown(attacks: dict[str, AttackResults]) -> str:
     lines = ["", "## Robustness (is it really forgotten?)", "",
              "Recovered fraction = (after attack − unlearned) / (target − unlearned), on the forget set; "
              "retain and MMLU change are after attack − unlearned.", ""]
