@@ -321,9 +321,9 @@ class AttackResult(Result):
                           "attack's (probe): that mapping for each way of asking", factory=dict)
     retain_change: float | None = doc("the attacked model's mean retain score minus the unlearned model's")
     mmlu_change: float | None = doc("its MMLU accuracy minus the unlearned model's (None: MMLU off)")
-    details: dict[str, object] = doc("what else the attack reports: the attacked model's scores (`scores`, `mmlu`), the target's "
-                        "and the unlearned model's on the same documents (`baseline`), the documents measured and "
-                        "relearned", factory=dict, flat="")
+    details: dict[str, object] = doc("what else the attack reports: the attacked model's scores (`scores`, "
+                                     "`mmlu`), the target's and the unlearned model's on the same documents "
+                                     "(`baseline`), the documents measured and relearned", factory=dict, flat="")
 
     @property
     def by_view(self) -> bool:
