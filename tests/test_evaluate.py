@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -271,3 +272,50 @@ def test_verify_recomputes_every_official_number_and_names_an_edited_one(evaluat
     with pytest.raises(SystemExit) as exited:
         main(["verify", str(folder)])
     assert exited.value.code == 1 and "DIFFERS  task aggregate" in capsys.readouterr().out
+
+
+def test_each_section_takes_its_own_settings_under_its_name(tmp_path, tiny_model_dir, config, evaluated,
+                                                            monkeypatch):
+    """`section: {mia: {batch_size: 3}, mmlu: {batch_size: 2}}` reaches the two sections that batch
+    (they fixed 4 and 8 before); the numbers stay the protocol's."""
+    import lume.stages.evaluation.mmlu_section as mmlu_section
+
+    seen = {}
+    spied = ((membership, "membership_attack_scores", "mia"), (mmlu_section, "evaluate_mmlu", "mmlu"))
+    for module, name, part in spied:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _part=part, **k: seen.setdefault(_part, set()).add(
+            k["batch_size"]) or _real(*a, **k))
+    settings = EvalConfig(**{**config.__dict__, "section": {"mia": {"batch_size": 3}, "mmlu": {"batch_size": 2}}})
+    summary = evaluate(tiny_model_dir, tmp_path / "eval", settings).to_json()
+    assert seen == {"mia": {3}, "mmlu": {2}}
+    default = evaluated[1]
+    assert summary["mmlu"]["accuracy"] == default["mmlu"]["accuracy"]
+    assert summary["mia"]["auc_loss"] == pytest.approx(default["mia"]["auc_loss"], abs=1e-6)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"mia": {"batch_size": 0}}, "section 'mia': section.mia.batch_size must be at least 1, got 0"),
+    ({"mmlu": {"batches": 2}}, "field 'section.mmlu.batches': unknown field (expected one of batch_size)"),
+    ({"nope": {}}, "unknown section 'nope'"),
+])
+def test_a_sections_bad_setting_is_refused_naming_it(section, message):
+    from lume.errors import LumeError
+
+    with pytest.raises(LumeError, match=re.escape(message)):
+        EvalConfig(section=section)
+
+
+def test_a_sections_setting_is_reachable_from_a_study_file_and_the_command_line(tmp_path):
+    from lume.cli import configured
+    from lume.errors import InputError
+    from lume.study.run import load_config
+
+    assert configured(EvalConfig(), {}, ["section.mmlu.batch_size=2"]).section == {"mmlu": {"batch_size": 2}}
+    path = tmp_path / "study.yaml"
+    path.write_text("evaluation: {section: {mia: {batch_size: 16}}}\n")
+    assert load_config(path).evaluation.section == {"mia": {"batch_size": 16}}
+    path.write_text("evaluation: {section: {mia: {batch_size: -1}}}\n")
+    with pytest.raises(InputError, match=re.escape("study.yaml: field 'evaluation': section 'mia': "
+                                                   "section.mia.batch_size must be at least 1, got -1")):
+        load_config(path)

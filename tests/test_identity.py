@@ -18,7 +18,7 @@ import pytest
 from lume.config import IDENTITY_VERSION, build, default_of, identity
 from lume.stages.attacks import AttackConfig
 from lume.stages.attacks import step_key as attack_key
-from lume.stages.evaluation import EvalConfig
+from lume.stages.evaluation import SECTIONS, EvalConfig
 from lume.stages.evaluation import step_key as evaluation_key
 from lume.stages.target import MemorizeConfig, target_key
 from lume.stages.unlearning import METHODS, UnlearnConfig
@@ -32,13 +32,16 @@ KEYED = {MemorizeConfig: target_key, UnlearnConfig: unlearning_key, EvalConfig: 
 # deciding fields a stage's key takes from elsewhere, and why
 ELSEWHERE = {(MemorizeConfig, "data_dir"): "the data's fingerprint stands for the folder"}
 # a changed value where the type alone gives none
-CANDIDATES = {"method_settings": {"beta": 0.2}, "sections": ["extraction"], "modules": ["mlp"],
+CANDIDATES = {"method_settings": {"beta": 0.2}, "sections": ["extraction"], "section": {"mia": {"batch_size": 8}},
+              "modules": ["mlp"],
               "also_train": ["lm_head"], "layers": [-1], "task_max_tokens": {"Task2": 100}, "device": "cpu"}
 
 
 def _settings_types() -> dict[str, type]:
-    """Every settings dataclass a keyed one holds, by name, and each of lume's methods' settings."""
-    found, pending = {}, [*KEYED, *(m.Settings for m in METHODS.values() if m.__module__.startswith("lume."))]
+    """Every settings dataclass a keyed one holds, by name, and each of lume's methods' and evaluation
+    sections' settings."""
+    found, pending = {}, [*KEYED, *(m.Settings for m in METHODS.values() if m.__module__.startswith("lume.")),
+                          *(s.Settings for s in SECTIONS.values() if s.__module__.startswith("lume."))]
     while pending:
         cls = pending.pop()
         found[f"{cls.__module__}.{cls.__qualname__}"] = cls

@@ -132,6 +132,13 @@ def test_an_installed_plugins_method_and_section_run_end_to_end(installed_plugin
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert set(summary["answer_nll"]) == {"forget", "retain"} and all(v > 0 for v in summary["answer_nll"].values())
     assert "answer_nll.jsonl" in summary["files"] and "answer NLL (forget)" in done.stdout
+    done = lume(installed_plugin, "evaluate", tmp_path / "out", "--out", tmp_path / "eval-1", "--section", "answer-nll",
+                "--setting", "section.answer-nll.max_answers=1", "--no-mia", "--no-mmlu", "--docs-per-task", 1,
+                "--max-new-tokens", 4, "--data-dir", data_dir)  # the section's own setting, given by its name
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "eval-1" / "answer_nll.jsonl").read_text().splitlines()
+    assert len((tmp_path / "eval" / "answer_nll.jsonl").read_text().splitlines()) > 2  # all: more than one a split
+    assert len(rows) == 2 and {json.loads(row)["split"] for row in rows} == {"forget", "retain"}
 
 
 def test_the_help_lists_what_the_registries_hold_so_a_new_file_is_listed():

@@ -14,7 +14,7 @@ from lume.config import default_of
 from lume.study.config import TargetConfig
 from lume.study.run import RunConfig
 from lume.stages.attacks import AttackConfig
-from lume.stages.evaluation import EvalConfig
+from lume.stages.evaluation import SECTIONS, EvalConfig
 from lume.stages.target import MemorizeConfig
 from lume.stages.unlearning import METHODS, ScheduleSettings, UnlearnConfig
 from lume.stages.unlearning.merge import MergeConfig
@@ -78,6 +78,11 @@ def reference() -> str:
     for name in METHODS:  # lume's own (an installed plug-in's are in its documentation)
         settings = METHODS[name].Settings
         if METHODS[name].__module__.startswith("lume.") and dataclasses.fields(settings):
+            lines += [f"### `{name}`", "", *table(settings), ""]
+    lines += ["## `section`: each evaluation section's (`evaluation.section.<name>`)", ""]
+    for name in SECTIONS:
+        settings = SECTIONS[name].Settings
+        if SECTIONS[name].__module__.startswith("lume.") and dataclasses.fields(settings):
             lines += [f"### `{name}`", "", *table(settings), ""]
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ from lume.metrics.uncertainty import CONFIDENCE, RESAMPLES, interval, units_fing
 from lume.models import (DTYPES, LoadedModel, check_device, default_device, load_model, refuse_beyond_context,
                          resolve_model_path)
 from lume.outputs import FINISHED_MARKERS, UNFINISHED_NAME, claim, mark_finished, one_writer
-from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section
+from lume.stages.evaluation.sections import SECTIONS, Evaluation, Section, section_settings
 from lume.training.distributed import started_processes
 from lume.versions import installed_versions
 from lume.data.paths import DATA_DIR_HELP
@@ -67,6 +67,8 @@ class EvalConfig:
     extraction: bool = setting(True, "Exact memorisation and extraction strength (not in the final score)")
     sections: list[str] = setting(help="Plug-in sections to run beside the protocol's: names or "
                                        "package.module:Class (repeatable)", factory=list, option="--section")
+    section: dict[str, dict] = setting(help="Each section's own settings under its name, e.g. {mia: {batch_size: 8}} "
+                                            "(the sections' tables below)", factory=dict)
     mmlu_dir: str | None = setting(None, "Hendrycks-layout MMLU folder (default: DATA_DIR/mmlu)")
     mmlu_limit: int | None = setting(None, "MMLU questions per subject (seeded); None = all", at_least=1)
     mmlu_subjects: int | None = setting(None, "MMLU subjects (seeded); None = all 57", at_least=1, at_most=57)
@@ -84,6 +86,8 @@ class EvalConfig:
         BACKENDS[self.backend]  # a registered name or package.module:Class, else refused naming the choices
         for name in self.sections:
             SECTIONS[name]
+        for name, given in self.section.items():
+            section_settings(name, given)
         check_device(self.device)
 
 

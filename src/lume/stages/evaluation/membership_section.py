@@ -10,9 +10,11 @@ manifest (the released OLMo targets were trained on them).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from lume import data as lume_data
+from lume.config import MAX_BATCH, identity, setting
 from lume.errors import LumeError
 from lume.metrics import MIA_ATTACKS, auc, mia_score
 from lume.data.paths import cache_dir
@@ -27,7 +29,6 @@ from lume.results import EvaluationSummary, Headline, MembershipResult, summary_
 from lume.stages.evaluation.sections import Evaluation, Section, number, register_section, with_interval
 
 log = logging.getLogger(__name__)
-MIA_BATCH = 4  # documents per forward
 SEMEVAL_MIA_NOTE = ("the SemEval MIA files measure membership only for the released OLMo targets, which were "
                     "trained on them; this target was not")
 
@@ -69,7 +70,7 @@ def _documents(evaluation: Evaluation) -> list[dict]:
                          "text": d.text} for d, member in labelled]
 
 
-def reference_losses(evaluation: Evaluation, documents: list[dict]) -> dict[str, float]:
+def reference_losses(evaluation: Evaluation, documents: list[dict], settings: MembershipSettings) -> dict[str, float]:
     """Per document id, its loss under the target's base model (the Reference attack's
     calibration), cached by the base's fingerprint and the data: computed once for every model
     unlearned from targets of that base. Empty without a known base (a released target)."""
@@ -80,30 +81,40 @@ def reference_losses(evaluation: Evaluation, documents: list[dict]) -> dict[str,
         log.warning(f"the Reference attack is left out: the target's base model {base} is not on this machine")
         return {}
     fingerprint, dtype = model_fingerprint(base), evaluation.dtypes["mia"]
-    key = {"base": fingerprint, "data": evaluation.dataset.fingerprint, "dtype": dtype}
+    key = {"base": fingerprint, "data": evaluation.dataset.fingerprint, "dtype": dtype, **identity(settings)}
+    batch_size = settings.batch_size
     with ItemStore(cache_dir() / "reference" / f"{fingerprint}.jsonl", key, writable=evaluation.rank == 0) as store:
         todo = [d for d in documents if d["id"] not in store]
         if todo:
             loaded = load_model(base, dtype=dtype, device=evaluation.device)
-            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in todo], batch_size=MIA_BATCH,
+            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in todo], batch_size=batch_size,
                                      on_done=lambda i, scores: store.add({"id": todo[i]["id"], "loss": scores["loss"]}))
             del loaded
         return {d["id"]: store.results[d["id"]]["loss"] for d in documents}
 
 
+@dataclass
+class MembershipSettings:
+    batch_size: int = setting(4, "Documents per forward pass (padding changes a loss only by float round-off)",
+                              at_least=1, at_most=MAX_BATCH)
+
+
 @register_section
 class Membership(Section):
     name, order, rows_file, dtype_part, final_part = "mia", 20, "mia.jsonl", "mia", Headline.MIA_SCORE
+    Settings = MembershipSettings
     runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
-        documents = _documents(evaluation)
-        key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set, "attacks": MIA_ATTACKS}
+        documents, settings = _documents(evaluation), evaluation.settings_of(self)
+        key = {"data": evaluation.dataset.fingerprint, "mia_set": evaluation.config.mia_set, "attacks": MIA_ATTACKS,
+               **identity(settings)}
+        batch_size = settings.batch_size
 
         token_ids: dict[str, list[int]] = {}  # each document tokenised once: for the order and the forwards
 
         def work(share, on_row):
-            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in share], batch_size=MIA_BATCH,
+            membership_attack_scores(loaded.model, loaded.tokenizer, [d["text"] for d in share], batch_size=batch_size,
                                      token_ids=[token_ids[d["id"]] for d in share],
                                      on_done=lambda i, scores: on_row({**share[i], **scores}))
 
@@ -112,12 +123,12 @@ class Membership(Section):
             token_ids.update((d["id"], loaded.tokenizer(d["text"]).input_ids) for d in todo)
             refuse_beyond_context(loaded.model, ((d["id"], len(token_ids[d["id"]])) for d in todo),
                                   "membership document")
-            # in the batches one process would form (longest first, MIA_BATCH at a time)
+            # in the batches one process would form (longest first, batch_size at a time)
             todo = sorted(todo, key=lambda d: -len(token_ids[d["id"]]))
             with progress_bar("membership inference", len(todo), "docs", evaluation.progress) as advance:
-                evaluation.share_work(store, todo, work, advance, block=MIA_BATCH)
+                evaluation.share_work(store, todo, work, advance, block=batch_size)
             rows = [store.results[d["id"]] for d in documents]
-        reference = reference_losses(evaluation, documents)
+        reference = reference_losses(evaluation, documents, settings)
         rows = [{**r, "reference": reference_score(r["loss"], reference[r["id"]])} if r["id"] in reference else r
                 for r in rows]
         semeval_rows = [r for r in rows if r["set"] == "semeval"]

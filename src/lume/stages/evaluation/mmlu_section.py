@@ -4,6 +4,9 @@ the target model's accuracy."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+
+from lume.config import MAX_BATCH, identity, setting
 
 from lume.data.mmlu import load_mmlu
 from lume.metrics import mmlu_flag
@@ -15,22 +18,31 @@ from lume.results import EvaluationSummary, Headline, summary_part
 from lume.stages.evaluation.sections import Evaluation, Section, register_section, with_interval
 
 
+@dataclass
+class MmluSettings:
+    batch_size: int = setting(8, "Questions per forward pass, after their subject's shared few-shot prefix",
+                              at_least=1, at_most=MAX_BATCH)
+
+
 @register_section
 class MMLU(Section):
     name, order, rows_file, dtype_part, final_part = "mmlu", 30, "mmlu.jsonl", "mmlu", Headline.MMLU
+    Settings = MmluSettings
     runs_by_default = True
 
     def run(self, evaluation: Evaluation, loaded: LoadedModel) -> tuple[dict, list[dict]]:
-        config = evaluation.config
+        config, settings = evaluation.config, evaluation.settings_of(self)
         subjects = load_mmlu(config.mmlu_dir or evaluation.dataset.data_dir / "mmlu", config.mmlu_limit, config.seed,
                              config.mmlu_subjects)
-        key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT}
+        key = {"shots": config.mmlu_shots, "mmlu_dir": str(config.mmlu_dir), "prompt_format": PROMPT_FORMAT,
+               **identity(settings)}
 
         def work(share, on_row):
             by_subject: dict = {}
             for question in share:
                 by_subject.setdefault(question.subject, (subjects[question.subject][0], []))[1].append(question)
-            evaluate_mmlu(loaded.model, loaded.tokenizer, by_subject, shots=config.mmlu_shots, on_result=on_row)
+            evaluate_mmlu(loaded.model, loaded.tokenizer, by_subject, shots=config.mmlu_shots,
+                          batch_size=settings.batch_size, on_result=on_row)
 
         questions = [q for _, subject_questions in subjects.values() for q in subject_questions]
         with evaluation.item_store(self, key) as store:

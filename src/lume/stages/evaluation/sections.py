@@ -5,7 +5,10 @@ file is imported; from another package, an entry point in the group `lume.sectio
 `package.module:Class` reference, see docs/plugins.md): a `Section` subclass decorated
 `@register_section`, with
 
-- `name` (an `EvalConfig` field of that name set to false skips it), `order` (sections run
+- `name` (an `EvalConfig` field of that name set to false skips it), `Settings` (a dataclass of
+  `config.setting` fields, given as `evaluation.section.<name>` in YAML or `--setting
+  section.<name>.<field>=VALUE`, checked when the evaluation's settings are built, read in
+  `run` as `evaluation.settings_of(self)`), `order` (sections run
   in increasing order), `rows_file` (its per-item results in OUT), `dtype_part` (which of
   `part_dtypes` the model is loaded in for it: generation, mia or mmlu);
 - `run(evaluation, loaded) -> (summary part, rows)`: its numbers (merged into `summary.json`:
@@ -32,6 +35,8 @@ from typing import ClassVar
 
 import torch
 
+from lume.config import check_settings, coerce_fields
+from lume.errors import LumeError
 from lume.files import ItemStore
 from lume.models import LoadedModel, load_model
 from lume.registry import Registry
@@ -47,8 +52,14 @@ def with_interval(value, summary: EvaluationSummary, name: str) -> str:
     return number(value) + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds and value is not None else "")
 
 
+@dataclass
+class NoSettings:
+    """A section that takes no settings of its own."""
+
+
 class Section:
     name: ClassVar[str]
+    Settings: ClassVar[type] = NoSettings
     order: ClassVar[int] = 100
     rows_file: ClassVar[str]
     dtype_part: ClassVar[str]
@@ -85,6 +96,19 @@ SECTIONS = Registry("section", Section, "lume.sections", order=lambda section: s
 register_section = SECTIONS.register
 
 
+def section_settings(name: str, given: dict | None = None):
+    """Section NAME's Settings from the GIVEN fields, each checked against its type and range; an
+    unknown section is refused naming the choices."""
+    cls = SECTIONS[name]
+    checked = coerce_fields(cls.Settings, given or {}, where=f"section.{name}", source=f"section {name!r}")
+    try:
+        settings = cls.Settings(**checked)
+        check_settings(settings)  # each field within its declared range
+        return settings
+    except LumeError as error:
+        raise LumeError(f"section {name!r}: section.{name}.{error}") from None
+
+
 @dataclass
 class Evaluation:
     """What every section works from: the model (in the dtype its part needs), the data, the
@@ -116,6 +140,10 @@ class Evaluation:
         self.loaded = load_model(self.model_argument, dtype=wanted, device=self.device)
         self.loaded_dtype = wanted
         return self.loaded
+
+    def settings_of(self, section: Section):
+        """The section's own settings (its `Settings`, from `config.section`)."""
+        return section_settings(section.name, self.config.section.get(section.name))
 
     @property
     def progress(self) -> bool:
