@@ -31,16 +31,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from lume.config import check_settings, coerce_fields
+from lume.data import LumeData, Selection
 from lume.errors import LumeError
 from lume.files import ItemStore
 from lume.models import LoadedModel, load_model
 from lume.registry import Registry
 from lume.results import EvaluationSummary
+
+if TYPE_CHECKING:  # the evaluator imports this module: its settings type is named for readers and checkers only
+    from lume.stages.evaluation.evaluator import EvalConfig
 
 def number(value) -> str:
     return "–" if value is None else f"{value:.3f}"
@@ -114,13 +118,13 @@ class Evaluation:
     """What every section works from: the model (in the dtype its part needs), the data, the
     documents evaluated, the settings and the output folder."""
 
-    config: object  # EvalConfig
-    model_argument: object  # what `evaluate` was given: a name, a folder or a LoadedModel
+    config: EvalConfig
+    model_argument: str | Path | LoadedModel  # what `evaluate` was given
     loaded: LoadedModel
     dtypes: dict[str, str]
     device: str
-    dataset: object  # lume.data.LumeData
-    selection: object  # lume.data.Selection
+    dataset: LumeData
+    selection: Selection
     out_dir: Path
     has_manifest: bool = False  # the documents are those a lume target was trained on and held out
     base_model: str | None = None  # that target's base (the Reference attack's model); None for others
