@@ -189,7 +189,7 @@ def test_mmlu_in_the_checkpoints_own_dtype_gets_its_own_copy(tmp_path, tokenizer
     folder = tmp_path / "bf16-model"
     make_tiny_model(tokenizer).to(torch.bfloat16).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    no_likelihoods = {**config.__dict__, "mia": False, "extraction": False}
+    no_likelihoods = {**config.__dict__, "mia": False, "extraction": False, "general": False}
     summary = evaluate(folder, tmp_path / "eval", EvalConfig(**{**no_likelihoods, "dtype": "auto"})).to_json()
     assert summary["dtypes"] == {"generation": "torch.bfloat16", "mmlu": "torch.bfloat16"}
     # the GPU defaults, on this CPU: generation in one dtype, MMLU in the checkpoint's
@@ -319,3 +319,37 @@ def test_a_sections_setting_is_reachable_from_a_study_file_and_the_command_line(
     with pytest.raises(InputError, match=re.escape("study.yaml: field 'evaluation': section 'mia': "
                                                    "section.mia.batch_size must be at least 1, got -1")):
         load_config(path)
+
+
+def test_the_general_text_nll_is_each_documents_mean_token_loss_on_text_no_target_saw(evaluated, tiny_model_dir):
+    """184 SemEval non-member Wikipedia documents (both folds); a document's number is the loss
+    transformers itself gives the document's first 128 tokens, and the summary's is their mean
+    with a bootstrap interval."""
+    import torch
+
+    from lume.models import load_model
+
+    out, summary = evaluated
+    rows = [json.loads(line) for line in (out / "general.jsonl").read_text().splitlines()]
+    part = summary["general"]
+    assert part["documents"] == len(rows) == 184 and len({r["id"] for r in rows}) == 184
+    assert part["nll"] == pytest.approx(statistics.mean(r["nll"] for r in rows), rel=1e-12)
+    low, high = summary["intervals"]["general_nll"]
+    assert low < part["nll"] < high
+    loaded = load_model(tiny_model_dir, dtype="float32", device="cpu")
+    from lume.data import load_mia
+
+    text = next(d.text for d in load_mia(summary["data"]["dir"]) if not d.member)
+    ids = torch.tensor([loaded.tokenizer(text).input_ids[:128]])
+    with torch.no_grad():
+        expected = loaded.model(input_ids=ids, labels=ids).loss.item()
+    first = next(r for r in rows if r["id"].startswith("final/"))
+    assert first["nll"] == pytest.approx(expected, rel=1e-4) and first["tokens"] == ids.shape[1]
+
+
+def test_without_the_semeval_files_the_general_text_nll_is_left_out(tmp_path, tiny_model_dir, data_dir):
+    shutil.copytree(data_dir / "lume", tmp_path / "data" / "lume")
+    settings = EvalConfig(data_dir=str(tmp_path / "data"), docs_per_task=1, max_new_tokens=4, mia=False, mmlu=False,
+                          extraction=False, progress=False)
+    summary = evaluate(tiny_model_dir, tmp_path / "eval", settings).to_json()
+    assert "general" not in summary and not (tmp_path / "eval" / "general.jsonl").exists()

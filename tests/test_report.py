@@ -125,3 +125,23 @@ def test_the_report_says_how_each_model_was_made():
     row = provenance([entry])[-1]
     assert row == ("| npo | 0123456789ab | fedcba987654 | 2 × cpu, bf16, seed 3 | cpu, float32 | "
                    "torch 2.13.0 transformers 5.25.0 |")
+
+
+def test_the_report_says_where_mmlu_is_at_chance_and_gives_the_general_text_difference():
+    from lume.metrics import AGGREGATE_ORDER
+    from lume.reports.leaderboard import markdown
+
+    def entry(label, mmlu_interval, nll):
+        scores = {"/".join(k): 0.5 for k in AGGREGATE_ORDER}
+        return model_entry(label, {"final": 0.3, "scores": scores, "mmlu": {"accuracy": 0.26},
+                                   "general": {"nll": nll, "documents": 2, "tokens": 10},
+                                   "intervals": {"mmlu": mmlu_interval, "general_nll": [nll - 0.1, nll + 0.1]},
+                                   "bootstrap": {"seed": 0, "resamples": 3, "confidence": 0.95, "units": "u",
+                                                 "replicates": {"final": [0.3, 0.3, 0.3],
+                                                                "general_nll": [nll, nll + 0.1, nll + 0.2]}}})
+
+    text = markdown([entry("target", [0.30, 0.40], 2.0), entry("ga", [0.20, 0.32], 3.0)])
+    assert "MMLU at chance: the 95 % interval of ga contains 0.25" in text
+    differences = text[text.index("## Differences"):].splitlines()
+    header, row = (next(line for line in differences if line.startswith(start)) for start in ("| model", "| ga |"))
+    assert header.split(" | ")[3] == "general NLL − target" and row.split(" | ")[3] == "+1.000 [+1.000, +1.000] *"

@@ -32,6 +32,7 @@ class Headline:
     MIA_SCORE = "mia_score"
     MIA_AUC = "mia_auc"  # the loss attack's; the other attacks' are mia_auc_<attack>
     MMLU = "mmlu"
+    GENERAL_NLL = "general_nll"  # mean token NLL on general text never trained on (an extra, beyond the official)
     FINAL = "final"
     FORGET_MEAN = "forget/mean"  # the mean of the six forget numbers
     RETAIN_MEAN = "retain/mean"

@@ -99,7 +99,7 @@ def _example(cls, names: tuple[str, ...]) -> str:
 @app.command("evaluate", help=STAGE_HELP["evaluate"])
 @settings_options(EvalConfig, "data_dir", "source", "docs_per_task", "seed", "batch_size", "max_new_tokens",
                   "early_exit", "backend", "sections", "mia", "mia_set", "mmlu", "mmlu_dir", "mmlu_limit",
-                  "mmlu_subjects", "target_mmlu", "dtype", "device")
+                  "mmlu_subjects", "general", "target_mmlu", "dtype", "device")
 def evaluate_command(
     model: Annotated[str, typer.Argument(
         help="Model folder, hub id, .gguf file, or a built-in: smollm2-135m, lume-olmo-1b, lume-olmo-7b")],

@@ -83,13 +83,19 @@ def mia_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> d
     return replicates
 
 
-def mmlu_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
-    """MMLU accuracy (micro-average), per resample of questions."""
+def mean_replicates(rows: list[dict], value: str, name: str, seed: int,
+                    resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """NAME: the mean of each row's VALUE, per resample of the rows (by their ids)."""
     if not rows:
         return {}
     ordered = sorted(rows, key=lambda r: r["id"])
-    correct = np.array([float(r["correct"]) for r in ordered])
-    return {Headline.MMLU: correct[_draws("mmlu", [r["id"] for r in ordered], seed, resamples)].mean(1)}
+    values = np.array([float(r[value]) for r in ordered])
+    return {name: values[_draws(name, [r["id"] for r in ordered], seed, resamples)].mean(1)}
+
+
+def mmlu_replicates(rows: list[dict], seed: int, resamples: int = RESAMPLES) -> dict[str, np.ndarray]:
+    """MMLU accuracy (micro-average), per resample of questions."""
+    return mean_replicates(rows, "correct", Headline.MMLU, seed, resamples)
 
 
 def interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> list[float]:

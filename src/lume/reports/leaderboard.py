@@ -62,6 +62,7 @@ def _point(summary: EvaluationSummary, name: str) -> float:
     points = {Headline.TASK_AGGREGATE: lambda: summary.task_aggregate, Headline.FINAL: lambda: summary.final,
               Headline.MMLU: lambda: summary.mmlu_accuracy, Headline.MIA_SCORE: lambda: summary.mia_score,
               Headline.MIA_AUC: lambda: summary.mia.auc_loss,
+              Headline.GENERAL_NLL: lambda: summary.parts["general"]["nll"],
               Headline.FORGET_MEAN: lambda: summary.split_mean("forget"),
               Headline.RETAIN_MEAN: lambda: summary.split_mean("retain")}
     return points[name]() if name in points else summary.scores[name]
@@ -100,13 +101,32 @@ def differences(models: list[ModelEntry], target: ModelEntry | None) -> list[str
     if target is None or not methods:
         return []
     best = max(methods, key=lambda m: m.summary.final)
+    general = "general" in target.summary.parts  # the general-text NLL, where it was measured
     rows = [[m.label, difference(m, target, Headline.FORGET_MEAN), difference(m, target, Headline.RETAIN_MEAN),
+             *([difference(m, target, Headline.GENERAL_NLL)] if general else []),
              difference(m, target, Headline.FINAL), "–" if m is best else difference(m, best, Headline.FINAL)]
             for m in methods]
+    header = ["model", "forget mean − target", "retain mean − target",
+              *(["general NLL − target"] if general else []), "final − target", f"final − {best.label}"]
     return ["", "## Differences (paired bootstrap, 95 %)", "",
             f"Each method against the target and against the best method ({best.label}): the difference and its "
             "interval over the same resamples; `*` marks a difference whose interval excludes 0.", ""] + markdown_table(
-        ["model", "forget mean − target", "retain mean − target", "final − target", f"final − {best.label}"], rows)
+        header, rows)
+
+
+MMLU_CHANCE = 0.25  # four choices
+
+
+def mmlu_at_chance(models: list[ModelEntry]) -> list[str]:
+    """A line naming the models whose MMLU interval contains chance: there the final score's
+    utility part cannot see damage."""
+    found = [m.label for m in models if (bounds := m.summary.interval(Headline.MMLU))
+             and bounds[0] <= MMLU_CHANCE <= bounds[1]]
+    if not found:
+        return []
+    return ["", f"MMLU at chance: the 95 % interval of {', '.join(found)} contains {MMLU_CHANCE} (four choices), so "
+                "the final score's utility part cannot see damage there; the general-text NLL (Extra measures, and "
+                "its difference to the target above) can."]
 
 
 def membership_finding(models: list[ModelEntry], target: ModelEntry | None) -> list[str]:
@@ -360,8 +380,9 @@ def markdown(models: list[ModelEntry]) -> str:
     lines += ["", f"MIA score: the loss attack, members against non-members, on {mia_set_label(mia)} "
               f"({mia.members if mia else '–'} members, {mia.non_members if mia else '–'} non-members). "
               f"Evaluated items per model: {first.data.items}; MMLU: "
-              f"{'all questions' if not limit else f'{limit} question(s) per subject'}.", "",
-              "## Task numbers", "",
+              f"{'all questions' if not limit else f'{limit} question(s) per subject'}."]
+    lines += mmlu_at_chance(models)
+    lines += ["", "## Task numbers", "",
               "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "
               "match). Forget numbers should fall, retain numbers stay.", ""]
     lines += task_numbers(models) + differences(models, target) + forgetting_finding(models, target)

@@ -28,8 +28,8 @@ from lume.study.steps import attacked_step, unlearned_step
 def _demo_evaluation() -> EvalConfig:
     """Membership on the target's own held-out documents (the SemEval files measure nothing for a
     target lume built), MMLU on 10 questions of each of 4 seeded subjects (so the questions of a
-    subject share its few-shot prefix)."""
-    return EvalConfig(mia_set="none", mmlu_limit=10, mmlu_subjects=4)
+    subject share its few-shot prefix), the general-text NLL on each document's first 32 tokens."""
+    return EvalConfig(mia_set="none", mmlu_limit=10, mmlu_subjects=4, section={"general": {"max_tokens": 32}})
 
 
 @dataclass

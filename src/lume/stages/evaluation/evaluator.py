@@ -65,6 +65,8 @@ class EvalConfig:
                                            "target's base model too (a lume target's; cached per base)")
     mmlu: bool = setting(True, "MMLU k-shot")
     extraction: bool = setting(True, "Exact memorisation and extraction strength (not in the final score)")
+    general: bool = setting(True, "General-text NLL on the SemEval non-member Wikipedia documents, which no target "
+                                  "trained on (not in the final score; moves where MMLU is at chance)")
     sections: list[str] = setting(help="Plug-in sections to run beside the protocol's: names or "
                                        "package.module:Class (repeatable)", factory=list, option="--section")
     section: dict[str, dict] = setting(help="Each section's own settings under its name, e.g. {mia: {batch_size: 8}} "
