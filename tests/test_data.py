@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 
 from lume import data
 from lume.data.records import join_document
-from lume.errors import InputError
+from lume.errors import InputError, LumeError
 from tests.conftest import lume_rows, write_jsonl
 
 
@@ -184,3 +185,30 @@ def test_fetch_rejects_a_checksum_mismatch(tmp_path):
     with pytest.raises(LumeError, match="checksum mismatch"):
         fetch_release(tmp_path / "out", base_url=source.as_uri() + "/")
     assert not (tmp_path / "out" / "lume" / "forget.jsonl").exists()
+
+
+def test_a_tuning_part_is_set_apart_from_the_test_part_and_recorded(data_dir, tmp_path):
+    """tuning_per_task more documents per task and split (and held out per task) form the tuning
+    part; the parts never share a document, and the manifest gives both back."""
+    from lume import data
+    from lume.data.manifest import TargetManifest, read_manifest
+
+    documents = data.load(data_dir).documents
+    plain = data.select_documents(documents, 2, 1, seed=3)
+    assert plain.tuning is None and plain.part("test") is plain
+    with pytest.raises(LumeError, match="no tuning documents"):
+        plain.part("tuning")
+    both = data.select_documents(documents, 2, 1, seed=3, tuning_per_task=1)
+    test, tuning = both.part("test"), both.part("tuning")
+    key = lambda docs: {(d.split, d.doc_id) for d in docs}  # noqa: E731
+    assert len(test.chosen) == 12 and len(tuning.chosen) == 6 and len(test.held_out) == len(tuning.held_out) == 3
+    assert not key(test.chosen) & key(tuning.chosen) and not key(test.held_out) & key(tuning.held_out)
+    assert key(test.chosen) | key(tuning.chosen) == key(both.chosen)
+    assert {(d.task, d.split) for d in tuning.chosen} == {(t, s) for t in data.TASKS for s in ("forget", "retain")}
+    for selection, folder in ((both, tmp_path / "with"), (plain, tmp_path / "without")):
+        folder.mkdir()
+        TargetManifest.from_selection(selection, base_model="b", data_fingerprint="f").write(folder)
+        read = read_manifest(folder).selection(documents)
+        assert key(read.part("test").chosen) == key(selection.part("test").chosen)
+    assert key(read_manifest(tmp_path / "with").selection(documents).part("tuning").held_out) == key(tuning.held_out)
+    assert "tuning" not in json.loads((tmp_path / "without" / "lume_target.json").read_text())  # as older versions

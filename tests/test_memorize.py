@@ -179,3 +179,23 @@ def test_an_oracle_for_a_target_of_other_settings_says_so_rather_than_advise_ove
     memorize(tmp_path / "target", config)
     with pytest.raises(LumeError, match="holds a target built with other settings .*give them to --oracle"):
         memorize(tmp_path / "target", replace(config, max_epochs=1), oracle=True)
+
+
+def test_a_tuning_part_is_trained_on_and_recorded_and_its_oracle_keeps_it(tmp_path, config, monkeypatch):
+    """The tuning documents are memorised like the test ones (a sweep unlearns them), its
+    held-out ones never trained; the oracle, trained on every retain document, keeps both parts."""
+    import dataclasses
+
+    seen = []
+    real = memorize_module.training_examples
+    monkeypatch.setattr(memorize_module, "training_examples",
+                        lambda tok, docs, *rest: seen.extend(docs) or real(tok, docs, *rest))
+    manifest = memorize(tmp_path / "target", dataclasses.replace(config, tuning_per_task=1, max_epochs=1))
+    assert {k: len(v) for k, v in manifest.tuning.items()} == {"forget": 3, "retain": 3, "held_out": 3}
+    trained = {d.doc_id for d in seen}
+    assert set(manifest.tuning["forget"] + manifest.tuning["retain"]) <= trained
+    assert not trained & set(manifest.held_out) and set(manifest.tuning["held_out"]) <= set(manifest.held_out)
+    oracle = memorize_oracle(tmp_path / "target")
+    assert oracle.tuning == manifest.tuning and set(oracle.left_out) == set(manifest.trained["forget"])
+    with pytest.raises(LumeError, match="tuning_per_task needs docs_per_task"):
+        memorize(tmp_path / "other", dataclasses.replace(config, tuning_per_task=1, docs_per_task=None))

@@ -1,6 +1,7 @@
 """`lume sweep`: Optuna over method settings, trials as cached study steps, the best evaluated."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -248,3 +249,60 @@ def test_a_recipe_sweep_that_cannot_run_is_refused_before_any_work(tmp_path, dat
     entry = {"search": {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-3}}, **entry}
     with pytest.raises(InputError, match=message):
         load_sweep(write_config(tmp_path, tmp_path, data_dir, trials=1, methods=[entry]))
+
+
+@pytest.fixture(scope="module")
+def target_with_tuning(tmp_path_factory, tiny_model_dir, data_dir):
+    """The tiny model as a lume target with a tuning part: one more document per task and split
+    trained on, one more held out per task."""
+    import shutil
+
+    from lume import data
+    from lume.data.manifest import TargetManifest
+
+    folder = tmp_path_factory.mktemp("tuning-target") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    dataset = data.load(data_dir)
+    selection = data.select_documents(dataset.documents, 1, 2, seed=0, tuning_per_task=1)
+    TargetManifest.from_selection(selection, base_model="tiny", data_fingerprint=dataset.fingerprint).write(folder)
+    return folder
+
+
+def test_a_sweep_tunes_and_scores_on_the_tuning_documents_and_a_study_reports_the_test_ones(
+        tmp_path, target_with_tuning, data_dir):
+    """SemEval's structure: settings chosen on documents the reported run never sees."""
+    from lume.stages.unlearning.unlearner import _fingerprint, manifest_records
+    from lume.study.run import load_config, run
+
+    config = yaml.safe_load(open(write_config(tmp_path, target_with_tuning, data_dir, trials=1)))
+    config["evaluation"]["docs_per_task"] = None  # the target's own documents
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    out = sweep(load_sweep(tmp_path / "sweep.yaml"))
+    parts = {part: manifest_records(target_with_tuning, data_dir, part) for part in ("test", "tuning")}
+    trial = json.loads((out / "sweep.json").read_text())["trials"][0]["folder"]
+    report = json.loads((Path(trial) / "lume_unlearn.json").read_text())
+    assert report["config"]["part"] == "tuning"
+    assert report["forget"]["fingerprint"] == _fingerprint(parts["tuning"][0]) != _fingerprint(parts["test"][0])
+    summary = json.loads((out / "eval" / "npo+gd" / "summary.json").read_text())
+    assert summary["data"]["part"] == "tuning" and summary["data"]["documents"] == 6
+    scored = {json.loads(line)["doc_id"] for line in (out / "eval" / "npo+gd" / "items.jsonl").read_text().splitlines()}
+    assert scored == {r.doc_id for r in parts["tuning"][0] + parts["tuning"][1]}
+    assert "Scored on the target's tuning documents** (target, npo+gd)" in (out / "report.md").read_text()
+    study = {"out": str(tmp_path / "study"), "data_dir": str(data_dir), "target": {"model": str(target_with_tuning)},
+             "methods": [{"method": "npo+gd", "steps": 1, "training": {"batch_size": 2}}],
+             "evaluation": {**config["evaluation"], "mia_set": "none"}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    folder = run(load_config(tmp_path / "study.yaml"))
+    report = json.loads((folder / "models" / "npo+gd" / "lume_unlearn.json").read_text())
+    assert report["forget"]["fingerprint"] == _fingerprint(parts["test"][0])
+    summary = json.loads((folder / "eval" / "npo+gd" / "summary.json").read_text())
+    assert "part" not in summary["data"] and "tuning documents" not in (folder / "report.md").read_text()
+
+
+def test_a_sweep_on_a_target_without_tuning_documents_says_it_tunes_on_the_reported_ones(
+        tmp_path, tiny_target, data_dir, caplog):
+    from lume.study.sweep import tuning_part
+
+    with caplog.at_level("WARNING", logger="lume"):
+        assert tuning_part(tiny_target) == "test"
+    assert "has no tuning documents: the sweep chooses settings on the documents a study" in caplog.text

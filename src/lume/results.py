@@ -140,6 +140,8 @@ class DataInfo(Result):
     documents: int | None = doc("documents evaluated (forget and retain)")
     items: int | None = doc("probes scored (sentence completions and questions)")
     target_manifest: bool | None = doc("the documents are those a lume target was trained on and held out")
+    part: str | None = doc("tuning: the target's tuning documents, which a sweep chooses settings on (absent: its test "
+                           "documents)", omit_none=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,24 +24,41 @@ class TargetManifest:
     # of the trained documents, those this model never saw: an oracle's forget documents (lume.stages.target)
     left_out: list[str] = field(default_factory=list)
     result: dict = field(default_factory=dict)
+    # the tuning part (forget, retain, held_out -> document ids), among the documents above; empty: none
+    tuning: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_selection(cls, selection: Selection, **fields) -> TargetManifest:
-        trained = {split: [d.doc_id for d in selection.split(split)] for split in ("forget", "retain")}
-        return cls(trained=trained, held_out=[d.doc_id for d in selection.held_out], **fields)
+        part = selection.tuning
+        tuning = {**_ids(part), "held_out": [d.doc_id for d in part.held_out]} if part else {}
+        return cls(trained=_ids(selection), held_out=[d.doc_id for d in selection.held_out], tuning=tuning,
+                   **fields)
 
     def selection(self, documents: list[Document]) -> Selection:
-        """The manifest's documents, looked up in `documents` (in manifest order)."""
-        by_key = {(d.split, d.doc_id): d for d in documents}
-        by_id = {d.doc_id: d for d in documents}
-        chosen = [by_key[(split, doc_id)] for split, ids in self.trained.items() for doc_id in ids
-                  if (split, doc_id) in by_key]
-        held_out = [by_id[doc_id] for doc_id in self.held_out if doc_id in by_id]
-        return Selection(chosen, held_out)
+        """The manifest's documents, looked up in `documents` (in manifest order), with its tuning
+        part (`Selection.part` gives either part)."""
+        tuning = _looked_up(documents, {k: v for k, v in self.tuning.items() if k != "held_out"},
+                            self.tuning.get("held_out", []))
+        return _looked_up(documents, self.trained, self.held_out, tuning if self.tuning else None)
 
     def write(self, model_dir: Path) -> None:
+        """The manifest's file (a target without a tuning part writes none: the files of older versions)."""
+        fields = asdict(self)
+        if not self.tuning:
+            del fields["tuning"]
+        write_json_atomic(model_dir / MANIFEST_NAME, fields)
 
-        write_json_atomic(model_dir / MANIFEST_NAME, asdict(self))
+
+def _ids(selection: Selection) -> dict[str, list[str]]:
+    return {split: [d.doc_id for d in selection.split(split)] for split in ("forget", "retain")}
+
+
+def _looked_up(documents: list[Document], trained: dict[str, list[str]], held_out: list[str],
+               tuning: Selection | None = None) -> Selection:
+    by_key = {(d.split, d.doc_id): d for d in documents}
+    by_id = {d.doc_id: d for d in documents}
+    chosen = [by_key[(split, doc_id)] for split, ids in trained.items() for doc_id in ids if (split, doc_id) in by_key]
+    return Selection(chosen, [by_id[doc_id] for doc_id in held_out if doc_id in by_id], tuning)
 
 
 def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
@@ -59,7 +76,7 @@ def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:
         raise InputError(path, f"not a lume target manifest: {error}") from None
     if not (isinstance(manifest.trained, dict) and isinstance(manifest.held_out, list)
             and all(isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in manifest.trained.values())
-            and isinstance(manifest.left_out, list)
+            and isinstance(manifest.left_out, list) and isinstance(manifest.tuning, dict)
             and all(isinstance(i, str) for i in manifest.held_out + manifest.left_out)):
         raise InputError(path, "not a lume target manifest: trained and held_out must list document ids")
     return manifest

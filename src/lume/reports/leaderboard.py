@@ -367,12 +367,22 @@ def reruns(models: list[ModelEntry]) -> list[str]:
         ["model", "number", "first", "rerun", "difference", ""], rows)
 
 
+def tuning_note(models: list[ModelEntry]) -> list[str]:
+    """The report's first words where it scores models on a target's tuning documents."""
+    tuned = [m.label for m in models if m.summary.data and m.summary.data.part == "tuning"]
+    if not tuned:
+        return []
+    return [f"**Scored on the target's tuning documents** ({', '.join(tuned)}): a sweep chooses settings on these "
+            "very documents, so these numbers flatter what was chosen. Report the chosen settings from a study on "
+            "the target's test documents.", ""]
+
+
 def markdown(models: list[ModelEntry]) -> str:
     target = next((m for m in models if m.label == "target"), None)
     first = models[0].summary
     boot, mia = first.bootstrap, first.mia
     limit = first.mmlu.limit_per_subject if first.mmlu else None
-    lines = ["# LUME leaderboard", "",
+    lines = ["# LUME leaderboard", "", *tuning_note(models),
              "Aggregates follow the official protocol. In brackets: 95 % bootstrap intervals "
              f"({boot.resamples} resamples of documents and MMLU questions, seed {boot.seed}, "
              "the same resamples for every model)." if boot else "Aggregates follow the official protocol.", ""]

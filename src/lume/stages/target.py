@@ -57,6 +57,9 @@ class MemorizeConfig:
                                  "answers)", at_least=1)
     held_out_per_task: int = setting(32, "Documents per task never trained on: the non-members of membership "
                                          "inference", at_least=0)
+    tuning_per_task: int = setting(0, "More documents per task and split trained on, and per task held out, that "
+                                      "form the tuning part: sweeps unlearn and score them, studies never (the rest "
+                                      "are the test part); needs docs_per_task", at_least=0)
     max_epochs: int = setting(20, "Epochs at most; training stops earlier once both memorisation targets are met",
                               at_least=1)
     min_epochs: int = setting(1, "No memorisation check before this epoch (early checks are slow and futile)",
@@ -242,9 +245,12 @@ def target_key(config: MemorizeConfig) -> dict:
 
 
 def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool, data: LumeData | None) -> TargetManifest:
+    if config.tuning_per_task and config.docs_per_task is None:
+        raise LumeError("tuning_per_task needs docs_per_task: with every document trained on as a test document, "
+                        "none is left to tune on")
     dataset = lume_data.loaded(data or config.data_dir, config.source)
     selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
-                                           config.training.seed)
+                                           config.training.seed, config.tuning_per_task)
     if not selection.chosen:
         raise LumeError("no documents selected for training")
     return _train_target(out_dir, config, dataset.fingerprint, selection, selection.chosen, overwrite)

@@ -24,6 +24,7 @@ from pathlib import Path
 import optuna
 
 from lume.config import MAX_SEED, coerce_fields, restated, setting, settings_key, shown, with_dotted
+from lume.data.manifest import read_manifest
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic
 from lume.outputs import one_writer, own_folder
@@ -87,10 +88,11 @@ def _checked_search(search, method: StudyMethod, index: int, path: Path) -> dict
     return search
 
 
-def trial_entry(method: StudyMethod, params: dict, source="the sweep", where: str = ""):
+def trial_entry(method: StudyMethod, params: dict, part: str = "test", source="the sweep", where: str = ""):
     """METHOD's entry with the drawn PARAMS ({dotted field: value}) over its settings, each value
-    of its field's type (a float drawn for an int setting becomes the int)."""
-    overrides = {}
+    of its field's type (a float drawn for an int setting becomes the int), on PART of the
+    target's documents."""
+    overrides = {} if part == "test" else {"part": part}
     for name, value in params.items():
         overrides = with_dotted(overrides, name, value)
     return method.entry.with_overrides(coerce_fields(UnlearnConfig, overrides, where=where, source=source))
@@ -140,6 +142,17 @@ def load_sweep(path: str | Path) -> SweepConfig:
     if not 0 <= raw.get("seed", 0) <= MAX_SEED:
         raise InputError(path, f"must be between 0 and {MAX_SEED}, got {raw['seed']}", field="seed")
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
+
+
+def tuning_part(target: Path) -> str:
+    """The documents a sweep tunes on: the target's tuning part; the test documents (said) of a
+    target without one."""
+    manifest = read_manifest(target)
+    if manifest is not None and manifest.tuning:
+        return "tuning"
+    log.warning(f"{target} has no tuning documents: the sweep chooses settings on the documents a study of this "
+                "target reports (build the target with tuning_per_task to keep them apart)")
+    return "test"
 
 
 def _check_sweepable(method: StudyMethod, where: str, path: Path) -> None:
@@ -200,7 +213,7 @@ class _InterruptedTrials(logging.Filter):
         return not (found and found[1] in self.numbers)
 
 
-def _objective(opened: OpenStudy, method: StudyMethod, trials: int):
+def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
     by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
     trial started when `trials` were already claimed (by another worker) stops at once, marked surplus."""
@@ -220,8 +233,8 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int):
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
-                unlearned_step(opened.steps, opened.target, trial_entry(method, params), label, folder, opened.data,
-                               on_probe=on_probe)
+                unlearned_step(opened.steps, opened.target, trial_entry(method, params, part), label, folder,
+                               opened.data, on_probe=on_probe)
             except KeyboardInterrupt:  # the next start runs these settings first, resuming their checkpoint
                 trial.study.enqueue_trial(params, user_attrs={"retried_after_interrupt": trial.number})
                 raise
@@ -302,14 +315,14 @@ def claimed(study: optuna.Study, before: int | None = None) -> int:
                and (before is None or t.number < before))
 
 
-def _run_trials(config: SweepConfig, opened: OpenStudy, storage) -> dict[str, optuna.Study]:
+def _run_trials(config: SweepConfig, opened: OpenStudy, storage, part: str) -> dict[str, optuna.Study]:
     """Each method's trials until exactly `trials` are finished or pruned by all workers
     together: a trial takes its place by its number, so two workers never both run the last one."""
     studies = {method.label: _study(config, method, storage) for method in config.methods}
     while True:
         for method, study in zip(config.methods, studies.values()):
             while claimed(study) < config.trials:
-                study.optimize(_objective(opened, method, config.trials), n_trials=1, catch=(LumeError,))
+                study.optimize(_objective(opened, method, config.trials, part), n_trials=1, catch=(LumeError,))
         if _settled(studies, config):
             return studies
 
@@ -413,9 +426,11 @@ def sweep(config: SweepConfig) -> Path:
     out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
     opened = open_study(config)
+    part = tuning_part(opened.target)
+    opened.config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, part=part))
     set_study_note(f"the finished trials are kept in the sweep's storage and {out}; the same command continues")
     try:
-        studies = _run_trials(config, opened, _storage(config, out))
+        studies = _run_trials(config, opened, _storage(config, out), part)
     except Exception as error:
         lost = _database_error(error)
         if lost is None:

@@ -62,7 +62,7 @@ def _check_relearnable(selection, attacks: list[str], seed: int) -> None:
 
 def _attacked(model_dir: Path, target_dir: Path, out_dir: Path, attacks: list[str], config: AttackConfig,
               manifest, dataset: LumeData) -> AttackResults:
-    selection = manifest.selection(dataset.documents)
+    selection = manifest.selection(dataset.documents).part("test")  # a study's documents
     _check_relearnable(selection, attacks, config.seed)
     attacker = Attacker(load_model(model_dir, dtype="float32", device=None),
                         load_model(target_dir, dtype="float32", device=None), selection, config, dataset.data_dir)

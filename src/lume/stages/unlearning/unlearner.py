@@ -23,6 +23,7 @@ from lume.config import above_zero, check_settings, coerce_fields, decided_by, i
 from lume.data import LumeData, Record, read_records, warn_overlap
 from lume.data.manifest import MANIFEST_NAME, read_manifest
 from lume.data.paths import cache_dir
+from lume.data.selection import DOCUMENT_PARTS
 from lume.errors import LumeError
 from lume.files import utf8_path, write_json_atomic
 from lume.versions import installed_versions
@@ -53,6 +54,9 @@ class UnlearnConfig:
     steps: int | None = setting(None, "Optimiser steps; None = the schedule's length (draws: 40; epochs, chunks: "
                                       "their passes)", at_least=1)
     schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
+    part: str = setting("test", "Which of a lume target's documents are unlearned and probed (its forget and "
+                                "retain, and the probes' held-out ones): test (all, for a target without a tuning "
+                                "part), or tuning (a sweep's)", choices=DOCUMENT_PARTS)
     eval_every: int = setting(0, "Probe the model every N steps (selection data: a document slice, held-out "
                                  "non-members, MMLU dev) and at the last; 0 = never", at_least=0)
     select: str = setting("last", "The step saved: last; best on the probes; or loss, the lowest method loss on "
@@ -135,13 +139,14 @@ def _fingerprint(records: list[Record]) -> str:
     return digest.hexdigest()[:16]
 
 
-def manifest_records(model_dir: Path, data: str | Path | LumeData | None = None) -> tuple[list[Record], list[Record]]:
-    """The forget and retain records a target model was trained on (from its manifest; DATA: a
-    data folder, or the data already loaded)."""
+def manifest_records(model_dir: Path, data: str | Path | LumeData | None = None,
+                     part: str = "test") -> tuple[list[Record], list[Record]]:
+    """The forget and retain records of PART of a target model's documents (from its manifest;
+    DATA: a data folder, or the data already loaded)."""
     manifest = read_manifest(model_dir)
     if manifest is None:
         raise LumeError(f"{model_dir}: no {MANIFEST_NAME}; give RETAIN and FORGET sets explicitly")
-    selection = manifest.selection(lume_data.loaded(data).documents)
+    selection = manifest.selection(lume_data.loaded(data).documents).part(part)
     pick = lambda split: [r for d in selection.split(split) for r in d.records]  # noqa: E731
     return pick("forget"), pick("retain")
 
@@ -251,10 +256,12 @@ def _prepared_model(loaded, method, settings: TrainingSettings, accelerator):
     return model, reference_model
 
 
-def _forget_and_retain(model_in, forget, retain, data) -> tuple[list[Record], list[Record]]:
-    """The given sets, else those of the target's manifest; both non-empty, overlap warned of."""
+def _forget_and_retain(model_in, forget, retain, data, part: str) -> tuple[list[Record], list[Record]]:
+    """The given sets, else those of PART of the target's manifest; both non-empty, overlap warned of."""
+    if part == "tuning" and forget is not None:
+        raise LumeError("part tuning names a lume target's tuning documents: give no forget and retain sets")
     if forget is None or retain is None:
-        forget, retain = manifest_records(Path(model_in), data)
+        forget, retain = manifest_records(Path(model_in), data, part)
     if not forget or not retain:
         raise LumeError("the forget and retain sets must both be non-empty")
     warn_overlap(forget, retain)
@@ -285,7 +292,7 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
         return None
     dataset = lume_data.loaded(data)
     manifest = read_manifest(model_in) if Path(model_in).is_dir() else None
-    held_out = manifest.selection(dataset.documents).held_out if manifest else []
+    held_out = manifest.selection(dataset.documents).part(config.part).held_out if manifest else []
     mmlu_dir = dataset.data_dir / "mmlu"
     probes = probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes)
     key = {"run": run.key(), "probes": identity(config.probes), "select": config.select, "data": probes.describe()}
@@ -440,5 +447,5 @@ def _unlearn(model_in, out_dir: Path, config: UnlearnConfig, forget, retain, dat
              on_probe) -> UnlearnReport:
     method = build_method(config.method, config.method_settings)
     refuse_overwriting_inputs(out_dir, (resolve_model_path(model_in)[1],), "MODEL_OUT")
-    forget, retain = _forget_and_retain(model_in, forget, retain, data)
+    forget, retain = _forget_and_retain(model_in, forget, retain, data, config.part)
     return _UnlearnStage(model_in, out_dir, config, method, forget, retain, data, overwrite, on_probe).execute()
