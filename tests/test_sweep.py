@@ -306,3 +306,43 @@ def test_a_sweep_on_a_target_without_tuning_documents_says_it_tunes_on_the_repor
     with caplog.at_level("WARNING", logger="lume"):
         assert tuning_part(tiny_target) == "test"
     assert "has no tuning documents: the sweep chooses settings on the documents a study" in caplog.text
+
+
+def test_a_multi_objective_sweep_over_a_recipe_and_two_methods_keeps_each_pareto_front(tmp_path, tiny_target,
+                                                                                        data_dir):
+    """objectives [forget, retain]: each trial's two values are its chosen step's probe means (forget
+    minimised), each method's Pareto front is kept, its best by the final formula evaluated, and the
+    report shows the trials and the trade-off figure."""
+    search = {"training.learning_rate": {"low": 1.0e-4, "high": 3.0e-3, "log": True}}
+    common = {"eval_every": 1, "select": "best", "probes": {"mmlu_questions": 4}}
+    methods = [{"method": "npo+gd", "steps": 2, "training": {"batch_size": 2}, "search": search, **common},
+               {"method": "gd", "steps": 2, "training": {"batch_size": 2}, "search": search, **common},
+               {"recipe": "adaptive-rmu", "schedule": {"epochs": 1}, "method_settings": {"layer": 1},
+                "training": {"batch_size": 2, "modules": ["down_proj"]}, "search": search, **common}]
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2, methods=methods,
+                                        objectives=["forget", "retain"])))
+    result = json.loads((run / "sweep.json").read_text())
+    assert result["objectives"] == ["forget", "retain"] and set(result["pareto"]) == {"npo+gd", "gd", "adaptive-rmu"}
+    finished = [t for t in result["trials"] if t["state"] == "COMPLETE"]
+    assert len(finished) == 6 and all(t["values"] == [t["forget_mean"], t["retain_mean"]] for t in finished)
+    for method, numbers in result["pareto"].items():
+        mine = [t for t in finished if t["method"] == method]
+        front = [t for t in mine if t["trial"] in numbers]
+        dominated = [t for t in mine if any(o["forget_mean"] <= t["forget_mean"] and o["retain_mean"] >= t["retain_mean"]
+                                            and o["values"] != t["values"] for o in mine)]
+        assert front and not any(t in dominated for t in front) and result["best"][method]["trial"] in numbers
+        assert (run / "eval" / method / "summary.json").is_file()
+    report = (run / "report.md").read_text()
+    assert "Pareto front (npo+gd: trials" in report
+    assert (run / "figures" / "sweep_pareto.png").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"objectives": ["final", "forget"]}, "final already weighs"),
+    ({"objectives": ["forgetting"]}, "expected a list of distinct objectives"),
+    ({"objectives": ["forget", "retain"], "pruner": "median"}, "Optuna prunes single-objective searches only"),
+    ({"objectives": ["forget", "mia"], "sampler": "cmaes"}, "sampler cmaes searches one objective"),
+])
+def test_objectives_that_cannot_be_searched_are_refused_when_read(tmp_path, tiny_target, data_dir, extra, message):
+    with pytest.raises(InputError, match=message):
+        load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, **extra))

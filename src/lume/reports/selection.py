@@ -115,19 +115,32 @@ def sweep_markdown(sweep: dict) -> str:
     """Every trial and the best per method."""
     header = ["method", "trial", "state", "settings", "score", "step", "forget", "retain", "MMLU dev"]
     rows = [[t["method"], str(t["trial"]), t["state"], ", ".join(f"{k}={_short(v)}" for k, v in t["params"].items()),
-             _short(t["value"]), *(_short(v) for v in (row.step if row.forget_mean is not None else None,
-                                                        row.forget_mean, row.retain_mean, row.mmlu_dev))]
+             _score(t), *(_short(v) for v in (row.step if row.forget_mean is not None else None,
+                                               row.forget_mean, row.retain_mean, row.mmlu_dev))]
             for t, row in _trials(sweep)]
-    best = [[label, str(b["trial"]), ", ".join(f"{k}={_short(v)}" for k, v in b["params"].items()), _short(b["value"])]
+    best = [[label, str(b["trial"]), ", ".join(f"{k}={_short(v)}" for k, v in b["params"].items()), _score(b)]
             for label, b in sweep["best"].items()]
+    objectives = sweep.get("objectives")
+    ranked = (f"A trial's scores are its chosen step's {', '.join(objectives)} (probes only); each method's Pareto "
+              f"front ({_fronts(sweep)}) was kept and its trial with the best final-score formula evaluated in full"
+              if objectives else "A trial's score is its chosen step's selection score (probes only); the best "
+              "trial of each method was then evaluated in full")
     lines = ["", "## Sweep", "",
              f"{sweep['sampler']} sampler, {sweep['pruner']} pruner, {sweep['trials_per_method']} trials per method. "
-             "A trial's score is its chosen step's selection score (probes only); the best trial of each method "
-             "was then evaluated in full (the tables above).", "",
+             f"{ranked} (the tables above).", "",
              *markdown_table(["method", "best trial", "settings", "score"], best), "",
              *markdown_table(header, rows), "",
              "The Pareto plot shows every finished trial's chosen step at (1 − forget probe mean, retain probe mean)."]
     return "\n".join(lines) + "\n"
+
+
+def _score(trial: dict) -> str:
+    """A trial's value, or its values (several objectives) joined."""
+    return " / ".join(map(_short, trial["values"])) if "values" in trial else _short(trial["value"])
+
+
+def _fronts(sweep: dict) -> str:
+    return "; ".join(f"{method}: trials {', '.join(map(str, numbers))}" for method, numbers in sweep["pareto"].items())
 
 
 def _short(value) -> str:

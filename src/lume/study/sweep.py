@@ -35,10 +35,11 @@ from lume.stages.unlearning.recipes import RECIPES
 from lume.study.config import StudyConfig, read_study
 from lume.study.course import OpenStudy, evaluated_course, open_study
 from lume.study.entries import StudyMethod, study_methods
+from lume.study.objectives import check_objectives, directions, front, representative, trial_values
 from lume.study.steps import unlearned_step
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
-            "qmc": "QMCSampler", "gp": "GPSampler"}
+            "qmc": "QMCSampler", "gp": "GPSampler", "nsga2": "NSGAIISampler"}
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
            "hyperband": "HyperbandPruner", "successive-halving": "SuccessiveHalvingPruner"}
 SWEEP_NAME = "sweep.json"
@@ -62,6 +63,10 @@ class SweepConfig(StudyConfig):
     seed: int = setting(0, "The sampler's seed")
     heartbeat: int = setting(60, "Seconds between a running trial's heartbeats; silent for 3 of them = its worker "
                                  "died")
+    objectives: list[str] = setting(help="What trials are ranked on, from their chosen step's probes: [final] (the "
+                                         "final-score formula), or several of forget, retain, mia, mmlu (a "
+                                         "multi-objective search; its Pareto front is kept; pruner none)",
+                                    factory=lambda: ["final"])
 
 
 def _checked_search(search, method: StudyMethod, index: int, path: Path) -> dict:
@@ -137,6 +142,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if raw.get("sampler") == "grid":
         _check_grid(methods, path)
+    check_objectives(raw.get("objectives", ["final"]), raw.get("pruner", "none"), raw.get("sampler", "tpe"), path)
     if raw.get("storage") is not None:
         check_storage(raw["storage"], path)
     if not 0 <= raw.get("seed", 0) <= MAX_SEED:
@@ -213,7 +219,7 @@ class _InterruptedTrials(logging.Filter):
         return not (found and found[1] in self.numbers)
 
 
-def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str):
+def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str, objectives: list[str]):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
     by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
     trial started when `trials` were already claimed (by another worker) stops at once, marked surplus."""
@@ -227,9 +233,10 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str):
         trial.set_user_attr("folder", str(folder))
 
         def on_probe(step: int, row: ProbeRow) -> None:
-            trial.report(row.selection_score, step)
-            if step and trial.should_prune():
-                raise optuna.TrialPruned()
+            if len(objectives) == 1:  # Optuna prunes single-objective studies only
+                trial.report(trial_values(row, objectives), step)
+                if step and trial.should_prune():
+                    raise optuna.TrialPruned()
 
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
@@ -241,7 +248,7 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str):
         report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
         chosen = next(r for r in report.probes if r.step == report.selection.step)
         trial.set_user_attr("chosen", chosen.chosen_numbers())
-        return chosen.selection_score
+        return trial_values(chosen, objectives)
 
     return _failures_marked(objective)
 
@@ -277,16 +284,19 @@ def _sampler(config: SweepConfig, method: StudyMethod, seed: int) -> optuna.samp
 
 def _search_key(config: SweepConfig, method: StudyMethod) -> str:
     """What makes a method's trials comparable: its settings and search, the sampler, pruner and
-    seed, and the target (not `trials`, which a continued sweep may raise, nor where it writes)."""
+    seed, the target and the objectives (not `trials`, which a continued sweep may raise, nor where
+    it writes)."""
+    ranked = {} if config.objectives == ["final"] else {"objectives": config.objectives}
     return settings_key({"spec": method.written, "sampler": config.sampler, "pruner": config.pruner,
-                         "seed": config.seed, "target": dataclasses.asdict(config.target)})
+                         "seed": config.seed, "target": dataclasses.asdict(config.target), **ranked})
 
 
 def _study(config: SweepConfig, method: StudyMethod, storage) -> optuna.Study:
     """The method's Optuna study, joined or created; one the storage holds under the same name
     for another search is refused (its trials are not this sweep's)."""
     study = optuna.create_study(study_name=f"{config.name}/{method.label}", storage=storage,
-                                pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(), direction="maximize",
+                                pruner=getattr(optuna.pruners, PRUNERS[config.pruner])(),
+                                directions=directions(config.objectives),
                                 load_if_exists=True)
     key, found = _search_key(config, method), study.user_attrs.get(SEARCH_KEY)
     if found is None:
@@ -322,7 +332,8 @@ def _run_trials(config: SweepConfig, opened: OpenStudy, storage, part: str) -> d
     while True:
         for method, study in zip(config.methods, studies.values()):
             while claimed(study) < config.trials:
-                study.optimize(_objective(opened, method, config.trials, part), n_trials=1, catch=(LumeError,))
+                study.optimize(_objective(opened, method, config.trials, part, config.objectives), n_trials=1,
+                               catch=(LumeError,))
         if _settled(studies, config):
             return studies
 
@@ -348,18 +359,27 @@ def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
     """Every trial of every method: its settings, state, value and chosen step's probe numbers
     (surplus trials, which never ran, left out)."""
     return [{"method": label, "trial": trial.number, "state": trial.state.name, "params": trial.params,
-             "value": trial.value, **trial.user_attrs.get("chosen", {}), "folder": trial.user_attrs.get("folder")}
+             **_values(trial), **trial.user_attrs.get("chosen", {}), "folder": trial.user_attrs.get("folder")}
             for label, study in studies.items() for trial in study.get_trials(deepcopy=False)
             if not trial.user_attrs.get(SURPLUS)]
 
 
+def _values(trial: optuna.trial.FrozenTrial) -> dict:
+    """{"value": v} of a single-objective trial; {"values": [...]} of a multi-objective one."""
+    values = trial.values
+    return {"value": values[0] if values else None} if values is None or len(values) == 1 else {"values": values}
+
+
 def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.Study]) -> None:
-    """Write sweep.json; evaluate the target and each method's best trial in full; the report."""
-    best = {label: study.best_trial for label, study in studies.items()
-            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    """Write sweep.json; evaluate the target and each method's best trial (of several objectives:
+    the Pareto front's best by the final-score formula) in full; the report."""
+    best = {label: trial for label, study in studies.items() if (trial := representative(study)) is not None}
+    several = {"objectives": config.objectives,
+               "pareto": {label: [t.number for t in front(study)] for label, study in studies.items()}} \
+        if len(config.objectives) > 1 else {}
     write_json_atomic(opened.out / SWEEP_NAME, {
-        "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials,
-        "best": {label: {"trial": trial.number, "params": trial.params, "value": trial.value}
+        "sampler": config.sampler, "pruner": config.pruner, "trials_per_method": config.trials, **several,
+        "best": {label: {"trial": trial.number, "params": trial.params, **_values(trial)}
                  for label, trial in best.items()},
         "trials": trial_rows(studies)})
     evaluated_course(opened, ((label, Path(trial.user_attrs["folder"])) for label, trial in best.items()))
