@@ -328,8 +328,8 @@ def test_a_multi_objective_sweep_over_a_recipe_and_two_methods_keeps_each_pareto
     for method, numbers in result["pareto"].items():
         mine = [t for t in finished if t["method"] == method]
         front = [t for t in mine if t["trial"] in numbers]
-        dominated = [t for t in mine if any(o["forget_mean"] <= t["forget_mean"] and o["retain_mean"] >= t["retain_mean"]
-                                            and o["values"] != t["values"] for o in mine)]
+        dominated = [t for t in mine if any(o["forget_mean"] <= t["forget_mean"] and o["values"] != t["values"]
+                                            and o["retain_mean"] >= t["retain_mean"] for o in mine)]
         assert front and not any(t in dominated for t in front) and result["best"][method]["trial"] in numbers
         assert (run / "eval" / method / "summary.json").is_file()
     report = (run / "report.md").read_text()
