@@ -76,6 +76,7 @@ def test_report_numbers_match_the_summaries(finished):
     row = next(line for line in report.splitlines() if line.startswith("| gd | quantize-4 |"))
     assert row.split("|")[3].strip() == ("–" if recovered is None else f"{recovered:.3f}")
     assert (finished / "figures" / "robustness.png").is_file()
+    assert all((finished / "figures" / f"{name}.png").is_file() for name in ("leaderboard", "forget_vs_general"))
 
 
 @pytest.mark.slow

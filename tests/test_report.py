@@ -145,3 +145,21 @@ def test_the_report_says_where_mmlu_is_at_chance_and_gives_the_general_text_diff
     differences = text[text.index("## Differences"):].splitlines()
     header, row = (next(line for line in differences if line.startswith(start)) for start in ("| model", "| ga |"))
     assert header.split(" | ")[3] == "general NLL − target" and row.split(" | ")[3] == "+1.000 [+1.000, +1.000] *"
+
+
+def test_every_pair_of_the_best_methods_is_compared_on_the_final_score():
+    from lume.metrics import AGGREGATE_ORDER
+    from lume.reports.leaderboard import top_pairs
+
+    def entry(label, finals):
+        return model_entry(label, {"final": finals[0], "scores": {"/".join(k): 0.5 for k in AGGREGATE_ORDER},
+                                   "bootstrap": {"seed": 0, "resamples": 3, "confidence": 0.95, "units": "u",
+                                                 "replicates": {"final": finals}}})
+
+    models = [entry("target", [0.1, 0.1, 0.1]), entry("a", [0.5, 0.5, 0.5]), entry("b", [0.4, 0.5, 0.6]),
+              entry("c", [0.3, 0.31, 0.32]), entry("d", [0.2, 0.2, 0.2])]
+    rows = [line for line in top_pairs(models) if line.startswith("| ") and not line.startswith("| method")]
+    assert len(rows) == 6  # a-b, a-c, a-d, b-c, b-d, c-d; the target is no method
+    assert rows[0].startswith("| a | b | +0.100") and not rows[0].endswith("* |")  # 0.1, 0, -0.1: not beyond 0
+    assert rows[1].startswith("| a | c | +0.200") and rows[1].endswith("* |")
+    assert top_pairs(models[:3]) == []  # two methods: the Differences table has them

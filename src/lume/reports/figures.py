@@ -57,6 +57,39 @@ def forget_vs_retain(models: list[ModelEntry]):
     return figure
 
 
+def forget_vs_general(models: list[ModelEntry]):
+    """Each model at (1 − mean forget number, general-text NLL) with 95 % intervals: forgetting
+    against the damage MMLU cannot see in a small model (lower NLL: less damage)."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for index, entry in enumerate(models):
+        summary, forget = entry.summary, entry.summary.split_mean("forget")
+        general = summary.parts.get("general", {}).get("nll")
+        if forget is None or general is None:
+            continue
+        axis.errorbar(1 - forget, general, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, 1 - forget, True)],
+                      yerr=[[e] for e in _error(summary, Headline.GENERAL_NLL, general)],
+                      fmt="osD^vP*Xh<>"[index % 11], capsize=3, label=entry.label)
+    axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="general-text NLL (lower: less damage)",
+             title="Forgetting against general ability (95 % intervals)")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
+def leaderboard_figure(models: list[ModelEntry]):
+    """The final score of each model, best first, with its 95 % interval."""
+    plt = pyplot()
+    ranked = sorted((m for m in models if m.summary.final is not None), key=lambda m: m.summary.final)
+    figure, axis = plt.subplots(figsize=(6.5, 0.4 * len(ranked) + 1.2))
+    for row, entry in enumerate(ranked):
+        final = entry.summary.final
+        axis.errorbar(final, row, xerr=[[e] for e in _error(entry.summary, Headline.FINAL, final)], fmt="o", capsize=3,
+                      color="black")
+    axis.set_yticks(range(len(ranked)), [m.label for m in ranked], fontsize=8)
+    axis.set(xlabel="final score (95 % interval)", title="Leaderboard")
+    return figure
+
+
 def per_task_bars(models: list[ModelEntry]):
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
@@ -124,6 +157,10 @@ def oracle_distances(models: list[ModelEntry], oracle: ModelEntry):
 def figures(models: list[ModelEntry]) -> dict[str, bytes]:
     """PNG figures: forget vs retain scatter, per-task bars, MIA histograms, training losses."""
     out = {"forget_vs_retain": png(forget_vs_retain(models)), "per_task": png(per_task_bars(models))}
+    if any(m.summary.final is not None for m in models):
+        out["leaderboard"] = png(leaderboard_figure(models))
+    if any("general" in m.summary.parts for m in models):
+        out["forget_vs_general"] = png(forget_vs_general(models))
     with_mia = [m for m in models if m.mia_rows and m.summary.mia]
     if with_mia:
         out["mia_histograms"] = png(mia_histograms(with_mia))

@@ -114,6 +114,22 @@ def differences(models: list[ModelEntry], target: ModelEntry | None) -> list[str
         header, rows)
 
 
+TOP_PAIRED = 5  # methods whose every pair the report compares
+
+
+def top_pairs(models: list[ModelEntry]) -> list[str]:
+    """final − final of every pair among the best methods, with its paired 95 % interval."""
+    methods = sorted((m for m in models if m.label not in ("target", "oracle") and m.summary.final is not None),
+                     key=lambda m: -m.summary.final)[:TOP_PAIRED]
+    if len(methods) < 3:  # two are compared in the Differences table already
+        return []
+    rows = [[first.label, second.label, difference(first, second, Headline.FINAL)]
+            for i, first in enumerate(methods) for second in methods[i + 1:]]
+    return ["", f"## The best {len(methods)} methods, pair by pair (final score, paired bootstrap, 95 %)", "",
+            "`*`: the interval excludes 0, so the first method's final score is higher than the second's beyond "
+            "the evaluation's own uncertainty.", ""] + markdown_table(["method", "against", "final difference"], rows)
+
+
 MMLU_CHANCE = 0.25  # four choices
 
 
@@ -395,7 +411,8 @@ def markdown(models: list[ModelEntry]) -> str:
     lines += ["", "## Task numbers", "",
               "Forget (F) and retain (R) per task (1-3): R = regurgitation (ROUGE-L recall), K = knowledge (exact "
               "match). Forget numbers should fall, retain numbers stay.", ""]
-    lines += task_numbers(models) + differences(models, target) + forgetting_finding(models, target)
+    lines += task_numbers(models) + differences(models, target) + top_pairs(models)
+    lines += forgetting_finding(models, target)
     lines += membership_finding(models, target)
     lines += attack_aucs(models) + beyond_official(models) + semeval_mia(models) + extra_sections(models)
     lines += published_recipes(models) + published(models) + reruns(models) + provenance(models)
