@@ -120,3 +120,19 @@ def test_yes_no_on_and_off_are_text_as_in_yaml_1_2_and_only_true_and_false_are_b
     path.write_text("methods: [{method: gd, progress: yes}]\n")
     with pytest.raises(InputError, match="field 'methods.0..progress': expected true or false, got 'yes'"):
         load_config(path)
+
+
+def test_methods_may_name_a_file_of_them_and_a_bad_one_is_named(tmp_path):
+    listed = tmp_path / "tuned.yaml"
+    listed.write_text("methods:\n  - {method: gd, steps: 3, name: gd-tuned, tuned_by: {sweep: s, trial: 2}}\n")
+    study = config_file(tmp_path, f"methods: {listed}\n")
+    (method,) = load_config(study).methods
+    assert method.label == "gd-tuned" and method.entry.config.steps == 3
+    assert method.tuned_by == {"sweep": "s", "trial": 2}
+    study.write_text(f"methods: {tmp_path / 'nowhere.yaml'}\n")
+    with pytest.raises(InputError, match="study.yaml: field 'methods': .*nowhere.yaml: no such file of methods"):
+        load_config(study)
+    listed.write_text("methods:\n  - {method: gd, stepz: 3}\n")
+    study.write_text(f"methods: {listed}\n")
+    with pytest.raises(InputError, match=r"tuned.yaml: field 'methods\[0\].stepz': unknown field"):
+        load_config(study)

@@ -288,15 +288,26 @@ def test_a_sweep_tunes_and_scores_on_the_tuning_documents_and_a_study_reports_th
     scored = {json.loads(line)["doc_id"] for line in (out / "eval" / "npo+gd" / "items.jsonl").read_text().splitlines()}
     assert scored == {r.doc_id for r in parts["tuning"][0] + parts["tuning"][1]}
     assert "Scored on the target's tuning documents** (target, npo+gd)" in (out / "report.md").read_text()
+    tuned = yaml.safe_load((out / "tuned.yaml").read_text())["methods"]  # the chosen settings, as a study's
+    (chosen,) = json.loads((out / "sweep.json").read_text())["best"].values()
+    assert tuned[0]["training"]["learning_rate"] == chosen["params"]["training.learning_rate"]
+    assert tuned[0]["tuned_by"]["part"] == "tuning" and len(tuned[0]["tuned_by"]["documents"]) == 9
     study = {"out": str(tmp_path / "study"), "data_dir": str(data_dir), "target": {"model": str(target_with_tuning)},
-             "methods": [{"method": "npo+gd", "steps": 1, "training": {"batch_size": 2}}],
-             "evaluation": {**config["evaluation"], "mia_set": "none"}}
+             "methods": str(out / "tuned.yaml"), "evaluation": {**config["evaluation"], "mia_set": "none"}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     folder = run(load_config(tmp_path / "study.yaml"))
     report = json.loads((folder / "models" / "npo+gd" / "lume_unlearn.json").read_text())
     assert report["forget"]["fingerprint"] == _fingerprint(parts["test"][0])
+    assert report["config"]["training"]["learning_rate"] == chosen["params"]["training.learning_rate"]
     summary = json.loads((folder / "eval" / "npo+gd" / "summary.json").read_text())
-    assert "part" not in summary["data"] and "tuning documents" not in (folder / "report.md").read_text()
+    text = (folder / "report.md").read_text()
+    assert "part" not in summary["data"] and "tuning documents**" not in text
+    assert "npo+gd: settings chosen by sweep tiny (trial 0) on the tuning documents" in text
+    assert "none of the 12 documents scored here was tuned on" in text  # the test part: 6 trained, 6 held out
+    study["evaluation"]["part"], study["out"] = "tuning", str(tmp_path / "leaky")  # scored where it was tuned
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    text = (run(load_config(tmp_path / "study.yaml")) / "report.md").read_text()
+    assert "**9 of the 9 documents scored here were tuned on**" in text
 
 
 def test_a_sweep_on_a_target_without_tuning_documents_says_it_tunes_on_the_reported_ones(

@@ -393,12 +393,13 @@ def tuning_note(models: list[ModelEntry]) -> list[str]:
             "the target's test documents.", ""]
 
 
-def markdown(models: list[ModelEntry]) -> str:
+def markdown(models: list[ModelEntry], notes: list[str] = ()) -> str:
+    """The leaderboard; NOTES (lines) come first, after the title."""
     target = next((m for m in models if m.label == "target"), None)
     first = models[0].summary
     boot, mia = first.bootstrap, first.mia
     limit = first.mmlu.limit_per_subject if first.mmlu else None
-    lines = ["# LUME leaderboard", "", *tuning_note(models),
+    lines = ["# LUME leaderboard", "", *tuning_note(models), *notes,
              "Aggregates follow the official protocol. In brackets: 95 % bootstrap intervals "
              f"({boot.resamples} resamples of documents and MMLU questions, seed {boot.seed}, "
              "the same resamples for every model)." if boot else "Aggregates follow the official protocol.", ""]

@@ -52,6 +52,32 @@ def distinct_labels(folders: list) -> list[str]:
     return labels
 
 
+TUNED_RECORD = "tuned.json"  # a study's: where each method's settings were chosen (its entries' `tuned_by`)
+
+
+def tuned_notes(out_dir: Path, models: list[ModelEntry], eval_dirs: list[Path]) -> list[str]:
+    """For each method whose settings a sweep chose: the sweep, and how many of the documents scored
+    here it tuned on (none, in a study of a target's test documents)."""
+    path = Path(out_dir) / TUNED_RECORD
+    tuned = read_json(path, what="tuned settings record") if path.is_file() else {}
+    lines = []
+    for folder, entry in zip(map(Path, eval_dirs), models):
+        record = tuned.get(entry.label)
+        if not record:
+            continue
+        scored = {row["doc_id"] for row in read_jsonl(folder / "items.jsonl", what="evaluation items")}
+        scored |= {row["id"].rsplit("/", 1)[-1] for row in entry.mia_rows if row.get("set") == "held-out"}
+        where = (f"- {entry.label}: settings chosen by sweep {record.get('sweep')} (trial {record.get('trial')}) on "
+                 f"the {record.get('part')} documents of {record.get('target')}; ")
+        if record.get("documents") is None:
+            lines.append(where + "the documents it tuned on are not recorded")
+            continue
+        shared = scored & set(record["documents"])
+        lines.append(where + (f"**{len(shared)} of the {len(scored)} documents scored here were tuned on**" if shared
+                              else f"none of the {len(scored)} documents scored here was tuned on"))
+    return ["Where the settings were chosen:", "", *lines, ""] if lines else []
+
+
 def load_attacks(run_dir: Path) -> dict[str, AttackResults]:
     """{model label: its attacks.json} for every `RUN_DIR/attacks/<label>/attacks.json`."""
     return {path.parent.name: AttackResults.from_json(read_json(path, what="attack results"), source=path)
@@ -68,7 +94,7 @@ def robustness_markdown(attacks: dict[str, AttackResults]) -> str:
 def write_report(eval_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
     """Write report.md (with figures/*.png beside it) and a self-contained report.html."""
     models = load_study(eval_dirs)
-    text = markdown(models)
+    text = markdown(models, tuned_notes(out_dir, models, eval_dirs))
     images = figures(models)
     sweep_file = Path(out_dir) / "sweep.json"
     selection_text, selection_images = selection_parts(

@@ -61,9 +61,11 @@ def read_yaml(path: Path):
         raise InputError(path, f"cannot read YAML: {str(error).splitlines()[0]}") from None
 
 
-def read_study(cls, path: str | Path) -> tuple[dict, list]:
+def read_study(cls, path: str | Path) -> tuple[dict, list, Path]:
     """A study's or sweep's YAML file as checked fields of CLS (`target` and `evaluation` built, the
-    folders as the OS names them), and its `methods:` entries as written, still to be worked out."""
+    folders as the OS names them), its `methods:` entries as written, still to be worked out, and
+    the file they were read from: `methods` may name another YAML file whose `methods:` they are
+    (a sweep's tuned.yaml)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(path, "a folder, not a study's YAML file (`lume report FOLDER` reports a finished study)")
@@ -72,12 +74,21 @@ def read_study(cls, path: str | Path) -> tuple[dict, list]:
     raw = read_yaml(path)
     methods = raw.pop("methods", None) if isinstance(raw, dict) else None
     raw = coerce_fields(cls, raw, source=path)
+    source = path
+    if isinstance(methods, str):
+        source = Path(os_path(methods))
+        if not source.is_file():
+            raise InputError(path, f"{methods}: no such file of methods", field="methods")
+        listed = read_yaml(source)
+        methods = listed.get("methods") if isinstance(listed, dict) else None
+        if methods is None:
+            raise InputError(source, "no `methods:` list here", field="methods")
     if methods is not None and not isinstance(methods, list):
         raise InputError(path, f"expected a list of entries, got {type(methods).__name__}", field="methods")
     raw["target"] = _target(raw, path)
     if "evaluation" in raw:
         raw["evaluation"] = build(EvalConfig, raw["evaluation"] or {}, where="evaluation", source=path)
-    return raw, cls().methods if methods is None else methods
+    return raw, cls().methods if methods is None else methods, source
 
 
 def _target(raw: dict, path: Path) -> TargetConfig:

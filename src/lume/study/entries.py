@@ -28,6 +28,12 @@ class StudyMethod:
     written: dict = field(compare=False)  # the entry as the file gives it, checked (a sweep's identity)
 
     @property
+    def tuned_by(self) -> dict | None:
+        """Where its settings were chosen (a sweep's tuned.yaml says): the sweep, the trial, the
+        target and the documents tuned on."""
+        return self.written.get("tuned_by")
+
+    @property
     def search(self) -> dict:
         """A sweep entry's searched settings: {dotted field: {low, high[, log]} or {choices}}."""
         return self.written.get("search", {})
@@ -67,6 +73,9 @@ def method_spec(spec, index: int, path) -> dict:
     if not isinstance(spec, dict):
         raise InputError(path, f"expected a mapping with `method` or `recipe`, got {shown(spec)}", field=where)
     name = spec.get("name")
+    if spec.get("tuned_by") is not None and not isinstance(spec["tuned_by"], dict):
+        raise InputError(path, f"expected a mapping (a sweep's tuned.yaml writes it), got {shown(spec['tuned_by'])}",
+                         field=f"{where}.tuned_by")
     if name is not None:
         try:
             safe_name(name)
@@ -74,6 +83,8 @@ def method_spec(spec, index: int, path) -> dict:
             raise InputError(path, str(error), field=f"{where}.name") from None
     fields = entry_fields(spec)
     named = {"name": name} if name else {}
+    if spec.get("tuned_by") is not None:
+        named["tuned_by"] = spec["tuned_by"]
     if "recipe" in spec:
         return {**_recipe_spec(spec, fields, where, path), **named}
     if "method" not in fields:
@@ -128,7 +139,7 @@ def method_label(written: dict) -> str:
 
 def entry_fields(spec: dict) -> dict:
     """A `methods:` entry's UnlearnConfig fields (a recipe's: those overriding its runs)."""
-    return {k: v for k, v in spec.items() if k not in ("name", *RECIPE_KEYS)}
+    return {k: v for k, v in spec.items() if k not in ("name", "tuned_by", *RECIPE_KEYS)}
 
 
 def _check_fits_target(methods: list[StudyMethod], target, path) -> None:

@@ -16,7 +16,9 @@ from pathlib import Path
 from lume import data as lume_data
 from lume.config import build, restated, setting
 from lume.errors import InputError, LumeError, set_study_note
+from lume.files import write_json_atomic
 from lume.outputs import check_output_dir, one_writer, refuse_overwriting_inputs
+from lume.reports.study import TUNED_RECORD
 from lume.stages.attacks import AttackConfig, check_attacks
 from lume.stages.evaluation import EvalConfig
 from lume.study.config import StudyConfig, read_study
@@ -54,14 +56,14 @@ def load_config(path: str | Path | None) -> RunConfig:
     entry worked out now, so a bad value stops the study before any work."""
     if path is None:
         return RunConfig()
-    raw, methods = read_study(RunConfig, path)
+    raw, methods, source = read_study(RunConfig, path)
     if "attack" in raw:
         raw["attack"] = build(AttackConfig, raw["attack"] or {}, where="attack", source=path)
     try:
         check_attacks(raw.get("attacks", []))
     except LumeError as error:
         raise InputError(path, str(error), field="attacks") from None
-    return dataclasses.replace(RunConfig(), **raw, methods=study_methods(methods, raw["target"], path))
+    return dataclasses.replace(RunConfig(), **raw, methods=study_methods(methods, raw["target"], source))
 
 
 def run(config: RunConfig, wait: bool = False, overwrite: bool = False) -> Path:
@@ -78,8 +80,18 @@ def run(config: RunConfig, wait: bool = False, overwrite: bool = False) -> Path:
         methods = study_methods(config.methods, config.target)  # a file's are worked out already
         set_study_note(f"the study's finished steps are kept in {out}; the same command resumes from there")
         study = open_study(config)
+        _record_tuning(out, methods)
         return evaluated_course(study, _unlearned(study, methods, overwrite), after=_attacking(study, config),
                                 overwrite=overwrite)
+
+
+def _record_tuning(out: Path, methods: list[StudyMethod]) -> None:
+    """Where each method's settings were chosen (a sweep's tuned.yaml says), for the report."""
+    tuned = {method.label: method.tuned_by for method in methods if method.tuned_by}
+    if tuned:
+        write_json_atomic(out / TUNED_RECORD, tuned)
+    else:
+        (out / TUNED_RECORD).unlink(missing_ok=True)
 
 
 def _unlearned(study: OpenStudy, methods: list[StudyMethod], overwrite: bool):

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import yaml
 
 from lume.config import MAX_SEED, coerce_fields, restated, setting, settings_key, shown, with_dotted
 from lume.data.manifest import read_manifest
 from lume.errors import InputError, LumeError, set_study_note
-from lume.files import write_json_atomic
+from lume.files import write_json_atomic, write_text_atomic
 from lume.outputs import one_writer, own_folder
 from lume.results import ProbeRow, UnlearnReport
 from lume.stages.evaluation import EvalConfig
@@ -125,14 +126,14 @@ def _check_space(space: dict, where: str, path: Path) -> None:
 
 def load_sweep(path: str | Path) -> SweepConfig:
     """A sweep YAML file, every field checked and every `methods:` entry worked out before any work."""
-    raw, specs = read_study(SweepConfig, path)
+    raw, specs, source = read_study(SweepConfig, path)
     searches = [spec.pop("search", None) if isinstance(spec, dict) else None for spec in specs]
-    methods = study_methods(specs, raw["target"], path)
+    methods = study_methods(specs, raw["target"], source)
     if not methods:
         raise InputError(path, "no methods to sweep", field="methods")
     for index, method in enumerate(methods):
-        _check_sweepable(method, f"methods[{index}]", path)
-        search = _checked_search(searches[index], method, index, path)
+        _check_sweepable(method, f"methods[{index}]", source)
+        search = _checked_search(searches[index], method, index, source)
         methods[index] = dataclasses.replace(method, written={**method.written, "search": search})
     for name in ("trials", "heartbeat"):
         if raw.get(name, 1) < 1:
@@ -382,7 +383,32 @@ def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.St
         "best": {label: {"trial": trial.number, "params": trial.params, **_values(trial)}
                  for label, trial in best.items()},
         "trials": trial_rows(studies)})
+    write_text_atomic(opened.out / TUNED_NAME, tuned_methods(config, opened, best))
     evaluated_course(opened, ((label, Path(trial.user_attrs["folder"])) for label, trial in best.items()))
+
+
+TUNED_NAME = "tuned.yaml"  # each method's chosen settings, as a study's `methods:` (`methods: RUN/tuned.yaml`)
+
+
+def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna.trial.FrozenTrial]) -> str:
+    """Each method's entry with its chosen trial's values, named, and where they were chosen: the
+    sweep, the trial, the target and the documents tuned on (a report compares them with the
+    documents it scores)."""
+    part = opened.config.evaluation.part
+    manifest = read_manifest(opened.target)
+    selection = manifest.selection(opened.data.documents).part(part) if manifest else None
+    documents = sorted({d.doc_id for d in selection.chosen + selection.held_out}) if selection else None
+    methods = []
+    for method in config.methods:
+        if method.label not in best:
+            continue
+        entry = {k: v for k, v in method.written.items() if k != "search"}
+        for name, value in best[method.label].params.items():
+            entry = with_dotted(entry, name, value)
+        methods.append({**entry, "name": method.label, "tuned_by": {
+            "sweep": config.name, "trial": best[method.label].number, "target": str(opened.target), "part": part,
+            "documents": documents}})
+    return yaml.safe_dump({"methods": methods}, sort_keys=False, allow_unicode=True)
 
 
 def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
