@@ -21,6 +21,11 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(VENV)/bin/lume run
 
+# The comparison that decides (hours): settings tuned on the target's tuning documents, then run on
+# its test documents; both steps resume where they stopped
+compare: $(INSTALLED)
+	$(VENV)/bin/lume sweep configs/compare-sweep.yaml && $(VENV)/bin/lume run configs/compare.yaml
+
 # Two test processes (pytest-xdist), one thread each (tests/conftest.py): the many tests that
 # wait on Python, subprocesses and files overlap (measured in bench/README.md)
 TEST_PROCESSES := -n 2

@@ -136,3 +136,25 @@ def test_methods_may_name_a_file_of_them_and_a_bad_one_is_named(tmp_path):
     study.write_text(f"methods: {listed}\n")
     with pytest.raises(InputError, match=r"tuned.yaml: field 'methods\[0\].stepz': unknown field"):
         load_config(study)
+
+
+def test_the_comparison_tunes_every_entry_alike_on_tuning_documents_and_reports_the_test_ones():
+    """configs/compare-sweep.yaml gives every method and one-run recipe the same trials, on a target
+    with a tuning part and an oracle; configs/compare.yaml runs what it chose on the same target."""
+    from pathlib import Path
+
+    import yaml
+
+    from lume.stages.unlearning.recipes import RECIPES
+    from lume.study.sweep import load_sweep
+
+    configs = Path(__file__).parent.parent / "configs"
+    sweep = load_sweep(configs / "compare-sweep.yaml")
+    labels = {m.label for m in sweep.methods}
+    assert {"ga", "gd", "kl", "npo", "npo+gd", "simnpo", "rmu"} <= labels
+    assert {name for name in RECIPES if RECIPES[name].merge is None} <= labels  # the one-run recipes
+    assert sweep.target.oracle and sweep.target.memorize["tuning_per_task"] > 0
+    study = yaml.safe_load((configs / "compare.yaml").read_text())
+    assert study["methods"] == f"{sweep.out}/tuned.yaml" and study["target"] == yaml.safe_load(
+        (configs / "compare-sweep.yaml").read_text())["target"]
+    assert study["evaluation"] == yaml.safe_load((configs / "compare-sweep.yaml").read_text())["evaluation"]
