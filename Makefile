@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-lowest mutants clean
+.PHONY: demo compare test test-fast test-lowest mutants clean
 # the lower bounds of pyproject.toml for transformers, accelerate and typer (tests/test_compat.py checks they agree)
 LOWEST := transformers==5.24.0 accelerate==1.10.0 typer==0.18.0
 
