@@ -130,7 +130,7 @@ def test_methods_may_name_a_file_of_them_and_a_bad_one_is_named(tmp_path):
     assert method.label == "gd-tuned" and method.entry.config.steps == 3
     assert method.tuned_by == {"sweep": "s", "trial": 2}
     study.write_text(f"methods: {tmp_path / 'nowhere.yaml'}\n")
-    with pytest.raises(InputError, match="study.yaml: field 'methods': .*nowhere.yaml: no such file of methods"):
+    with pytest.raises(InputError, match="study.yaml: field 'methods': .*nowhere.yaml: no such file"):
         load_config(study)
     listed.write_text("methods:\n  - {method: gd, stepz: 3}\n")
     study.write_text(f"methods: {listed}\n")

@@ -52,7 +52,7 @@ def test_every_registry_lists_its_names_in_an_unknown_names_error():
     for registry, known in ((METHODS, "npo+gd"), (SECTIONS, "mmlu"), (ATTACKS, "quantize-4")):
         with pytest.raises(LumeError, match=f"unknown {registry.kind} .nope. \\(choose from .*{re.escape(known)}"):
             registry["nope"]
-    assert list(SECTIONS) == ["probes", "mia", "mmlu", "extraction"]  # in their order
+    assert list(SECTIONS) == ["probes", "mia", "mmlu", "general", "extraction"]  # in their order
 
 
 def test_a_reference_names_a_class_anywhere_a_name_is(capsys, tmp_path, tiny_model_dir, split_files, monkeypatch):

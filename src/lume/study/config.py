@@ -78,7 +78,8 @@ def read_study(cls, path: str | Path) -> tuple[dict, list, Path]:
     if isinstance(methods, str):
         source = Path(os_path(methods))
         if not source.is_file():
-            raise InputError(path, f"{methods}: no such file of methods", field="methods")
+            raise InputError(path, f"expected a list of entries, or a YAML file of them; {methods}: no such file",
+                             field="methods")
         listed = read_yaml(source)
         methods = listed.get("methods") if isinstance(listed, dict) else None
         if methods is None:

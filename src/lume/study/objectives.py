@@ -77,6 +77,8 @@ def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def representative(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The trial evaluated in full: the best, or the front's with the best final-score formula."""
-    trials = front(study)
-    return max(trials, key=lambda t: t.user_attrs.get("chosen", {}).get("selection_score") or float("-inf"),
-               default=None)
+    def final_formula(trial: optuna.trial.FrozenTrial) -> float:
+        score = ProbeRow.from_json(trial.user_attrs.get("chosen", {})).selection_score
+        return float("-inf") if score is None else score
+
+    return max(front(study), key=final_formula, default=None)
