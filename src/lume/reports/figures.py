@@ -29,6 +29,13 @@ def png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def labelled(figure, axis, **labels):
+    """The figure, its axis labelled and its legend outside on the right (labels never cover points)."""
+    axis.set(**labels)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
+
+
 def _error(summary: EvaluationSummary, name: str, value: float, flip: bool = False) -> list[float]:
     """Distances below and above `value` to its interval's ends (for error bars); 0 without one."""
     low, high = summary.interval(name) or (value, value)
@@ -51,10 +58,8 @@ def forget_vs_retain(models: list[ModelEntry]):
         axis.errorbar(x, y, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, x, flip=True)],
                       yerr=[[e] for e in _error(summary, Headline.RETAIN_MEAN, y)], fmt=markers[index % len(markers)],
                       capsize=3, label=entry.label)
-    axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
-             xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility (95 % intervals)")
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return figure
+    return labelled(figure, axis, xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
+                    xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility (95 % intervals)")
 
 
 def forget_vs_general(models: list[ModelEntry]):
@@ -70,10 +75,9 @@ def forget_vs_general(models: list[ModelEntry]):
         axis.errorbar(1 - forget, general, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, 1 - forget, True)],
                       yerr=[[e] for e in _error(summary, Headline.GENERAL_NLL, general)],
                       fmt="osD^vP*Xh<>"[index % 11], capsize=3, label=entry.label)
-    axis.set(xlabel="forgetting: 1 − mean forget score", ylabel="general-text NLL (lower: less damage)",
-             title="Forgetting against general ability (95 % intervals)")
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return figure
+    return labelled(figure, axis, xlabel="forgetting: 1 − mean forget score",
+                    ylabel="general-text NLL (lower: less damage)",
+                    title="Forgetting against general ability (95 % intervals)")
 
 
 def leaderboard_figure(models: list[ModelEntry]):

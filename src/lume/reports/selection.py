@@ -3,7 +3,7 @@ step, the Pareto frontier across methods, every probe curve, and a sweep's trial
 
 from __future__ import annotations
 
-from lume.reports.figures import png, pyplot
+from lume.reports.figures import labelled, png, pyplot
 from lume.reports import ModelEntry
 from lume.reports.leaderboard import markdown_table
 from lume.results import ProbeRow
@@ -61,10 +61,8 @@ def trajectories(models: list[ModelEntry]):
                   color=line.get_color(), markeredgecolor="black")
         points += [_position(r) for r in rows if r.step > 0]
     draw_front(axis, pareto_front(points))
-    axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
-             title="Unlearning paths over steps (★ chosen step)")
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return figure
+    return labelled(figure, axis, xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
+                    title="Unlearning paths over steps (★ chosen step)")
 
 
 def probe_curves(models: list[ModelEntry]):
@@ -161,10 +159,8 @@ def sweep_pareto(sweep: dict):
         if best:
             axis.scatter(*_position(best), marker="*", s=200, edgecolors="black", color=dots.get_facecolor()[0])
     draw_front(axis, pareto_front([_position(row) for _, row in finished]))
-    axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
-             title="Sweep trials (★ best per method)")
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return figure
+    return labelled(figure, axis, xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
+                    title="Sweep trials (★ best per method)")
 
 
 def selection_parts(models: list[ModelEntry], sweep: dict | None) -> tuple[str, dict[str, bytes]]:
