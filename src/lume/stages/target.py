@@ -327,7 +327,8 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
     """The target's retrained oracle in TARGET/oracle: its base trained with the target's
     settings on the target's retain documents only (the forget ones left out), so that what a
     model that never saw the forget documents scores can be measured. Its manifest lists the
-    target's documents (evaluation scores the same ones) and the forget ones as `left_out`."""
+    target's documents (evaluation scores the same ones, its tuning part kept) and the forget ones
+    as `left_out`. DATA: the data already loaded (a study's); None: the target's data_dir's."""
     target_dir = Path(target_dir)
     target = read_manifest(target_dir)
     if target is None:
