@@ -292,6 +292,9 @@ def test_a_sweep_tunes_and_scores_on_the_tuning_documents_and_a_study_reports_th
     (chosen,) = json.loads((out / "sweep.json").read_text())["best"].values()
     assert tuned[0]["training"]["learning_rate"] == chosen["params"]["training.learning_rate"]
     assert tuned[0]["tuned_by"]["part"] == "tuning" and len(tuned[0]["tuned_by"]["documents"]) == 9
+    kept = json.loads((out / "sweep.json").read_text())["trials"][0]["step"]  # no step picked on test documents:
+    assert (tuned[0].get("stop_at"), tuned[0]["select"], tuned[0]["eval_every"]) == (
+        (kept, "last", 0) if kept else (None, "best", 1))  # the kept one, reached unprobed
     study = {"out": str(tmp_path / "study"), "data_dir": str(data_dir), "target": {"model": str(target_with_tuning)},
              "methods": str(out / "tuned.yaml"), "evaluation": {**config["evaluation"], "mia_set": "none"}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
@@ -299,6 +302,8 @@ def test_a_sweep_tunes_and_scores_on_the_tuning_documents_and_a_study_reports_th
     report = json.loads((folder / "models" / "npo+gd" / "lume_unlearn.json").read_text())
     assert report["forget"]["fingerprint"] == _fingerprint(parts["test"][0])
     assert report["config"]["training"]["learning_rate"] == chosen["params"]["training.learning_rate"]
+    if kept:  # trained to the kept step, without probes
+        assert report["steps"] == kept and "probes" not in report
     summary = json.loads((folder / "eval" / "npo+gd" / "summary.json").read_text())
     text = (folder / "report.md").read_text()
     assert "part" not in summary["data"] and "tuning documents**" not in text

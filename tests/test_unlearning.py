@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import subprocess
@@ -443,3 +444,22 @@ def test_a_run_over_its_time_budget_keeps_its_first_finished_epoch(tmp_path, tin
     report = unlearn(tiny_model_dir, tmp_path / "out", config, forget=forget, retain=retain)
     assert report.steps == math.ceil(len(forget) / FAST.batch_size)  # one epoch, then stopped
     assert report.stopped.startswith("time budget: 1 epoch(s)")
+
+
+def test_stop_at_ends_a_run_at_that_step_of_the_longer_schedule(tmp_path, tiny_model_dir, sets):
+    """A sweep's kept step without probing: the first steps of the 4-step schedule (its linear
+    decay included), not a 2-step schedule."""
+    from lume.models import load_model
+
+    forget, retain = sets
+    config = UnlearnConfig(method="gd", steps=4, progress=False, device="cpu",
+                           training=TrainingSettings(batch_size=1, learning_rate=1e-3, scheduler="linear",
+                                                     mixed_precision="no"))
+    runs = {name: unlearn(tiny_model_dir, tmp_path / name, changed, forget=forget, retain=retain)
+            for name, changed in (("whole", config), ("stopped", dataclasses.replace(config, stop_at=2)),
+                                  ("short", dataclasses.replace(config, steps=2)))}
+    assert runs["stopped"].steps == 2 and runs["stopped"].stopped == "stop_at: step 2"
+    assert [r["loss"] for r in runs["stopped"].losses] == [r["loss"] for r in runs["whole"].losses[:2]]
+    weights = {name: next(iter(load_model(tmp_path / name, device="cpu").model.parameters())).detach()
+               for name in ("stopped", "short")}
+    assert not torch.equal(weights["stopped"], weights["short"])  # a 2-step schedule decays faster

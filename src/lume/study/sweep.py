@@ -391,7 +391,8 @@ TUNED_NAME = "tuned.yaml"  # each method's chosen settings, as a study's `method
 
 
 def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna.trial.FrozenTrial]) -> str:
-    """Each method's entry with its chosen trial's values, named, and where they were chosen: the
+    """Each method's entry with its chosen trial's values and the step it kept (`stop_at`, unprobed:
+    a study picks no step on the documents it reports), named, and where they were chosen: the
     sweep, the trial, the target and the documents tuned on (a report compares them with the
     documents it scores)."""
     part = opened.config.evaluation.part
@@ -405,6 +406,9 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
         entry = {k: v for k, v in method.written.items() if k != "search"}
         for name, value in best[method.label].params.items():
             entry = with_dotted(entry, name, value)
+        kept = ProbeRow.from_json(best[method.label].user_attrs.get("chosen", {})).step
+        if kept:  # the kept step, reached without probing; step 0 (nothing unlearned) trains the whole run
+            entry = {**entry, "stop_at": kept, "select": "last", "eval_every": 0}
         methods.append({**entry, "name": method.label, "tuned_by": {
             "sweep": config.name, "trial": best[method.label].number, "target": str(opened.target), "part": part,
             "documents": documents}})

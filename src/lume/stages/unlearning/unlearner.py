@@ -53,6 +53,9 @@ class UnlearnConfig:
                                     factory=dict)
     steps: int | None = setting(None, "Optimiser steps; None = the schedule's length (draws: 40; epochs, chunks: "
                                       "their passes)", at_least=1)
+    stop_at: int | None = setting(None, "End after this step, the schedule's length and learning-rate decay "
+                                        "unchanged: without probes, the model a probed run kept at that step (a "
+                                        "sweep's tuned.yaml sets it)", at_least=1)
     schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
     part: str = setting("test", "Which of a lume target's documents are unlearned and probed (its forget and "
                                 "retain, and the probes' held-out ones): test (all, for a target without a tuning "
@@ -404,7 +407,13 @@ class _UnlearnStage(Stage):
         return self.method
 
     def budget(self):
-        return EpochBudget(self.schedule) if self.config.schedule.max_seconds else None
+        """Where training ends before the schedule does: `stop_at`, or the time budget."""
+        epochs = EpochBudget(self.schedule) if self.config.schedule.max_seconds else None
+        stop_at = self.config.stop_at
+        if stop_at is None:
+            return epochs
+        return lambda step, seconds: (f"stop_at: step {stop_at}" if step >= stop_at
+                                      else epochs(step, seconds) if epochs else None)
 
     def finished(self, model, result, accelerator) -> UnlearnReport:
         """The report; with `select: best`, the chosen step's weights put back into the model."""
