@@ -139,7 +139,7 @@ def test_methods_may_name_a_file_of_them_and_a_bad_one_is_named(tmp_path):
 
 
 def test_the_comparison_tunes_every_entry_alike_on_tuning_documents_and_reports_the_test_ones():
-    """configs/compare-sweep.yaml gives every method and one-run recipe the same trials, on a target
+    """configs/compare-sweep.yaml gives every method and recipe the same trials, on a target
     with a tuning part and an oracle; configs/compare.yaml runs what it chose on the same target."""
     from pathlib import Path
 
@@ -152,7 +152,7 @@ def test_the_comparison_tunes_every_entry_alike_on_tuning_documents_and_reports_
     sweep = load_sweep(configs / "compare-sweep.yaml")
     labels = {m.label for m in sweep.methods}
     assert {"ga", "gd", "kl", "npo", "npo+gd", "simnpo", "rmu"} <= labels
-    assert {name for name in RECIPES if RECIPES[name].merge is None} <= labels  # the one-run recipes
+    assert set(RECIPES) <= labels  # the merging one too
     assert sweep.target.oracle and sweep.target.memorize["tuning_per_task"] > 0
     study = yaml.safe_load((configs / "compare.yaml").read_text())
     assert study["methods"] == f"{sweep.out}/tuned.yaml" and study["target"] == yaml.safe_load(

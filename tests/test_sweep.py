@@ -240,7 +240,6 @@ def test_a_one_run_recipe_is_swept_over_its_settings_for_the_target(tmp_path, ti
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"recipe": "zjuklab", "eval_every": 1}, "methods\\[0\\].recipe': recipe 'zjuklab' merges models"),
     ({"recipe": "sha256", "eval_every": 1, "search": {"training.learning_rte": {"low": 1, "high": 3}}},
      "learning_rte"),
     ({"recipe": "sha256", "eval_every": 1, "search": {"method_settings.beta": {"low": 1, "high": 3}}}, "beta"),
@@ -362,3 +361,19 @@ def test_a_multi_objective_sweep_over_a_recipe_and_two_methods_keeps_each_pareto
 def test_objectives_that_cannot_be_searched_are_refused_when_read(tmp_path, tiny_target, data_dir, extra, message):
     with pytest.raises(InputError, match=message):
         load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, **extra))
+
+
+def test_a_recipe_that_merges_is_swept_on_its_merged_model_probed_once(tmp_path, tiny_target, data_dir):
+    """zjuklab trains two LoRA models and merges them: no run's probes score the merged model, so
+    each trial probes it once, as merged, and its chosen settings carry no kept step."""
+    entry = {"recipe": "zjuklab", "schedule": {"epochs": 1}, "probes": {"mmlu_questions": 4},
+             "training": {"batch_size": 2},
+             "search": {"training.learning_rate": {"low": 1.0e-4, "high": 1.0e-3, "log": True}}}
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, methods=[entry])))
+    (trial,) = json.loads((run / "sweep.json").read_text())["trials"]
+    report = json.loads((Path(trial["folder"]) / "lume_unlearn.json").read_text())
+    assert trial["state"] == "COMPLETE" and report["merge"] is not None and "probes" not in report
+    assert trial["value"] == trial["selection_score"] and trial["step"] == report["steps"]
+    assert trial["forget_mean"] is not None and trial["mmlu_dev"] is not None
+    (tuned,) = yaml.safe_load((run / "tuned.yaml").read_text())["methods"]
+    assert tuned["recipe"] == "zjuklab" and "stop_at" not in tuned

@@ -32,7 +32,7 @@ from lume.outputs import one_writer, own_folder
 from lume.results import ProbeRow, UnlearnReport
 from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
-from lume.stages.unlearning.recipes import RECIPES
+from lume.stages.unlearning.unlearner import probed
 from lume.study.config import StudyConfig, read_study
 from lume.study.course import OpenStudy, evaluated_course, open_study
 from lume.study.entries import StudyMethod, study_methods
@@ -163,12 +163,10 @@ def tuning_part(target: Path) -> str:
 
 
 def _check_sweepable(method: StudyMethod, where: str, path: Path) -> None:
-    """A trial is scored on the probes as it trains: every run of it probed, none merged after."""
-    recipe = method.entry.recipe
-    if recipe and RECIPES[recipe].merge is not None:
-        raise InputError(path, f"recipe {recipe!r} merges models it trains, which the probes cannot score as it "
-                               "trains: sweep one-run recipes, or compare its settings in a study",
-                         field=f"{where}.recipe")
+    """A trial is scored on the probes: every run of it probed as it trains, or a merged recipe's
+    model probed once, as merged."""
+    if method.entry.merges:
+        return
     if not all(config.eval_every for config in method.entry.runs.values()):
         raise InputError(path, "a sweep scores trials on the probes: set eval_every", field=f"{where}.eval_every")
 
@@ -239,19 +237,27 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str, o
                 if step and trial.should_prune():
                     raise optuna.TrialPruned()
 
+        entry = trial_entry(method, params, part)
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
-                unlearned_step(opened.steps, opened.target, trial_entry(method, params, part), label, folder,
-                               opened.data, on_probe=on_probe)
+                unlearned_step(opened.steps, opened.target, entry, label, folder, opened.data, on_probe=on_probe)
             except KeyboardInterrupt:  # the next start runs these settings first, resuming their checkpoint
                 trial.study.enqueue_trial(params, user_attrs={"retried_after_interrupt": trial.number})
                 raise
-        report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
-        chosen = next(r for r in report.probes if r.step == report.selection.step)
+        chosen = _ranked_row(folder, entry, opened)
         trial.set_user_attr("chosen", chosen.chosen_numbers())
         return trial_values(chosen, objectives)
 
     return _failures_marked(objective)
+
+
+def _ranked_row(folder: Path, entry, opened: OpenStudy) -> ProbeRow:
+    """The probe row a trial is ranked on: its run's kept step; a merged recipe's model probed once
+    as merged, on the selection data its runs would probe."""
+    report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
+    if entry.merges:
+        return probed(folder, opened.target, next(iter(entry.runs.values())), report.steps, opened.data)
+    return next(r for r in report.probes if r.step == report.selection.step)
 
 
 def _failures_marked(objective):
@@ -406,7 +412,7 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
         entry = {k: v for k, v in method.written.items() if k != "search"}
         for name, value in best[method.label].params.items():
             entry = with_dotted(entry, name, value)
-        kept = ProbeRow.from_json(best[method.label].user_attrs.get("chosen", {})).step
+        kept = None if method.entry.merges else ProbeRow.from_json(best[method.label].user_attrs.get("chosen", {})).step
         if kept:  # the kept step, reached without probing; step 0 (nothing unlearned) trains the whole run
             entry = {**entry, "stop_at": kept, "select": "last", "eval_every": 0}
         methods.append({**entry, "name": method.label, "tuned_by": {

@@ -34,14 +34,14 @@ from lume.stages.unlearning.methods import METHODS, Context
 from lume.stages.unlearning.methods.base import prime
 from lume.stages.unlearning.schedule import EpochBudget, Plan, ScheduleSettings, plan
 from lume.stages.unlearning.selection import (BEST_NAME, SELECTIONS, ProbeSettings, Trajectory, validation_indices,
-                                             chosen_step, probe_set)
+                                             chosen_step, probe, probe_set, selection_score)
 from lume.training import (TextSettings, TrainingRun, TrainingSettings, collate, distribution, prompt_answer_example,
                            reference_copy, scoped)
 from lume.training.sampling import process_micro_batches
 from lume.training.scope import check_layer_indices
 from lume.training.stage import Stage
 from lume.training.precision import chosen_mixed_precision
-from lume.results import StepChoice, UnlearnReport
+from lume.results import ProbeRow, StepChoice, UnlearnReport
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
 
@@ -293,11 +293,7 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     """Probes every `eval_every` steps on the run's selection data; None when off."""
     if not config.eval_every:
         return None
-    dataset = lume_data.loaded(data)
-    manifest = read_manifest(model_in) if Path(model_in).is_dir() else None
-    held_out = manifest.selection(dataset.documents).part(config.part).held_out if manifest else []
-    mmlu_dir = dataset.data_dir / "mmlu"
-    probes = probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes)
+    probes, held_out = _selection_data(config, forget, retain, model_in, data)
     key = {"run": run.key(), "probes": identity(config.probes), "select": config.select, "data": probes.describe()}
     start = {"model": run.identity["model"], "probes": identity(config.probes), "forget": run.identity["forget"],
              "retain": run.identity["retain"], "held_out": sorted(d.doc_id for d in held_out),
@@ -305,6 +301,27 @@ def _trajectory(config: UnlearnConfig, out_dir: Path, run: TrainingRun, forget: 
     start_key = settings_key(start)
     return Trajectory(out_dir, key, probes, config.select, accelerator, cache_dir() / "probes" / f"{start_key}.json",
                       validation)
+
+
+def _selection_data(config: UnlearnConfig, forget: list[Record], retain: list[Record], model_in, data):
+    """(the probes, their held-out non-members): slices of the run's forget and retain records, the
+    held-out documents of its part of a lume target's, MMLU dev questions."""
+    dataset = lume_data.loaded(data)
+    manifest = read_manifest(model_in) if Path(model_in).is_dir() else None
+    held_out = manifest.selection(dataset.documents).part(config.part).held_out if manifest else []
+    mmlu_dir = dataset.data_dir / "mmlu"
+    return probe_set(forget, retain, held_out, mmlu_dir if mmlu_dir.is_dir() else None, config.probes), held_out
+
+
+def probed(model_dir, model_in, config: UnlearnConfig, step: int, data=None) -> ProbeRow:
+    """MODEL_DIR probed once on the selection data a run of CONFIG from target MODEL_IN probes: the
+    model a recipe merged, which no run probed as it was made (a sweep's trial of it)."""
+    forget, retain = manifest_records(Path(model_in), data, config.part)
+    probes, _ = _selection_data(config, forget, retain, model_in, data)
+    loaded = load_model(model_dir, dtype="float32", device=config.device)
+    with torch.no_grad():
+        row = probe(loaded.model.eval(), loaded.tokenizer, probes, step)
+    return replace(row, selection_score=selection_score(row))
 
 
 def _probing(trajectory: Trajectory | None, config: UnlearnConfig, last_step: int, model, tokenizer, accelerator,

@@ -59,6 +59,11 @@ class Entry:
         return replace(self, runs=runs)
 
     @property
+    def merges(self) -> bool:
+        """Whether its runs' adapters are merged into the model (no run's probes score that model)."""
+        return self.recipe is not None and RECIPES[self.recipe].merge is not None
+
+    @property
     def config(self) -> UnlearnConfig:
         """A method entry's one run."""
         (config,) = self.runs.values()
