@@ -446,7 +446,7 @@ def test_a_run_over_its_time_budget_keeps_its_first_finished_epoch(tmp_path, tin
     assert report.stopped.startswith("time budget: 1 epoch(s)")
 
 
-def test_stop_at_ends_a_run_at_that_step_of_the_longer_schedule(tmp_path, tiny_model_dir, sets):
+def test_stop_at_ends_a_run_at_that_step_of_the_longer_schedule(tmp_path, tiny_model_dir, sets, fresh_accelerate_state):
     """A sweep's kept step without probing: the first steps of the 4-step schedule (its linear
     decay included), not a 2-step schedule."""
     from lume.models import load_model
