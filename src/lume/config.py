@@ -211,13 +211,20 @@ def restated(cls, name: str, default=dataclasses.MISSING, *, factory=None, help:
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def with_dotted(mapping: dict, dotted: str, value) -> dict:
-    """A copy of the nested mapping with the setting DOTTED (e.g. training.learning_rate) set to VALUE."""
-    head, _, rest = dotted.partition(".")
+def with_dotted(mapping: dict, values) -> dict:
+    """A copy of the nested mapping with each (dotted name, value) of VALUES set, in order (e.g.
+    ("training.learning_rate", 1e-4): a later one over an earlier)."""
+    for dotted, value in values:
+        mapping = _with_one(mapping, dotted.split("."), value)
+    return mapping
+
+
+def _with_one(mapping: dict, names: list[str], value) -> dict:
+    head, *rest = names
     if not rest:
         return {**mapping, head: value}
     inner = mapping.get(head)
-    return {**mapping, head: with_dotted(inner if isinstance(inner, dict) else {}, rest, value)}
+    return {**mapping, head: _with_one(inner if isinstance(inner, dict) else {}, rest, value)}
 
 
 # Raised when a setting's default changes what a run computes: keys leave defaults out (below), so

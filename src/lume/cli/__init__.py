@@ -151,8 +151,7 @@ def given_values(cls, given: dict, settings: list[str]) -> dict:
                 if key not in own and key in {f.name for f in dataclasses.fields(TrainingSettings)}}
     if training:
         values["training"] = training
-    for name, value in name_values(settings, "--setting"):
-        values = with_dotted(values, name, value)
+    values = with_dotted(values, name_values(settings, "--setting"))
     return coerce_fields(cls, values, source="the command line")
 
 

@@ -98,9 +98,7 @@ def trial_entry(method: StudyMethod, params: dict, part: str = "test", source="t
     """METHOD's entry with the drawn PARAMS ({dotted field: value}) over its settings, each value
     of its field's type (a float drawn for an int setting becomes the int), on PART of the
     target's documents."""
-    overrides = {} if part == "test" else {"part": part}
-    for name, value in params.items():
-        overrides = with_dotted(overrides, name, value)
+    overrides = with_dotted({} if part == "test" else {"part": part}, params.items())
     return method.entry.with_overrides(coerce_fields(UnlearnConfig, overrides, where=where, source=source))
 
 
@@ -409,9 +407,8 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
     for method in config.methods:
         if method.label not in best:
             continue
-        entry = {k: v for k, v in method.written.items() if k != "search"}
-        for name, value in best[method.label].params.items():
-            entry = with_dotted(entry, name, value)
+        entry = with_dotted({k: v for k, v in method.written.items() if k != "search"},
+                            best[method.label].params.items())
         kept = None if method.entry.merges else ProbeRow.from_json(best[method.label].user_attrs.get("chosen", {})).step
         if kept:  # the kept step, reached without probing; step 0 (nothing unlearned) trains the whole run
             entry = {**entry, "stop_at": kept, "select": "last", "eval_every": 0}
