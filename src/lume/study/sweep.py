@@ -216,7 +216,7 @@ class _InterruptedTrials(logging.Filter):
         return not (found and found[1] in self.numbers)
 
 
-def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str, objectives: list[str]):
+def _objective(opened: OpenStudy, method: StudyMethod, trials: int, objectives: list[str]):
     """A trial: the method's settings with the sampled values, unlearned as a study step, scored
     by its chosen step's selection score; each probe is reported, so the pruner may stop it. A
     trial started when `trials` were already claimed (by another worker) stops at once, marked surplus."""
@@ -235,7 +235,7 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, part: str, o
                 if step and trial.should_prune():
                     raise optuna.TrialPruned()
 
-        entry = trial_entry(method, params, part)
+        entry = trial_entry(method, params, opened.config.evaluation.part)  # the documents the sweep tunes on
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
                 unlearned_step(opened.steps, opened.target, entry, label, folder, opened.data, on_probe=on_probe)
@@ -271,7 +271,7 @@ def _failures_marked(objective):
     return run
 
 
-def _check_grid(methods: list[dict], path: Path) -> None:
+def _check_grid(methods: list[StudyMethod], path: Path) -> None:
     """The grid sampler walks a list of choices for every searched setting."""
     for index, method in enumerate(methods):
         ranged = next((name for name, space in method.search.items() if "choices" not in space), None)
@@ -330,14 +330,14 @@ def claimed(study: optuna.Study, before: int | None = None) -> int:
                and (before is None or t.number < before))
 
 
-def _run_trials(config: SweepConfig, opened: OpenStudy, storage, part: str) -> dict[str, optuna.Study]:
+def _run_trials(config: SweepConfig, opened: OpenStudy, storage) -> dict[str, optuna.Study]:
     """Each method's trials until exactly `trials` are finished or pruned by all workers
     together: a trial takes its place by its number, so two workers never both run the last one."""
     studies = {method.label: _study(config, method, storage) for method in config.methods}
     while True:
         for method, study in zip(config.methods, studies.values()):
             while claimed(study) < config.trials:
-                study.optimize(_objective(opened, method, config.trials, part, config.objectives), n_trials=1,
+                study.optimize(_objective(opened, method, config.trials, config.objectives), n_trials=1,
                                catch=(LumeError,))
         if _settled(studies, config):
             return studies
@@ -371,8 +371,9 @@ def trial_rows(studies: dict[str, optuna.Study]) -> list[dict]:
 
 def _values(trial: optuna.trial.FrozenTrial) -> dict:
     """{"value": v} of a single-objective trial; {"values": [...]} of a multi-objective one."""
-    values = trial.values
-    return {"value": values[0] if values else None} if values is None or len(values) == 1 else {"values": values}
+    if trial.values is not None and len(trial.values) > 1:
+        return {"values": trial.values}
+    return {"value": trial.values[0] if trial.values else None}
 
 
 def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.Study]) -> None:
@@ -479,11 +480,11 @@ def sweep(config: SweepConfig) -> Path:
     out = own_folder(config.out)
     out.mkdir(parents=True, exist_ok=True)
     opened = open_study(config)
-    part = tuning_part(opened.target)
-    opened.config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, part=part))
+    opened.config = dataclasses.replace(config, evaluation=dataclasses.replace(  # trials and evaluations alike
+        config.evaluation, part=tuning_part(opened.target)))
     set_study_note(f"the finished trials are kept in the sweep's storage and {out}; the same command continues")
     try:
-        studies = _run_trials(config, opened, _storage(config, out), part)
+        studies = _run_trials(config, opened, _storage(config, out))
     except Exception as error:
         lost = _database_error(error)
         if lost is None:
