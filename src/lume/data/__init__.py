@@ -86,17 +86,21 @@ def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
     return len(shared)
 
 
+def mia_folder(data_dir: str | Path | None = None, validation: bool = False) -> Path:
+    """The folder of the SemEval MIA files (member.jsonl, nonmember.jsonl): final, or validation."""
+    folder = resolve_data_dir(data_dir) / "semeval25" / "mia"
+    return folder / "validation" if validation else folder
+
+
 def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> list[MIADocument]:
     """The SemEval MIA documents (final set, or the validation set), members first."""
-    folder = resolve_data_dir(data_dir) / "semeval25" / "mia"
-    if validation:
-        folder = folder / "validation"
+    folder = mia_folder(data_dir, validation)
     return (read_mia_documents(folder / "member.jsonl", True, "Task3")
             + read_mia_documents(folder / "nonmember.jsonl", False, "Task3"))
 
 
 __all__ = [
     "SOURCES", "SPLITS", "TASKS", "Document", "LumeData", "MIADocument", "Record", "Selection",
-    "build_documents", "load", "load_mia", "loaded", "parse_id", "read_mia_documents", "read_records",
+    "build_documents", "load", "load_mia", "loaded", "mia_folder", "parse_id", "read_mia_documents", "read_records",
     "resolve_data_dir", "select_documents", "warn_overlap",
 ]

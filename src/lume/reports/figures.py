@@ -10,6 +10,7 @@ from lume.metrics import AGGREGATE_ORDER
 from lume.metrics.oracle import task_distances
 from lume.reports import ModelEntry
 from lume.results import AttackResults, EvaluationSummary, Headline
+from lume.stages.evaluation.general_section import general_nll
 from lume.stages.evaluation.membership_section import official_rows
 
 
@@ -69,7 +70,7 @@ def forget_vs_general(models: list[ModelEntry]):
     figure, axis = plt.subplots(figsize=(6.5, 4))
     for index, entry in enumerate(models):
         summary, forget = entry.summary, entry.summary.split_mean("forget")
-        general = summary.parts.get("general", {}).get("nll")
+        general = general_nll(summary)
         if forget is None or general is None:
             continue
         axis.errorbar(1 - forget, general, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, 1 - forget, True)],
@@ -163,7 +164,7 @@ def figures(models: list[ModelEntry]) -> dict[str, bytes]:
     out = {"forget_vs_retain": png(forget_vs_retain(models)), "per_task": png(per_task_bars(models))}
     if any(m.summary.final is not None for m in models):
         out["leaderboard"] = png(leaderboard_figure(models))
-    if any("general" in m.summary.parts for m in models):
+    if any(general_nll(m.summary) is not None for m in models):
         out["forget_vs_general"] = png(forget_vs_general(models))
     with_mia = [m for m in models if m.mia_rows and m.summary.mia]
     if with_mia:

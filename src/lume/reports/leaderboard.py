@@ -13,6 +13,7 @@ from lume.models.released import RELEASED
 from lume.reports import ModelEntry, mia_set_label, number, with_interval
 from lume.results import EvaluationSummary, Headline, PublishedScores, UnlearnReport
 from lume.stages.evaluation import SECTIONS
+from lume.stages.evaluation.general_section import general_nll
 from lume.stages.unlearning.recipes import RECIPES, target_kind
 
 # The LUME paper's baselines on the released OLMo-7B target, final protocol (published, not
@@ -62,7 +63,7 @@ def _point(summary: EvaluationSummary, name: str) -> float:
     points = {Headline.TASK_AGGREGATE: lambda: summary.task_aggregate, Headline.FINAL: lambda: summary.final,
               Headline.MMLU: lambda: summary.mmlu_accuracy, Headline.MIA_SCORE: lambda: summary.mia_score,
               Headline.MIA_AUC: lambda: summary.mia.auc_loss,
-              Headline.GENERAL_NLL: lambda: summary.parts["general"]["nll"],
+              Headline.GENERAL_NLL: lambda: general_nll(summary),
               Headline.FORGET_MEAN: lambda: summary.split_mean("forget"),
               Headline.RETAIN_MEAN: lambda: summary.split_mean("retain")}
     return points[name]() if name in points else summary.scores[name]
@@ -101,7 +102,7 @@ def differences(models: list[ModelEntry], target: ModelEntry | None) -> list[str
     if target is None or not methods:
         return []
     best = max(methods, key=lambda m: m.summary.final)
-    general = "general" in target.summary.parts  # the general-text NLL, where it was measured
+    general = general_nll(target.summary) is not None  # where it was measured
     rows = [[m.label, difference(m, target, Headline.FORGET_MEAN), difference(m, target, Headline.RETAIN_MEAN),
              *([difference(m, target, Headline.GENERAL_NLL)] if general else []),
              difference(m, target, Headline.FINAL), "–" if m is best else difference(m, best, Headline.FINAL)]

@@ -37,9 +37,9 @@ class GeneralSettings:
 def general_documents(evaluation: Evaluation) -> list[dict]:
     """The non-member documents of both SemEval MIA folds, ids prefixed by their fold; none (said)
     where the data folder lacks the files."""
-    folder = evaluation.dataset.data_dir / "semeval25" / "mia"
-    if not all((path / "nonmember.jsonl").is_file() for path in (folder, folder / "validation")):
-        log.info(f"general-text NLL left out: {folder} lacks the SemEval MIA non-member files")
+    folders = [lume_data.mia_folder(evaluation.dataset.data_dir, fold == "validation") for fold in FILES]
+    if not all((folder / "nonmember.jsonl").is_file() for folder in folders):
+        log.info(f"general-text NLL left out: {folders[0]} lacks the SemEval MIA non-member files")
         return []
     return [{"id": f"{fold}/{d.id}", "text": d.text} for fold in FILES
             for d in lume_data.load_mia(evaluation.dataset.data_dir, validation=fold == "validation") if not d.member]
@@ -54,6 +54,11 @@ def nll_rows(model, tokenizer, documents: list[dict], settings: GeneralSettings,
         on_row({"id": documents[index]["id"], "nll": nll.item(), "tokens": len(token_ids[index])})
 
     document_logits(model, token_ids, tokenizer.pad_token_id, settings.batch_size, score)
+
+
+def general_nll(summary: EvaluationSummary) -> float | None:
+    """The general-text NLL of an evaluation; None where it was not measured."""
+    return summary.parts.get(General.name, {}).get("nll")
 
 
 @register_section
@@ -76,7 +81,7 @@ class General(Section):
         return {self.name: {"nll": nll, "documents": len(rows), "tokens": sum(r["tokens"] for r in rows)}}, rows
 
     def headline(self, summary: EvaluationSummary) -> dict[str, float | None]:
-        return {Headline.GENERAL_NLL: summary.parts[self.name]["nll"]}
+        return {Headline.GENERAL_NLL: general_nll(summary)}
 
     def replicates(self, summary, rows, seed, resamples):
         return mean_replicates(rows, "nll", Headline.GENERAL_NLL, seed, resamples)
