@@ -190,7 +190,9 @@ def _unlearned_line(report, model_out: str) -> str:
 def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, setting: list[str], options: dict):
     """`lume unlearn`'s run: with a method, or with a recipe whose settings the given options override."""
     from lume.stages.unlearning import UnlearnConfig, unlearn
+    from lume.stages.unlearning.recipes import target_kind
     from lume.stages.unlearning.recipes.run import unlearn_with_recipe
+    from lume.stages.unlearning.tuned import method_config
 
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     if recipe:
@@ -200,7 +202,8 @@ def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, set
                                    target=recipe_target or "auto", forget=forget, retain=retain, **options)
     if recipe_target:
         raise LumeError("--recipe-target chooses a recipe's settings: give --recipe too")
-    config = configured(UnlearnConfig(method=method or UnlearnConfig.method), given, setting)
+    config = method_config(method or UnlearnConfig.method, given_values(UnlearnConfig, given, setting),
+                           target_kind(model_in))
     return unlearn(model_in, model_out, config, forget=forget, retain=retain, **options)
 
 

@@ -67,8 +67,9 @@ def tuned_notes(out_dir: Path, models: list[ModelEntry], eval_dirs: list[Path]) 
             continue
         scored = {row["doc_id"] for row in read_jsonl(folder / "items.jsonl", what="evaluation items")}
         scored |= {row["id"].rsplit("/", 1)[-1] for row in entry.mia_rows if row.get("set") == "held-out"}
-        where = (f"- {entry.label}: settings chosen by sweep {record.get('sweep')} (trial {record.get('trial')}) on "
-                 f"the {record.get('part')} documents of {record.get('target')}; ")
+        whose = "lume's defaults for a target it built, " if record.get("defaults") else ""
+        where = (f"- {entry.label}: {whose}settings chosen by sweep {record.get('sweep')} "
+                 f"(trial {record.get('trial')}) on the {record.get('part')} documents of {record.get('target')}; ")
         if record.get("documents") is None:
             lines.append(where + "the documents it tuned on are not recorded")
             continue

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lume.config import build, coerce_fields, merged, safe_name, shown
+from lume.config import build, coerce_fields, safe_name, shown
 from lume.errors import InputError, LumeError
 from lume.stages.unlearning import METHODS, UnlearnConfig, check_fits
 from lume.stages.unlearning.recipes import RECIPES, target_kind
 from lume.stages.unlearning.recipes.run import Entry
+from lume.stages.unlearning.tuned import method_config, tuned_record
 
 MAX_METHODS = 200  # entries of a study's `methods`: checked before each one is
 RECIPE_KEYS = ("recipe", "recipe_target")  # a recipe entry's own keys; the rest override its runs
@@ -26,12 +27,13 @@ class StudyMethod:
     label: str  # its folders' and the report's name: `name`, else the recipe's or method's
     entry: Entry  # what it runs, and its step key
     written: dict = field(compare=False)  # the entry as the file gives it, checked (a sweep's identity)
+    defaults_tuned_by: dict | None = field(default=None, compare=False)  # lume's tuned defaults it ran with
 
     @property
     def tuned_by(self) -> dict | None:
-        """Where its settings were chosen (a sweep's tuned.yaml says): the sweep, the trial, the
-        target and the documents tuned on."""
-        return self.written.get("tuned_by")
+        """Where its settings were chosen (a sweep's tuned.yaml says, or lume's tuned defaults for a
+        target lume built): the sweep, the trial, the target and the documents tuned on."""
+        return self.written.get("tuned_by") or self.defaults_tuned_by
 
     @property
     def search(self) -> dict:
@@ -62,7 +64,11 @@ def study_methods(specs: list, target, path: str | Path = "the study's settings"
 
 def _study_method(spec, index: int, target, path) -> StudyMethod:
     written = method_spec(spec, index, path)
-    return StudyMethod(method_label(written), worked_out(written, target, f"methods[{index}]", path), written)
+    entry = worked_out(written, target, f"methods[{index}]", path)
+    kind = entry.target_kind or study_kind(target)
+    name = entry.recipe or METHODS[entry.config.method].name
+    defaults = tuned_record(name, entry_fields(written)) if kind == "lume" else None
+    return StudyMethod(method_label(written), entry, written, defaults)
 
 
 def method_spec(spec, index: int, path) -> dict:
@@ -109,11 +115,12 @@ def _recipe_spec(spec: dict, overrides: dict, where: str, path) -> dict:
 
 
 def worked_out(written: dict, target, where: str, path) -> Entry:
-    """The entry's unlearning for TARGET (a TargetConfig): a built target is a small lume target,
-    a given one is the kind its name or folder says (`recipes.target_kind`)."""
+    """The entry's unlearning for TARGET (a TargetConfig): a built target is a small lume target
+    (lume's tuned defaults under the entry's fields), a given one is the kind its name or folder
+    says (`recipes.target_kind`)."""
     try:
         if "recipe" not in written:
-            return Entry.of_method(merged(UnlearnConfig(method=written["method"]), entry_fields(written)))
+            return Entry.of_method(method_config(written["method"], entry_fields(written), study_kind(target)))
         asked = written["recipe_target"]
         if asked != "auto":
             target_kind(None, asked)  # a kind lume knows
@@ -127,6 +134,11 @@ def worked_out(written: dict, target, where: str, path) -> Entry:
         if isinstance(error, InputError):
             raise
         raise InputError(path, str(error), field=f"{where}.recipe" if "recipe" in written else where) from None
+
+
+def study_kind(target) -> str:
+    """The kind of target a study unlearns (a TargetConfig): a built one is a lume target."""
+    return target_kind(target.model) if target.model else "lume"
 
 
 def method_label(written: dict) -> str:

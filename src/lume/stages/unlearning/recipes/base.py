@@ -24,6 +24,7 @@ from lume.config import build, merged
 from lume.errors import LumeError
 from lume.models.released import COMPLETE, RELEASED
 from lume.registry import Registry
+from lume.stages.unlearning.tuned import tuned_fields
 from lume.stages.unlearning.unlearner import UnlearnConfig
 from lume.results import PublishedScores
 
@@ -42,14 +43,17 @@ class Recipe:
 
     @classmethod
     def configs(cls, kind: str, overrides: dict | None = None) -> dict[str, UnlearnConfig]:
-        """Each run's settings for a target of `kind`, with `overrides` (UnlearnConfig fields,
-        nested ones as mappings) over every run's."""
+        """Each run's settings for a target of `kind` (for a lume target, with the recipe's tuned
+        settings over them), with `overrides` (UnlearnConfig fields, nested ones as mappings) over
+        every run's."""
         if kind not in cls.runs:
             raise LumeError(f"recipe {cls.name!r} has no settings for a {kind} target "
                             f"(it has: {', '.join(cls.runs)})")
         configs = {}
         for run_name, fields in cls.runs[kind].items():
             config = build(UnlearnConfig, fields, where=f"{cls.name}.{kind}.{run_name}", source=f"recipe {cls.name}")
+            if kind == "lume":  # a sweep's choice for a target lume built (tuned.py)
+                config = merged(config, tuned_fields(cls.name, overrides or {}))
             configs[run_name] = merged(config, overrides or {})
         cls.check(configs)
         return configs

@@ -1,0 +1,101 @@
+"""lume's tuned defaults for a target lume built: a sweep's tuned.yaml read as each method's and
+recipe's starting settings there (never on a released target), what a study or the command line
+gives going over them, and the report naming the sweep they came from."""
+
+import pytest
+import yaml
+
+from lume.errors import InputError
+from lume.stages.unlearning import tuned
+from lume.stages.unlearning.recipes import RECIPES
+from lume.study.run import load_config
+
+TUNED_BY = {"sweep": "compare", "trial": 3, "target": "targets/abc", "part": "tuning", "documents": ["d1", "d2"]}
+ENTRIES = [{"method": "npo", "steps": 20, "stop_at": 10, "select": "last", "eval_every": 0,
+            "training": {"learning_rate": 1.5e-4}, "method_settings": {"beta": 0.3}, "name": "npo",
+            "tuned_by": TUNED_BY},
+           {"recipe": "sha256", "recipe_target": "auto", "stop_at": 30, "training": {"learning_rate": 7e-4},
+            "name": "sha256", "tuned_by": {**TUNED_BY, "trial": 1}}]
+
+
+@pytest.fixture
+def tuned_file(tmp_path, monkeypatch):
+    """A sweep's tuned.yaml as lume's tuned defaults."""
+    path = tmp_path / "tuned.yaml"
+    path.write_text(yaml.safe_dump({"methods": ENTRIES}))
+    tuned.tuned_defaults.cache_clear()
+    monkeypatch.setattr(tuned, "TUNED_FILE", path)
+    yield path
+    tuned.tuned_defaults.cache_clear()
+
+
+def test_the_packaged_defaults_are_a_sweeps_tuned_entries_each_naming_where_it_was_tuned():
+    tuned.tuned_defaults.cache_clear()
+    for name, record in tuned.tuned_defaults().items():
+        assert name in RECIPES or tuned.METHODS[name].name == name
+        assert {"sweep", "trial", "target", "part", "documents"} <= set(record.tuned_by)
+        assert record.tuned_by["part"] == "tuning" and record.tuned_by["documents"]
+
+
+def test_a_method_on_a_lume_target_starts_from_its_tuned_settings_and_what_is_given_goes_over(tuned_file):
+    config = tuned.method_config("npo", {}, "lume")
+    assert (config.steps, config.stop_at, config.training.learning_rate, config.method_settings["beta"]) == (
+        20, 10, 1.5e-4, 0.3)
+    given = tuned.method_config("npo", {"training": {"learning_rate": 1e-5}}, "lume")
+    assert (given.training.learning_rate, given.method_settings["beta"], given.stop_at) == (1e-5, 0.3, 10)
+    longer = tuned.method_config("npo", {"steps": 40}, "lume")  # another run length: the tuned stop goes
+    assert (longer.steps, longer.stop_at, longer.training.learning_rate) == (40, None, 1.5e-4)
+    released = tuned.method_config("npo", {}, "olmo-7b")
+    assert (released.steps, released.stop_at) == (tuned.UnlearnConfig.steps, None)
+    assert tuned.method_config("ga", {}, "lume") == tuned.UnlearnConfig(method="ga")  # never tuned
+
+
+def test_a_recipe_on_a_lume_target_takes_its_tuned_settings_over_its_runs(tuned_file):
+    (lume,) = RECIPES["sha256"].configs("lume").values()
+    (released,) = RECIPES["sha256"].configs("olmo-1b").values()
+    assert (lume.training.learning_rate, lume.stop_at) == (7e-4, 30)
+    assert released.stop_at is None and released.training.learning_rate != 7e-4
+    (given,) = RECIPES["sha256"].configs("lume", {"training": {"learning_rate": 1e-3}}).values()
+    assert (given.training.learning_rate, given.stop_at) == (1e-3, 30)
+
+
+def test_a_study_records_the_tuned_defaults_its_entries_ran_with(tuned_file, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("methods: [{method: npo}, {method: npo, name: own, steps: 5, stop_at: 3, select: last,\n"
+                    "  eval_every: 0, training: {learning_rate: 1.0e-5}, method_settings: {beta: 0.1}},\n"
+                    "  {recipe: sha256}, {method: gd}]\n")
+    npo, own, sha256, gd = load_config(path).methods
+    assert npo.entry.config.training.learning_rate == 1.5e-4
+    assert npo.tuned_by == {**TUNED_BY, "defaults": True}
+    assert own.tuned_by is None and own.entry.config.training.learning_rate == 1e-5  # every tuned value given
+    assert sha256.tuned_by["trial"] == 1 and sha256.entry.config.stop_at == 30
+    assert gd.tuned_by is None
+    path.write_text("target: {model: lume-olmo-1b}\nmethods: [{method: npo}]\n")  # a released target: untouched
+    (released,) = load_config(path).methods
+    assert released.tuned_by is None and released.entry.config.stop_at is None
+
+
+def test_a_bad_tuned_file_is_named_with_its_entry(tuned_file):
+    tuned_file.write_text("methods: [{method: npo, stepz: 3, tuned_by: {sweep: s}}]\n")
+    with pytest.raises(InputError, match=r"tuned.yaml: field 'methods\[0\].stepz': unknown field"):
+        tuned.tuned_defaults()
+    tuned.tuned_defaults.cache_clear()
+    tuned_file.write_text("methods: [{method: npo, steps: 3}]\n")
+    with pytest.raises(InputError, match=r"field 'methods\[0\]': expected `method` or `recipe` and `tuned_by`"):
+        tuned.tuned_defaults()
+
+
+def test_the_report_says_a_models_settings_are_lumes_tuned_defaults_and_counts_the_documents_shared(tmp_path):
+    import json
+
+    from lume.reports.study import TUNED_RECORD, tuned_notes
+    from tests.conftest import model_entry
+
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "items.jsonl").write_text("".join(json.dumps({"doc_id": d}) + "\n" for d in ("d2", "d3")))
+    (tmp_path / TUNED_RECORD).write_text(json.dumps({"npo": {**TUNED_BY, "defaults": True}}))
+    mia = [{"id": "task1/d4", "set": "held-out"}]
+    (line,) = [line for line in tuned_notes(tmp_path, [model_entry("npo", {}, mia)], [folder]) if line.startswith("-")]
+    assert line == ("- npo: lume's defaults for a target it built, settings chosen by sweep compare (trial 3) on the "
+                    "tuning documents of targets/abc; **1 of the 3 documents scored here were tuned on**")
