@@ -377,3 +377,37 @@ def test_a_recipe_that_merges_is_swept_on_its_merged_model_probed_once(tmp_path,
     assert trial["forget_mean"] is not None and trial["mmlu_dev"] is not None
     (tuned,) = yaml.safe_load((run / "tuned.yaml").read_text())["methods"]
     assert tuned["recipe"] == "zjuklab" and "stop_at" not in tuned
+
+
+def test_the_oracles_measures_are_objectives_against_its_model_probed_once_on_the_same_documents(
+        tmp_path, tiny_target, data_dir, monkeypatch):
+    """objectives [privleak, forget_quality]: each trial's values are |privleak| of its chosen
+    step's probe MIA AUC against the oracle's, and the KS p-value of their probe forget documents'
+    losses; the oracle (here a copy of the target: privleak 0 before unlearning) is probed once."""
+    import shutil
+
+    from lume.metrics.oracle import forget_quality, privleak
+    from lume.study import course, sweep as sweep_module
+
+    oracle = tmp_path / "oracle"
+    shutil.copytree(tiny_target, oracle)
+    monkeypatch.setattr(sweep_module, "build_oracle", lambda target, data: oracle)
+    monkeypatch.setattr(course, "build_oracle", lambda target, data: oracle)
+    path = write_config(tmp_path, tiny_target, data_dir, trials=2, objectives=["privleak", "forget_quality"])
+    config = yaml.safe_load(Path(path).read_text())
+    config["target"]["oracle"] = True
+    Path(path).write_text(yaml.safe_dump(config))
+    run = sweep(load_sweep(path))
+    (probed_oracle,) = (run / "oracle-probes").iterdir()
+    oracle_row = json.loads(probed_oracle.read_text())
+    for trial in json.loads((run / "sweep.json").read_text())["trials"]:
+        report = json.loads((Path(trial["folder"]) / "lume_unlearn.json").read_text())
+        row = next(r for r in report["probes"] if r["step"] == report["selection"]["step"])
+        assert trial["values"] == pytest.approx([abs(privleak(row["mia_auc"], oracle_row["mia_auc"])),
+                                                 forget_quality(row["member_losses"], oracle_row["member_losses"])])
+    start = next(r for r in report["probes"] if r["step"] == 0)
+    assert start["mia_auc"] == pytest.approx(oracle_row["mia_auc"])  # the oracle is the target here
+    config["target"]["oracle"] = False
+    Path(path).write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError, match="privleak, forget_quality: measured against the oracle; build the target"):
+        load_sweep(path)

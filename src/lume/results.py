@@ -253,6 +253,8 @@ class ProbeRow(Result):
     retain_mean: float | None = doc("mean of the retain numbers")
     task_aggregate: float | None = doc("the task aggregate of the probe numbers (None: a task is missing)")
     mia_auc: float | None = doc("loss-attack AUC, probe forget documents against held-out ones")
+    member_losses: list[float] | None = doc("each probe forget document's mean token NLL (a sweep's forget-quality "
+                                            "objective tests them against the oracle's)", omit_none=True)
     mmlu_dev: float | None = doc("accuracy on MMLU dev questions")
     selection_score: float | None = doc("the final-score formula on these numbers (lume.stages.unlearning"
                                         ".selection.selection_score)", omit_none=True)

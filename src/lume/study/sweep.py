@@ -34,9 +34,9 @@ from lume.stages.evaluation import EvalConfig
 from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
 from lume.stages.unlearning.unlearner import probed
 from lume.study.config import StudyConfig, read_study
-from lume.study.course import OpenStudy, evaluated_course, open_study
+from lume.study.course import OpenStudy, build_oracle, evaluated_course, open_study
 from lume.study.entries import StudyMethod, study_methods
-from lume.study.objectives import check_objectives, directions, front, representative, trial_values
+from lume.study.objectives import check_objectives, directions, front, needs_oracle, representative, trial_values
 from lume.study.steps import unlearned_step
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler", "cmaes": "CmaEsSampler",
@@ -65,7 +65,8 @@ class SweepConfig(StudyConfig):
     heartbeat: int = setting(60, "Seconds between a running trial's heartbeats; silent for 3 of them = its worker "
                                  "died")
     objectives: list[str] = setting(help="What trials are ranked on, from their chosen step's probes: [final] (the "
-                                         "final-score formula), or several of forget, retain, mia, mmlu (a "
+                                         "final-score formula), or several of forget, retain, mia, mmlu, and with "
+                                         "the target's oracle privleak (|privleak|) and forget_quality (a "
                                          "multi-objective search; its Pareto front is kept; pruner none)",
                                     factory=lambda: ["final"])
 
@@ -141,7 +142,8 @@ def load_sweep(path: str | Path) -> SweepConfig:
             raise InputError(path, f"unknown {name} {raw[name]!r} (choose from {', '.join(choices)})", field=name)
     if raw.get("sampler") == "grid":
         _check_grid(methods, path)
-    check_objectives(raw.get("objectives", ["final"]), raw.get("pruner", "none"), raw.get("sampler", "tpe"), path)
+    check_objectives(raw.get("objectives", ["final"]), raw.get("pruner", "none"), raw.get("sampler", "tpe"),
+                     raw["target"].oracle, path)
     if raw.get("storage") is not None:
         check_storage(raw["storage"], path)
     if not 0 <= raw.get("seed", 0) <= MAX_SEED:
@@ -229,13 +231,15 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, objectives: 
         folder = opened.out / "trials" / label
         trial.set_user_attr("folder", str(folder))
 
+        entry = trial_entry(method, params, opened.config.evaluation.part)  # the documents the sweep tunes on
+        oracle = _oracle_row(opened, entry, method.label) if needs_oracle(objectives) else None
+
         def on_probe(step: int, row: ProbeRow) -> None:
             if len(objectives) == 1:  # Optuna prunes single-objective studies only
-                trial.report(trial_values(row, objectives), step)
+                trial.report(trial_values(row, objectives, oracle), step)
                 if step and trial.should_prune():
                     raise optuna.TrialPruned()
 
-        entry = trial_entry(method, params, opened.config.evaluation.part)  # the documents the sweep tunes on
         with one_writer(folder, wait=True):  # two workers drawing the same settings share one run
             try:
                 unlearned_step(opened.steps, opened.target, entry, label, folder, opened.data, on_probe=on_probe)
@@ -244,9 +248,22 @@ def _objective(opened: OpenStudy, method: StudyMethod, trials: int, objectives: 
                 raise
         chosen = _ranked_row(folder, entry, opened)
         trial.set_user_attr("chosen", chosen.chosen_numbers())
-        return trial_values(chosen, objectives)
+        return trial_values(chosen, objectives, oracle)
 
     return _failures_marked(objective)
+
+
+def _oracle_row(opened: OpenStudy, entry, label: str) -> ProbeRow:
+    """The target's oracle probed once on the probe documents of the method's trials (the oracle's
+    objectives compare each trial with it), kept in RUN/oracle-probes/ for later trials and workers."""
+    config = next(iter(entry.runs.values()))
+    key = settings_key([config.part, dataclasses.asdict(config.probes)], 8)
+    path = opened.out / "oracle-probes" / f"{label}-{key}.json"
+    if path.is_file():
+        return ProbeRow.from_json(json.loads(path.read_text(encoding="utf-8")), source=path)
+    row = probed(build_oracle(opened.target, opened.data), opened.target, config, 0, opened.data)
+    write_json_atomic(path, row.to_json())
+    return row
 
 
 def _ranked_row(folder: Path, entry, opened: OpenStudy) -> ProbeRow:

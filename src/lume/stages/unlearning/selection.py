@@ -125,17 +125,19 @@ def probe(model, tokenizer, probes: ProbeSet, step: int) -> ProbeRow:
         return statistics.fmean(values) if values else None
 
     complete = all(key in means for key in AGGREGATE_ORDER)  # sets that lack a task have no aggregate
-    mia_auc = mmlu_dev = None
+    mia_auc = mmlu_dev = member_losses = None
     if probes.non_members and probes.members:
         scores = membership_attack_scores(model, tokenizer, probes.members + probes.non_members)
         mia_auc = auc([True] * len(probes.members) + [False] * len(probes.non_members),
                       [membership_score("loss", r) for r in scores])
+        member_losses = [r["loss"] for r in scores[:len(probes.members)]]
     if probes.mmlu:
         answers = evaluate_mmlu(model, tokenizer, probes.mmlu, shots=4)
         mmlu_dev = sum(a["correct"] for a in answers) / len(answers)
     return ProbeRow(id=f"step-{step:08d}", step=step, scores={"/".join(key): value for key, value in means.items()},
                     forget_mean=split_mean("forget"), retain_mean=split_mean("retain"),
-                    task_aggregate=task_aggregate(means) if complete else None, mia_auc=mia_auc, mmlu_dev=mmlu_dev)
+                    task_aggregate=task_aggregate(means) if complete else None, mia_auc=mia_auc,
+                    member_losses=member_losses, mmlu_dev=mmlu_dev)
 
 
 def selection_score(row: ProbeRow) -> float:
