@@ -163,3 +163,9 @@ def test_every_pair_of_the_best_methods_is_compared_on_the_final_score():
     assert rows[0].startswith("| a | b | +0.100") and not rows[0].endswith("* |")  # 0.1, 0, -0.1: not beyond 0
     assert rows[1].startswith("| a | c | +0.200") and rows[1].endswith("* |")
     assert top_pairs(models[:3]) == []  # two methods: the Differences table has them
+    more = models + [entry("e", [0.15] * 3), entry("f", [0.1, 0.12, 0.14]), entry("g", [0.05, 0.6, 0.05])]
+    rows = [line for line in top_pairs(more) if line.startswith("| ") and not line.startswith("| method")]
+    assert len(rows) == 10 + 2  # the best five pair by pair, then a against f and g
+    assert rows[-2].startswith("| a | f | +0.400") and rows[-2].endswith("* |")
+    assert rows[-1].startswith("| a | g | +0.450") and not rows[-1].endswith("* |")  # 0.45, -0.1, 0.45: not beyond 0
+    assert "then the best against every other" in "\n".join(top_pairs(more))

@@ -119,14 +119,18 @@ TOP_PAIRED = 5  # methods whose every pair the report compares
 
 
 def top_pairs(models: list[ModelEntry]) -> list[str]:
-    """final − final of every pair among the best methods, with its paired 95 % interval."""
-    methods = sorted((m for m in models if m.label not in ("target", "oracle") and m.summary.final is not None),
-                     key=lambda m: -m.summary.final)[:TOP_PAIRED]
+    """final − final of every pair among the best methods, then of the best against every other
+    method, each with its paired 95 % interval: whether the best beats each one beyond noise."""
+    ranked = sorted((m for m in models if m.label not in ("target", "oracle") and m.summary.final is not None),
+                    key=lambda m: -m.summary.final)
+    methods = ranked[:TOP_PAIRED]
     if len(methods) < 3:  # two are compared in the Differences table already
         return []
-    rows = [[first.label, second.label, difference(first, second, Headline.FINAL)]
-            for i, first in enumerate(methods) for second in methods[i + 1:]]
-    return ["", f"## The best {len(methods)} methods, pair by pair (final score, paired bootstrap, 95 %)", "",
+    pairs = [(first, second) for i, first in enumerate(methods) for second in methods[i + 1:]]
+    pairs += [(ranked[0], other) for other in ranked[TOP_PAIRED:]]
+    rows = [[first.label, second.label, difference(first, second, Headline.FINAL)] for first, second in pairs]
+    rest = ", then the best against every other" if len(ranked) > TOP_PAIRED else ""
+    return ["", f"## The best {len(methods)} methods, pair by pair{rest} (final score, paired bootstrap, 95 %)", "",
             "`*`: the interval excludes 0, so the first method's final score is higher than the second's beyond "
             "the evaluation's own uncertainty.", ""] + markdown_table(["method", "against", "final difference"], rows)
 
