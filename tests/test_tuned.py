@@ -99,3 +99,20 @@ def test_the_report_says_a_models_settings_are_lumes_tuned_defaults_and_counts_t
     (line,) = [line for line in tuned_notes(tmp_path, [model_entry("npo", {}, mia)], [folder]) if line.startswith("-")]
     assert line == ("- npo: lume's defaults for a target it built, settings chosen by sweep compare (trial 3) on the "
                     "tuning documents of targets/abc; **1 of the 3 documents scored here were tuned on**")
+
+
+def test_the_demo_target_leaves_out_every_document_the_tuned_defaults_were_tuned_on(tuned_file, data_dir):
+    from lume import data
+    from lume.stages.target import preset
+
+    documents = data.load(data_dir).documents
+    tuned_on = [documents[0].doc_id, documents[-1].doc_id]
+    ENTRIES_WITH = [{**entry, "tuned_by": {**entry["tuned_by"], "documents": tuned_on}} for entry in ENTRIES]
+    tuned_file.write_text(yaml.safe_dump({"methods": ENTRIES_WITH}))
+    demo = preset("demo")
+    assert demo.excluded_documents == sorted(tuned_on) and preset("smoke").excluded_documents == []
+    everything = data.select_documents(documents, None, 1, seed=0)
+    assert set(tuned_on) <= {d.doc_id for d in everything.chosen + everything.held_out}
+    away = data.select_documents(documents, None, 1, seed=0, excluded=frozenset(demo.excluded_documents))
+    assert not set(tuned_on) & {d.doc_id for d in away.chosen + away.held_out}
+    assert len(away.chosen) + len(away.held_out) == len(documents) - 2

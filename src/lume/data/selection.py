@@ -48,19 +48,21 @@ def _shuffled(documents: list[Document], seed: int, salt: str) -> list[Document]
 
 
 def select_documents(documents: list[Document], per_task: int | None = None, held_out_per_task: int = 0,
-                     seed: int = 0, tuning_per_task: int = 0) -> Selection:
+                     seed: int = 0, tuning_per_task: int = 0, excluded: frozenset[str] = frozenset()) -> Selection:
     """Pick whole documents, stratified by task (and by split for the chosen ones).
 
     For each task, `held_out_per_task` documents are set aside first (drawn from all its
     documents, so the held-out set looks like the rest); then `per_task` documents per split
     are chosen from what remains (all of them when None). With `tuning_per_task` (and
     `per_task` set), the next that many documents per task (held out) and per task and split
-    (chosen) form the tuning part; the rest are the test part. The result depends only on the
-    documents and the seed, never on file order.
+    (chosen) form the tuning part; the rest are the test part. Documents whose id is `excluded`
+    are never chosen nor held out. The result depends only on the documents, the seed and the
+    excluded ids, never on file order.
     """
     chosen, held_out, tuning, tuning_held_out = [], [], [], []
     for task in TASKS:
-        pool = _shuffled([d for d in documents if d.task == task], seed, f"held-out:{task}")
+        pool = _shuffled([d for d in documents if d.task == task and d.doc_id not in excluded], seed,
+                         f"held-out:{task}")
         held_out.extend(pool[:held_out_per_task])
         tuning_held_out.extend(pool[held_out_per_task:held_out_per_task + tuning_per_task])
         remaining = pool[held_out_per_task + tuning_per_task:]

@@ -36,6 +36,7 @@ from lume.training.sampling import epoch_batch
 from lume.versions import installed_versions
 from lume.data.paths import DATA_DIR_HELP, cache_dir
 from lume.training.distributed import started_processes
+from lume.stages.unlearning.tuned import tuned_documents
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class MemorizeConfig:
     tuning_per_task: int = setting(0, "More documents per task and split trained on, and per task held out, that "
                                       "form the tuning part: sweeps unlearn and score them, studies never (the rest "
                                       "are the test part); needs docs_per_task", at_least=0)
+    excluded_documents: list[str] = setting(help="Document ids never trained on nor held out: a target whose "
+                                                 "studies score none of the documents settings were tuned on (the "
+                                                 "demo's: those lume's tuned defaults were tuned on)", factory=list)
     max_epochs: int = setting(20, "Epochs at most; training stops earlier once both memorisation targets are met",
                               at_least=1)
     min_epochs: int = setting(1, "No memorisation check before this epoch (early checks are slow and futile)",
@@ -250,7 +254,8 @@ def _memorize(out_dir: Path, config: MemorizeConfig, overwrite: bool, data: Lume
                         "none is left to tune on")
     dataset = lume_data.loaded(data or config.data_dir, config.source)
     selection = lume_data.select_documents(dataset.documents, config.docs_per_task, config.held_out_per_task,
-                                           config.training.seed, config.tuning_per_task)
+                                           config.training.seed, config.tuning_per_task,
+                                           frozenset(config.excluded_documents))
     if not selection.chosen:
         raise LumeError("no documents selected for training")
     return _train_target(out_dir, config, dataset.fingerprint, selection, selection.chosen, overwrite)
@@ -350,9 +355,16 @@ def memorize_oracle(target_dir: str | Path, *, overwrite: bool = False, wait: bo
         return _train_target(out_dir, config, dataset.fingerprint, selection, selection.split("retain"), overwrite)
 
 
+AWAY_FROM_TUNING = ("demo",)  # presets that leave out the documents lume's tuned defaults were tuned on
+
+
 def preset(name: str, **overrides) -> MemorizeConfig:
     """The preset's settings with `overrides` over them (None values ignored; `training` a
-    mapping of TrainingSettings fields over the preset's)."""
+    mapping of TrainingSettings fields over the preset's). The demo's target leaves out the
+    documents lume's tuned defaults were tuned on, so the demo reports none of them."""
     if name not in PRESETS:
         raise LumeError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
-    return merged(PRESETS[name], {k: v for k, v in overrides.items() if v is not None})
+    settings = PRESETS[name]
+    if name in AWAY_FROM_TUNING:
+        settings = replace(settings, excluded_documents=tuned_documents())
+    return merged(settings, {k: v for k, v in overrides.items() if v is not None})

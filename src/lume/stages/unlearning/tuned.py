@@ -50,6 +50,12 @@ def tuned_defaults() -> dict[str, Tuned]:
     return tuned
 
 
+def tuned_documents() -> list[str]:
+    """Every document any of the tuned defaults was tuned on (sorted ids): a target that leaves them
+    out (the demo's) is never scored on them."""
+    return sorted({doc for record in tuned_defaults().values() for doc in record.tuned_by.get("documents") or []})
+
+
 def tuned_fields(name: str, given: dict) -> dict:
     """NAME's tuned fields (none if it was never tuned) under `given` ones: a run length given
     drops the step the tuned run stopped at."""
