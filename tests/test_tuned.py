@@ -116,3 +116,18 @@ def test_the_demo_target_leaves_out_every_document_the_tuned_defaults_were_tuned
     away = data.select_documents(documents, None, 1, seed=0, excluded=frozenset(demo.excluded_documents))
     assert not set(tuned_on) & {d.doc_id for d in away.chosen + away.held_out}
     assert len(away.chosen) + len(away.held_out) == len(documents) - 2
+
+
+def test_lume_unlearn_on_a_lume_target_runs_the_tuned_defaults_under_the_options_given(
+        tuned_file, tiny_target, data_dir, tmp_path, capsys, monkeypatch):
+    import json
+
+    from tests.conftest import run_cli
+
+    monkeypatch.setenv("LUME_DATA_DIR", str(data_dir))
+    code, err = run_cli(capsys, "unlearn", tiny_target, tmp_path / "out", "--method", "npo", "--steps", 1,
+                        "--batch-size", 2)
+    assert code == 0, err
+    assert "npo: lume's tuned defaults for a target it built (sweep compare, trial 3)" in err
+    config = json.loads((tmp_path / "out" / "lume_unlearn.json").read_text())["config"]
+    assert (config["steps"], config["stop_at"], config["training"]["learning_rate"]) == (1, None, 1.5e-4)

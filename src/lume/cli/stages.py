@@ -189,10 +189,10 @@ def _unlearned_line(report, model_out: str) -> str:
 
 def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, setting: list[str], options: dict):
     """`lume unlearn`'s run: with a method, or with a recipe whose settings the given options override."""
-    from lume.stages.unlearning import UnlearnConfig, unlearn
+    from lume.stages.unlearning import METHODS, UnlearnConfig, unlearn
     from lume.stages.unlearning.recipes import target_kind
     from lume.stages.unlearning.recipes.run import unlearn_with_recipe
-    from lume.stages.unlearning.tuned import method_config
+    from lume.stages.unlearning.tuned import method_config, tuned_record
 
     model_in, model_out, forget, retain = _unlearning_sets(paths)
     if recipe:
@@ -202,8 +202,11 @@ def _unlearned(paths: list[str], method, recipe, recipe_target, given: dict, set
                                    target=recipe_target or "auto", forget=forget, retain=retain, **options)
     if recipe_target:
         raise LumeError("--recipe-target chooses a recipe's settings: give --recipe too")
-    config = method_config(method or UnlearnConfig.method, given_values(UnlearnConfig, given, setting),
-                           target_kind(model_in))
+    fields, kind = given_values(UnlearnConfig, given, setting), target_kind(model_in)
+    config = method_config(method or UnlearnConfig.method, fields, kind)
+    if kind == "lume" and (record := tuned_record(METHODS[config.method].name, fields)):
+        log.info(f"{config.method}: lume's tuned defaults for a target it built (sweep {record['sweep']}, trial "
+                 f"{record['trial']}), under the settings given")
     return unlearn(model_in, model_out, config, forget=forget, retain=retain, **options)
 
 
