@@ -154,6 +154,7 @@ def test_the_comparison_tunes_every_entry_alike_on_tuning_documents_and_reports_
     assert {"ga", "gd", "kl", "npo", "npo+gd", "simnpo", "rmu"} <= labels
     assert set(RECIPES) <= labels  # the merging one too
     assert sweep.target.oracle and sweep.target.memorize["tuning_per_task"] > 0
+    assert sweep.target.memorize["excluded_documents"] == []  # its tuning documents stay, whatever lume's defaults
     study = yaml.safe_load((configs / "compare.yaml").read_text())
     assert study["methods"] == f"{sweep.out}/tuned.yaml" and study["target"] == yaml.safe_load(
         (configs / "compare-sweep.yaml").read_text())["target"]
