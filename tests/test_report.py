@@ -169,3 +169,25 @@ def test_every_pair_of_the_best_methods_is_compared_on_the_final_score():
     assert rows[-2].startswith("| a | f | +0.400") and rows[-2].endswith("* |")
     assert rows[-1].startswith("| a | g | +0.450") and not rows[-1].endswith("* |")  # 0.45, -0.1, 0.45: not beyond 0
     assert "then the best against every other" in "\n".join(top_pairs(more))
+
+
+def _frontier(axis) -> list[tuple[float, float]]:
+    (line,) = [line for line in axis.get_lines() if line.get_label() == "Pareto frontier"]
+    return [(round(x, 3), round(y, 3)) for x, y in zip(*line.get_data())]
+
+
+def test_the_trade_off_figures_ring_the_pareto_frontier_of_the_models_and_of_the_sweeps_trials():
+    from lume.reports.figures import forget_vs_retain
+    from lume.reports.selection import sweep_pareto
+
+    models = [split_entry("target", [0.9] * 4, [0.95] * 4), split_entry("keeper", [0.1] * 4, [0.9] * 4),
+              split_entry("dominated", [0.5] * 4, [0.5] * 4), split_entry("wiper", [0.0] * 4, [0.2] * 4)]
+    assert _frontier(forget_vs_retain(models).axes[0]) == [(0.1, 0.95), (0.9, 0.9), (1.0, 0.2)]
+    trial = lambda method, number, forget, retain, mmlu: {  # noqa: E731
+        "method": method, "trial": number, "state": "COMPLETE", "forget_mean": forget, "retain_mean": retain,
+        "mmlu_dev": mmlu}
+    sweep = {"trials": [trial("a", 0, 0.2, 0.8, 0.3), trial("a", 1, 0.6, 0.9, 0.5), trial("b", 0, 0.1, 0.5, 0.2)],
+             "best": {"a": {"trial": 0}, "b": {"trial": 0}}}
+    retain_panel, utility_panel = sweep_pareto(sweep).axes
+    assert _frontier(retain_panel) == [(0.4, 0.9), (0.8, 0.8), (0.9, 0.5)]
+    assert _frontier(utility_panel) == [(0.4, 0.5), (0.8, 0.3), (0.9, 0.2)]

@@ -37,6 +37,23 @@ def labelled(figure, axis, **labels):
     return figure
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (both higher is better), by x."""
+    front, best_y = [], float("-inf")
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    return sorted(front)
+
+
+def draw_front(axis, front: list[tuple[float, float]]) -> None:
+    """The frontier's points ringed and joined (one point alone still shows)."""
+    if front:
+        axis.plot(*zip(*front), linestyle="--", color="grey", marker="o", markersize=13, markerfacecolor="none",
+                  label="Pareto frontier")
+
+
 def _error(summary: EvaluationSummary, name: str, value: float, flip: bool = False) -> list[float]:
     """Distances below and above `value` to its interval's ends (for error bars); 0 without one."""
     low, high = summary.interval(name) or (value, value)
@@ -45,11 +62,11 @@ def _error(summary: EvaluationSummary, name: str, value: float, flip: bool = Fal
 
 
 def forget_vs_retain(models: list[ModelEntry]):
-    """Each model at (1 − mean forget number, mean retain number) with 95 % intervals; labelled in
-    the legend, so labels never overlap."""
+    """Each model at (1 − mean forget number, mean retain number) with 95 % intervals, the Pareto
+    frontier of the models ringed; labelled in the legend, so labels never overlap."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    markers = "osD^vP*Xh<>"
+    markers, points = "osD^vP*Xh<>", []
     for index, entry in enumerate(models):
         summary = entry.summary
         forget, retain = summary.split_mean("forget"), summary.split_mean("retain")
@@ -59,15 +76,19 @@ def forget_vs_retain(models: list[ModelEntry]):
         axis.errorbar(x, y, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, x, flip=True)],
                       yerr=[[e] for e in _error(summary, Headline.RETAIN_MEAN, y)], fmt=markers[index % len(markers)],
                       capsize=3, label=entry.label)
+        points.append((x, y))
+    draw_front(axis, pareto_front(points))
     return labelled(figure, axis, xlabel="forgetting: 1 − mean forget score", ylabel="utility: mean retain score",
                     xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), title="Forgetting against utility (95 % intervals)")
 
 
 def forget_vs_general(models: list[ModelEntry]):
-    """Each model at (1 − mean forget number, general-text NLL) with 95 % intervals: forgetting
-    against the damage MMLU cannot see in a small model (lower NLL: less damage)."""
+    """Each model at (1 − mean forget number, general-text NLL) with 95 % intervals, the models'
+    Pareto frontier ringed: forgetting against the damage MMLU cannot see in a small model (lower
+    NLL: less damage)."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4))
+    points = []
     for index, entry in enumerate(models):
         summary, forget = entry.summary, entry.summary.split_mean("forget")
         general = general_nll(summary)
@@ -76,6 +97,8 @@ def forget_vs_general(models: list[ModelEntry]):
         axis.errorbar(1 - forget, general, xerr=[[e] for e in _error(summary, Headline.FORGET_MEAN, 1 - forget, True)],
                       yerr=[[e] for e in _error(summary, Headline.GENERAL_NLL, general)],
                       fmt="osD^vP*Xh<>"[index % 11], capsize=3, label=entry.label)
+        points.append((1 - forget, -general))  # lower NLL is better: the frontier of its negation
+    draw_front(axis, [(x, -y) for x, y in pareto_front(points)])
     return labelled(figure, axis, xlabel="forgetting: 1 − mean forget score",
                     ylabel="general-text NLL (lower: less damage)",
                     title="Forgetting against general ability (95 % intervals)")

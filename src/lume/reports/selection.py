@@ -3,7 +3,7 @@ step, the Pareto frontier across methods, every probe curve, and a sweep's trial
 
 from __future__ import annotations
 
-from lume.reports.figures import labelled, png, pyplot
+from lume.reports.figures import draw_front, labelled, pareto_front, png, pyplot
 from lume.reports import ModelEntry
 from lume.reports.leaderboard import markdown_table
 from lume.results import ProbeRow
@@ -12,23 +12,6 @@ PROBE_CURVES = ((lambda r: r.forget_mean, "forget probes (mean)"), (lambda r: r.
                 (lambda r: r.mia_auc, "MIA loss AUC (probe)"), (lambda r: r.mmlu_dev, "MMLU dev accuracy"),
                 (lambda r: r.task_aggregate, "task aggregate (probes)"),
                 (lambda r: r.selection_score, "selection score"))
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats on both coordinates (both higher is better), by x."""
-    front, best_y = [], float("-inf")
-    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
-        if y > best_y:
-            front.append((x, y))
-            best_y = y
-    return sorted(front)
-
-
-def draw_front(axis, front: list[tuple[float, float]]) -> None:
-    """The frontier's points ringed and joined (one point alone still shows)."""
-    if front:
-        axis.plot(*zip(*front), linestyle="--", color="grey", marker="o", markersize=13, markerfacecolor="none",
-                  label="Pareto frontier")
 
 
 def probed(models: list[ModelEntry]) -> list[ModelEntry]:
@@ -148,19 +131,24 @@ def _short(value) -> str:
 
 
 def sweep_pareto(sweep: dict):
-    """Every finished trial at (forgetting, retain) on its probes, by method; the frontier; the bests."""
+    """Every finished trial on its probes, by method, at (forgetting, retain) and at (forgetting,
+    MMLU dev): each panel's frontier and the bests starred."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     finished = [(t, row) for t, row in _trials(sweep) if row.forget_mean is not None]
-    for method in sorted({t["method"] for t, _ in finished}):
-        mine = [(t, row) for t, row in finished if t["method"] == method]
-        dots = axis.scatter(*zip(*(_position(row) for _, row in mine)), label=method, s=25)
-        best = next((row for t, row in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
-        if best:
-            axis.scatter(*_position(best), marker="*", s=200, edgecolors="black", color=dots.get_facecolor()[0])
-    draw_front(axis, pareto_front([_position(row) for _, row in finished]))
-    return labelled(figure, axis, xlabel="forgetting: 1 − forget probe mean", ylabel="retain probe mean",
-                    title="Sweep trials (★ best per method)")
+    panels = ((axes[0], _position, "retain probe mean"),
+              (axes[1], lambda row: (1 - row.forget_mean, row.mmlu_dev), "MMLU dev accuracy (probes)"))
+    for axis, position, ylabel in panels:
+        placed = [(t, row) for t, row in finished if None not in position(row)]
+        for method in sorted({t["method"] for t, _ in placed}):
+            mine = [(t, row) for t, row in placed if t["method"] == method]
+            dots = axis.scatter(*zip(*(position(row) for _, row in mine)), label=method, s=25)
+            best = next((row for t, row in mine if t["trial"] == sweep["best"].get(method, {}).get("trial")), None)
+            if best:
+                axis.scatter(*position(best), marker="*", s=200, edgecolors="black", color=dots.get_facecolor()[0])
+        draw_front(axis, pareto_front([position(row) for _, row in placed]))
+        axis.set(xlabel="forgetting: 1 − forget probe mean", ylabel=ylabel, title="Sweep trials (★ best per method)")
+    return labelled(figure, axes[1])
 
 
 def selection_parts(models: list[ModelEntry], sweep: dict | None) -> tuple[str, dict[str, bytes]]:

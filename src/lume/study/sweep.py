@@ -299,9 +299,11 @@ def _check_grid(methods: list[StudyMethod], path: Path) -> None:
 
 def _sampler(config: SweepConfig, method: StudyMethod, seed: int) -> optuna.samplers.BaseSampler:
     sampler_class = getattr(optuna.samplers, SAMPLERS[config.sampler])
-    if config.sampler != "grid":
-        return sampler_class(seed=seed)
-    return sampler_class({name: space["choices"] for name, space in method.search.items()}, seed=seed)
+    with warnings.catch_warnings():  # Optuna calls QMC and GP samplers experimental: the user chose one
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if config.sampler != "grid":
+            return sampler_class(seed=seed)
+        return sampler_class({name: space["choices"] for name, space in method.search.items()}, seed=seed)
 
 
 def _search_key(config: SweepConfig, method: StudyMethod) -> str:
