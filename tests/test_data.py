@@ -212,3 +212,29 @@ def test_a_tuning_part_is_set_apart_from_the_test_part_and_recorded(data_dir, tm
         assert key(read.part("test").chosen) == key(selection.part("test").chosen)
     assert key(read_manifest(tmp_path / "with").selection(documents).part("tuning").held_out) == key(tuning.held_out)
     assert "tuning" not in json.loads((tmp_path / "without" / "lume_target.json").read_text())  # as older versions
+
+
+def test_a_released_target_has_the_semeval_public_folds_as_its_tuning_part(data_dir, tiny_model_dir):
+    """A model without lume_target.json memorised the whole release: the SemEval teams tuned on the
+    public folds (train and validation) and were scored on the rest, so those are its two parts,
+    in evaluation, in unlearning and in a sweep; data of one fold alone has no tuning part."""
+    from lume import data
+    from lume.data.manifest import target_selection
+    from lume.stages.evaluation import EvalConfig
+    from lume.stages.evaluation.evaluator import _selection
+    from lume.stages.unlearning import manifest_records
+    from lume.study.sweep import tuning_part
+
+    release = data.load(data_dir)
+    public = {d.doc_id for fold in ("semeval-train", "semeval-validation") for d in data.load(data_dir, fold).documents}
+    parts = target_selection(None, release)
+    tuning, test = parts.part("tuning"), parts.part("test")
+    assert {d.doc_id for d in tuning.chosen} == public and not public & {d.doc_id for d in test.chosen}
+    assert len(tuning.chosen) + len(test.chosen) == len(release.documents) and not test.held_out
+    for part, inside in (("tuning", True), ("test", False)):
+        forget, retain = manifest_records(tiny_model_dir, release, part)
+        assert forget and retain and all((data.parse_id(r.id)[0] in public) == inside for r in forget + retain)
+        scored = _selection(None, release, EvalConfig(part=part, docs_per_task=2, seed=1)).chosen
+        assert len(scored) == 12 and all((d.doc_id in public) == inside for d in scored)
+    assert tuning_part(tiny_model_dir, release) == "tuning"
+    assert target_selection(None, data.load(data_dir, "semeval-train")).tuning is None

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lume import data
 from lume.errors import InputError
 from lume.stages.unlearning.recipes import RECIPES
 from lume.study.sweep import load_sweep, sweep
@@ -319,7 +320,7 @@ def test_a_sweep_on_a_target_without_tuning_documents_says_it_tunes_on_the_repor
     from lume.study.sweep import tuning_part
 
     with caplog.at_level("WARNING", logger="lume"):
-        assert tuning_part(tiny_target) == "test"
+        assert tuning_part(tiny_target, data.load(data_dir)) == "test"
     assert "has no tuning documents: the sweep chooses settings on the documents a study" in caplog.text
 
 

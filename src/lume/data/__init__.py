@@ -86,6 +86,15 @@ def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
     return len(shared)
 
 
+def public_fold_documents(data: LumeData) -> set[str]:
+    """The ids of DATA's documents in the SemEval-2025 public folds (train and validation): what
+    the teams tuned on. The LUME release holds as many documents again outside them, on which the
+    organisers scored the teams' systems."""
+    folds = [document.doc_id for fold in ("semeval-train", "semeval-validation")
+             for document in load(data.data_dir, fold).documents]
+    return {document.doc_id for document in data.documents} & set(folds)
+
+
 def mia_folder(data_dir: str | Path | None = None, validation: bool = False) -> Path:
     """The folder of the SemEval MIA files (member.jsonl, nonmember.jsonl): final, or validation."""
     folder = resolve_data_dir(data_dir) / "semeval25" / "mia"
@@ -101,6 +110,6 @@ def load_mia(data_dir: str | Path | None = None, validation: bool = False) -> li
 
 __all__ = [
     "SOURCES", "SPLITS", "TASKS", "Document", "LumeData", "MIADocument", "Record", "Selection",
-    "build_documents", "load", "load_mia", "loaded", "mia_folder", "parse_id", "read_mia_documents", "read_records",
-    "resolve_data_dir", "select_documents", "warn_overlap",
+    "build_documents", "load", "load_mia", "loaded", "mia_folder", "parse_id", "public_fold_documents",
+    "read_mia_documents", "read_records", "resolve_data_dir", "select_documents", "warn_overlap",
 ]

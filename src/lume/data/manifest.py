@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lume.data import LumeData, public_fold_documents
 from lume.data.records import Document
 from lume.data.selection import Selection
 from lume.errors import InputError
@@ -59,6 +60,20 @@ def _looked_up(documents: list[Document], trained: dict[str, list[str]], held_ou
     by_id = {d.doc_id: d for d in documents}
     chosen = [by_key[(split, doc_id)] for split, ids in trained.items() for doc_id in ids if (split, doc_id) in by_key]
     return Selection(chosen, [by_id[doc_id] for doc_id in held_out if doc_id in by_id], tuning)
+
+
+def target_selection(manifest: TargetManifest | None, data: LumeData) -> Selection:
+    """A target's documents in their parts: a lume target's, from its manifest; a model without one
+    (a released target, which memorised the whole release) holds every document of DATA, and the
+    SemEval public folds are its tuning part, as the SemEval teams tuned on those and were scored
+    on the rest (data of a fold alone has no tuning part). No document is held out: a released
+    target's membership is measured on the SemEval MIA files."""
+    if manifest is not None:
+        return manifest.selection(data.documents)
+    public = public_fold_documents(data)
+    if len(public) == len(data.documents):
+        return Selection(list(data.documents), [])
+    return Selection(list(data.documents), [], Selection([d for d in data.documents if d.doc_id in public], []))
 
 
 def read_manifest(model_dir: str | Path | None) -> TargetManifest | None:

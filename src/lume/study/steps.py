@@ -54,7 +54,7 @@ class Steps:
 def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: EvalConfig, data: LumeData,
                    overwrite: bool = False) -> EvaluationSummary:
     """The study step "evaluate LABEL": skipped when done with the same key, else run; its summary."""
-    key = {"model": model_fingerprint(model), **evaluation_key(config)}
+    key = {"model": model_fingerprint(model), **evaluation_key(config), **_parts(model)}
     state = steps.state(f"evaluate-{label}", key, (folder / "summary.json").is_file())
     if state == "done":
         log.info(f"{label}: evaluation already done")
@@ -63,19 +63,17 @@ def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: 
     return evaluate(model, folder, config, overwrite=overwrite or state == "redo", data=data)
 
 
-def _unlearning_sets(target: Path, data: LumeData) -> tuple[list | None, list | None]:
-    """A lume target's sets come from its manifest (None here); a released target unlearns the
-    data source's whole forget set and keeps its retain set."""
-    if (target / MANIFEST_NAME).is_file():
-        return None, None
-    return [r for r in data.records if r.split == "forget"], [r for r in data.records if r.split == "retain"]
+def _parts(target: Path) -> dict:
+    """A model without a manifest (a released target) is unlearned and scored on the SemEval folds'
+    parts (`target_selection`): said in its steps' keys, as no input says it."""
+    return {} if (target / MANIFEST_NAME).is_file() else {"parts": "semeval folds"}
 
 
 def unlearned_step(steps: Steps, target: Path, entry: Entry, label: str, folder: Path, data: LumeData,
                    on_probe=lambda _step, _row: None, overwrite: bool = False) -> None:
     """The study step "unlearn LABEL" (`entry`: a worked-out `methods:` entry, or a sweep trial's):
     skipped, resumed or redone by its key."""
-    key = {"target": model_fingerprint(target), "data": data.fingerprint, **entry.key()}
+    key = {"target": model_fingerprint(target), "data": data.fingerprint, **entry.key(), **_parts(target)}
     state = steps.state(f"unlearn-{label}", key, (folder / REPORT_NAME).is_file())
     if state == "done" and damaged(folder):
         log.warning(f"{label}: the finished model in {folder} changed since it was written (truncated?); redoing it")
@@ -83,9 +81,7 @@ def unlearned_step(steps: Steps, target: Path, entry: Entry, label: str, folder:
     if state == "done":
         return
     log.info(f"{label}: unlearning")
-    forget, retain = _unlearning_sets(target, data)
-    options = dict(forget=forget, retain=retain, data=data, overwrite=overwrite or state == "redo",
-                   on_probe=on_probe)
+    options = dict(data=data, overwrite=overwrite or state == "redo", on_probe=on_probe)
     if entry.recipe:
         run_recipe(target, folder, entry, **options)
     else:

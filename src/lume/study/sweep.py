@@ -25,7 +25,8 @@ import optuna
 import yaml
 
 from lume.config import MAX_SEED, coerce_fields, restated, setting, settings_key, shown, with_dotted
-from lume.data.manifest import read_manifest
+from lume.data import LumeData
+from lume.data.manifest import read_manifest, target_selection
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic, write_text_atomic
 from lume.outputs import one_writer, own_folder
@@ -151,11 +152,10 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return dataclasses.replace(SweepConfig(), **{**raw, "methods": methods})
 
 
-def tuning_part(target: Path) -> str:
-    """The documents a sweep tunes on: the target's tuning part; the test documents (said) of a
-    target without one."""
-    manifest = read_manifest(target)
-    if manifest is not None and manifest.tuning:
+def tuning_part(target: Path, data: LumeData) -> str:
+    """The documents a sweep tunes on: the target's tuning part (a released target's: the SemEval
+    public folds); the test documents (said) of a target without one."""
+    if target_selection(read_manifest(target), data).tuning is not None:
         return "tuning"
     log.warning(f"{target} has no tuning documents: the sweep chooses settings on the documents a study of this "
                 "target reports (build the target with tuning_per_task to keep them apart)")
@@ -420,9 +420,8 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
     sweep, the trial, the target and the documents tuned on (a report compares them with the
     documents it scores)."""
     part = opened.config.evaluation.part
-    manifest = read_manifest(opened.target)
-    selection = manifest.selection(opened.data.documents).part(part) if manifest else None
-    documents = sorted({d.doc_id for d in selection.chosen + selection.held_out}) if selection else None
+    selection = target_selection(read_manifest(opened.target), opened.data).part(part)
+    documents = sorted({d.doc_id for d in selection.chosen + selection.held_out})
     methods = []
     for method in config.methods:
         if method.label not in best:
@@ -500,7 +499,7 @@ def sweep(config: SweepConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     opened = open_study(config)
     opened.config = dataclasses.replace(config, evaluation=dataclasses.replace(  # trials and evaluations alike
-        config.evaluation, part=tuning_part(opened.target)))
+        config.evaluation, part=tuning_part(opened.target, opened.data)))
     set_study_note(f"the finished trials are kept in the sweep's storage and {out}; the same command continues")
     try:
         studies = _run_trials(config, opened, _storage(config, out))

@@ -20,9 +20,9 @@ import torch
 from lume import data as lume_data
 from lume.config import MAX_BATCH, MAX_NEW_TOKENS_LIMIT, MAX_SEED, check_settings, decided_by, setting
 from lume.data import LumeData
-from lume.data.manifest import read_manifest
+from lume.data.manifest import read_manifest, target_selection
 from lume.data.selection import DOCUMENT_PARTS, Selection
-from lume.errors import LumeError, set_resume_note
+from lume.errors import set_resume_note
 from lume.files import write_json_atomic, write_jsonl_atomic
 from lume.inference import BACKENDS, BATCH_SIZE, MAX_NEW_TOKENS
 from lume.metrics import final_score
@@ -49,8 +49,9 @@ class EvalConfig:
     source: str = setting("lume", "lume, semeval-train or semeval-validation", choices=lume_data.SOURCES)
     docs_per_task: int | None = setting(None, "Documents per task and split (seeded); None = all (or the target's)",
                                         at_least=1)
-    part: str = setting("test", "Which of a lume target's documents are scored: test (all, for a target without a "
-                                "tuning part), or tuning (a sweep's)", choices=DOCUMENT_PARTS)
+    part: str = setting("test", "Which of a target's documents are scored: test (all, for a lume target without a "
+                                "tuning part), or tuning (a sweep's); a released target's tuning part is the "
+                                "SemEval public folds, its test part the rest", choices=DOCUMENT_PARTS)
     seed: int = setting(0, "Seed of the document selection, the MMLU sample and the bootstrap", at_least=0,
                         at_most=MAX_SEED)
     max_new_tokens: int = setting(MAX_NEW_TOKENS, "Tokens generated at most per probe (the protocol's)", at_least=1,
@@ -146,18 +147,20 @@ def _open(model, config: EvalConfig, out_dir: Path, rank: int, world: int, devic
     if manifest is not None and manifest.data_fingerprint != dataset.fingerprint:
         log.warning(f"{loaded.path} was trained on other data (fingerprint {manifest.data_fingerprint}) than "
                     f"{dataset.data_dir} holds ({dataset.fingerprint}): its documents are scored as this data has them")
-    selection = _selection(manifest, dataset, config, loaded)
+    selection = _selection(manifest, dataset, config)
     _refuse_beyond_context(loaded, selection, config)
     return Evaluation(config, model, loaded, dtypes, device, dataset, selection, out_dir, manifest is not None,
                       manifest.base_model if manifest else None, rank, world)
 
 
-def _selection(manifest, dataset: LumeData, config: EvalConfig, loaded: LoadedModel) -> Selection:
-    """The documents scored: the target's (those of `config.part`, narrowed to docs_per_task where
-    it has a tuning part), else a seeded selection of the data's."""
-    if manifest is None and config.part == "tuning":
-        raise LumeError(f"part tuning: {loaded.path or loaded.name} has no lume_target.json naming tuning documents")
-    if manifest is None or (config.docs_per_task is not None and not manifest.tuning):
+def _selection(manifest, dataset: LumeData, config: EvalConfig) -> Selection:
+    """The documents scored: those of `config.part` of the target's (a model without a manifest:
+    the SemEval folds make its parts, `target_selection`), narrowed to a seeded docs_per_task; a
+    lume target without a tuning part: a seeded selection of the data's."""
+    if manifest is None:
+        part = target_selection(None, dataset).part(config.part)
+        return lume_data.select_documents(part.chosen, config.docs_per_task, 0, config.seed)
+    if config.docs_per_task is not None and not manifest.tuning:
         return lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
     part = manifest.selection(dataset.documents).part(config.part)
     if config.docs_per_task is None:

@@ -21,7 +21,7 @@ import torch
 from lume import data as lume_data
 from lume.config import above_zero, check_settings, coerce_fields, decided_by, identity, setting, settings_key
 from lume.data import LumeData, Record, read_records, warn_overlap
-from lume.data.manifest import MANIFEST_NAME, read_manifest
+from lume.data.manifest import MANIFEST_NAME, read_manifest, target_selection
 from lume.data.paths import cache_dir
 from lume.data.selection import DOCUMENT_PARTS
 from lume.errors import LumeError
@@ -57,9 +57,10 @@ class UnlearnConfig:
                                         "unchanged: without probes, the model a probed run kept at that step (a "
                                         "sweep's tuned.yaml sets it)", at_least=1)
     schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
-    part: str = setting("test", "Which of a lume target's documents are unlearned and probed (its forget and "
-                                "retain, and the probes' held-out ones): test (all, for a target without a tuning "
-                                "part), or tuning (a sweep's)", choices=DOCUMENT_PARTS)
+    part: str = setting("test", "Which of a target's documents are unlearned and probed (its forget and retain, "
+                                "and the probes' held-out ones): test (all, for a lume target without a tuning "
+                                "part), or tuning (a sweep's); a released target's tuning part is the SemEval "
+                                "public folds, its test part the rest", choices=DOCUMENT_PARTS)
     eval_every: int = setting(0, "Probe the model every N steps (selection data: a document slice, held-out "
                                  "non-members, MMLU dev) and at the last; 0 = never", at_least=0)
     select: str = setting("last", "The step saved: last; best on the probes; or loss, the lowest method loss on "
@@ -144,12 +145,10 @@ def _fingerprint(records: list[Record]) -> str:
 
 def manifest_records(model_dir: Path, data: str | Path | LumeData | None = None,
                      part: str = "test") -> tuple[list[Record], list[Record]]:
-    """The forget and retain records of PART of a target model's documents (from its manifest;
+    """The forget and retain records of PART of a target model's documents (from its manifest; a
+    model without one, a released target, has the SemEval folds as its parts: `target_selection`;
     DATA: a data folder, or the data already loaded)."""
-    manifest = read_manifest(model_dir)
-    if manifest is None:
-        raise LumeError(f"{model_dir}: no {MANIFEST_NAME}; give RETAIN and FORGET sets explicitly")
-    selection = manifest.selection(lume_data.loaded(data).documents).part(part)
+    selection = target_selection(read_manifest(model_dir), lume_data.loaded(data)).part(part)
     pick = lambda split: [r for d in selection.split(split) for r in d.records]  # noqa: E731
     return pick("forget"), pick("retain")
 
