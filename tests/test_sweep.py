@@ -30,11 +30,12 @@ def write_config(folder, target, data_dir, trials: int, **extra) -> str:
 
 
 def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopped(tmp_path, tiny_target, data_dir):
-    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1)))
+    weighed = lambda trial: any(Path(trial["folder"]).rglob("*.safetensors"))  # noqa: E731
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=2, keep_weights="all")))
     first = json.loads((run / "sweep.json").read_text())
-    assert [t["state"] for t in first["trials"]] == ["COMPLETE"]
+    assert [t["state"] for t in first["trials"]] == ["COMPLETE", "COMPLETE"] and all(map(weighed, first["trials"]))
     assert (run / "eval" / "npo+gd" / "summary.json").is_file() and (run / "report.md").is_file()
-    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=3)))  # continue: two more
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=3)))  # continue: one more
     result = json.loads((run / "sweep.json").read_text())
     trials = result["trials"]
     assert len(trials) == 3 and all(t["state"] == "COMPLETE" for t in trials)
@@ -42,6 +43,8 @@ def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopp
     assert all(1.0e-4 <= t["params"]["training.learning_rate"] <= 3.0e-3 for t in trials)
     best = max(trials, key=lambda t: t["value"])
     assert result["best"]["npo+gd"]["trial"] == best["trial"] and best["step"] in (1, 2)
+    assert [weighed(t) for t in trials] == [t is best for t in trials]  # the others' weights deleted, their probes kept
+    assert all((Path(t["folder"]) / "lume_unlearn.json").is_file() for t in trials)
     summary = json.loads((run / "eval" / "npo+gd" / "summary.json").read_text())
     assert summary["model"]["path"] == best["folder"]
     report = (run / "report.md").read_text()

@@ -65,6 +65,9 @@ class SweepConfig(StudyConfig):
     seed: int = setting(0, "The sampler's seed")
     heartbeat: int = setting(60, "Seconds between a running trial's heartbeats; silent for 3 of them = its worker "
                                  "died")
+    keep_weights: str = setting("front", "Weights kept of finished trials: front (each method's best trial, or its "
+                                         "Pareto front: the only ones a sweep evaluates) or all",
+                                choices=("front", "all"))
     objectives: list[str] = setting(help="What trials are ranked on, from their chosen step's probes: [final] (the "
                                          "final-score formula), or several of forget, retain, mia, mmlu, and with "
                                          "the target's oracle privleak (|privleak|) and forget_quality (a "
@@ -358,8 +361,23 @@ def _run_trials(config: SweepConfig, opened: OpenStudy, storage) -> dict[str, op
             while claimed(study) < config.trials:
                 study.optimize(_objective(opened, method, config.trials, config.objectives), n_trials=1,
                                catch=(LumeError,))
+                if config.keep_weights == "front":
+                    _drop_weights(study)
         if _settled(studies, config):
             return studies
+
+
+def _drop_weights(study: optuna.Study) -> None:
+    """The weights of every finished or pruned trial off the method's front deleted (a trial that
+    leaves the front never returns to it): a sweep evaluates the front only, and a large model's
+    trials would fill the disk. Their reports and probes stay."""
+    kept = {trial.user_attrs.get("folder") for trial in front(study)}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                          optuna.trial.TrialState.PRUNED)):
+        folder = trial.user_attrs.get("folder")
+        if folder and folder not in kept:
+            for weights in Path(folder).rglob("*.safetensors"):
+                weights.unlink()
 
 
 def _settled(studies: dict[str, optuna.Study], config: SweepConfig) -> bool:
