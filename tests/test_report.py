@@ -191,3 +191,12 @@ def test_the_trade_off_figures_ring_the_pareto_frontier_of_the_models_and_of_the
     retain_panel, utility_panel = sweep_pareto(sweep).axes
     assert _frontier(retain_panel) == [(0.4, 0.9), (0.8, 0.8), (0.9, 0.5)]
     assert _frontier(utility_panel) == [(0.4, 0.5), (0.8, 0.3), (0.9, 0.2)]
+
+
+def test_the_membership_table_says_how_wide_its_widest_auc_interval_is():
+    from lume.reports.leaderboard import widest_auc_interval
+
+    narrow = model_entry("narrow", {"intervals": {"mia_auc": [0.9, 1.0], "mia_auc_zlib": [0.0, 1.0]}})
+    wide = model_entry("wide", {"intervals": {"mia_auc": [0.4, 0.65]}})
+    assert widest_auc_interval([narrow, wide])[1].startswith("The widest loss-attack AUC interval is 0.250 wide (wide)")
+    assert widest_auc_interval([model_entry("none", {})]) == []

@@ -205,7 +205,19 @@ def attack_aucs(models: list[ModelEntry]) -> list[str]:
             for m in measured]
     return ["", "## Membership attacks (AUC, 95 % intervals; only the loss attack is in the final score)", "",
             "0.5: members and non-members cannot be told apart (docs/metrics.md gives each attack's formula).",
-            ""] + markdown_table(["model"] + [a.replace("_", " ").replace("plus plus", "++") for a in attacks], rows)
+            ""] + markdown_table(["model"] + [a.replace("_", " ").replace("plus plus", "++") for a in attacks],
+                                 rows) + widest_auc_interval(measured)
+
+
+def widest_auc_interval(models: list[ModelEntry]) -> list[str]:
+    """How finely the study tells membership apart: the widest 95 % interval of the loss attack's AUC."""
+    widths = [(high - low, m.label) for m in models if (bounds := m.summary.interval(Headline.MIA_AUC))
+              for low, high in [bounds]]
+    if not widths:
+        return []
+    width, label = max(widths)
+    return ["", f"The widest loss-attack AUC interval is {width:.3f} wide ({label}): AUCs closer than that are not "
+                "told apart by this study."]
 
 
 def _privleak(entry: ModelEntry, oracle: ModelEntry) -> str:
