@@ -415,3 +415,19 @@ def test_the_oracles_measures_are_objectives_against_its_model_probed_once_on_th
     Path(path).write_text(yaml.safe_dump(config))
     with pytest.raises(InputError, match="privleak, forget_quality: measured against the oracle; build the target"):
         load_sweep(path)
+
+
+def test_the_quasi_random_sampler_spreads_a_few_trials_over_the_range_never_pinned_to_its_low_end(
+        tmp_path, tiny_target, data_dir):
+    import math
+
+    import optuna
+
+    from lume.study.sweep import _sampler
+
+    config = load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=4, sampler="qmc"))
+    (method,) = config.methods
+    study = optuna.create_study(sampler=_sampler(config, method, seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-3, log=True), n_trials=4)
+    fractions = sorted((math.log(t.params["lr"]) - math.log(1e-5)) / math.log(100) for t in study.trials)
+    assert fractions[0] > 1e-6 and fractions[-1] - fractions[0] > 0.5  # unscrambled Sobol gives exactly 0

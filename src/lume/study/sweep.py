@@ -304,6 +304,8 @@ def _sampler(config: SweepConfig, method: StudyMethod, seed: int) -> optuna.samp
     sampler_class = getattr(optuna.samplers, SAMPLERS[config.sampler])
     with warnings.catch_warnings():  # Optuna calls QMC and GP samplers experimental: the user chose one
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if config.sampler == "qmc":  # scrambled: an unscrambled Sobol sequence starts at every range's low end
+            return sampler_class(seed=seed, scramble=True, warn_independent_sampling=False)
         if config.sampler != "grid":
             return sampler_class(seed=seed)
         return sampler_class({name: space["choices"] for name, space in method.search.items()}, seed=seed)
