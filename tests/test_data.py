@@ -1,3 +1,4 @@
+import shutil
 import json
 import subprocess
 import sys
@@ -214,7 +215,7 @@ def test_a_tuning_part_is_set_apart_from_the_test_part_and_recorded(data_dir, tm
     assert "tuning" not in json.loads((tmp_path / "without" / "lume_target.json").read_text())  # as older versions
 
 
-def test_a_released_target_has_the_semeval_public_folds_as_its_tuning_part(data_dir, tiny_model_dir):
+def test_a_released_target_has_the_semeval_public_folds_as_its_tuning_part(data_dir, tiny_model_dir, tmp_path):
     """A model without lume_target.json memorised the whole release: the SemEval teams tuned on the
     public folds (train and validation) and were scored on the rest, so those are its two parts,
     in evaluation, in unlearning and in a sweep; data of one fold alone has no tuning part."""
@@ -238,3 +239,5 @@ def test_a_released_target_has_the_semeval_public_folds_as_its_tuning_part(data_
         assert len(scored) == 12 and all((d.doc_id in public) == inside for d in scored)
     assert tuning_part(tiny_model_dir, release) == "tuning"
     assert target_selection(None, data.load(data_dir, "semeval-train")).tuning is None
+    shutil.copytree(data_dir / "lume", tmp_path / "lume")  # the release alone: no fold, no tuning part
+    assert target_selection(None, data.load(tmp_path)).tuning is None

@@ -86,13 +86,15 @@ def warn_overlap(forget: list[Record], retain: list[Record]) -> int:
     return len(shared)
 
 
-def public_fold_documents(data: LumeData) -> set[str]:
+def public_fold_documents(data: LumeData) -> set[str] | None:
     """The ids of DATA's documents in the SemEval-2025 public folds (train and validation): what
     the teams tuned on. The LUME release holds as many documents again outside them, on which the
-    organisers scored the teams' systems."""
-    folds = [document.doc_id for fold in ("semeval-train", "semeval-validation")
-             for document in load(data.data_dir, fold).documents]
-    return {document.doc_id for document in data.documents} & set(folds)
+    organisers scored the teams' systems. None when DATA's folder lacks the fold files."""
+    sources = ("semeval-train", "semeval-validation")
+    if not all(path.is_file() for source in sources for path in source_files(data.data_dir, source)):
+        return None
+    folds = {document.doc_id for source in sources for document in load(data.data_dir, source).documents}
+    return {document.doc_id for document in data.documents} & folds
 
 
 def mia_folder(data_dir: str | Path | None = None, validation: bool = False) -> Path:

@@ -71,7 +71,7 @@ def target_selection(manifest: TargetManifest | None, data: LumeData) -> Selecti
     if manifest is not None:
         return manifest.selection(data.documents)
     public = public_fold_documents(data)
-    if len(public) == len(data.documents):
+    if not public or len(public) == len(data.documents):
         return Selection(list(data.documents), [])
     return Selection(list(data.documents), [], Selection([d for d in data.documents if d.doc_id in public], []))
 

@@ -28,8 +28,10 @@ class Selection:
         """The tuning part, or the test part: every document not in the tuning part."""
         if name == "tuning":
             if self.tuning is None:
-                raise LumeError("the target has no tuning documents (build it with tuning_per_task above 0): "
-                                "tuning on its test documents would report what was tuned on")
+                raise LumeError("the target has no tuning documents (a lume target built with tuning_per_task above "
+                                "0 has them; a released target's are the SemEval public folds, from the data "
+                                "folder's semeval25/ files): tuning on its test documents would report what was "
+                                "tuned on")
             return self.tuning
         if name != "test":
             raise LumeError(f"unknown part {name!r} (choose from {', '.join(DOCUMENT_PARTS)})")
