@@ -156,18 +156,23 @@ def test_not_enough_memory_for_the_dtype_is_refused_before_loading(tiny_model_di
     assert load_model(tiny_model_dir, dtype="float32", device="cpu").model is not None
 
 
-def test_a_study_on_a_released_target_unlearns_the_data_sources_sets(hub, olmo_files, data_dir):
+def test_a_study_on_a_released_target_unlearns_its_test_part_and_tunes_on_the_semeval_public_folds(
+        hub, olmo_files, data_dir):
     from lume import data
+    from lume.stages.unlearning import manifest_records
     from lume.study.config import TargetConfig
     from lume.study.course import build_target
     from lume.study.run import RunConfig
-    from lume.study.steps import _unlearning_sets
 
     hub(repos={REPO: {**olmo_files[0], **olmo_files[1]}})
     target = build_target(RunConfig(target=TargetConfig(model="lume-olmo-1b")))
     assert target.name == "lume-olmo-1b" and (target / "model.safetensors").is_file()
-    forget, retain = _unlearning_sets(target, data.load(data_dir))
-    assert len(forget) == 2732 and len(retain) == 2734
+    release = data.load(data_dir)
+    forget, retain = manifest_records(target, release)
+    tuning_forget, tuning_retain = manifest_records(target, release, "tuning")
+    public = sum(len(data.load(data_dir, fold).records) for fold in ("semeval-train", "semeval-validation"))
+    assert len(tuning_forget) + len(tuning_retain) == public  # the SemEval public folds, every row
+    assert len(forget) + len(tuning_forget) == 2732 and len(retain) + len(tuning_retain) == 2734
 
 
 def test_the_report_shows_the_published_numbers_of_the_released_target_evaluated():

@@ -66,7 +66,7 @@ def evaluated_step(steps: Steps, model: Path, label: str, folder: Path, config: 
 def _parts(target: Path) -> dict:
     """A model without a manifest (a released target) is unlearned and scored on the SemEval folds'
     parts (`target_selection`): said in its steps' keys, as no input says it."""
-    return {} if (target / MANIFEST_NAME).is_file() else {"parts": "semeval folds"}
+    return {} if (Path(target) / MANIFEST_NAME).is_file() else {"parts": "semeval folds"}
 
 
 def unlearned_step(steps: Steps, target: Path, entry: Entry, label: str, folder: Path, data: LumeData,
