@@ -431,3 +431,12 @@ def test_the_quasi_random_sampler_spreads_a_few_trials_over_the_range_never_pinn
     study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-3, log=True), n_trials=4)
     fractions = sorted((math.log(t.params["lr"]) - math.log(1e-5)) / math.log(100) for t in study.trials)
     assert fractions[0] > 1e-6 and fractions[-1] - fractions[0] > 0.5  # unscrambled Sobol gives exactly 0
+
+
+def test_the_tuned_settings_name_a_built_target_by_its_place_in_the_cache(tmp_path, monkeypatch):
+    from lume.study.sweep import _portable
+
+    monkeypatch.setenv("LUME_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "targets" / "abc123").mkdir(parents=True)
+    assert _portable(tmp_path / "cache" / "targets" / "abc123") == "$LUME_CACHE/targets/abc123"
+    assert _portable(tmp_path / "mine") == str(tmp_path / "mine")  # a target given by path stays that path

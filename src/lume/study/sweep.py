@@ -27,6 +27,7 @@ import yaml
 from lume.config import MAX_SEED, coerce_fields, restated, setting, settings_key, shown, with_dotted
 from lume.data import LumeData
 from lume.data.manifest import read_manifest, target_selection
+from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic, write_text_atomic
 from lume.outputs import one_writer, own_folder
@@ -452,9 +453,18 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
         if kept:  # the kept step, reached without probing; step 0 (nothing unlearned) trains the whole run
             entry = {**entry, "stop_at": kept, "select": "last", "eval_every": 0}
         methods.append({**entry, "name": method.label, "tuned_by": {
-            "sweep": config.name, "trial": best[method.label].number, "target": str(opened.target), "part": part,
-            "documents": documents}})
+            "sweep": config.name, "trial": best[method.label].number, "target": _portable(opened.target),
+            "part": part, "documents": documents}})
     return yaml.safe_dump({"methods": methods}, sort_keys=False, allow_unicode=True)
+
+
+def _portable(target: Path) -> str:
+    """A target as any machine can name it: a built one by its place in lume's cache, which its
+    settings key (`$LUME_CACHE/targets/<key>`), else its path or name as given."""
+    try:
+        return f"$LUME_CACHE/{target.resolve().relative_to(cache_dir().resolve())}"
+    except ValueError:
+        return str(target)
 
 
 def _storage(config: SweepConfig, out: Path) -> optuna.storages.RDBStorage:
