@@ -18,6 +18,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two test processes
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture(autouse=True)
+def untuned(request, tmp_path_factory, monkeypatch):
+    """Each test runs without lume's tuned defaults (their values suit SmolLM2 targets, and would
+    change what a tiny model's test unlearns); a test marked `tuned_defaults` keeps them."""
+    from lume.stages.unlearning import tuned
+
+    if request.node.get_closest_marker("tuned_defaults"):
+        yield
+        return
+    path = tmp_path_factory.getbasetemp() / "untuned.yaml"
+    path.write_text("methods: []\n")
+    tuned.tuned_defaults.cache_clear()
+    monkeypatch.setattr(tuned, "TUNED_FILE", path)
+    yield
+    tuned.tuned_defaults.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data folder; a missing one fails the run instead of skipping tests."""

@@ -29,6 +29,7 @@ def tuned_file(tmp_path, monkeypatch):
     tuned.tuned_defaults.cache_clear()
 
 
+@pytest.mark.tuned_defaults
 def test_the_packaged_defaults_are_a_sweeps_tuned_entries_each_naming_where_it_was_tuned():
     tuned.tuned_defaults.cache_clear()
     for name, record in tuned.tuned_defaults().items():
