@@ -37,7 +37,8 @@ class AILSNTUA(Recipe):
     runs = {
         "olmo-7b": {"sugd": PUBLISHED},
         "olmo-1b": {"sugd": PUBLISHED},
-        # the demo target's: chunks of 16, its 12 trained layers, 3 epochs a chunk at 4e-4 (tuned on it)
+        # the demo target's: chunks of 16, its 12 trained layers, 3 epochs a chunk at 4e-4, chosen on the demo
+        # target itself; lume's tuned defaults (tuned.yaml: a sweep on tuning documents) go over these
         "lume": {"sugd": {**LUME, "schedule": {**PUBLISHED["schedule"], "chunk_size": 16, "epochs": 3},
                           "training": {**PUBLISHED["training"], "batch_size": 2, "learning_rate": 4e-4,
                                        "layers": DEMO_LAYERS}}},
