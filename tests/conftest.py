@@ -28,7 +28,8 @@ def untuned(request, tmp_path_factory, monkeypatch):
         yield
         return
     path = tmp_path_factory.getbasetemp() / "untuned.yaml"
-    path.write_text("methods: []\n")
+    if not path.is_file():  # one per test process
+        path.write_text("methods: []\n")
     tuned.tuned_defaults.cache_clear()
     monkeypatch.setattr(tuned, "TUNED_FILE", path)
     yield

@@ -211,8 +211,7 @@ def attack_aucs(models: list[ModelEntry]) -> list[str]:
 
 def widest_auc_interval(models: list[ModelEntry]) -> list[str]:
     """How finely the study tells membership apart: the widest 95 % interval of the loss attack's AUC."""
-    widths = [(high - low, m.label) for m in models if (bounds := m.summary.interval(Headline.MIA_AUC))
-              for low, high in [bounds]]
+    widths = [(bounds[1] - bounds[0], m.label) for m in models if (bounds := m.summary.interval(Headline.MIA_AUC))]
     if not widths:
         return []
     width, label = max(widths)

@@ -157,13 +157,10 @@ def _selection(manifest, dataset: LumeData, config: EvalConfig) -> Selection:
     """The documents scored: those of `config.part` of the target's (a model without a manifest:
     the SemEval folds make its parts, `target_selection`), narrowed to a seeded docs_per_task; a
     lume target without a tuning part: a seeded selection of the data's."""
-    if manifest is None:
-        part = target_selection(None, dataset).part(config.part)
-        return lume_data.select_documents(part.chosen, config.docs_per_task, 0, config.seed)
-    if config.docs_per_task is not None and not manifest.tuning:
+    if manifest is not None and config.docs_per_task is not None and not manifest.tuning:
         return lume_data.select_documents(dataset.documents, config.docs_per_task, 0, config.seed)
-    part = manifest.selection(dataset.documents).part(config.part)
-    if config.docs_per_task is None:
+    part = target_selection(manifest, dataset).part(config.part)
+    if manifest is not None and config.docs_per_task is None:
         return part
     return Selection(lume_data.select_documents(part.chosen, config.docs_per_task, 0, config.seed).chosen,
                      part.held_out)
