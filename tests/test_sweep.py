@@ -296,8 +296,8 @@ def test_a_sweep_tunes_and_scores_on_the_tuning_documents_and_a_study_reports_th
     assert tuned[0]["training"]["learning_rate"] == chosen["params"]["training.learning_rate"]
     assert tuned[0]["tuned_by"]["part"] == "tuning" and len(tuned[0]["tuned_by"]["documents"]) == 9
     kept = json.loads((out / "sweep.json").read_text())["trials"][0]["step"]  # no step picked on test documents:
-    assert (tuned[0].get("stop_at"), tuned[0]["select"], tuned[0]["eval_every"]) == (
-        (kept, "last", 0) if kept else (None, "best", 1))  # the kept one, reached unprobed
+    assert (tuned[0].get("stop_fraction"), tuned[0]["select"], tuned[0]["eval_every"]) == (  # the kept one, unprobed,
+        (round(kept / report["steps"], 4), "last", 0) if kept else (None, "best", 1))  # as far through any run
     study = {"out": str(tmp_path / "study"), "data_dir": str(data_dir), "target": {"model": str(target_with_tuning)},
              "methods": str(out / "tuned.yaml"), "evaluation": {**config["evaluation"], "mia_set": "none"}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
@@ -380,7 +380,7 @@ def test_a_recipe_that_merges_is_swept_on_its_merged_model_probed_once(tmp_path,
     assert trial["value"] == trial["selection_score"] and trial["step"] == report["steps"]
     assert trial["forget_mean"] is not None and trial["mmlu_dev"] is not None
     (tuned,) = yaml.safe_load((run / "tuned.yaml").read_text())["methods"]
-    assert tuned["recipe"] == "zjuklab" and "stop_at" not in tuned
+    assert tuned["recipe"] == "zjuklab" and "stop_fraction" not in tuned
 
 
 def test_the_oracles_measures_are_objectives_against_its_model_probed_once_on_the_same_documents(

@@ -14,7 +14,7 @@ TUNED_BY = {"sweep": "compare", "trial": 3, "target": "targets/abc", "part": "tu
 ENTRIES = [{"method": "npo", "steps": 20, "stop_at": 10, "select": "last", "eval_every": 0,
             "training": {"learning_rate": 1.5e-4}, "method_settings": {"beta": 0.3}, "name": "npo",
             "tuned_by": TUNED_BY},
-           {"recipe": "sha256", "recipe_target": "auto", "stop_at": 30, "training": {"learning_rate": 7e-4},
+           {"recipe": "sha256", "recipe_target": "auto", "stop_fraction": 0.6, "training": {"learning_rate": 7e-4},
             "name": "sha256", "tuned_by": {**TUNED_BY, "trial": 1}}]
 
 
@@ -54,10 +54,12 @@ def test_a_method_on_a_lume_target_starts_from_its_tuned_settings_and_what_is_gi
 def test_a_recipe_on_a_lume_target_takes_its_tuned_settings_over_its_runs(tuned_file):
     (lume,) = RECIPES["sha256"].configs("lume").values()
     (released,) = RECIPES["sha256"].configs("olmo-1b").values()
-    assert (lume.training.learning_rate, lume.stop_at) == (7e-4, 30)
-    assert released.stop_at is None and released.training.learning_rate != 7e-4
+    assert (lume.training.learning_rate, lume.stop_fraction) == (7e-4, 0.6)  # carries to another forget set
+    assert released.stop_fraction is None and released.training.learning_rate != 7e-4
     (given,) = RECIPES["sha256"].configs("lume", {"training": {"learning_rate": 1e-3}}).values()
-    assert (given.training.learning_rate, given.stop_at) == (1e-3, 30)
+    assert (given.training.learning_rate, given.stop_fraction) == (1e-3, 0.6)
+    (stopped,) = RECIPES["sha256"].configs("lume", {"stop_at": 5}).values()  # a stop given replaces the tuned one
+    assert (stopped.stop_at, stopped.stop_fraction) == (5, None)
 
 
 def test_a_study_records_the_tuned_defaults_its_entries_ran_with(tuned_file, tmp_path):
@@ -69,7 +71,7 @@ def test_a_study_records_the_tuned_defaults_its_entries_ran_with(tuned_file, tmp
     assert npo.entry.config.training.learning_rate == 1.5e-4
     assert npo.tuned_by == {**TUNED_BY, "defaults": True}
     assert own.tuned_by is None and own.entry.config.training.learning_rate == 1e-5  # every tuned value given
-    assert sha256.tuned_by["trial"] == 1 and sha256.entry.config.stop_at == 30
+    assert sha256.tuned_by["trial"] == 1 and sha256.entry.config.stop_fraction == 0.6
     assert gd.tuned_by is None
     path.write_text("target: {model: lume-olmo-1b}\nmethods: [{method: npo}]\n")  # a released target: untouched
     (released,) = load_config(path).methods

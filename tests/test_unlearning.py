@@ -457,9 +457,15 @@ def test_stop_at_ends_a_run_at_that_step_of_the_longer_schedule(tmp_path, tiny_m
                                                      mixed_precision="no"))
     runs = {name: unlearn(tiny_model_dir, tmp_path / name, changed, forget=forget, retain=retain)
             for name, changed in (("whole", config), ("stopped", dataclasses.replace(config, stop_at=2)),
-                                  ("short", dataclasses.replace(config, steps=2)))}
-    assert runs["stopped"].steps == 2 and runs["stopped"].stopped == "stop_at: step 2"
+                                  ("short", dataclasses.replace(config, steps=2)),
+                                  ("fraction", dataclasses.replace(config, stop_fraction=0.6)))}  # 2.4: step 2
+    assert runs["stopped"].steps == 2 and runs["stopped"].stopped == "stop_at: step 2" == runs["fraction"].stopped
     assert [r["loss"] for r in runs["stopped"].losses] == [r["loss"] for r in runs["whole"].losses[:2]]
+    assert [r["loss"] for r in runs["fraction"].losses] == [r["loss"] for r in runs["stopped"].losses]
+    with pytest.raises(LumeError, match="stop_at and stop_fraction both say where training ends"):
+        dataclasses.replace(config, stop_at=2, stop_fraction=0.5)
+    with pytest.raises(LumeError, match="stop_fraction"):
+        dataclasses.replace(config, stop_fraction=1.5)
     weights = {name: next(iter(load_model(tmp_path / name, device="cpu").model.parameters())).detach()
                for name in ("stopped", "short")}
     assert not torch.equal(weights["stopped"], weights["short"])  # a 2-step schedule decays faster

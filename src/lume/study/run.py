@@ -40,10 +40,9 @@ class RunConfig(StudyConfig):
     out: str = restated(StudyConfig, "out", "runs/demo")
     methods: list = restated(StudyConfig, "methods", help=(
         "Each: UnlearnConfig fields plus an optional `name`, or a `recipe` with overrides. The demo's: the "
-        "organisers' kind of baseline (npo+gd, 10 steps at 2e-4) beside the winning system of SemEval-2025 (the "
-        "ails-ntua recipe, its settings for a target lume built)"),
-        factory=lambda: [{"method": "npo+gd", "steps": 10, "training": {"learning_rate": 2e-4}},
-                         {"recipe": "ails-ntua"}])
+        "organisers' kind of baseline (npo+gd) beside the winning system of SemEval-2025 (the ails-ntua recipe), "
+        "each at lume's tuned defaults (docs/compare.md)"),
+        factory=lambda: [{"method": "npo+gd"}, {"recipe": "ails-ntua"}])
     evaluation: EvalConfig = restated(StudyConfig, "evaluation", help=(
         "How every model is evaluated (the demo's: see _demo_evaluation); a file's `evaluation:` starts from "
         "EvalConfig's defaults"), factory=_demo_evaluation)

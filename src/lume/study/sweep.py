@@ -436,10 +436,10 @@ TUNED_NAME = "tuned.yaml"  # each method's chosen settings, as a study's `method
 
 
 def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna.trial.FrozenTrial]) -> str:
-    """Each method's entry with its chosen trial's values and the step it kept (`stop_at`, unprobed:
-    a study picks no step on the documents it reports), named, and where they were chosen: the
-    sweep, the trial, the target and the documents tuned on (a report compares them with the
-    documents it scores)."""
+    """Each method's entry with its chosen trial's values and how far through its run the step it
+    kept lies (`stop_fraction`, unprobed: a study picks no step on the documents it reports),
+    named, and where they were chosen: the sweep, the trial, the target and the documents tuned on
+    (a report compares them with the documents it scores)."""
     part = opened.config.evaluation.part
     selection = target_selection(read_manifest(opened.target), opened.data).part(part)
     documents = sorted({d.doc_id for d in selection.chosen + selection.held_out})
@@ -449,13 +449,21 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
             continue
         entry = with_dotted({k: v for k, v in method.written.items() if k != "search"},
                             best[method.label].params.items())
-        kept = None if method.entry.merges else ProbeRow.from_json(best[method.label].user_attrs.get("chosen", {})).step
+        kept = None if method.entry.merges else _kept_fraction(best[method.label])
         if kept:  # the kept step, reached without probing; step 0 (nothing unlearned) trains the whole run
-            entry = {**entry, "stop_at": kept, "select": "last", "eval_every": 0}
+            entry = {**entry, "stop_fraction": kept, "select": "last", "eval_every": 0}
         methods.append({**entry, "name": method.label, "tuned_by": {
             "sweep": config.name, "trial": best[method.label].number, "target": _portable(opened.target),
             "part": part, "documents": documents}})
     return yaml.safe_dump({"methods": methods}, sort_keys=False, allow_unicode=True)
+
+
+def _kept_fraction(trial: optuna.trial.FrozenTrial) -> float:
+    """How far through its run TRIAL's kept step lies (0: step 0, nothing unlearned): a fraction
+    carries to the test documents, whose forget set sets another length for epochs and chunks."""
+    folder = Path(trial.user_attrs["folder"])
+    report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
+    return round(ProbeRow.from_json(trial.user_attrs.get("chosen", {})).step / report.steps, 4)
 
 
 def _portable(target: Path) -> str:

@@ -21,7 +21,8 @@ from lume.stages.unlearning.methods import METHODS
 from lume.stages.unlearning.unlearner import UnlearnConfig
 
 TUNED_FILE = Path(__file__).with_name("tuned.yaml")
-RUN_LENGTH = ("steps", "schedule")  # given, the tuned run's length no longer holds: its kept step goes too
+STOPS = ("stop_at", "stop_fraction")  # where the tuned run stopped, as a step or a fraction of its schedule
+RUN_LENGTH = ("steps", "schedule", *STOPS)  # given, the tuned run's length no longer holds: its stop goes
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,13 @@ def tuned_documents() -> list[str]:
 
 
 def tuned_fields(name: str, given: dict) -> dict:
-    """NAME's tuned fields (none if it was never tuned) under `given` ones: a run length given
-    drops the step the tuned run stopped at."""
+    """NAME's tuned fields (none if it was never tuned) under `given` ones: a run length or stop
+    given drops the tuned run's stop."""
     tuned = tuned_defaults().get(name)
     if tuned is None:
         return {}
     if any(key in given for key in RUN_LENGTH):
-        return {k: v for k, v in tuned.fields.items() if k != "stop_at"}
+        return {k: v for k, v in tuned.fields.items() if k not in STOPS}
     return tuned.fields
 
 

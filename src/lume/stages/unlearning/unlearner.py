@@ -56,6 +56,11 @@ class UnlearnConfig:
     stop_at: int | None = setting(None, "End after this step, the schedule's length and learning-rate decay "
                                         "unchanged: without probes, the model a probed run kept at that step (a "
                                         "sweep's tuned.yaml sets it)", at_least=1)
+    stop_fraction: float | None = setting(None, "End after this fraction of the schedule's steps (rounded; its "
+                                                "length and learning-rate decay unchanged): a sweep's kept step "
+                                                "carried to a forget set of another size, on which epochs and chunks "
+                                                "make the schedule longer or shorter (a sweep's tuned.yaml sets it)",
+                                          above=0, at_most=1)
     schedule: ScheduleSettings = setting(help="Which examples each step trains on", factory=ScheduleSettings)
     part: str = setting("test", "Which of a target's documents are unlearned and probed (its forget and retain, "
                                 "and the probes' held-out ones): test (all, for a lume target without a tuning "
@@ -83,6 +88,8 @@ class UnlearnConfig:
 
     def __post_init__(self):
         check_settings(self)
+        if self.stop_at is not None and self.stop_fraction is not None:
+            raise LumeError("stop_at and stop_fraction both say where training ends: give one")
         if self.select != "last" and not self.eval_every:
             raise LumeError(f"select {self.select!r} chooses among probed steps: set eval_every too (e.g. "
                             "--eval-every 5)")
@@ -423,9 +430,12 @@ class _UnlearnStage(Stage):
         return self.method
 
     def budget(self):
-        """Where training ends before the schedule does: `stop_at`, or the time budget."""
+        """Where training ends before the schedule does: `stop_at` (or `stop_fraction` of the
+        schedule), or the time budget."""
         epochs = EpochBudget(self.schedule) if self.config.schedule.max_seconds else None
         stop_at = self.config.stop_at
+        if self.config.stop_fraction is not None:
+            stop_at = max(1, round(self.config.stop_fraction * self.run.max_steps))
         if stop_at is None:
             return epochs
         return lambda step, seconds: (f"stop_at: step {stop_at}" if step >= stop_at
