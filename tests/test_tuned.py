@@ -32,10 +32,13 @@ def tuned_file(tmp_path, monkeypatch):
 @pytest.mark.tuned_defaults
 def test_the_packaged_defaults_are_a_sweeps_tuned_entries_each_naming_where_it_was_tuned():
     tuned.tuned_defaults.cache_clear()
-    for name, record in tuned.tuned_defaults().items():
+    defaults = tuned.tuned_defaults()
+    assert set(defaults) == {"ga", "gd", "kl", "npo", "npo+gd", "simnpo", "rmu", *RECIPES}  # the comparison's
+    for name, record in defaults.items():
         assert name in RECIPES or tuned.METHODS[name].name == name
         assert {"sweep", "trial", "target", "part", "documents"} <= set(record.tuned_by)
         assert record.tuned_by["part"] == "tuning" and record.tuned_by["documents"]
+        assert "stop_at" not in record.fields  # a fraction of the run carries to a forget set of another size
 
 
 def test_a_method_on_a_lume_target_starts_from_its_tuned_settings_and_what_is_given_goes_over(tuned_file):
