@@ -24,14 +24,14 @@ def untuned(request, tmp_path_factory, monkeypatch):
     change what a tiny model's test unlearns); a test marked `tuned_defaults` keeps them."""
     from lume.stages.unlearning import tuned
 
-    if request.node.get_closest_marker("tuned_defaults"):
-        yield
-        return
-    path = tmp_path_factory.getbasetemp() / "untuned.yaml"
-    if not path.is_file():  # one per test process
-        path.write_text("methods: []\n")
     tuned.tuned_defaults.cache_clear()
-    monkeypatch.setattr(tuned, "TUNED_FILE", path)
+    if request.node.get_closest_marker("tuned_defaults"):
+        monkeypatch.delenv(tuned.TUNED_VARIABLE, raising=False)
+    else:
+        path = tmp_path_factory.getbasetemp() / "untuned.yaml"
+        if not path.is_file():  # one per test process
+            path.write_text("methods: []\n")
+        monkeypatch.setenv(tuned.TUNED_VARIABLE, str(path))  # the processes a test starts read none either
     yield
     tuned.tuned_defaults.cache_clear()
 

@@ -24,7 +24,7 @@ def tuned_file(tmp_path, monkeypatch):
     path = tmp_path / "tuned.yaml"
     path.write_text(yaml.safe_dump({"methods": ENTRIES}))
     tuned.tuned_defaults.cache_clear()
-    monkeypatch.setattr(tuned, "TUNED_FILE", path)
+    monkeypatch.setenv(tuned.TUNED_VARIABLE, str(path))
     yield path
     tuned.tuned_defaults.cache_clear()
 

@@ -10,6 +10,7 @@ defaults and the teams' settings hold."""
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lume.stages.unlearning.methods import METHODS
 from lume.stages.unlearning.unlearner import UnlearnConfig
 
 TUNED_FILE = Path(__file__).with_name("tuned.yaml")
+TUNED_VARIABLE = "LUME_TUNED_DEFAULTS"  # another sweep's tuned.yaml in its place (another base model's)
 STOPS = ("stop_at", "stop_fraction")  # where the tuned run stopped, as a step or a fraction of its schedule
 RUN_LENGTH = ("steps", "schedule", *STOPS)  # given, the tuned run's length no longer holds: its stop goes
 
@@ -35,8 +37,9 @@ class Tuned:
 
 @functools.cache
 def tuned_defaults() -> dict[str, Tuned]:
-    """{method's or recipe's registered name: its tuned settings}, read once."""
-    path = TUNED_FILE
+    """{method's or recipe's registered name: its tuned settings}, read once (from the file
+    $LUME_TUNED_DEFAULTS names, if set)."""
+    path = Path(os.environ.get(TUNED_VARIABLE) or TUNED_FILE)
     entries = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("methods") or []
     tuned = {}
     for index, entry in enumerate(entries):
