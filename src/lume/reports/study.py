@@ -8,14 +8,14 @@ from pathlib import Path
 
 from lume.errors import LumeError
 from lume.files import read_json, read_jsonl, write_text_atomic
-from lume.results import AttackResults, UnlearnReport, read_summary
+from lume.results import AttackResults, read_summary
 from lume.outputs import refuse_unfinished
 from lume.reports import ROBUSTNESS_HEADER, ModelEntry, robustness_rows
 from lume.reports.figures import figures, robustness_figure
 from lume.reports.leaderboard import markdown, markdown_table
 from lume.reports.selection import selection_parts
 from lume.stages.attacks import RESULT_NAME
-from lume.stages.unlearning import REPORT_NAME
+from lume.stages.unlearning import REPORT_NAME, read_unlearn_report
 
 
 def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
@@ -31,8 +31,7 @@ def load_study(eval_dirs: list[Path]) -> list[ModelEntry]:
         mia = read_jsonl(mia_file, what="membership rows") if "mia.jsonl" in summary.files else []
         training = None
         if summary.model.path and (Path(summary.model.path) / REPORT_NAME).is_file():
-            report_file = Path(summary.model.path) / REPORT_NAME
-            training = UnlearnReport.from_json(read_json(report_file, what="unlearning report"), source=report_file)
+            training = read_unlearn_report(summary.model.path)
         models.append(ModelEntry(label, summary, mia, training))
     return models
 

@@ -31,9 +31,9 @@ from lume.data.paths import cache_dir
 from lume.errors import InputError, LumeError, set_study_note
 from lume.files import write_json_atomic, write_text_atomic
 from lume.outputs import one_writer, own_folder
-from lume.results import ProbeRow, UnlearnReport
+from lume.results import ProbeRow
 from lume.stages.evaluation import EvalConfig
-from lume.stages.unlearning import REPORT_NAME, UnlearnConfig
+from lume.stages.unlearning import UnlearnConfig, read_unlearn_report
 from lume.stages.unlearning.unlearner import probed
 from lume.study.config import StudyConfig, read_study
 from lume.study.course import OpenStudy, build_oracle, evaluated_course, open_study
@@ -273,7 +273,7 @@ def _oracle_row(opened: OpenStudy, entry, label: str) -> ProbeRow:
 def _ranked_row(folder: Path, entry, opened: OpenStudy) -> ProbeRow:
     """The probe row a trial is ranked on: its run's kept step; a merged recipe's model probed once
     as merged, on the selection data its runs would probe."""
-    report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
+    report = read_unlearn_report(folder)
     if entry.merges:
         return probed(folder, opened.target, next(iter(entry.runs.values())), report.steps, opened.data)
     return next(r for r in report.probes if r.step == report.selection.step)
@@ -461,9 +461,8 @@ def tuned_methods(config: SweepConfig, opened: OpenStudy, best: dict[str, optuna
 def _kept_fraction(trial: optuna.trial.FrozenTrial) -> float:
     """How far through its run TRIAL's kept step lies (0: step 0, nothing unlearned): a fraction
     carries to the test documents, whose forget set sets another length for epochs and chunks."""
-    folder = Path(trial.user_attrs["folder"])
-    report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text()), source=folder / REPORT_NAME)
-    return round(ProbeRow.from_json(trial.user_attrs.get("chosen", {})).step / report.steps, 4)
+    report = read_unlearn_report(trial.user_attrs["folder"])
+    return round(report.selection.step / report.steps, 4)
 
 
 def _portable(target: Path) -> str:

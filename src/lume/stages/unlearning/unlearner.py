@@ -25,7 +25,7 @@ from lume.data.manifest import MANIFEST_NAME, read_manifest, target_selection
 from lume.data.paths import cache_dir
 from lume.data.selection import DOCUMENT_PARTS
 from lume.errors import LumeError
-from lume.files import utf8_path, write_json_atomic
+from lume.files import read_json, utf8_path, write_json_atomic
 from lume.versions import installed_versions
 from lume.models import (DTYPES, check_device, load_model, model_fingerprint, refuse_beyond_context, resolve_model_path,
                          save_model)
@@ -44,6 +44,13 @@ from lume.training.precision import chosen_mixed_precision
 from lume.results import ProbeRow, StepChoice, UnlearnReport
 
 REPORT_NAME = FINISHED_MARKERS["unlearn"]
+
+
+def read_unlearn_report(folder: str | Path) -> UnlearnReport:
+    """The report of the unlearning run finished in FOLDER; a missing or damaged one is an
+    InputError naming it."""
+    path = Path(folder) / REPORT_NAME
+    return UnlearnReport.from_json(read_json(path, what="unlearning report"), source=path)
 
 
 @dataclass
