@@ -260,14 +260,35 @@ def test_sigterm_says_what_was_kept_and_the_rerun_gives_the_same_weights(capsys,
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def test_sighup_stops_like_ctrl_c(capsys, tmp_path, tiny_model_dir, monkeypatch):
+@pytest.fixture
+def sighup_handler():
+    """SIGHUP's handler as the test sets it (a test run under nohup starts with it ignored), restored after."""
+    before = signal.getsignal(signal.SIGHUP)
+    yield lambda handler: signal.signal(signal.SIGHUP, handler)
+    signal.signal(signal.SIGHUP, before)
+
+
+def test_sighup_stops_like_ctrl_c(capsys, tmp_path, tiny_model_dir, monkeypatch, sighup_handler):
     from lume.stages.evaluation.probe_section import Probes
 
+    sighup_handler(signal.SIG_DFL)
     monkeypatch.setattr(Probes, "run", lambda *a, **k: os.kill(os.getpid(), signal.SIGHUP))
     code, err = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
     assert code == 128 + signal.SIGHUP
     assert f"lume: interrupted: the items finished so far are kept in {tmp_path / 'eval' / 'cache'}" in err
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the handler is lume's only while it runs
+
+
+def test_a_hangup_ignored_at_start_stays_ignored(capsys, tmp_path, tiny_model_dir, monkeypatch, sighup_handler):
+    """`nohup lume run ...`: the closed terminal's SIGHUP must not stop a study meant to outlive it."""
+    from lume.stages.evaluation.probe_section import Probes
+
+    sighup_handler(signal.SIG_IGN)
+    run = Probes.run
+    monkeypatch.setattr(Probes, "run", lambda *a, **k: (os.kill(os.getpid(), signal.SIGHUP), run(*a, **k))[1])
+    code, _ = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
+    assert code == 0 and (tmp_path / "eval" / "summary.json").is_file()
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 def test_a_read_only_place_is_one_line_saying_what_to_do(capsys, tmp_path, tiny_model_dir, monkeypatch):

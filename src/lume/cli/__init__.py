@@ -300,7 +300,8 @@ def _end_process_group() -> None:
 # What a full or read-only disk raises: the user's to fix, so one line (and what to do), not a traceback.
 DISK_ERRORS = {errno.ENOSPC: "make room", errno.EDQUOT: "make room", errno.EROFS: "make it writable",
                errno.EACCES: "make it writable"}
-# SIGTERM (a scheduler, `timeout`, a container stop) and SIGHUP (a closed terminal) stop lume as Ctrl-C does.
+# SIGTERM (a scheduler, `timeout`, a container stop) and SIGHUP (a closed terminal) stop lume as Ctrl-C does,
+# unless ignored when lume starts: `nohup lume run ...` must outlive its terminal.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -355,7 +356,9 @@ def main(argv: list[str] | None = None) -> None:
     set_resume_note(None)  # an earlier command's, in this process, is not this one's
     set_study_note(None)
     _received.clear()
-    previous, root_level = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}, logging.root.level
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS
+                if signal.getsignal(number) is not signal.SIG_IGN}
+    root_level = logging.root.level
     try:
         with warnings.catch_warnings():
             code = _run(argv)
