@@ -285,7 +285,12 @@ def test_a_hangup_ignored_at_start_stays_ignored(capsys, tmp_path, tiny_model_di
 
     sighup_handler(signal.SIG_IGN)
     run = Probes.run
-    monkeypatch.setattr(Probes, "run", lambda *a, **k: (os.kill(os.getpid(), signal.SIGHUP), run(*a, **k))[1])
+
+    def hung_up_then_run(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(Probes, "run", hung_up_then_run)
     code, _ = run_cli(capsys, "evaluate", tiny_model_dir, "--out", tmp_path / "eval")
     assert code == 0 and (tmp_path / "eval" / "summary.json").is_file()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN

@@ -9,7 +9,6 @@ already finished with the same settings and resumes the others.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from lume.outputs import claim, mark_finished, one_writer, refuse_overwriting_in
 from lume.stages.unlearning.merge import MergeConfig, check_adapters, merge_into
 from lume.stages.unlearning.recipes.base import RECIPES, recipe_configs
 from lume.results import UnlearnReport
-from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, step_key, unlearn
+from lume.stages.unlearning.unlearner import REPORT_NAME, UnlearnConfig, read_unlearn_report, step_key, unlearn
 
 RUNS_DIR = "runs"
 
@@ -113,8 +112,8 @@ def _key(model_in, configs: dict[str, UnlearnConfig], merge: MergeConfig) -> str
 def _finished_report(folder: Path, config: UnlearnConfig) -> UnlearnReport | None:
     """The report of a run already finished in FOLDER with these settings, else None."""
     try:
-        report = UnlearnReport.from_json(json.loads((folder / REPORT_NAME).read_text(encoding="utf-8")))
-    except (OSError, ValueError, LumeError):
+        report = read_unlearn_report(folder)
+    except (ValueError, LumeError):
         return None
     return report if made_with(report.config, config, folder / REPORT_NAME) else None
 
