@@ -51,6 +51,15 @@ def test_a_sweep_runs_its_trials_evaluates_the_best_and_continues_where_it_stopp
     assert "## Sweep" in report and "Pareto" in report
 
 
+def test_a_sweep_that_evaluates_only_its_target_still_chooses_and_reports_its_trials(tmp_path, tiny_target, data_dir):
+    run = sweep(load_sweep(write_config(tmp_path, tiny_target, data_dir, trials=1, evaluate_best=False)))
+    assert (run / "eval" / "target" / "summary.json").is_file() and not (run / "eval" / "npo+gd").exists()
+    tuned = yaml.safe_load((run / "tuned.yaml").read_text())
+    assert [entry["name"] for entry in tuned["methods"]] == ["npo+gd"]
+    report = (run / "report.md").read_text()
+    assert "## Sweep" in report and "| npo+gd |" not in report.split("## Sweep")[0]
+
+
 @pytest.mark.parametrize("change, message", [
     ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
     ({"heartbeat": 0}, "field 'heartbeat': must be at least 1, got 0"),

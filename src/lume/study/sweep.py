@@ -7,7 +7,8 @@ pruner can stop a poor trial early. Optuna's storage (SQLite in RUN by default, 
 URL) holds the trials: several `lume sweep` processes on the same storage share the work, and an
 interrupted sweep continues (a trial whose worker died is retried with the same settings, and
 its step resumes from its last checkpoint). Once the trials are done, each method's best trial
-is evaluated in full and the study report gains the trial table and the Pareto plot.
+is evaluated in full (unless `evaluate_best` is false) and the study report gains the trial table
+and the Pareto plot.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class SweepConfig(StudyConfig):
                                          "the target's oracle privleak (|privleak|) and forget_quality (a "
                                          "multi-objective search; its Pareto front is kept; pruner none)",
                                     factory=lambda: ["final"])
+    evaluate_best: bool = setting(True, "Once the trials are done, evaluate each method's best trial in full on the "
+                                        "tuning documents beside the target (the report's leaderboard); false "
+                                        "evaluates the target only: a sweep whose choices a study reports anyway")
 
 
 def _checked_search(search, method: StudyMethod, index: int, path: Path) -> dict:
@@ -417,8 +421,9 @@ def _values(trial: optuna.trial.FrozenTrial) -> dict:
 
 
 def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.Study]) -> None:
-    """Write sweep.json; evaluate the target and each method's best trial (of several objectives:
-    the Pareto front's best by the final-score formula) in full; the report."""
+    """Write sweep.json and tuned.yaml; evaluate the target and (with evaluate_best) each method's
+    best trial (of several objectives: the Pareto front's best by the final-score formula) in full;
+    the report."""
     best = {label: trial for label, study in studies.items() if (trial := representative(study)) is not None}
     several = {"objectives": config.objectives,
                "pareto": {label: [t.number for t in front(study)] for label, study in studies.items()}} \
@@ -429,7 +434,8 @@ def _finish(config: SweepConfig, opened: OpenStudy, studies: dict[str, optuna.St
                  for label, trial in best.items()},
         "trials": trial_rows(studies)})
     write_text_atomic(opened.out / TUNED_NAME, tuned_methods(config, opened, best))
-    evaluated_course(opened, ((label, Path(trial.user_attrs["folder"])) for label, trial in best.items()))
+    chosen = ((label, Path(trial.user_attrs["folder"])) for label, trial in best.items())
+    evaluated_course(opened, chosen if config.evaluate_best else ())
 
 
 TUNED_NAME = "tuned.yaml"  # each method's chosen settings, as a study's `methods:` (`methods: RUN/tuned.yaml`)
