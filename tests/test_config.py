@@ -159,3 +159,24 @@ def test_the_comparison_tunes_every_entry_alike_on_tuning_documents_and_reports_
     assert study["methods"] == f"{sweep.out}/tuned.yaml" and study["target"] == yaml.safe_load(
         (configs / "compare-sweep.yaml").read_text())["target"]
     assert study["evaluation"] == yaml.safe_load((configs / "compare-sweep.yaml").read_text())["evaluation"]
+
+
+def test_the_larger_comparison_runs_lumes_tuned_defaults_on_more_members_away_from_their_documents():
+    """configs/compare-larger.yaml: lume's packaged tuned defaults, scored as configs/compare.yaml
+    scores, on a target with more members that leaves out every document they were tuned on."""
+    from pathlib import Path
+
+    import yaml
+
+    from lume.stages.target import AWAY_FROM_TUNING
+    from lume.stages.unlearning.tuned import TUNED_FILE
+
+    root = Path(__file__).parent.parent
+    larger = yaml.safe_load((root / "configs" / "compare-larger.yaml").read_text())
+    study = yaml.safe_load((root / "configs" / "compare.yaml").read_text())
+    assert (root / larger["methods"]).resolve() == TUNED_FILE.resolve()
+    assert larger["evaluation"] == study["evaluation"] and larger["target"]["oracle"]
+    assert larger["target"]["preset"] in AWAY_FROM_TUNING and "excluded_documents" not in larger["target"]["memorize"]
+    assert larger["target"]["memorize"]["docs_per_task"] > study["target"]["memorize"]["docs_per_task"]
+    assert [m.label for m in load_config(root / "configs" / "compare-larger.yaml").methods] == \
+        [m["name"] for m in yaml.safe_load(TUNED_FILE.read_text())["methods"]]
