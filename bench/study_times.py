@@ -9,20 +9,20 @@ came from the cache shows the run that built it.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text())
+from lume.data.manifest import read_manifest
+from lume.results import read_summary
+from lume.stages.unlearning.unlearner import REPORT_NAME, read_unlearn_report
 
 
 def _built_seconds(model: Path) -> tuple[str, float | None]:
     """What made MODEL and how long it took: training a target or oracle, or unlearning."""
-    if (model / "lume_unlearn.json").is_file():
-        return "unlearning", _read(model / "lume_unlearn.json")["seconds"]
-    if (model / "lume_target.json").is_file():
-        return "training", _read(model / "lume_target.json")["result"]["seconds"]
+    if (model / REPORT_NAME).is_file():
+        return "unlearning", read_unlearn_report(model).seconds
+    manifest = read_manifest(model)
+    if manifest is not None:
+        return "training", manifest.result.get("seconds")
     return "given", None
 
 
@@ -30,9 +30,9 @@ def part_times(run: Path) -> list[tuple[str, str, float | None, float]]:
     """(model, how it was made, seconds making it, seconds evaluating it), in the study's order."""
     rows = []
     for summary_file in sorted((run / "eval").glob("*/summary.json"), key=lambda f: f.stat().st_mtime):
-        summary = _read(summary_file)
-        made, seconds = _built_seconds(Path(summary["model"]["path"]))
-        rows.append((summary_file.parent.name, made, seconds, summary["timings"]["total_s"]))
+        summary = read_summary(summary_file)
+        made, seconds = _built_seconds(Path(summary.model.path))
+        rows.append((summary_file.parent.name, made, seconds, summary.timings["total_s"]))
     return rows
 
 
